@@ -1,0 +1,406 @@
+//! The config file as written by operators: serde types mirroring the YAML.
+//!
+//! Every struct denies unknown fields so a typo is an error, not a silently
+//! ignored setting. These types are never seen by the data plane: `validate`
+//! turns them into the checked model in `model`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Root of a Gatehouse config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Addresses the proxy binds. Changing them requires a restart.
+    #[serde(default)]
+    pub listeners: Listeners,
+    /// Process-wide settings (threads, graceful shutdown).
+    #[serde(default)]
+    pub server: Server,
+    /// Request limits applied before routing.
+    #[serde(default)]
+    pub limits: Limits,
+    /// TLS termination policy.
+    #[serde(default)]
+    pub tls: Tls,
+    /// Tenants: the owners of domains and pools.
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    /// Virtual hosts with their routes.
+    #[serde(default)]
+    pub domains: Vec<Domain>,
+    /// Upstream pools that routes forward to.
+    #[serde(default)]
+    pub pools: Vec<Pool>,
+    /// Certificates that domains reference for TLS termination.
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
+}
+
+/// Listening addresses (`host:port`). Each is optional; at least one of
+/// `http`/`https` must be set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listeners {
+    /// Plain HTTP/1.1 listener, e.g. `0.0.0.0:80`.
+    pub http: Option<String>,
+    /// TLS listener (HTTP/1.1 and HTTP/2 via ALPN), e.g. `0.0.0.0:443`.
+    pub https: Option<String>,
+    /// Internal listener serving `/metrics`, `/healthz` and `/readyz`.
+    /// Bind it to loopback or a private network.
+    pub internal: Option<String>,
+}
+
+/// Process-wide settings. These take effect at start only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Worker threads per listener service; default: number of CPU cores.
+    pub threads: Option<usize>,
+    /// How long SIGTERM waits for in-flight requests before exiting (default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub grace_period: Option<Duration>,
+    /// Pid file, used by zero-downtime binary upgrades (default none).
+    pub pid_file: Option<String>,
+    /// Unix socket on which a new binary receives the listening sockets
+    /// during a zero-downtime upgrade (`gatehouse run --upgrade`).
+    pub upgrade_sock: Option<String>,
+}
+
+/// Limits enforced on every request before routing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Maximum total size of request header names and values in bytes (default 32768); larger → 431.
+    pub max_header_bytes: Option<usize>,
+    /// Maximum number of request header fields (default 100, at most 256); more → 431.
+    pub max_header_count: Option<usize>,
+    /// Maximum length of the request target in bytes (default 8192); longer → 414.
+    pub max_uri_bytes: Option<usize>,
+    /// Maximum time to receive a request head and between body reads (default 30s).
+    /// Slow clients (slowloris) are disconnected after it.
+    #[serde(default, with = "humantime_serde")]
+    pub client_read_timeout: Option<Duration>,
+    /// Maximum time a write to the client may block (default 30s).
+    #[serde(default, with = "humantime_serde")]
+    pub client_write_timeout: Option<Duration>,
+    /// How long an idle keep-alive client connection stays open (default 60s).
+    #[serde(default, with = "humantime_serde")]
+    pub keepalive_timeout: Option<Duration>,
+}
+
+/// What to do with a TLS handshake whose SNI matches no configured certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownSni {
+    /// Abort the handshake (the default): never present a certificate for a name we do not serve.
+    #[default]
+    Reject,
+    /// Present `tls.default_certificate`.
+    DefaultCertificate,
+}
+
+/// TLS termination policy for the `https` listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Behaviour for an unknown or missing SNI (default `reject`).
+    #[serde(default)]
+    pub unknown_sni: UnknownSni,
+    /// Certificate name used when `unknown_sni: default_certificate`.
+    pub default_certificate: Option<String>,
+}
+
+/// A tenant: the unit of ownership and isolation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// Unique name, `[a-z0-9_-]`, at most 63 characters.
+    pub name: String,
+}
+
+/// A virtual host and its routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    /// Hostnames served: exact (`example.com`) or a one-label wildcard (`*.example.com`).
+    pub hosts: Vec<String>,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Certificate (by name) served for these hosts on the HTTPS listener.
+    pub certificate: Option<String>,
+    /// Redirect plain-HTTP requests to HTTPS with 308.
+    #[serde(default)]
+    pub force_https: bool,
+    /// Header edits applied to every request/response of this domain.
+    #[serde(default)]
+    pub headers: HeaderRules,
+    /// Routes, matched by longest path (exact beats prefix).
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// Request and response header edits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRules {
+    /// Edits applied to the request before it is forwarded upstream.
+    #[serde(default)]
+    pub request: HeaderEdits,
+    /// Edits applied to the response before it is sent to the client.
+    #[serde(default)]
+    pub response: HeaderEdits,
+}
+
+/// One set of header edits, applied in the order remove, set, add.
+/// Values may use variables: `$client_ip`, `$request_id`, `$host`, `$scheme`,
+/// `$request_uri`, `$tenant`; write `$$` for a literal `$`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEdits {
+    /// Header names to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Headers to set, replacing any existing values.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Headers to append, keeping existing values.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+}
+
+/// How a route's `path` is compared with the request path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    /// Segment-aware prefix: `/api` matches `/api`, `/api/` and `/api/x` but not `/apix`.
+    #[default]
+    Prefix,
+    /// The path must be equal.
+    Exact,
+}
+
+/// One route: a path (and optional methods) mapped to exactly one action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Path to match, starting with `/` (default `/`).
+    pub path: Option<String>,
+    /// `prefix` (default) or `exact`.
+    #[serde(default, rename = "match")]
+    pub path_match: PathMatch,
+    /// Allowed methods; empty means all. A path match with another method gets 405.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Forward to this upstream pool (same tenant).
+    pub pool: Option<String>,
+    /// Answer directly.
+    pub respond: Option<Respond>,
+    /// Redirect the client.
+    pub redirect: Option<Redirect>,
+    /// Serve files from a directory.
+    #[serde(rename = "static")]
+    pub static_files: Option<StaticFiles>,
+}
+
+/// A fixed response.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Respond {
+    /// Status code (default 200).
+    pub status: Option<u16>,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Response body (default empty).
+    #[serde(default)]
+    pub body: String,
+}
+
+/// A redirect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    /// Target URL. With `keep_path`, the request path and query are appended.
+    pub to: String,
+    /// 301, 302, 303, 307 or 308 (default 302).
+    pub status: Option<u16>,
+    /// Append the request path and query to `to` (default false).
+    #[serde(default)]
+    pub keep_path: bool,
+}
+
+/// Static file serving from a directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticFiles {
+    /// Directory served. Requests never escape it (no `..`, no symlinks out).
+    pub root: String,
+    /// Index files tried for a directory (default `[index.html]`).
+    pub index: Option<Vec<String>>,
+    /// Strip the route's path prefix before mapping to a file (default true).
+    pub strip_prefix: Option<bool>,
+    /// `Cache-Control` value sent with files (default none).
+    pub cache_control: Option<String>,
+}
+
+/// Load-balancing algorithm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Smooth weighted round robin (default).
+    #[default]
+    RoundRobin,
+    /// Fewest in-flight requests relative to weight.
+    LeastConnections,
+    /// Rendezvous hashing on `hash_key`: a key sticks to one target while it is healthy.
+    ConsistentHash,
+}
+
+/// An upstream pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Unique name.
+    pub name: String,
+    /// Owning tenant; only that tenant's domains may route to it.
+    pub tenant: String,
+    /// Upstream servers.
+    pub targets: Vec<Target>,
+    /// Load-balancing algorithm (default `round_robin`).
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Key for `consistent_hash`: `$client_ip`, `$request_uri`, `$host`, or `header:<name>`.
+    pub hash_key: Option<String>,
+    /// TLS to the upstream (default off).
+    pub tls: Option<UpstreamTls>,
+    /// Speak HTTP/2 to the upstream (h2 over TLS via ALPN, h2c prior knowledge without TLS),
+    /// e.g. for gRPC.
+    #[serde(default)]
+    pub http2: bool,
+    /// Host header sent upstream (default: the client's Host).
+    pub host_header: Option<String>,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Extra attempts on another target after a connect failure, for idempotent requests (default 1).
+    pub retries: Option<u32>,
+    /// Active and passive health checking.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+}
+
+/// One upstream server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// `ip:port` or `hostname:port` (resolved when the config is loaded).
+    pub addr: String,
+    /// Relative weight, 1..=1000 (default 1).
+    pub weight: Option<u32>,
+}
+
+/// TLS towards an upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// SNI and verified name (default: the target's host part).
+    pub sni: Option<String>,
+    /// Verify the upstream certificate against system roots (default true).
+    pub verify: Option<bool>,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP (+TLS) connect timeout (default 3s).
+    #[serde(default, with = "humantime_serde")]
+    pub connect: Option<Duration>,
+    /// Maximum wait for each read from the upstream (default 30s); exceeded → 504.
+    #[serde(default, with = "humantime_serde")]
+    pub read: Option<Duration>,
+    /// Maximum wait for each write to the upstream (default 30s).
+    #[serde(default, with = "humantime_serde")]
+    pub write: Option<Duration>,
+    /// How long an idle pooled upstream connection is kept (default 60s).
+    #[serde(default, with = "humantime_serde")]
+    pub idle: Option<Duration>,
+}
+
+/// Health checking for a pool.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// Periodic probes (default off).
+    pub active: Option<ActiveHealthCheck>,
+    /// Eject a target after consecutive failed requests (default on: 5 failures, 10s).
+    pub passive: Option<PassiveHealthCheck>,
+}
+
+/// Kind of active probe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// `GET path` must answer with an expected status (default).
+    #[default]
+    Http,
+    /// A TCP connect must succeed.
+    Tcp,
+}
+
+/// Active health check settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHealthCheck {
+    /// `http` (default) or `tcp`.
+    #[serde(default)]
+    pub kind: ProbeKind,
+    /// Path probed by `http` checks (default `/`).
+    pub path: Option<String>,
+    /// Statuses counted healthy (default 200..=399), as `[low, high]`.
+    pub expect_status: Option<[u16; 2]>,
+    /// Time between probes (default 5s).
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Probe timeout (default 2s).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Consecutive successes to mark a target up (default 2).
+    pub rise: Option<u32>,
+    /// Consecutive failures to mark a target down (default 3).
+    pub fall: Option<u32>,
+}
+
+/// Passive health check settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveHealthCheck {
+    /// Consecutive connect failures / 5xx-free failures before ejection (default 5, 0 = off).
+    pub consecutive_failures: Option<u32>,
+    /// How long an ejected target is skipped (default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub ejection_time: Option<Duration>,
+}
+
+/// A certificate chain and private key, in PEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    /// Unique name referenced by domains.
+    pub name: String,
+    /// Path to the PEM certificate chain (leaf first).
+    pub cert_path: Option<String>,
+    /// Path to the PEM private key.
+    pub key_path: Option<String>,
+    /// Inline PEM certificate chain.
+    pub cert_pem: Option<String>,
+    /// Inline PEM private key.
+    pub key_pem: Option<String>,
+    /// Generate a self-signed certificate at `cert_path`/`key_path` for the hosts of the
+    /// domains using it when the files do not exist yet (development and quickstart only).
+    #[serde(default)]
+    pub self_signed: bool,
+}

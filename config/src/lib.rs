@@ -1,0 +1,53 @@
+//! `gatehouse-config`: the Gatehouse configuration model.
+//!
+//! Two layers: [`file`] holds serde types mirroring the YAML an operator writes
+//! (unknown fields rejected), and [`model`] holds the validated config the data
+//! plane compiles. [`validate`](mod@validate) converts one into the other and reports
+//! every problem with its field path. This crate does no I/O beyond reading the
+//! files a config names (certificates, static roots) and never panics on input.
+//! Start reading at [`load_file`].
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod file;
+pub mod model;
+pub mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::Config;
+
+/// Parses YAML (JSON is valid YAML) into file types. On a syntax or type error,
+/// the error names the field path and the line/column.
+pub fn parse_yaml(text: &str) -> Result<file::FileConfig, ConfigErrors> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigErrors::single(path, e.into_inner().to_string())
+    })
+}
+
+/// Parses and validates a config held in memory; relative paths resolve
+/// against `base_dir`.
+pub fn load_str(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let file = parse_yaml(text)?;
+    validate::validate(&file, base_dir)
+}
+
+/// Reads, parses and validates a config file; relative paths in it resolve
+/// against the file's directory.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    load_str(&text, base)
+}
+
+#[cfg(test)]
+mod tests;

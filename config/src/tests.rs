@@ -1,0 +1,209 @@
+//! Unit tests of parsing and validation.
+
+use std::path::Path;
+
+use super::*;
+use crate::model::{HostPattern, RouteAction, TemplatePart, Variable};
+
+fn load(yaml: &str) -> Result<Config, ConfigErrors> {
+    load_str(yaml, Path::new("."))
+}
+
+fn messages(e: &ConfigErrors) -> Vec<String> {
+    e.iter().map(|e| e.to_string()).collect()
+}
+
+const MINIMAL: &str = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme }]
+pools:
+  - { name: api, tenant: acme, targets: [{ addr: "127.0.0.1:9000" }] }
+domains:
+  - hosts: [Example.COM, "*.example.org"]
+    tenant: acme
+    routes:
+      - { path: /api, pool: api }
+      - { path: /, respond: { status: 200, body: hi } }
+"#;
+
+#[test]
+fn minimal_config_validates() {
+    let cfg = load(MINIMAL).unwrap();
+    assert_eq!(cfg.domains.len(), 1);
+    assert_eq!(
+        cfg.domains[0].hosts,
+        vec![
+            HostPattern::Exact("example.com".into()),
+            HostPattern::Wildcard("example.org".into())
+        ]
+    );
+    assert!(matches!(cfg.domains[0].routes[0].action, RouteAction::Pool(0)));
+    assert_eq!(cfg.pools[0].retries, 1);
+    assert_eq!(cfg.limits.max_header_count, 100);
+}
+
+#[test]
+fn reports_every_error_with_its_path() {
+    let yaml = r#"
+listeners: { http: "nonsense" }
+tenants: [{ name: acme }, { name: acme }]
+pools:
+  - { name: api, tenant: ghost, targets: [] }
+domains:
+  - hosts: ["bad host!"]
+    tenant: acme
+    routes:
+      - { path: /x, pool: nope }
+      - { path: y, respond: { status: 99 } }
+      - { path: /z }
+      - { path: /w, redirect: { to: "https://a", status: 200 } }
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    let expected = [
+        "listeners.http: invalid listen address",
+        "tenants[1].name: duplicate tenant",
+        "pools[0].tenant: unknown tenant \"ghost\"",
+        "pools[0].targets: at least one target is required",
+        "domains[0].hosts[0]: invalid hostname",
+        "domains[0].routes[0].pool: unknown pool \"nope\"",
+        "domains[0].routes[1].path: path \"y\" must start with '/'",
+        "domains[0].routes[1].respond.status: invalid status code 99",
+        "domains[0].routes[2]: exactly one of",
+        "domains[0].routes[3].redirect.status: redirect status must be",
+        "listeners: at least one of `http` or `https` must be set",
+    ];
+    for want in expected {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+}
+
+#[test]
+fn unknown_field_is_rejected_with_path() {
+    let yaml = "listeners: { http: \"127.0.0.1:80\" }\ndomains:\n  - hosts: [a.com]\n    tenant: t\n    routs: []\n";
+    let errs = load(yaml).unwrap_err();
+    let e = &errs.0[0];
+    assert_eq!(e.path, "domains[0].routs");
+    assert!(e.message.contains("unknown field `routs`"), "{e}");
+}
+
+#[test]
+fn type_error_names_the_field() {
+    let yaml = "listeners: { http: \"127.0.0.1:80\" }\npools:\n  - { name: p, tenant: t, targets: [{ addr: a, weight: heavy }] }\n";
+    let e = &load(yaml).unwrap_err().0[0];
+    assert_eq!(e.path, "pools[0].targets[0].weight");
+}
+
+#[test]
+fn pool_of_another_tenant_is_refused() {
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: a }, { name: b }]
+pools: [{ name: bp, tenant: b, targets: [{ addr: "127.0.0.1:1" }] }]
+domains: [{ hosts: [a.com], tenant: a, routes: [{ pool: bp }] }]
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["domains[0].routes[0].pool: pool \"bp\" belongs to another tenant"]
+    );
+}
+
+#[test]
+fn duplicate_host_across_domains_is_refused() {
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: a }]
+domains:
+  - { hosts: [a.com], tenant: a }
+  - { hosts: [A.com.], tenant: a }
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    assert_eq!(
+        errs,
+        vec!["domains[1].hosts[0]: host a.com is already served by domains[0].hosts[0]"]
+    );
+}
+
+#[test]
+fn templates_parse_variables_and_reject_unknown_ones() {
+    let t = validate::parse_template("ip=$client_ip; id=$request_id $$5").unwrap();
+    assert_eq!(
+        t.parts,
+        vec![
+            TemplatePart::Literal("ip=".into()),
+            TemplatePart::Var(Variable::ClientIp),
+            TemplatePart::Literal("; id=".into()),
+            TemplatePart::Var(Variable::RequestId),
+            TemplatePart::Literal(" $5".into()),
+        ]
+    );
+    let err = validate::parse_template("$nope").unwrap_err();
+    assert!(err.contains("unknown variable $nope"), "{err}");
+}
+
+#[test]
+fn header_rule_errors_have_paths() {
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: a }]
+domains:
+  - hosts: [a.com]
+    tenant: a
+    headers:
+      request: { set: { "X-Ip": "$client_addr" }, remove: ["bad name"] }
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].starts_with("domains[0].headers.request.remove[0]: invalid header name"));
+    assert!(errs[1].starts_with("domains[0].headers.request.set.X-Ip: unknown variable $client_addr"));
+}
+
+#[test]
+fn https_listener_needs_a_certificate() {
+    let yaml = r#"
+listeners: { https: "127.0.0.1:0" }
+tenants: [{ name: a }]
+domains: [{ hosts: [a.com], tenant: a, certificate: nope }]
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    assert!(errs.contains(&"domains[0].certificate: unknown certificate \"nope\"".to_string()), "{errs:#?}");
+}
+
+#[test]
+fn consistent_hash_needs_a_key() {
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: a }]
+pools:
+  - { name: p, tenant: a, algorithm: consistent_hash, targets: [{ addr: "127.0.0.1:1" }] }
+  - { name: q, tenant: a, algorithm: consistent_hash, hash_key: "header:X-User", targets: [{ addr: "127.0.0.1:1" }] }
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    assert_eq!(errs, vec!["pools[0].hash_key: required for algorithm consistent_hash"]);
+}
+
+#[test]
+fn never_panics_on_garbage() {
+    // A cheap deterministic fuzz: every prefix and a set of byte mutations of a
+    // valid config must yield Ok or Err, never a panic.
+    let base = MINIMAL.as_bytes();
+    for cut in 0..base.len() {
+        if let Ok(s) = std::str::from_utf8(&base[..cut]) {
+            let _ = load(s);
+        }
+    }
+    let junk = [b'{', b'}', b'[', b':', b'-', b'*', b'$', b'\n', b' ', b'"', b'0'];
+    for i in (0..base.len()).step_by(3) {
+        for j in junk {
+            let mut m = base.to_vec();
+            m[i] = j;
+            if let Ok(s) = std::str::from_utf8(&m) {
+                let _ = load(s);
+            }
+        }
+    }
+}

@@ -1,0 +1,858 @@
+//! File types → validated model, collecting every error with its field path.
+//!
+//! Validation never stops at the first problem: each section is checked and
+//! every error recorded, so `gatehouse check` can list them all at once.
+//! Nothing here panics on any input.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::ConfigErrors;
+use crate::file;
+use crate::model::*;
+
+/// Header count above which Pingora's HTTP/1 parser itself rejects a request (with 400).
+pub const PARSER_MAX_HEADERS: usize = 256;
+
+/// Validates `cfg`; relative paths are resolved against `base_dir`
+/// (the directory of the config file).
+pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    let mut v = Validator {
+        errors: ConfigErrors::default(),
+        base_dir,
+    };
+    let listeners = v.listeners(&cfg.listeners);
+    let server = v.server(&cfg.server);
+    let limits = v.limits(&cfg.limits);
+    let tenants = v.tenants(&cfg.tenants);
+    let cert_index = v.name_index(
+        cfg.certificates.iter().map(|c| c.name.as_str()),
+        "certificates",
+    );
+    let pool_index = v.name_index(cfg.pools.iter().map(|p| p.name.as_str()), "pools");
+    let pools: Vec<Pool> = cfg
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| v.pool(p, &format!("pools[{i}]"), &tenants))
+        .collect();
+    let domains: Vec<Domain> = v.domains(cfg, &tenants, &cert_index, &pool_index);
+    let mut certificates: Vec<Certificate> = cfg
+        .certificates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| v.certificate(c, &format!("certificates[{i}]")))
+        .collect();
+    for d in &domains {
+        if let Some(ci) = d.certificate {
+            certificates[ci].hosts.extend(d.hosts.iter().cloned());
+        }
+    }
+    let tls = v.tls(&cfg.tls, &cert_index);
+
+    if listeners.http.is_none() && listeners.https.is_none() {
+        v.err("listeners", "at least one of `http` or `https` must be set");
+    }
+    if listeners.https.is_some()
+        && !domains.iter().any(|d| d.certificate.is_some())
+        && tls.default_certificate.is_none()
+    {
+        v.err(
+            "listeners.https",
+            "an https listener needs at least one domain with a `certificate` or a `tls.default_certificate`",
+        );
+    }
+
+    if v.errors.is_empty() {
+        Ok(Config {
+            listeners,
+            server,
+            limits,
+            tls,
+            tenants: tenants.into_iter().collect(),
+            domains,
+            pools,
+            certificates,
+        })
+    } else {
+        Err(v.errors)
+    }
+}
+
+struct Validator<'a> {
+    errors: ConfigErrors,
+    base_dir: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(path, message);
+    }
+
+    fn resolve_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn listen_addr(&mut self, value: &Option<String>, path: &str) -> Option<SocketAddr> {
+        let s = value.as_ref()?;
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    path,
+                    format!("invalid listen address {s:?}: expected ip:port, e.g. 0.0.0.0:8080"),
+                );
+                None
+            }
+        }
+    }
+
+    fn listeners(&mut self, l: &file::Listeners) -> Listeners {
+        let out = Listeners {
+            http: self.listen_addr(&l.http, "listeners.http"),
+            https: self.listen_addr(&l.https, "listeners.https"),
+            internal: self.listen_addr(&l.internal, "listeners.internal"),
+        };
+        let all = [
+            ("listeners.http", out.http),
+            ("listeners.https", out.https),
+            ("listeners.internal", out.internal),
+        ];
+        for (i, (path, a)) in all.iter().enumerate() {
+            for (other, b) in &all[..i] {
+                if let (Some(a), Some(b)) = (a, b) {
+                    if a == b && a.port() != 0 {
+                        self.err(*path, format!("address {a} is also used by {other}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn server(&mut self, s: &file::Server) -> Server {
+        let threads = match s.threads {
+            Some(0) => {
+                self.err("server.threads", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
+        Server {
+            threads,
+            grace_period: s.grace_period.unwrap_or(Duration::from_secs(10)),
+            pid_file: s.pid_file.as_deref().map(|p| self.resolve_path(p)),
+            upgrade_sock: self.resolve_path(
+                s.upgrade_sock
+                    .as_deref()
+                    .unwrap_or("/tmp/gatehouse_upgrade.sock"),
+            ),
+        }
+    }
+
+    fn positive(&mut self, v: Option<usize>, default: usize, path: &str) -> usize {
+        match v {
+            Some(0) => {
+                self.err(path, "must be greater than 0");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        }
+    }
+
+    fn duration(&mut self, v: Option<Duration>, default: Duration, path: &str) -> Duration {
+        match v {
+            Some(d) if d.is_zero() => {
+                self.err(path, "must be greater than 0");
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    }
+
+    fn limits(&mut self, l: &file::Limits) -> Limits {
+        let max_header_count =
+            self.positive(l.max_header_count, 100, "limits.max_header_count");
+        if max_header_count > PARSER_MAX_HEADERS {
+            self.err(
+                "limits.max_header_count",
+                format!("must be at most {PARSER_MAX_HEADERS} (the HTTP/1 parser's own limit)"),
+            );
+        }
+        Limits {
+            max_header_bytes: self.positive(l.max_header_bytes, 32 * 1024, "limits.max_header_bytes"),
+            max_header_count,
+            max_uri_bytes: self.positive(l.max_uri_bytes, 8 * 1024, "limits.max_uri_bytes"),
+            client_read_timeout: self.duration(
+                l.client_read_timeout,
+                Duration::from_secs(30),
+                "limits.client_read_timeout",
+            ),
+            client_write_timeout: self.duration(
+                l.client_write_timeout,
+                Duration::from_secs(30),
+                "limits.client_write_timeout",
+            ),
+            keepalive_timeout: self.duration(
+                l.keepalive_timeout,
+                Duration::from_secs(60),
+                "limits.keepalive_timeout",
+            ),
+        }
+    }
+
+    fn tenants(&mut self, tenants: &[file::Tenant]) -> HashSet<String> {
+        let mut out = HashSet::new();
+        for (i, t) in tenants.iter().enumerate() {
+            let path = format!("tenants[{i}].name");
+            if !valid_name(&t.name) {
+                self.err(
+                    &path,
+                    format!("invalid tenant name {:?}: use 1-63 characters of a-z, 0-9, '-' and '_'", t.name),
+                );
+            }
+            if !out.insert(t.name.clone()) {
+                self.err(&path, format!("duplicate tenant {:?}", t.name));
+            }
+        }
+        out
+    }
+
+    fn name_index<'n>(
+        &mut self,
+        names: impl Iterator<Item = &'n str>,
+        section: &str,
+    ) -> HashMap<String, usize> {
+        let mut index = HashMap::new();
+        for (i, name) in names.enumerate() {
+            let path = format!("{section}[{i}].name");
+            if !valid_name(name) {
+                self.err(
+                    &path,
+                    format!("invalid name {name:?}: use 1-63 characters of a-z, 0-9, '-' and '_'"),
+                );
+            }
+            if index.insert(name.to_string(), i).is_some() {
+                self.err(&path, format!("duplicate name {name:?}"));
+            }
+        }
+        index
+    }
+
+    fn tenant_ref(&mut self, tenant: &str, tenants: &HashSet<String>, path: &str) {
+        if !tenants.contains(tenant) {
+            self.err(path, format!("unknown tenant {tenant:?}"));
+        }
+    }
+
+    fn tls(&mut self, t: &file::Tls, cert_index: &HashMap<String, usize>) -> Tls {
+        let default_certificate = t.default_certificate.as_ref().and_then(|name| {
+            let found = cert_index.get(name).copied();
+            if found.is_none() {
+                self.err(
+                    "tls.default_certificate",
+                    format!("unknown certificate {name:?}"),
+                );
+            }
+            found
+        });
+        if t.unknown_sni == UnknownSni::DefaultCertificate && t.default_certificate.is_none() {
+            self.err(
+                "tls.default_certificate",
+                "required when `tls.unknown_sni` is `default_certificate`",
+            );
+        }
+        Tls {
+            unknown_sni: t.unknown_sni,
+            default_certificate,
+        }
+    }
+
+    fn domains(
+        &mut self,
+        cfg: &file::FileConfig,
+        tenants: &HashSet<String>,
+        cert_index: &HashMap<String, usize>,
+        pool_index: &HashMap<String, usize>,
+    ) -> Vec<Domain> {
+        let mut seen_hosts: HashMap<HostPattern, String> = HashMap::new();
+        let mut out = Vec::with_capacity(cfg.domains.len());
+        for (di, d) in cfg.domains.iter().enumerate() {
+            let dpath = format!("domains[{di}]");
+            self.tenant_ref(&d.tenant, tenants, &format!("{dpath}.tenant"));
+            if d.hosts.is_empty() {
+                self.err(format!("{dpath}.hosts"), "at least one host is required");
+            }
+            let mut hosts = Vec::with_capacity(d.hosts.len());
+            for (hi, h) in d.hosts.iter().enumerate() {
+                let hpath = format!("{dpath}.hosts[{hi}]");
+                match parse_host_pattern(h) {
+                    Ok(p) => {
+                        if let Some(prev) = seen_hosts.insert(p.clone(), hpath.clone()) {
+                            self.err(&hpath, format!("host {p} is already served by {prev}"));
+                        }
+                        hosts.push(p);
+                    }
+                    Err(msg) => self.err(&hpath, msg),
+                }
+            }
+            let certificate = d.certificate.as_ref().and_then(|name| {
+                let found = cert_index.get(name).copied();
+                if found.is_none() {
+                    self.err(
+                        format!("{dpath}.certificate"),
+                        format!("unknown certificate {name:?}"),
+                    );
+                }
+                found
+            });
+            let request_headers = self.header_edits(&d.headers.request, &format!("{dpath}.headers.request"));
+            let response_headers =
+                self.header_edits(&d.headers.response, &format!("{dpath}.headers.response"));
+            let routes = d
+                .routes
+                .iter()
+                .enumerate()
+                .filter_map(|(ri, r)| {
+                    self.route(r, &format!("{dpath}.routes[{ri}]"), &d.tenant, cfg, pool_index)
+                })
+                .collect();
+            out.push(Domain {
+                hosts,
+                tenant: d.tenant.clone(),
+                certificate,
+                force_https: d.force_https,
+                request_headers,
+                response_headers,
+                routes,
+            });
+        }
+        out
+    }
+
+    fn route(
+        &mut self,
+        r: &file::Route,
+        path: &str,
+        tenant: &str,
+        cfg: &file::FileConfig,
+        pool_index: &HashMap<String, usize>,
+    ) -> Option<Route> {
+        let route_path = r.path.clone().unwrap_or_else(|| "/".to_string());
+        if !route_path.starts_with('/') {
+            self.err(format!("{path}.path"), format!("path {route_path:?} must start with '/'"));
+        }
+        let mut methods = Vec::new();
+        for (mi, m) in r.methods.iter().enumerate() {
+            match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => methods.push(m),
+                Err(_) => self.err(format!("{path}.methods[{mi}]"), format!("invalid method {m:?}")),
+            }
+        }
+        let set = [
+            r.pool.is_some(),
+            r.respond.is_some(),
+            r.redirect.is_some(),
+            r.static_files.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if set != 1 {
+            self.err(
+                path,
+                "exactly one of `pool`, `respond`, `redirect` or `static` must be set",
+            );
+            return None;
+        }
+        let action = if let Some(pool) = &r.pool {
+            let Some(&pi) = pool_index.get(pool) else {
+                self.err(format!("{path}.pool"), format!("unknown pool {pool:?}"));
+                return None;
+            };
+            if cfg.pools[pi].tenant != tenant {
+                self.err(
+                    format!("{path}.pool"),
+                    format!("pool {pool:?} belongs to another tenant"),
+                );
+                return None;
+            }
+            RouteAction::Pool(pi)
+        } else if let Some(resp) = &r.respond {
+            RouteAction::Respond(self.respond(resp, &format!("{path}.respond"))?)
+        } else if let Some(red) = &r.redirect {
+            RouteAction::Redirect(self.redirect(red, &format!("{path}.redirect"))?)
+        } else {
+            let s = r.static_files.as_ref()?;
+            RouteAction::Static(self.static_files(s, &format!("{path}.static"))?)
+        };
+        Some(Route {
+            path: route_path,
+            path_match: r.path_match,
+            methods,
+            action,
+        })
+    }
+
+    fn status(&mut self, code: u16, path: &str) -> Option<StatusCode> {
+        match StatusCode::from_u16(code) {
+            Ok(s) if code >= 100 => Some(s),
+            _ => {
+                self.err(path, format!("invalid status code {code}"));
+                None
+            }
+        }
+    }
+
+    fn respond(&mut self, r: &file::Respond, path: &str) -> Option<Respond> {
+        let status = self.status(r.status.unwrap_or(200), &format!("{path}.status"))?;
+        let mut headers = Vec::new();
+        for (name, value) in &r.headers {
+            let hpath = format!("{path}.headers.{name}");
+            if let (Some(n), Some(v)) = (self.header_name(name, &hpath), self.header_value(value, &hpath)) {
+                headers.push((n, v));
+            }
+        }
+        Some(Respond {
+            status,
+            headers,
+            body: r.body.clone(),
+        })
+    }
+
+    fn redirect(&mut self, r: &file::Redirect, path: &str) -> Option<Redirect> {
+        let code = r.status.unwrap_or(302);
+        if ![301, 302, 303, 307, 308].contains(&code) {
+            self.err(
+                format!("{path}.status"),
+                format!("redirect status must be 301, 302, 303, 307 or 308, got {code}"),
+            );
+            return None;
+        }
+        if r.to.is_empty() || HeaderValue::from_str(&r.to).is_err() {
+            self.err(format!("{path}.to"), format!("invalid redirect target {:?}", r.to));
+            return None;
+        }
+        Some(Redirect {
+            to: r.to.clone(),
+            status: StatusCode::from_u16(code).ok()?,
+            keep_path: r.keep_path,
+        })
+    }
+
+    fn static_files(&mut self, s: &file::StaticFiles, path: &str) -> Option<StaticFiles> {
+        let root = self.resolve_path(&s.root);
+        let root = match std::fs::canonicalize(&root) {
+            Ok(r) if r.is_dir() => r,
+            Ok(_) => {
+                self.err(format!("{path}.root"), format!("{} is not a directory", root.display()));
+                return None;
+            }
+            Err(e) => {
+                self.err(format!("{path}.root"), format!("cannot open {}: {e}", root.display()));
+                return None;
+            }
+        };
+        let index = s.index.clone().unwrap_or_else(|| vec!["index.html".to_string()]);
+        for (i, name) in index.iter().enumerate() {
+            if name.is_empty() || name.contains('/') || name == ".." || name == "." {
+                self.err(format!("{path}.index[{i}]"), format!("invalid index file name {name:?}"));
+            }
+        }
+        let cache_control = s
+            .cache_control
+            .as_ref()
+            .and_then(|c| self.header_value(c, &format!("{path}.cache_control")));
+        Some(StaticFiles {
+            root,
+            index,
+            strip_prefix: s.strip_prefix.unwrap_or(true),
+            cache_control,
+        })
+    }
+
+    fn header_name(&mut self, name: &str, path: &str) -> Option<HeaderName> {
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.err(path, format!("invalid header name {name:?}"));
+                None
+            }
+        }
+    }
+
+    fn header_value(&mut self, value: &str, path: &str) -> Option<HeaderValue> {
+        match HeaderValue::from_str(value) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.err(path, format!("invalid header value {value:?}"));
+                None
+            }
+        }
+    }
+
+    fn header_edits(&mut self, e: &file::HeaderEdits, path: &str) -> HeaderEdits {
+        let mut out = HeaderEdits::default();
+        for (i, name) in e.remove.iter().enumerate() {
+            if let Some(n) = self.header_name(name, &format!("{path}.remove[{i}]")) {
+                out.remove.push(n);
+            }
+        }
+        for (kind, map, dest) in [("set", &e.set, &mut out.set), ("add", &e.add, &mut out.add)] {
+            for (name, value) in map {
+                let fpath = format!("{path}.{kind}.{name}");
+                let n = self.header_name(name, &fpath);
+                let t = match parse_template(value) {
+                    Ok(t) => Some(t),
+                    Err(msg) => {
+                        self.err(&fpath, msg);
+                        None
+                    }
+                };
+                if let (Some(n), Some(t)) = (n, t) {
+                    dest.push((n, t));
+                }
+            }
+        }
+        out
+    }
+
+    fn pool(&mut self, p: &file::Pool, path: &str, tenants: &HashSet<String>) -> Pool {
+        self.tenant_ref(&p.tenant, tenants, &format!("{path}.tenant"));
+        if p.targets.is_empty() {
+            self.err(format!("{path}.targets"), "at least one target is required");
+        }
+        let mut targets = Vec::with_capacity(p.targets.len());
+        let mut seen = HashSet::new();
+        for (ti, t) in p.targets.iter().enumerate() {
+            let tpath = format!("{path}.targets[{ti}]");
+            let weight = t.weight.unwrap_or(1);
+            if !(1..=1000).contains(&weight) {
+                self.err(format!("{tpath}.weight"), format!("weight must be 1..=1000, got {weight}"));
+            }
+            if !seen.insert(t.addr.clone()) {
+                self.err(format!("{tpath}.addr"), format!("duplicate target {:?}", t.addr));
+            }
+            match resolve_target(&t.addr) {
+                Ok((addr, host)) => targets.push(Target {
+                    name: t.addr.clone(),
+                    addr,
+                    host,
+                    weight,
+                }),
+                Err(msg) => self.err(format!("{tpath}.addr"), msg),
+            }
+        }
+        let hash_key = match (&p.algorithm, &p.hash_key) {
+            (Algorithm::ConsistentHash, None) => {
+                self.err(format!("{path}.hash_key"), "required for algorithm consistent_hash");
+                None
+            }
+            (Algorithm::ConsistentHash, Some(k)) => match parse_hash_key(k) {
+                Ok(k) => Some(k),
+                Err(msg) => {
+                    self.err(format!("{path}.hash_key"), msg);
+                    None
+                }
+            },
+            (_, Some(_)) => {
+                self.err(format!("{path}.hash_key"), "only used with algorithm consistent_hash");
+                None
+            }
+            (_, None) => None,
+        };
+        let tls = p.tls.as_ref().map(|t| {
+            if let Some(sni) = &t.sni {
+                if parse_host_pattern(sni).is_err() {
+                    self.err(format!("{path}.tls.sni"), format!("invalid SNI {sni:?}"));
+                }
+            }
+            UpstreamTls {
+                sni: t.sni.clone(),
+                verify: t.verify.unwrap_or(true),
+            }
+        });
+        let host_header = p
+            .host_header
+            .as_ref()
+            .and_then(|h| self.header_value(h, &format!("{path}.host_header")));
+        let to = &p.timeouts;
+        let timeouts = Timeouts {
+            connect: self.duration(to.connect, Duration::from_secs(3), &format!("{path}.timeouts.connect")),
+            read: self.duration(to.read, Duration::from_secs(30), &format!("{path}.timeouts.read")),
+            write: self.duration(to.write, Duration::from_secs(30), &format!("{path}.timeouts.write")),
+            idle: self.duration(to.idle, Duration::from_secs(60), &format!("{path}.timeouts.idle")),
+        };
+        let retries = p.retries.unwrap_or(1);
+        if retries > 10 {
+            self.err(format!("{path}.retries"), "must be at most 10");
+        }
+        let active_health = p
+            .health_check
+            .active
+            .as_ref()
+            .map(|a| self.active_health(a, &format!("{path}.health_check.active")));
+        let passive = p.health_check.passive.clone().unwrap_or_default();
+        let passive_health = PassiveHealthCheck {
+            consecutive_failures: passive.consecutive_failures.unwrap_or(5),
+            ejection_time: self.duration(
+                passive.ejection_time,
+                Duration::from_secs(10),
+                &format!("{path}.health_check.passive.ejection_time"),
+            ),
+        };
+        Pool {
+            name: p.name.clone(),
+            tenant: p.tenant.clone(),
+            targets,
+            algorithm: p.algorithm,
+            hash_key,
+            tls,
+            http2: p.http2,
+            host_header,
+            timeouts,
+            retries,
+            active_health,
+            passive_health,
+        }
+    }
+
+    fn active_health(&mut self, a: &file::ActiveHealthCheck, path: &str) -> ActiveHealthCheck {
+        let probe_path = a.path.clone().unwrap_or_else(|| "/".to_string());
+        if !probe_path.starts_with('/') || probe_path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.err(format!("{path}.path"), format!("invalid probe path {probe_path:?}"));
+        }
+        let expect_status = match a.expect_status {
+            Some([lo, hi]) if (100..=599).contains(&lo) && lo <= hi && hi <= 599 => (lo, hi),
+            Some(range) => {
+                self.err(
+                    format!("{path}.expect_status"),
+                    format!("expected [low, high] within 100..=599, got {range:?}"),
+                );
+                (200, 399)
+            }
+            None => (200, 399),
+        };
+        let rise = a.rise.unwrap_or(2);
+        let fall = a.fall.unwrap_or(3);
+        if rise == 0 {
+            self.err(format!("{path}.rise"), "must be at least 1");
+        }
+        if fall == 0 {
+            self.err(format!("{path}.fall"), "must be at least 1");
+        }
+        ActiveHealthCheck {
+            kind: a.kind,
+            path: probe_path,
+            expect_status,
+            interval: self.duration(a.interval, Duration::from_secs(5), &format!("{path}.interval")),
+            timeout: self.duration(a.timeout, Duration::from_secs(2), &format!("{path}.timeout")),
+            rise: rise.max(1),
+            fall: fall.max(1),
+        }
+    }
+
+    fn certificate(&mut self, c: &file::Certificate, path: &str) -> Certificate {
+        let source = match (&c.cert_path, &c.key_path, &c.cert_pem, &c.key_pem) {
+            (Some(cert), Some(key), None, None) => CertSource::Files {
+                cert: self.resolve_path(cert),
+                key: self.resolve_path(key),
+            },
+            (None, None, Some(cert_pem), Some(key_pem)) => CertSource::Inline {
+                cert_pem: cert_pem.clone(),
+                key_pem: key_pem.clone(),
+            },
+            _ => {
+                self.err(
+                    path,
+                    "set either `cert_path` and `key_path`, or `cert_pem` and `key_pem`",
+                );
+                CertSource::Inline {
+                    cert_pem: String::new(),
+                    key_pem: String::new(),
+                }
+            }
+        };
+        if c.self_signed && !matches!(source, CertSource::Files { .. }) {
+            self.err(
+                format!("{path}.self_signed"),
+                "needs `cert_path` and `key_path` to write the generated certificate to",
+            );
+        }
+        let cert = Certificate {
+            name: c.name.clone(),
+            source,
+            self_signed: c.self_signed,
+            hosts: Vec::new(),
+        };
+        match &cert.source {
+            CertSource::Files { cert: cp, key: kp } => {
+                let missing = !cp.exists() && !kp.exists();
+                if !(c.self_signed && missing) {
+                    match std::fs::read(cp) {
+                        Ok(pem) => self.check_cert_pem(&pem, &format!("{path}.cert_path")),
+                        Err(e) => self.err(format!("{path}.cert_path"), format!("cannot read {}: {e}", cp.display())),
+                    }
+                    match std::fs::read(kp) {
+                        Ok(pem) => self.check_key_pem(&pem, &format!("{path}.key_path")),
+                        Err(e) => self.err(format!("{path}.key_path"), format!("cannot read {}: {e}", kp.display())),
+                    }
+                }
+            }
+            CertSource::Inline { cert_pem, key_pem } if !cert_pem.is_empty() => {
+                self.check_cert_pem(cert_pem.as_bytes(), &format!("{path}.cert_pem"));
+                self.check_key_pem(key_pem.as_bytes(), &format!("{path}.key_pem"));
+            }
+            CertSource::Inline { .. } => {}
+        }
+        cert
+    }
+
+    fn check_cert_pem(&mut self, pem: &[u8], path: &str) {
+        let mut count = 0;
+        for c in CertificateDer::pem_slice_iter(pem) {
+            if let Err(e) = c {
+                self.err(path, format!("invalid PEM certificate: {e}"));
+                return;
+            }
+            count += 1;
+        }
+        if count == 0 {
+            self.err(path, "no PEM certificate found");
+        }
+    }
+
+    fn check_key_pem(&mut self, pem: &[u8], path: &str) {
+        if let Err(e) = PrivateKeyDer::from_pem_slice(pem) {
+            self.err(path, format!("no usable PEM private key: {e}"));
+        }
+    }
+}
+
+/// Names of tenants, pools and certificates: short, lowercase, URL-safe.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Parses `example.com` or `*.example.com` into a lowercased pattern.
+pub fn parse_host_pattern(h: &str) -> Result<HostPattern, String> {
+    let lower = h.trim().to_ascii_lowercase();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err(format!(
+            "invalid hostname {h:?}: expected e.g. example.com or *.example.com"
+        ));
+    }
+    Ok(if wild {
+        HostPattern::Wildcard(name.to_string())
+    } else {
+        HostPattern::Exact(name.to_string())
+    })
+}
+
+/// Parses a header value template with `$variables` (`$$` is a literal `$`).
+pub fn parse_template(s: &str) -> Result<Template, String> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        lit.push_str(&rest[..pos]);
+        rest = &rest[pos + 1..];
+        if let Some(r) = rest.strip_prefix('$') {
+            lit.push('$');
+            rest = r;
+            continue;
+        }
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        let Some((_, var)) = Variable::ALL.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<String> = Variable::ALL.iter().map(|(n, _)| format!("${n}")).collect();
+            return Err(format!(
+                "unknown variable ${name} (known: {}; write $$ for a literal $)",
+                known.join(", ")
+            ));
+        };
+        if !lit.is_empty() {
+            parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
+        }
+        parts.push(TemplatePart::Var(*var));
+        rest = &rest[end..];
+    }
+    lit.push_str(rest);
+    if HeaderValue::from_str(&lit).is_err() {
+        return Err(format!("invalid header value {s:?}"));
+    }
+    if !lit.is_empty() {
+        parts.push(TemplatePart::Literal(lit));
+    }
+    Ok(Template { parts })
+}
+
+fn parse_hash_key(k: &str) -> Result<HashKey, String> {
+    match k {
+        "$client_ip" => Ok(HashKey::ClientIp),
+        "$request_uri" => Ok(HashKey::RequestUri),
+        "$host" => Ok(HashKey::Host),
+        _ => match k.strip_prefix("header:") {
+            Some(h) => HeaderName::from_bytes(h.trim().as_bytes())
+                .map(HashKey::Header)
+                .map_err(|_| format!("invalid header name in hash key {k:?}")),
+            None => Err(format!(
+                "invalid hash key {k:?}: use $client_ip, $request_uri, $host or header:<name>"
+            )),
+        },
+    }
+}
+
+/// Resolves `host:port` once, at load time.
+fn resolve_target(addr: &str) -> Result<(SocketAddr, String), String> {
+    if let Ok(sa) = addr.parse::<SocketAddr>() {
+        return Ok((sa, sa.ip().to_string()));
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("invalid target {addr:?}: expected host:port"));
+    };
+    if port.parse::<u16>().is_err() || host.is_empty() {
+        return Err(format!("invalid target {addr:?}: expected host:port"));
+    }
+    match (host, port.parse::<u16>().unwrap_or(0)).to_socket_addrs() {
+        Ok(mut it) => match it.next() {
+            Some(sa) => Ok((sa, host.to_string())),
+            None => Err(format!("target {addr:?}: {host} resolves to no address")),
+        },
+        Err(e) => Err(format!("target {addr:?}: cannot resolve {host}: {e}")),
+    }
+}
