@@ -1,1 +1,85 @@
-fn main() {}
+//! The `gatehouse` command: `run` starts the proxy, `check` validates a config.
+//!
+//! Thin by design: parsing arguments and logging setup live here, everything
+//! else in `gatehouse-proxy` and `gatehouse-config`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Multi-tenant edge reverse proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy with a config file; the file is watched and hot-reloaded (also on SIGHUP).
+    Run {
+        /// Path to the YAML config.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Take over the listening sockets of a running Gatehouse (zero-downtime binary
+        /// upgrade): start the new binary with --upgrade, then send SIGQUIT to the old one.
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// Validate a config file: prints every error with its field path; exit status 1 if any.
+    Check {
+        /// Path to the YAML config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn init_logging() {
+    // JSON lines on stdout; GATEHOUSE_LOG (or RUST_LOG) sets the filter.
+    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match gatehouse_proxy::check(&config) {
+            Ok(snapshot) => {
+                println!(
+                    "{}: OK ({} domains, {} pools, {} certificates)",
+                    config.display(),
+                    snapshot.config.domains.len(),
+                    snapshot.config.pools.len(),
+                    snapshot.config.certificates.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{}: {} error(s)", config.display(), errors.len());
+                for e in errors.iter() {
+                    eprintln!("  {e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config, upgrade } => {
+            init_logging();
+            if let Err(e) = gatehouse_proxy::run(gatehouse_proxy::RunOptions { config, upgrade }) {
+                eprintln!("gatehouse: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,1 +1,138 @@
+//! `gatehouse-proxy`: the Gatehouse data plane, a Pingora reverse proxy.
+//!
+//! It terminates TLS with rustls (per-SNI certificates), routes by host and
+//! path to upstream pools (load balancing, health checks, retries) or local
+//! actions, hot-reloads its config with an atomic snapshot swap, and exports
+//! Prometheus metrics and a JSON access log. It does not own configuration
+//! storage (that is the admin plane's job). Start reading at [`run`], then
+//! [`service`] for the request path and [`snapshot`] for what a request reads.
 
+#![forbid(unsafe_code)]
+
+pub mod health;
+pub mod headers;
+pub mod internal;
+pub mod local;
+pub mod metrics;
+pub mod reload;
+pub mod route;
+pub mod service;
+pub mod snapshot;
+pub mod tls;
+pub mod upstream;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gatehouse_config::ConfigErrors;
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::internal::InternalApi;
+use crate::reload::{ControlLoop, Reloader};
+use crate::service::Gatehouse;
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::tls::CertGeneration;
+use crate::tls::SniResolver;
+
+/// How `gatehouse run` starts the data plane.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Config file, watched for changes.
+    pub config: PathBuf,
+    /// Take over the listening sockets of a running instance (zero-downtime upgrade).
+    pub upgrade: bool,
+}
+
+/// Loads, validates and compiles a config file exactly as `run` would,
+/// including reading and matching certificates, but writes nothing: a
+/// self-signed certificate that does not exist yet is not generated.
+pub fn check(path: &std::path::Path) -> Result<Snapshot, ConfigErrors> {
+    let cfg = gatehouse_config::load_file(path)?;
+    Snapshot::compile(cfg, 0, None, CertGeneration::Skip)
+}
+
+/// Downstream HTTP options: no cleartext h2 (h2 is negotiated by ALPN on TLS).
+fn server_options() -> HttpServerOptions {
+    let mut o = HttpServerOptions::default();
+    o.h2c = false;
+    o
+}
+
+/// Runs the data plane until SIGTERM (graceful drain) or SIGINT. Never returns on success.
+pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let cfg = gatehouse_config::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
+    let snapshot = Snapshot::compile(cfg, 1, None, CertGeneration::Generate).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
+    let config = snapshot.config.clone();
+    let store = Arc::new(SnapshotStore::new(snapshot));
+
+    // Install the SIGHUP handler now: its default action would kill the
+    // process if a reload signal arrived before the control loop starts.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map(|_| ()) })
+        .context("installing the SIGHUP handler")?;
+
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.grace_period.as_secs().max(1)),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
+        ..ServerConf::default()
+    };
+    if let Some(pid) = &config.server.pid_file {
+        conf.pid_file = pid.display().to_string();
+    }
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, Gatehouse::new(store.clone()))
+        .name("gatehouse-proxy")
+        .server_options(server_options())
+        .build();
+    let mut listen_addrs = Vec::new();
+    if let Some(addr) = config.listeners.http {
+        proxy.add_tcp(&addr.to_string());
+        listen_addrs.push(addr);
+    }
+    if let Some(addr) = config.listeners.https {
+        // The paths are unused: certificates come from the resolver.
+        let mut tls = TlsSettings::intermediate("", "").context("TLS settings")?;
+        tls.set_cert_resolver(Arc::new(SniResolver::new(store.clone())));
+        tls.enable_h2();
+        proxy.add_tls_with_settings(&addr.to_string(), None, tls);
+        listen_addrs.push(addr);
+    }
+    server.add_service(proxy);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = config.listeners.internal {
+        let mut internal = Service::new("gatehouse-internal".to_string(), InternalApi::new(store.clone(), ready.clone()));
+        internal.add_tcp(&addr.to_string());
+        server.add_service(internal);
+    }
+    let reloader = Arc::new(Reloader::new(opts.config.clone(), store));
+    server.add_service(background_service(
+        "gatehouse-control",
+        ControlLoop::new(reloader, ready, listen_addrs),
+    ));
+    tracing::info!(
+        http = ?config.listeners.http,
+        https = ?config.listeners.https,
+        internal = ?config.listeners.internal,
+        "gatehouse starting"
+    );
+    server.run_forever();
+}

@@ -1,0 +1,62 @@
+//! The internal listener: `/metrics` (Prometheus text), `/healthz` (the
+//! process is alive) and `/readyz` (a config is loaded and the traffic
+//! listeners accept connections). Bind it to loopback or a private network.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::metrics::metrics;
+use crate::snapshot::SnapshotStore;
+
+/// Handler of the internal listener.
+pub struct InternalApi {
+    store: Arc<SnapshotStore>,
+    ready: Arc<AtomicBool>,
+}
+
+impl InternalApi {
+    /// Serves metrics and health for `store`; `/readyz` follows `ready`.
+    pub fn new(store: Arc<SnapshotStore>, ready: Arc<AtomicBool>) -> Self {
+        InternalApi { store, ready }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for InternalApi {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics().render()),
+            "/healthz" => reply(StatusCode::OK, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            "/readyz" => {
+                let version = self.store.load().version;
+                if self.ready.load(Ordering::Acquire) {
+                    let body = format!(r#"{{"status":"ready","config_version":{version}}}"#);
+                    reply(StatusCode::OK, "application/json", body.into_bytes())
+                } else {
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "application/json",
+                        br#"{"status":"starting"}"#.to_vec(),
+                    )
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not_found"}"#.to_vec()),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Prometheus metrics of the data plane, exposed on the internal listener.
+//!
+//! Label sets are bounded by the config (tenant, configured host pattern,
+//! pool, target), never by client input, so a flood of random Host headers
+//! cannot grow the registry.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric Gatehouse exports, registered in one [`Registry`].
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by tenant, domain (configured host pattern) and status class.
+    pub requests: IntCounterVec,
+    /// Request duration by tenant.
+    pub request_duration: HistogramVec,
+    /// Upstream target health (1 up, 0 down or ejected) by pool and target.
+    pub upstream_healthy: IntGaugeVec,
+    /// Upstream failures by pool and kind (connect, timeout, error).
+    pub upstream_failures: IntCounterVec,
+    /// Version (sequence number) of the config currently serving.
+    pub config_version: IntGauge,
+    /// Successful config reloads.
+    pub config_reloads: IntCounter,
+    /// Rejected config reloads (the previous config kept serving).
+    pub config_reload_failures: IntCounter,
+    /// Unix time of the last successful config load.
+    pub config_last_success: IntGauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gatehouse_requests_total", "HTTP requests served"),
+            &["tenant", "domain", "status_class"],
+        )
+        .expect("static metric definition");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gatehouse_request_duration_seconds",
+                "Time from request head received to response finished",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["tenant"],
+        )
+        .expect("static metric definition");
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_upstream_healthy",
+                "1 when the upstream target is eligible for traffic, 0 when down or ejected",
+            ),
+            &["pool", "target"],
+        )
+        .expect("static metric definition");
+        let upstream_failures = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_upstream_failures_total",
+                "Failed upstream attempts by kind",
+            ),
+            &["pool", "kind"],
+        )
+        .expect("static metric definition");
+        let config_version = IntGauge::new(
+            "gatehouse_config_version",
+            "Sequence number of the config currently serving",
+        )
+        .expect("static metric definition");
+        let config_reloads = IntCounter::new(
+            "gatehouse_config_reloads_total",
+            "Config reloads applied",
+        )
+        .expect("static metric definition");
+        let config_reload_failures = IntCounter::new(
+            "gatehouse_config_reload_failures_total",
+            "Config reloads rejected; the previous config kept serving",
+        )
+        .expect("static metric definition");
+        let config_last_success = IntGauge::new(
+            "gatehouse_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load",
+        )
+        .expect("static metric definition");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(upstream_healthy.clone()),
+            Box::new(upstream_failures.clone()),
+            Box::new(config_version.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_reload_failures.clone()),
+            Box::new(config_last_success.clone()),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_healthy,
+            upstream_failures,
+            config_version,
+            config_reloads,
+            config_reload_failures,
+            config_last_success,
+        }
+    }
+
+    /// Renders the registry in the Prometheus text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        buf
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// `2xx`-style class of a status code; `0xx` when no response was sent.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        5 => "5xx",
+        _ => "0xx",
+    }
+}

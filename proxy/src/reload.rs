@@ -1,0 +1,247 @@
+//! Hot reload: watch the config file (and SIGHUP), rebuild, swap.
+//!
+//! The new config is read, validated and compiled (routes, pools,
+//! certificates) on a blocking thread, off the request path; only then is the
+//! snapshot swapped. A bad file leaves the running snapshot untouched, logs
+//! every error and bumps `gatehouse_config_reload_failures_total`. Listener
+//! addresses and thread counts cannot change in-process: such changes are
+//! reported and ignored until a restart (or a binary upgrade).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use gatehouse_config::ConfigErrors;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::health::HealthChecker;
+use crate::metrics::metrics;
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::tls::CertGeneration;
+
+/// How often the config file's metadata is checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Identity of a config file version, cheap to compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    content_hash: u64,
+}
+
+fn content_hash(content: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut h);
+    h.finish()
+}
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    let content = std::fs::read(path).ok()?;
+    Some(FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        content_hash: content_hash(&content),
+    })
+}
+
+/// Rebuilds and publishes snapshots from the config file.
+pub struct Reloader {
+    path: PathBuf,
+    store: Arc<SnapshotStore>,
+    health: HealthChecker,
+    /// Serialises reloads (SIGHUP and file changes may coincide).
+    lock: tokio::sync::Mutex<()>,
+    last_stamp: Mutex<Option<FileStamp>>,
+}
+
+impl Reloader {
+    /// A reloader for `path` publishing into `store`.
+    pub fn new(path: PathBuf, store: Arc<SnapshotStore>) -> Self {
+        let last = stamp(&path);
+        Reloader {
+            path,
+            store,
+            health: HealthChecker::default(),
+            lock: tokio::sync::Mutex::new(()),
+            last_stamp: Mutex::new(last),
+        }
+    }
+
+    /// True when the file's content differs from the last one seen. Only
+    /// reads the file when its modification time or size moved.
+    fn file_changed(&self) -> bool {
+        let Ok(meta) = std::fs::metadata(&self.path) else {
+            return false;
+        };
+        let mut last = self.last_stamp.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = &*last {
+            if l.modified == meta.modified().ok() && l.len == meta.len() {
+                return false;
+            }
+        }
+        let Some(now) = stamp(&self.path) else {
+            return false;
+        };
+        let changed = last.as_ref().is_none_or(|l| l.content_hash != now.content_hash);
+        *last = Some(now);
+        changed
+    }
+
+    /// Loads the file and, if valid, swaps it in. Returns the new version.
+    pub async fn reload(&self) -> Result<u64, ConfigErrors> {
+        let _guard = self.lock.lock().await;
+        let current = self.store.load();
+        let path = self.path.clone();
+        let prev = current.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let cfg = gatehouse_config::load_file(&path)?;
+            Snapshot::compile(cfg, prev.version + 1, Some(&prev), CertGeneration::Generate)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ConfigErrors::single("", format!("reload task failed: {e}"))));
+        let next = match compiled {
+            Ok(next) => next,
+            Err(errors) => {
+                metrics().config_reload_failures.inc();
+                tracing::error!(
+                    path = %self.path.display(),
+                    errors = %errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+                    "config reload rejected; still serving version {}",
+                    current.version
+                );
+                return Err(errors);
+            }
+        };
+        if next.config.listeners != current.config.listeners || next.config.server != current.config.server {
+            tracing::warn!("listener and server settings changed: they apply after a restart or binary upgrade");
+        }
+        let version = next.version;
+        self.health.restart(&next);
+        forget_removed_targets(&current, &next);
+        self.store.store(next);
+        let m = metrics();
+        m.config_reloads.inc();
+        m.config_version.set(version as i64);
+        m.config_last_success.set(unix_now());
+        tracing::info!(version, path = %self.path.display(), "config reloaded");
+        Ok(version)
+    }
+}
+
+/// Drops the health gauges of targets that no longer exist.
+fn forget_removed_targets(old: &Snapshot, new: &Snapshot) {
+    let keep: HashSet<(&str, &str)> = new
+        .pools
+        .iter()
+        .flat_map(|p| p.targets.iter().map(move |t| (p.config.name.as_str(), t.config.name.as_str())))
+        .collect();
+    for p in &old.pools {
+        for t in &p.targets {
+            if !keep.contains(&(p.config.name.as_str(), t.config.name.as_str())) {
+                let _ = metrics()
+                    .upstream_healthy
+                    .remove_label_values(&[&p.config.name, &t.config.name]);
+            }
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Background service: health probes, readiness, file watching and SIGHUP.
+pub struct ControlLoop {
+    reloader: Arc<Reloader>,
+    ready: Arc<AtomicBool>,
+    listen_addrs: Vec<SocketAddr>,
+}
+
+impl ControlLoop {
+    /// Watches `reloader`'s file; flips `ready` once `listen_addrs` accept connections.
+    pub fn new(reloader: Arc<Reloader>, ready: Arc<AtomicBool>, listen_addrs: Vec<SocketAddr>) -> Self {
+        ControlLoop {
+            reloader,
+            ready,
+            listen_addrs,
+        }
+    }
+}
+
+/// Connects to each listener until all accept (they are bound by Pingora
+/// before services start, but this checks rather than assumes).
+async fn wait_until_listening(addrs: &[SocketAddr]) {
+    for addr in addrs {
+        let mut probe = *addr;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(if probe.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        while tokio::net::TcpStream::connect(probe).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ControlLoop {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let snap = self.reloader.store.load();
+        self.reloader.health.restart(&snap);
+        let m = metrics();
+        m.config_version.set(snap.version as i64);
+        m.config_last_success.set(unix_now());
+
+        let addrs = self.listen_addrs.clone();
+        let ready = self.ready.clone();
+        tokio::spawn(async move {
+            wait_until_listening(&addrs).await;
+            ready.store(true, Ordering::Release);
+            tracing::info!("ready: listeners accept connections");
+        });
+
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGHUP reload unavailable");
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP: reloading config");
+                    // Record the current file so the watcher does not reload it again.
+                    self.reloader.file_changed();
+                    let _ = self.reloader.reload().await;
+                }
+                _ = tick.tick() => {
+                    let reloader = self.reloader.clone();
+                    let changed = tokio::task::spawn_blocking(move || reloader.file_changed()).await.unwrap_or(false);
+                    if changed {
+                        let _ = self.reloader.reload().await;
+                    }
+                }
+            }
+        }
+        self.ready.store(false, Ordering::Release);
+    }
+}

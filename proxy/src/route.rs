@@ -1,0 +1,277 @@
+//! Host and path routing.
+//!
+//! Host lookup is two hash probes: the exact name, then the parent of the
+//! first label against one-label wildcards (`*.example.com` matches
+//! `a.example.com`, not `example.com` nor `a.b.example.com`, like TLS
+//! wildcards). Within a domain, routes are tried exact-first, then by
+//! longest prefix; a route whose methods exclude the request's is skipped,
+//! and if only such routes matched the path the answer is 405.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use gatehouse_config::model::{Config, Domain, HeaderEdits, HostPattern, PathMatch, RouteAction};
+use http::Method;
+
+/// A compiled domain: everything a request needs once its host is known.
+#[derive(Debug)]
+pub struct DomainPolicy {
+    /// Owning tenant.
+    pub tenant: Arc<str>,
+    /// Redirect plain HTTP to HTTPS.
+    pub force_https: bool,
+    /// Request header edits.
+    pub request_headers: HeaderEdits,
+    /// Response header edits.
+    pub response_headers: HeaderEdits,
+    /// Routes, most specific first.
+    routes: Vec<CompiledRoute>,
+}
+
+/// One route of a domain.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    /// Path as configured.
+    pub path: String,
+    /// Match kind.
+    pub path_match: PathMatch,
+    /// Allowed methods (empty = all).
+    pub methods: Vec<Method>,
+    /// Action.
+    pub action: RouteAction,
+}
+
+impl CompiledRoute {
+    fn matches_path(&self, path: &str) -> bool {
+        match self.path_match {
+            PathMatch::Exact => path == self.path,
+            PathMatch::Prefix => {
+                let p = self.path.as_str();
+                path.starts_with(p)
+                    && (path.len() == p.len() || p.ends_with('/') || path.as_bytes()[p.len()] == b'/')
+            }
+        }
+    }
+}
+
+/// Outcome of matching a path within a domain.
+#[derive(Debug)]
+pub enum RouteMatch<'a> {
+    /// The route to use.
+    Found(&'a CompiledRoute),
+    /// Routes matched the path but none allows the method; carries the allowed ones.
+    MethodNotAllowed(Vec<Method>),
+    /// No route matched the path.
+    NotFound,
+}
+
+impl DomainPolicy {
+    fn new(d: &Domain) -> Self {
+        let mut routes: Vec<CompiledRoute> = d
+            .routes
+            .iter()
+            .map(|r| CompiledRoute {
+                path: r.path.clone(),
+                path_match: r.path_match,
+                methods: r.methods.clone(),
+                action: r.action.clone(),
+            })
+            .collect();
+        // Stable sort keeps file order among equally specific routes.
+        routes.sort_by_key(|r| (r.path_match != PathMatch::Exact, std::cmp::Reverse(r.path.len())));
+        DomainPolicy {
+            tenant: Arc::from(d.tenant.as_str()),
+            force_https: d.force_https,
+            request_headers: d.request_headers.clone(),
+            response_headers: d.response_headers.clone(),
+            routes,
+        }
+    }
+
+    /// Finds the route for `method` and `path` (without query).
+    pub fn match_route(&self, method: &Method, path: &str) -> RouteMatch<'_> {
+        let mut allowed: Vec<Method> = Vec::new();
+        for r in &self.routes {
+            if !r.matches_path(path) {
+                continue;
+            }
+            if r.methods.is_empty() || r.methods.contains(method) {
+                return RouteMatch::Found(r);
+            }
+            for m in &r.methods {
+                if !allowed.contains(m) {
+                    allowed.push(m.clone());
+                }
+            }
+        }
+        if allowed.is_empty() {
+            RouteMatch::NotFound
+        } else {
+            RouteMatch::MethodNotAllowed(allowed)
+        }
+    }
+}
+
+/// A domain found for a host, with the host pattern that matched (a bounded metrics label).
+#[derive(Debug, Clone, Copy)]
+pub struct HostMatch<'a> {
+    /// The domain.
+    pub domain: &'a DomainPolicy,
+    /// Index into [`Router::domains`].
+    pub index: usize,
+    /// Matched pattern as configured, e.g. `*.example.com`.
+    pub label: &'a str,
+}
+
+/// Host → domain table.
+#[derive(Debug, Default)]
+pub struct Router {
+    exact: HashMap<String, (usize, Arc<str>)>,
+    wildcard: HashMap<String, (usize, Arc<str>)>,
+    domains: Vec<DomainPolicy>,
+}
+
+impl Router {
+    /// Compiles the routing table of `cfg`.
+    pub fn new(cfg: &Config) -> Self {
+        let mut r = Router::default();
+        for (i, d) in cfg.domains.iter().enumerate() {
+            r.domains.push(DomainPolicy::new(d));
+            for h in &d.hosts {
+                let label: Arc<str> = Arc::from(h.to_string().as_str());
+                match h {
+                    HostPattern::Exact(name) => r.exact.insert(name.clone(), (i, label)),
+                    HostPattern::Wildcard(suffix) => r.wildcard.insert(suffix.clone(), (i, label)),
+                };
+            }
+        }
+        r
+    }
+
+    /// Looks up a normalised host (see [`normalize_host`]).
+    pub fn lookup(&self, host: &str) -> Option<HostMatch<'_>> {
+        let (index, label) = self.exact.get(host).or_else(|| {
+            let (_, parent) = host.split_once('.')?;
+            self.wildcard.get(parent)
+        })?;
+        Some(HostMatch {
+            domain: &self.domains[*index],
+            index: *index,
+            label,
+        })
+    }
+
+    /// The domain at `index` (as returned in [`HostMatch::index`]).
+    pub fn domain(&self, index: usize) -> Option<&DomainPolicy> {
+        self.domains.get(index)
+    }
+
+    /// Number of domains.
+    pub fn len(&self) -> usize {
+        self.domains.len()
+    }
+
+    /// True when no domain is configured.
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+}
+
+/// Lowercases a Host header or authority and strips the port and a trailing dot.
+/// Returns `None` for an empty or malformed value.
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        // IPv6 literal: keep the brackets off, drop the port.
+        rest.split_once(']').map(|(h, _)| h)?
+    } else {
+        raw.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(h, _)| h)
+            .unwrap_or(raw)
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn router() -> Router {
+        let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: t }]
+domains:
+  - hosts: [example.com]
+    tenant: t
+    routes:
+      - { path: /, respond: { body: root } }
+      - { path: /api, respond: { body: api } }
+      - { path: /api/v2, methods: [POST], respond: { body: v2 } }
+      - { path: /exact, match: exact, respond: { body: exact } }
+      - { path: /only-get, methods: [GET], respond: { body: og } }
+  - hosts: ["*.example.com"]
+    tenant: t
+    routes: [{ path: /only, respond: { body: wild } }]
+"#;
+        Router::new(&gatehouse_config::load_str(yaml, Path::new(".")).unwrap())
+    }
+
+    fn body(r: &Router, host: &str, method: &str, path: &str) -> String {
+        let h = r.lookup(&normalize_host(host).unwrap()).expect("host");
+        match h.domain.match_route(&Method::from_bytes(method.as_bytes()).unwrap(), path) {
+            RouteMatch::Found(route) => match &route.action {
+                RouteAction::Respond(resp) => resp.body.clone(),
+                _ => unreachable!(),
+            },
+            RouteMatch::MethodNotAllowed(m) => format!("405 {m:?}"),
+            RouteMatch::NotFound => "404".into(),
+        }
+    }
+
+    #[test]
+    fn hosts_exact_before_wildcard_case_and_port_insensitive() {
+        let r = router();
+        assert_eq!(r.lookup("example.com").unwrap().label, "example.com");
+        assert_eq!(r.lookup(&normalize_host("A.Example.COM:8080").unwrap()).unwrap().label, "*.example.com");
+        assert!(r.lookup("a.b.example.com").is_none());
+        assert!(r.lookup("example.org").is_none());
+        assert_eq!(normalize_host("[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(normalize_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(normalize_host(""), None);
+    }
+
+    #[test]
+    fn longest_prefix_exact_first_and_methods() {
+        let r = router();
+        assert_eq!(body(&r, "example.com", "GET", "/"), "root");
+        assert_eq!(body(&r, "example.com", "GET", "/api"), "api");
+        assert_eq!(body(&r, "example.com", "GET", "/api/x"), "api");
+        assert_eq!(body(&r, "example.com", "GET", "/apix"), "root");
+        assert_eq!(body(&r, "example.com", "POST", "/api/v2/x"), "v2");
+        // GET /api/v2 falls through to the less specific /api route.
+        assert_eq!(body(&r, "example.com", "GET", "/api/v2"), "api");
+        assert_eq!(body(&r, "example.com", "GET", "/exact"), "exact");
+        assert_eq!(body(&r, "example.com", "GET", "/exact/more"), "root");
+        assert_eq!(body(&r, "x.example.com", "GET", "/only"), "wild");
+        assert_eq!(body(&r, "x.example.com", "GET", "/other"), "404");
+    }
+
+    #[test]
+    fn method_not_allowed_when_only_restricted_routes_match() {
+        let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: t }]
+domains:
+  - hosts: [a.com]
+    tenant: t
+    routes: [{ path: /w, methods: [PUT, DELETE], respond: { body: w } }]
+"#;
+        let r = Router::new(&gatehouse_config::load_str(yaml, Path::new(".")).unwrap());
+        assert_eq!(body(&r, "a.com", "GET", "/w"), "405 [PUT, DELETE]");
+    }
+}

@@ -1,0 +1,497 @@
+//! The Pingora `ProxyHttp` implementation: the request path of the data plane.
+//!
+//! Phases, in the order Pingora calls them (see `pingora_proxy::ProxyHttp`):
+//! - [`request_filter`](Gatehouse::request_filter): take the snapshot, enforce
+//!   limits, assign the request id, route by host and path, and answer locally
+//!   (`respond`, `redirect`, `static`, errors, `force_https`). `Ok(true)` means
+//!   the response was written and Pingora stops; `Ok(false)` proxies upstream.
+//! - [`upstream_peer`](Gatehouse::upstream_peer): pick a target of the route's pool.
+//! - [`upstream_request_filter`](Gatehouse::upstream_request_filter): forwarding
+//!   headers and the domain's request header rules on the upstream copy.
+//! - [`fail_to_connect`](Gatehouse::fail_to_connect) / [`error_while_proxy`](Gatehouse::error_while_proxy):
+//!   passive health accounting and the retry decision.
+//! - [`response_filter`](Gatehouse::response_filter): response header rules, request id.
+//! - [`fail_to_proxy`](Gatehouse::fail_to_proxy): 502/504 with a JSON body.
+//! - [`logging`](Gatehouse::logging): metrics and the JSON access log.
+//!
+//! Every phase reads the one `Arc<Snapshot>` taken in `request_filter`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use gatehouse_config::model::RouteAction;
+use http::{header, HeaderValue, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::headers::{self, RequestVars};
+use crate::local::{self, LocalResponse, StaticTarget};
+use crate::metrics::{metrics, status_class};
+use crate::route::{normalize_host, RouteMatch};
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::upstream::{HashInput, Selection};
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// The data plane's request handler.
+pub struct Gatehouse {
+    store: Arc<SnapshotStore>,
+}
+
+impl Gatehouse {
+    /// A handler serving whatever snapshot `store` holds.
+    pub fn new(store: Arc<SnapshotStore>) -> Self {
+        Gatehouse { store }
+    }
+}
+
+/// Per-request state shared by all phases.
+pub struct RequestCtx {
+    started: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    vars: RequestVars,
+    /// Host (with port) as the client sent it.
+    raw_host: String,
+    /// Matched domain (index into the router) and its metrics label.
+    domain: Option<usize>,
+    domain_label: Option<Arc<str>>,
+    /// Pool of the matched route.
+    pool: Option<usize>,
+    /// Targets already tried for this request (indices into the pool).
+    tried: Vec<usize>,
+    /// The current attempt's target, holding its in-flight count.
+    attempt: Option<Selection>,
+    /// Why the request failed, for the access log.
+    failure: Option<String>,
+    /// Status of a locally generated response.
+    local_status: Option<u16>,
+}
+
+impl RequestCtx {
+    fn pool<'s>(&self, snap: &'s Snapshot) -> Option<&'s crate::upstream::UpstreamPool> {
+        self.pool.map(|i| &snap.pools[i])
+    }
+
+    fn domain_policy<'s>(&self, snap: &'s Snapshot) -> Option<&'s crate::route::DomainPolicy> {
+        self.domain.and_then(|i| snap.router.domain(i))
+    }
+}
+
+fn is_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .is_some_and(|d| d.ssl_digest.is_some())
+}
+
+/// Accepts a client-supplied request id only if it is short and printable.
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+fn client_ip(session: &Session) -> String {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+impl Gatehouse {
+    /// Adds the common headers to a local response and writes it.
+    async fn send_local(&self, session: &mut Session, ctx: &mut RequestCtx, mut resp: LocalResponse) -> Result<bool> {
+        if let Some(snap) = ctx.snapshot.clone() {
+            if let Some(d) = ctx.domain_policy(&snap) {
+                headers::apply(&d.response_headers, &mut resp.head, &ctx.vars);
+            }
+        }
+        if !ctx.vars.request_id.is_empty() {
+            let _ = resp.head.insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str());
+        }
+        ctx.local_status = Some(resp.head.status.as_u16());
+        let head_only = session.req_header().method == http::Method::HEAD;
+        resp.write(session, head_only).await?;
+        Ok(true)
+    }
+
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, status: StatusCode, code: &str) -> Result<bool> {
+        ctx.failure = Some(code.to_string());
+        self.send_local(session, ctx, LocalResponse::json_error(status, code)).await
+    }
+
+    /// RFC 9110 §15.5.15 (414) and RFC 6585 §5 (431).
+    fn limit_violation(&self, snap: &Snapshot, req: &RequestHeader) -> Option<(StatusCode, &'static str)> {
+        let limits = &snap.config.limits;
+        let uri_len = req.raw_path().len();
+        if uri_len > limits.max_uri_bytes {
+            return Some((StatusCode::URI_TOO_LONG, "uri_too_long"));
+        }
+        if req.headers.len() > limits.max_header_count {
+            return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too_many_headers"));
+        }
+        let bytes: usize = req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum();
+        if bytes > limits.max_header_bytes {
+            return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"));
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gatehouse {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            vars: RequestVars::default(),
+            raw_host: String::new(),
+            domain: None,
+            domain_label: None,
+            pool: None,
+            tried: Vec::new(),
+            attempt: None,
+            failure: None,
+            local_status: None,
+        }
+    }
+
+    /// Routes the request and answers everything that does not go upstream.
+    /// Returns `Ok(true)` when a response was written, `Ok(false)` to proxy.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let snap = self.store.load();
+        ctx.snapshot = Some(snap.clone());
+        let limits = &snap.config.limits;
+        // Body reads and response writes are bounded; idle keep-alive connections close.
+        session.set_read_timeout(Some(limits.client_read_timeout));
+        session.set_write_timeout(Some(limits.client_write_timeout));
+        session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1)));
+
+        let tls = is_tls(session);
+        ctx.vars.scheme = if tls { "https" } else { "http" };
+        ctx.vars.client_ip = client_ip(session);
+
+        let req = session.req_header();
+        ctx.vars.request_id = match req.headers.get(X_REQUEST_ID) {
+            Some(v) if valid_request_id(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            _ => uuid::Uuid::new_v4().simple().to_string(),
+        };
+        if let Some((status, code)) = self.limit_violation(&snap, req) {
+            return self.reject(session, ctx, status, code).await;
+        }
+        ctx.vars.request_uri = req
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        // HTTP/2 carries the host in :authority; HTTP/1.1 in Host (RFC 9112 §3.2).
+        let raw_host = req
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+            .unwrap_or_default();
+        let Some(host) = normalize_host(&raw_host) else {
+            return self.reject(session, ctx, StatusCode::BAD_REQUEST, "missing_host").await;
+        };
+        ctx.raw_host = raw_host;
+        ctx.vars.host = host;
+
+        let Some(found) = snap.router.lookup(&ctx.vars.host) else {
+            return self.reject(session, ctx, StatusCode::NOT_FOUND, "unknown_host").await;
+        };
+        let domain = found.domain;
+        ctx.domain = Some(found.index);
+        ctx.domain_label = Some(Arc::from(found.label));
+        ctx.vars.tenant = domain.tenant.to_string();
+
+        if domain.force_https && !tls {
+            if let Some(https) = snap.config.listeners.https {
+                let port = match https.port() {
+                    443 => String::new(),
+                    p => format!(":{p}"),
+                };
+                let location = format!("https://{}{}{}", ctx.vars.host, port, ctx.vars.request_uri);
+                // 308 keeps the method and body (RFC 9110 §15.4.9).
+                return self
+                    .send_local(session, ctx, LocalResponse::redirect(StatusCode::PERMANENT_REDIRECT, &location))
+                    .await;
+            }
+        }
+
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let route = match domain.match_route(&method, &path) {
+            RouteMatch::Found(r) => r,
+            RouteMatch::NotFound => return self.reject(session, ctx, StatusCode::NOT_FOUND, "no_route").await,
+            RouteMatch::MethodNotAllowed(allowed) => {
+                let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+                let mut resp = LocalResponse::json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+                let _ = resp.head.insert_header(header::ALLOW, allow);
+                ctx.failure = Some("method_not_allowed".into());
+                return self.send_local(session, ctx, resp).await;
+            }
+        };
+        match &route.action {
+            RouteAction::Pool(i) => {
+                ctx.pool = Some(*i);
+                Ok(false)
+            }
+            RouteAction::Respond(r) => self.send_local(session, ctx, local::respond(r)).await,
+            RouteAction::Redirect(r) => {
+                let resp = local::redirect(r, &ctx.vars.request_uri);
+                self.send_local(session, ctx, resp).await
+            }
+            RouteAction::Static(s) => {
+                let resp = match local::resolve_static(s, &route.path, route.path_match, &path).await {
+                    StaticTarget::File(f) => local::serve_file(s, &f, session.req_header()).await,
+                    StaticTarget::AddSlash => {
+                        let query = session.req_header().uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+                        LocalResponse::redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/{query}"))
+                    }
+                    StaticTarget::NotFound => LocalResponse::json_error(StatusCode::NOT_FOUND, "not_found"),
+                };
+                self.send_local(session, ctx, resp).await
+            }
+        }
+    }
+
+    /// Chooses the target for this attempt (called again for each retry).
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        let snap = ctx.snapshot.clone().ok_or_else(|| Error::explain(ErrorType::InternalError, "no snapshot"))?;
+        let pool = ctx
+            .pool(&snap)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool for route"))?;
+        let req = session.req_header();
+        let input = HashInput {
+            client_ip: &ctx.vars.client_ip,
+            request_uri: &ctx.vars.request_uri,
+            host: &ctx.vars.host,
+            headers: &req.headers,
+        };
+        let Some(selection) = pool.select(&ctx.tried, &input) else {
+            ctx.failure = Some("no_upstream_available".into());
+            return Err(Error::explain(ErrorType::ConnectNoRoute, "every target of the pool was tried")
+                .into_up());
+        };
+        let peer = pool.peer(selection.index);
+        ctx.tried.push(selection.index);
+        ctx.attempt = Some(selection);
+        Ok(Box::new(peer))
+    }
+
+    /// Adds forwarding headers and applies the domain's request rules to the upstream copy.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(snap) = ctx.snapshot.clone() else { return Ok(()) };
+        let v = &ctx.vars;
+        let xff = match session.req_header().headers.get("x-forwarded-for").and_then(|h| h.to_str().ok()) {
+            Some(prev) if !prev.is_empty() => format!("{prev}, {}", v.client_ip),
+            _ => v.client_ip.clone(),
+        };
+        upstream_request.insert_header("x-forwarded-for", xff)?;
+        upstream_request.insert_header("x-forwarded-proto", v.scheme)?;
+        upstream_request.insert_header("x-forwarded-host", ctx.raw_host.as_str())?;
+        upstream_request.insert_header(X_REQUEST_ID, v.request_id.as_str())?;
+        let pool = ctx.pool(&snap);
+        match pool.and_then(|p| p.config.host_header.clone()) {
+            Some(h) => upstream_request.insert_header(header::HOST, h)?,
+            // An HTTP/2 client sends no Host; HTTP/1.1 upstreams require one.
+            None if upstream_request.headers.get(header::HOST).is_none() => {
+                upstream_request.insert_header(header::HOST, ctx.raw_host.as_str())?
+            }
+            None => {}
+        }
+        if let Some(d) = ctx.domain_policy(&snap) {
+            headers::apply(&d.request_headers, upstream_request, v);
+        }
+        Ok(())
+    }
+
+    /// A response head arrived: the target is working.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let (Some(snap), Some(a)) = (&ctx.snapshot, &ctx.attempt) {
+            if let Some(pool) = ctx.pool(snap) {
+                pool.targets[a.index].state.record_success();
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the domain's response header rules and echoes the request id.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(snap) = ctx.snapshot.clone() {
+            if let Some(d) = ctx.domain_policy(&snap) {
+                headers::apply(&d.response_headers, upstream_response, &ctx.vars);
+            }
+        }
+        upstream_response.insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// Connecting failed: count it against the target and retry on another
+    /// one for idempotent requests while the pool's retry budget lasts.
+    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Self::CTX, mut e: Box<Error>) -> Box<Error> {
+        let Some(snap) = ctx.snapshot.clone() else { return e };
+        let Some(pool) = ctx.pool(&snap) else { return e };
+        if let Some(a) = ctx.attempt.take() {
+            let passive = &pool.config.passive_health;
+            pool.targets[a.index]
+                .state
+                .record_failure(passive.consecutive_failures, passive.ejection_time);
+        }
+        let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) { "connect_timeout" } else { "connect" };
+        metrics().upstream_failures.with_label_values(&[&pool.config.name, kind]).inc();
+        let attempts = ctx.tried.len() as u32;
+        let retry = session.req_header().method.is_idempotent()
+            && attempts <= pool.config.retries
+            && attempts < pool.targets.len() as u32;
+        e.set_retry(retry);
+        e
+    }
+
+    /// An established upstream exchange failed (timeout, reset): count it;
+    /// retry only as Pingora's default allows (idempotent, reused connection).
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if let (Some(snap), Some(a)) = (ctx.snapshot.clone(), ctx.attempt.as_ref()) {
+            if let Some(pool) = ctx.pool(&snap) {
+                if e.esource() == &ErrorSource::Upstream {
+                    let passive = &pool.config.passive_health;
+                    pool.targets[a.index]
+                        .state
+                        .record_failure(passive.consecutive_failures, passive.ejection_time);
+                    let kind = if is_timeout(e.etype()) { "timeout" } else { "error" };
+                    metrics().upstream_failures.with_label_values(&[&pool.config.name, kind]).inc();
+                }
+            }
+        }
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    /// The request failed for good: answer 502 (upstream unreachable or
+    /// broken), 504 (upstream timeout) or the fitting 4xx/5xx, with a JSON body.
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+        let (code, label) = match e.etype() {
+            ErrorType::HTTPStatus(code) => (*code, "http_status"),
+            t if e.esource() == &ErrorSource::Upstream && is_timeout(t) => (504, "upstream_timeout"),
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, "bad_gateway"),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "client_closed"),
+                    ErrorType::ReadTimedout => (408, "client_timeout"),
+                    _ => (400, "bad_request"),
+                },
+                ErrorSource::Internal | ErrorSource::Unset => (500, "internal_error"),
+            },
+        };
+        if ctx.failure.is_none() {
+            ctx.failure = Some(format!("{label}: {}", e.etype().as_str()));
+        }
+        if code > 0 && session.response_written().is_none() {
+            if let Ok(status) = StatusCode::from_u16(code) {
+                let resp = LocalResponse::json_error(status, label);
+                let _ = self.send_local(session, ctx, resp).await;
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Access log line and request metrics.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status)
+            .unwrap_or(0);
+        let elapsed = ctx.started.elapsed();
+        let tenant = ctx.vars.tenant.as_str();
+        let domain = ctx.domain_label.as_deref().unwrap_or("unknown");
+        let m = metrics();
+        m.requests
+            .with_label_values(&[tenant, domain, status_class(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[tenant])
+            .observe(elapsed.as_secs_f64());
+
+        let req = session.req_header();
+        let (pool, upstream) = match (&ctx.snapshot, ctx.tried.last()) {
+            (Some(snap), Some(&i)) => match ctx.pool(snap) {
+                Some(p) => (p.config.name.as_str(), p.targets[i].config.name.as_str()),
+                None => ("", ""),
+            },
+            _ => ("", ""),
+        };
+        let error = match (&ctx.failure, e) {
+            (Some(f), _) => f.clone(),
+            (None, Some(e)) => e.to_string(),
+            (None, None) => String::new(),
+        };
+        // Never log Authorization, Cookie or query strings: they carry credentials.
+        tracing::info!(
+            target: "gatehouse::access",
+            request_id = %ctx.vars.request_id,
+            client_ip = %ctx.vars.client_ip,
+            method = %req.method,
+            scheme = ctx.vars.scheme,
+            host = %ctx.vars.host,
+            path = %req.uri.path(),
+            version = ?req.version,
+            status,
+            bytes_sent = session.as_ref().body_bytes_sent(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            tenant,
+            domain,
+            pool,
+            upstream,
+            attempts = ctx.tried.len(),
+            error = %error,
+            user_agent = req.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
+        );
+    }
+}
+
+fn is_timeout(t: &ErrorType) -> bool {
+    matches!(
+        t,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+    )
+}

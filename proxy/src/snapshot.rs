@@ -1,0 +1,87 @@
+//! Config snapshots: the compiled, immutable state every request reads.
+//!
+//! A [`Snapshot`] bundles the routing table, upstream pools and certificate
+//! map built from one validated [`Config`]. It is compiled off the hot path
+//! and published with one atomic pointer swap in [`SnapshotStore`]; a request
+//! takes an `Arc` to the current snapshot when it starts and keeps using it
+//! until it ends, so a reload never changes the config under a request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gatehouse_config::{Config, ConfigErrors};
+
+use crate::route::Router;
+use crate::tls::{CertGeneration, CertMap};
+use crate::upstream::{TargetState, UpstreamPool};
+
+/// Everything compiled from one config.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Sequence number: 1 for the config loaded at start, +1 per applied reload.
+    pub version: u64,
+    /// The validated config this was compiled from.
+    pub config: Arc<Config>,
+    /// Host and path routing.
+    pub router: Router,
+    /// Pools, indexed like `config.pools`.
+    pub pools: Vec<UpstreamPool>,
+    /// SNI → certificate.
+    pub certs: CertMap,
+}
+
+impl Snapshot {
+    /// Compiles `config`. Target health state is inherited from `previous`
+    /// for targets that keep their pool and address. Certificate problems
+    /// (unreadable, mismatched key) are returned with their field paths.
+    pub fn compile(
+        config: Config,
+        version: u64,
+        previous: Option<&Snapshot>,
+        generation: CertGeneration,
+    ) -> Result<Self, ConfigErrors> {
+        let certs = CertMap::build(&config, generation)?;
+        let mut states: HashMap<(String, String), Arc<TargetState>> = HashMap::new();
+        if let Some(prev) = previous {
+            for p in &prev.pools {
+                for t in &p.targets {
+                    states.insert((p.config.name.clone(), t.config.name.clone()), t.state.clone());
+                }
+            }
+        }
+        let pools = config.pools.iter().map(|p| UpstreamPool::new(p, &states)).collect();
+        Ok(Snapshot {
+            version,
+            router: Router::new(&config),
+            pools,
+            certs,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The current snapshot, swapped atomically on reload.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotStore {
+    /// A store serving `initial`.
+    pub fn new(initial: Snapshot) -> Self {
+        SnapshotStore {
+            current: ArcSwap::from_pointee(initial),
+        }
+    }
+
+    /// The snapshot new requests should use.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Publishes `next`; requests already running keep their snapshot.
+    pub fn store(&self, next: Snapshot) {
+        self.current.store(Arc::new(next));
+    }
+}

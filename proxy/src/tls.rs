@@ -1,0 +1,203 @@
+//! TLS termination: per-SNI certificate selection for the rustls listener.
+//!
+//! Certificates are parsed when a config is compiled (never during a
+//! handshake) into a [`CertMap`] that lives in the [`Snapshot`](crate::snapshot::Snapshot).
+//! [`SniResolver`] is the synchronous `ResolvesServerCert` the listener uses;
+//! it reads the current snapshot with one atomic load, so a reload swaps
+//! certificates for new handshakes without touching established connections.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use gatehouse_config::model::{CertSource, Certificate, Config, HostPattern, UnknownSni};
+use gatehouse_config::ConfigErrors;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::snapshot::SnapshotStore;
+
+/// Whether compiling may write self-signed certificates that do not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertGeneration {
+    /// Generate missing self-signed certificates (`gatehouse run`).
+    Generate,
+    /// Leave them out of the map (`gatehouse check` must not write files).
+    Skip,
+}
+
+/// SNI → certificate, exact names first, then one-label wildcards.
+#[derive(Default, Debug)]
+pub struct CertMap {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+impl CertMap {
+    /// Builds the map for `cfg`, loading (and, where asked, generating) every
+    /// certificate. Errors carry the certificate's field path.
+    pub fn build(cfg: &Config, generation: CertGeneration) -> Result<Self, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let mut keys: Vec<Option<Arc<CertifiedKey>>> = Vec::with_capacity(cfg.certificates.len());
+        for (i, c) in cfg.certificates.iter().enumerate() {
+            if generation == CertGeneration::Skip && c.self_signed && !cert_files_exist(c) {
+                keys.push(None);
+                continue;
+            }
+            match load_certificate(c) {
+                Ok(k) => keys.push(Some(Arc::new(k))),
+                Err(msg) => {
+                    errors.push(format!("certificates[{i}]"), msg);
+                    keys.push(None);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut map = CertMap::default();
+        for d in &cfg.domains {
+            let Some(key) = d.certificate.and_then(|i| keys[i].clone()) else {
+                continue;
+            };
+            for h in &d.hosts {
+                match h {
+                    HostPattern::Exact(name) => map.exact.insert(name.clone(), key.clone()),
+                    HostPattern::Wildcard(suffix) => map.wildcard.insert(suffix.clone(), key.clone()),
+                };
+            }
+        }
+        if cfg.tls.unknown_sni == UnknownSni::DefaultCertificate {
+            map.default = cfg.tls.default_certificate.and_then(|i| keys[i].clone());
+        }
+        Ok(map)
+    }
+
+    /// The certificate for `sni`; `None` aborts the handshake.
+    pub fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let found = sni.and_then(|name| {
+            // rustls hands us the SNI already lowercased and without a trailing dot.
+            self.exact.get(name).cloned().or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcard.get(parent).cloned()
+            })
+        });
+        found.or_else(|| self.default.clone())
+    }
+
+    /// Number of distinct names with a certificate.
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    /// True when no name has a certificate.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0 && self.default.is_none()
+    }
+}
+
+/// The listener's certificate resolver: looks the SNI up in the current snapshot.
+#[derive(Debug)]
+pub struct SniResolver {
+    store: Arc<SnapshotStore>,
+}
+
+impl SniResolver {
+    /// A resolver reading certificates from `store`.
+    pub fn new(store: Arc<SnapshotStore>) -> Self {
+        SniResolver { store }
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let snapshot = self.store.load();
+        let cert = snapshot.certs.lookup(hello.server_name());
+        if cert.is_none() {
+            tracing::debug!(sni = ?hello.server_name(), "no certificate for SNI: handshake rejected");
+        }
+        cert
+    }
+}
+
+/// Parses a PEM chain and key into a rustls signing identity, checking that they match.
+pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid PEM certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("invalid PEM private key: {e}"))?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("unsupported private key: {e}"))?;
+    let ck = CertifiedKey::new(chain, signing_key);
+    ck.keys_match()
+        .map_err(|e| format!("private key does not match the certificate: {e}"))?;
+    Ok(ck)
+}
+
+fn cert_files_exist(c: &Certificate) -> bool {
+    match &c.source {
+        CertSource::Files { cert, key } => cert.exists() || key.exists(),
+        CertSource::Inline { .. } => true,
+    }
+}
+
+fn load_certificate(c: &Certificate) -> Result<CertifiedKey, String> {
+    match &c.source {
+        CertSource::Inline { cert_pem, key_pem } => {
+            certified_key_from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+        }
+        CertSource::Files { cert, key } => {
+            if c.self_signed && !cert_files_exist(c) {
+                generate_self_signed(c, cert, key)?;
+            }
+            let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+            let key_pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+            certified_key_from_pem(&cert_pem, &key_pem)
+        }
+    }
+}
+
+/// Writes a self-signed certificate for the certificate's hosts (quickstart and
+/// development). The key file is created readable by the owner only.
+fn generate_self_signed(c: &Certificate, cert_path: &Path, key_path: &Path) -> Result<(), String> {
+    let mut names: Vec<String> = c.hosts.iter().map(|h| h.to_string()).collect();
+    if names.is_empty() {
+        names.push("localhost".into());
+    }
+    if names.iter().any(|n| n == "localhost") {
+        names.push("127.0.0.1".into());
+        names.push("::1".into());
+    }
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("generating a self-signed certificate failed: {e}"))?;
+    for p in [cert_path, key_path] {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    write_private(key_path, generated.key_pair.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, generated.cert.pem())
+        .map_err(|e| format!("cannot write {}: {e}", cert_path.display()))?;
+    tracing::info!(cert = %cert_path.display(), name = %c.name, "generated a self-signed certificate");
+    Ok(())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(data)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

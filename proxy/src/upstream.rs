@@ -1,0 +1,389 @@
+//! Upstream pools: target selection (load balancing) and per-target health state.
+//!
+//! A [`UpstreamPool`] is rebuilt with every config snapshot, but each target's
+//! [`TargetState`] (health verdict, ejection, in-flight count) is carried over
+//! from the previous snapshot when the pool and target keep their names, so a
+//! reload neither forgets an ejection nor resets least-connections counts.
+//! Active probing lives in [`crate::health`]; passive ejection is recorded
+//! here from request outcomes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use gatehouse_config::model::{Algorithm, HashKey, Pool, Target};
+use pingora::protocols::ALPN;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::metrics::metrics;
+
+/// Milliseconds on a process-local monotonic clock.
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Health and load of one upstream target, shared across snapshots.
+#[derive(Debug)]
+pub struct TargetState {
+    pool: String,
+    target: String,
+    /// Verdict of active probes (true until probes say otherwise).
+    probe_up: AtomicBool,
+    probe_successes: AtomicU32,
+    probe_failures: AtomicU32,
+    /// Consecutive failed requests (passive check).
+    request_failures: AtomicU32,
+    /// Passive ejection end, in [`now_ms`] milliseconds; 0 = not ejected.
+    ejected_until: AtomicU64,
+    /// Requests currently using this target.
+    in_flight: AtomicUsize,
+}
+
+impl TargetState {
+    fn new(pool: &str, target: &str) -> Self {
+        let state = TargetState {
+            pool: pool.to_string(),
+            target: target.to_string(),
+            probe_up: AtomicBool::new(true),
+            probe_successes: AtomicU32::new(0),
+            probe_failures: AtomicU32::new(0),
+            request_failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        };
+        state.publish();
+        state
+    }
+
+    /// Whether the target may receive new requests now.
+    pub fn is_available(&self) -> bool {
+        self.probe_up.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    fn publish(&self) {
+        metrics()
+            .upstream_healthy
+            .with_label_values(&[&self.pool, &self.target])
+            .set(i64::from(self.is_available()));
+    }
+
+    /// Records an active probe result; flips the verdict after `rise`
+    /// consecutive successes or `fall` consecutive failures.
+    pub fn record_probe(&self, ok: bool, rise: u32, fall: u32) {
+        if ok {
+            self.probe_failures.store(0, Ordering::Relaxed);
+            let n = self.probe_successes.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= rise && !self.probe_up.swap(true, Ordering::Relaxed) {
+                tracing::info!(pool = %self.pool, target = %self.target, "upstream target is healthy again");
+            }
+        } else {
+            self.probe_successes.store(0, Ordering::Relaxed);
+            let n = self.probe_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= fall && self.probe_up.swap(false, Ordering::Relaxed) {
+                tracing::warn!(pool = %self.pool, target = %self.target, "upstream target failed health checks: marked down");
+            }
+        }
+        self.publish();
+    }
+
+    /// A request to this target completed without a transport failure.
+    pub fn record_success(&self) {
+        if self.request_failures.load(Ordering::Relaxed) != 0 {
+            self.request_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A request to this target failed (connect error, timeout, reset).
+    /// Ejects the target after `threshold` consecutive failures.
+    pub fn record_failure(&self, threshold: u32, ejection: Duration) {
+        if threshold == 0 {
+            return;
+        }
+        let n = self.request_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= threshold {
+            self.request_failures.store(0, Ordering::Relaxed);
+            self.ejected_until
+                .store(now_ms() + ejection.as_millis() as u64, Ordering::Relaxed);
+            tracing::warn!(pool = %self.pool, target = %self.target, failures = n, ejection_ms = ejection.as_millis() as u64, "upstream target ejected after consecutive failures");
+            self.publish();
+        }
+    }
+
+    /// Refreshes the exported gauge (ejections expire without an event).
+    pub fn refresh_metric(&self) {
+        self.publish();
+    }
+}
+
+/// Counts a request against a target's in-flight load until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<TargetState>);
+
+impl InFlight {
+    fn new(state: Arc<TargetState>) -> Self {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A target of a compiled pool.
+#[derive(Debug)]
+pub struct UpstreamTarget {
+    /// Validated settings.
+    pub config: Target,
+    /// Shared health and load.
+    pub state: Arc<TargetState>,
+}
+
+/// A compiled upstream pool.
+#[derive(Debug)]
+pub struct UpstreamPool {
+    /// Validated settings.
+    pub config: Pool,
+    /// Targets in config order.
+    pub targets: Vec<UpstreamTarget>,
+    /// Weighted round-robin schedule: target indices, interleaved by weight.
+    schedule: Vec<usize>,
+    cursor: AtomicUsize,
+}
+
+/// Per-request inputs for consistent hashing.
+pub struct HashInput<'a> {
+    /// Client IP as text.
+    pub client_ip: &'a str,
+    /// Path and query.
+    pub request_uri: &'a str,
+    /// Host without port.
+    pub host: &'a str,
+    /// Request headers.
+    pub headers: &'a http::HeaderMap,
+}
+
+/// A chosen target for one attempt.
+pub struct Selection {
+    /// Index in [`UpstreamPool::targets`].
+    pub index: usize,
+    /// In-flight guard for the attempt.
+    pub in_flight: InFlight,
+}
+
+impl UpstreamPool {
+    /// Compiles `config`, reusing target states from `previous` by (pool, target) name.
+    pub fn new(config: &Pool, previous: &HashMap<(String, String), Arc<TargetState>>) -> Self {
+        let targets: Vec<UpstreamTarget> = config
+            .targets
+            .iter()
+            .map(|t| {
+                let key = (config.name.clone(), t.name.clone());
+                let state = previous
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(TargetState::new(&config.name, &t.name)));
+                UpstreamTarget {
+                    config: t.clone(),
+                    state,
+                }
+            })
+            .collect();
+        let weights: Vec<u32> = targets.iter().map(|t| t.config.weight).collect();
+        UpstreamPool {
+            config: config.clone(),
+            schedule: smooth_weighted_schedule(&weights),
+            cursor: AtomicUsize::new(0),
+            targets,
+        }
+    }
+
+    /// Picks a target for an attempt, skipping `tried` ones. Unavailable
+    /// targets are skipped while any other is available; when none is, every
+    /// untried target is eligible again (as nginx does) so a wrong health
+    /// verdict cannot black-hole a pool.
+    pub fn select(&self, tried: &[usize], input: &HashInput<'_>) -> Option<Selection> {
+        let index = self
+            .pick(tried, input, true)
+            .or_else(|| self.pick(tried, input, false))?;
+        Some(Selection {
+            index,
+            in_flight: InFlight::new(self.targets[index].state.clone()),
+        })
+    }
+
+    fn eligible(&self, i: usize, tried: &[usize], healthy_only: bool) -> bool {
+        !tried.contains(&i) && (!healthy_only || self.targets[i].state.is_available())
+    }
+
+    fn pick(&self, tried: &[usize], input: &HashInput<'_>, healthy_only: bool) -> Option<usize> {
+        match self.config.algorithm {
+            Algorithm::RoundRobin => {
+                let len = self.schedule.len();
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+                (0..len)
+                    .map(|k| self.schedule[(start + k) % len])
+                    .find(|&i| self.eligible(i, tried, healthy_only))
+            }
+            Algorithm::LeastConnections => {
+                // Rotate the starting point so ties spread evenly.
+                let n = self.targets.len();
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+                let mut best: Option<(usize, usize, u32)> = None;
+                for k in 0..n {
+                    let i = (start + k) % n;
+                    if !self.eligible(i, tried, healthy_only) {
+                        continue;
+                    }
+                    let load = self.targets[i].state.in_flight();
+                    let weight = self.targets[i].config.weight;
+                    // Compare load/weight without division: a/wa < b/wb ⇔ a·wb < b·wa.
+                    let better = match best {
+                        None => true,
+                        Some((_, bl, bw)) => (load as u64) * u64::from(bw) < (bl as u64) * u64::from(weight),
+                    };
+                    if better {
+                        best = Some((i, load, weight));
+                    }
+                }
+                best.map(|(i, _, _)| i)
+            }
+            Algorithm::ConsistentHash => {
+                let key = match &self.config.hash_key {
+                    Some(HashKey::ClientIp) => input.client_ip.as_bytes(),
+                    Some(HashKey::RequestUri) => input.request_uri.as_bytes(),
+                    Some(HashKey::Host) => input.host.as_bytes(),
+                    Some(HashKey::Header(h)) => input.headers.get(h).map(|v| v.as_bytes()).unwrap_or_default(),
+                    None => b"",
+                };
+                let key_hash = fnv1a(key);
+                self.targets
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| self.eligible(*i, tried, healthy_only))
+                    .map(|(i, t)| (i, rendezvous_score(key_hash, &t.config.name, t.config.weight)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(i, _)| i)
+            }
+        }
+    }
+
+    /// Builds the Pingora peer for target `index` with the pool's TLS,
+    /// protocol and timeout settings.
+    pub fn peer(&self, index: usize) -> HttpPeer {
+        let target = &self.targets[index].config;
+        let cfg = &self.config;
+        let (tls, sni) = match &cfg.tls {
+            Some(t) => (true, t.sni.clone().unwrap_or_else(|| target.host.clone())),
+            None => (false, String::new()),
+        };
+        let mut peer = HttpPeer::new(target.addr, tls, sni);
+        let o = &mut peer.options;
+        o.connection_timeout = Some(cfg.timeouts.connect);
+        o.total_connection_timeout = Some(cfg.timeouts.connect);
+        o.read_timeout = Some(cfg.timeouts.read);
+        o.write_timeout = Some(cfg.timeouts.write);
+        o.idle_timeout = Some(cfg.timeouts.idle);
+        if let Some(t) = &cfg.tls {
+            o.verify_cert = t.verify;
+            o.verify_hostname = t.verify;
+        }
+        // With TLS, ALPN negotiates h2; without TLS, H2-only means h2c prior knowledge.
+        o.alpn = if cfg.http2 { ALPN::H2 } else { ALPN::H1 };
+        peer
+    }
+}
+
+/// Smooth weighted round robin (as in nginx), precomputed into a schedule so
+/// selection is one atomic increment. Weights are at most 1000 each.
+fn smooth_weighted_schedule(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+    if total == 0 {
+        return (0..weights.len()).collect();
+    }
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, w) in weights.iter().enumerate() {
+            current[i] += i64::from(*w);
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best);
+    }
+    out
+}
+
+/// FNV-1a: a small, stable hash so every proxy node maps a key the same way.
+fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Weighted rendezvous (highest random weight) score: `-w / ln(u)` with `u`
+/// uniform in (0, 1) from the combined hash. Removing a target only remaps
+/// the keys that were on it.
+fn rendezvous_score(key_hash: u64, target: &str, weight: u32) -> f64 {
+    let mut h = key_hash ^ fnv1a(target.as_bytes());
+    // splitmix64 finaliser to spread the combined bits.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    -f64::from(weight) / u.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_respects_weights_and_interleaves() {
+        let s = smooth_weighted_schedule(&[5, 1, 1]);
+        assert_eq!(s.len(), 7);
+        assert_eq!(s.iter().filter(|&&i| i == 0).count(), 5);
+        // Smooth: the heavy target never takes more than 3 slots in a row here.
+        assert_eq!(s, vec![0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn rendezvous_is_stable_when_another_target_leaves() {
+        let names = ["a:1", "b:1", "c:1"];
+        let pick = |names: &[&str], key: u64| {
+            names
+                .iter()
+                .map(|n| (*n, rendezvous_score(key, n, 1)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(n, _)| n)
+                .unwrap()
+        };
+        let mut moved = 0;
+        for k in 0..1000u64 {
+            let key = fnv1a(&k.to_le_bytes());
+            let before = pick(&names, key);
+            let after = pick(&["a:1", "b:1"], key);
+            if before != "c:1" {
+                assert_eq!(before, after, "a key not on the removed target moved");
+            } else {
+                moved += 1;
+            }
+        }
+        assert!((200..500).contains(&moved), "c:1 held {moved} of 1000 keys");
+    }
+}
