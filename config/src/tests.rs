@@ -37,7 +37,10 @@ fn minimal_config_validates() {
             HostPattern::Wildcard("example.org".into())
         ]
     );
-    assert!(matches!(cfg.domains[0].routes[0].action, RouteAction::Pool(0)));
+    assert!(matches!(
+        cfg.domains[0].routes[0].action,
+        RouteAction::Pool(0)
+    ));
     assert_eq!(cfg.pools[0].retries, 1);
     assert_eq!(cfg.limits.max_header_count, 100);
 }
@@ -159,7 +162,9 @@ domains:
     let errs = messages(&load(yaml).unwrap_err());
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(errs[0].starts_with("domains[0].headers.request.remove[0]: invalid header name"));
-    assert!(errs[1].starts_with("domains[0].headers.request.set.X-Ip: unknown variable $client_addr"));
+    assert!(
+        errs[1].starts_with("domains[0].headers.request.set.X-Ip: unknown variable $client_addr")
+    );
 }
 
 #[test]
@@ -170,7 +175,10 @@ tenants: [{ name: a }]
 domains: [{ hosts: [a.com], tenant: a, certificate: nope }]
 "#;
     let errs = messages(&load(yaml).unwrap_err());
-    assert!(errs.contains(&"domains[0].certificate: unknown certificate \"nope\"".to_string()), "{errs:#?}");
+    assert!(
+        errs.contains(&"domains[0].certificate: unknown certificate \"nope\"".to_string()),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -183,7 +191,10 @@ pools:
   - { name: q, tenant: a, algorithm: consistent_hash, hash_key: "header:X-User", targets: [{ addr: "127.0.0.1:1" }] }
 "#;
     let errs = messages(&load(yaml).unwrap_err());
-    assert_eq!(errs, vec!["pools[0].hash_key: required for algorithm consistent_hash"]);
+    assert_eq!(
+        errs,
+        vec!["pools[0].hash_key: required for algorithm consistent_hash"]
+    );
 }
 
 #[test]
@@ -196,7 +207,9 @@ fn never_panics_on_garbage() {
             let _ = load(s);
         }
     }
-    let junk = [b'{', b'}', b'[', b':', b'-', b'*', b'$', b'\n', b' ', b'"', b'0'];
+    let junk = [
+        b'{', b'}', b'[', b':', b'-', b'*', b'$', b'\n', b' ', b'"', b'0',
+    ];
     for i in (0..base.len()).step_by(3) {
         for j in junk {
             let mut m = base.to_vec();

@@ -187,8 +187,7 @@ impl Validator<'_> {
     }
 
     fn limits(&mut self, l: &file::Limits) -> Limits {
-        let max_header_count =
-            self.positive(l.max_header_count, 100, "limits.max_header_count");
+        let max_header_count = self.positive(l.max_header_count, 100, "limits.max_header_count");
         if max_header_count > PARSER_MAX_HEADERS {
             self.err(
                 "limits.max_header_count",
@@ -196,7 +195,11 @@ impl Validator<'_> {
             );
         }
         Limits {
-            max_header_bytes: self.positive(l.max_header_bytes, 32 * 1024, "limits.max_header_bytes"),
+            max_header_bytes: self.positive(
+                l.max_header_bytes,
+                32 * 1024,
+                "limits.max_header_bytes",
+            ),
             max_header_count,
             max_uri_bytes: self.positive(l.max_uri_bytes, 8 * 1024, "limits.max_uri_bytes"),
             client_read_timeout: self.duration(
@@ -224,7 +227,10 @@ impl Validator<'_> {
             if !valid_name(&t.name) {
                 self.err(
                     &path,
-                    format!("invalid tenant name {:?}: use 1-63 characters of a-z, 0-9, '-' and '_'", t.name),
+                    format!(
+                        "invalid tenant name {:?}: use 1-63 characters of a-z, 0-9, '-' and '_'",
+                        t.name
+                    ),
                 );
             }
             if !out.insert(t.name.clone()) {
@@ -322,7 +328,8 @@ impl Validator<'_> {
                 }
                 found
             });
-            let request_headers = self.header_edits(&d.headers.request, &format!("{dpath}.headers.request"));
+            let request_headers =
+                self.header_edits(&d.headers.request, &format!("{dpath}.headers.request"));
             let response_headers =
                 self.header_edits(&d.headers.response, &format!("{dpath}.headers.response"));
             let routes = d
@@ -330,7 +337,13 @@ impl Validator<'_> {
                 .iter()
                 .enumerate()
                 .filter_map(|(ri, r)| {
-                    self.route(r, &format!("{dpath}.routes[{ri}]"), &d.tenant, cfg, pool_index)
+                    self.route(
+                        r,
+                        &format!("{dpath}.routes[{ri}]"),
+                        &d.tenant,
+                        cfg,
+                        pool_index,
+                    )
                 })
                 .collect();
             out.push(Domain {
@@ -356,13 +369,19 @@ impl Validator<'_> {
     ) -> Option<Route> {
         let route_path = r.path.clone().unwrap_or_else(|| "/".to_string());
         if !route_path.starts_with('/') {
-            self.err(format!("{path}.path"), format!("path {route_path:?} must start with '/'"));
+            self.err(
+                format!("{path}.path"),
+                format!("path {route_path:?} must start with '/'"),
+            );
         }
         let mut methods = Vec::new();
         for (mi, m) in r.methods.iter().enumerate() {
             match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
                 Ok(m) => methods.push(m),
-                Err(_) => self.err(format!("{path}.methods[{mi}]"), format!("invalid method {m:?}")),
+                Err(_) => self.err(
+                    format!("{path}.methods[{mi}]"),
+                    format!("invalid method {m:?}"),
+                ),
             }
         }
         let set = [
@@ -425,7 +444,10 @@ impl Validator<'_> {
         let mut headers = Vec::new();
         for (name, value) in &r.headers {
             let hpath = format!("{path}.headers.{name}");
-            if let (Some(n), Some(v)) = (self.header_name(name, &hpath), self.header_value(value, &hpath)) {
+            if let (Some(n), Some(v)) = (
+                self.header_name(name, &hpath),
+                self.header_value(value, &hpath),
+            ) {
                 headers.push((n, v));
             }
         }
@@ -446,7 +468,10 @@ impl Validator<'_> {
             return None;
         }
         if r.to.is_empty() || HeaderValue::from_str(&r.to).is_err() {
-            self.err(format!("{path}.to"), format!("invalid redirect target {:?}", r.to));
+            self.err(
+                format!("{path}.to"),
+                format!("invalid redirect target {:?}", r.to),
+            );
             return None;
         }
         Some(Redirect {
@@ -461,18 +486,30 @@ impl Validator<'_> {
         let root = match std::fs::canonicalize(&root) {
             Ok(r) if r.is_dir() => r,
             Ok(_) => {
-                self.err(format!("{path}.root"), format!("{} is not a directory", root.display()));
+                self.err(
+                    format!("{path}.root"),
+                    format!("{} is not a directory", root.display()),
+                );
                 return None;
             }
             Err(e) => {
-                self.err(format!("{path}.root"), format!("cannot open {}: {e}", root.display()));
+                self.err(
+                    format!("{path}.root"),
+                    format!("cannot open {}: {e}", root.display()),
+                );
                 return None;
             }
         };
-        let index = s.index.clone().unwrap_or_else(|| vec!["index.html".to_string()]);
+        let index = s
+            .index
+            .clone()
+            .unwrap_or_else(|| vec!["index.html".to_string()]);
         for (i, name) in index.iter().enumerate() {
             if name.is_empty() || name.contains('/') || name == ".." || name == "." {
-                self.err(format!("{path}.index[{i}]"), format!("invalid index file name {name:?}"));
+                self.err(
+                    format!("{path}.index[{i}]"),
+                    format!("invalid index file name {name:?}"),
+                );
             }
         }
         let cache_control = s
@@ -544,10 +581,16 @@ impl Validator<'_> {
             let tpath = format!("{path}.targets[{ti}]");
             let weight = t.weight.unwrap_or(1);
             if !(1..=1000).contains(&weight) {
-                self.err(format!("{tpath}.weight"), format!("weight must be 1..=1000, got {weight}"));
+                self.err(
+                    format!("{tpath}.weight"),
+                    format!("weight must be 1..=1000, got {weight}"),
+                );
             }
             if !seen.insert(t.addr.clone()) {
-                self.err(format!("{tpath}.addr"), format!("duplicate target {:?}", t.addr));
+                self.err(
+                    format!("{tpath}.addr"),
+                    format!("duplicate target {:?}", t.addr),
+                );
             }
             match resolve_target(&t.addr) {
                 Ok((addr, host)) => targets.push(Target {
@@ -561,7 +604,10 @@ impl Validator<'_> {
         }
         let hash_key = match (&p.algorithm, &p.hash_key) {
             (Algorithm::ConsistentHash, None) => {
-                self.err(format!("{path}.hash_key"), "required for algorithm consistent_hash");
+                self.err(
+                    format!("{path}.hash_key"),
+                    "required for algorithm consistent_hash",
+                );
                 None
             }
             (Algorithm::ConsistentHash, Some(k)) => match parse_hash_key(k) {
@@ -572,7 +618,10 @@ impl Validator<'_> {
                 }
             },
             (_, Some(_)) => {
-                self.err(format!("{path}.hash_key"), "only used with algorithm consistent_hash");
+                self.err(
+                    format!("{path}.hash_key"),
+                    "only used with algorithm consistent_hash",
+                );
                 None
             }
             (_, None) => None,
@@ -594,10 +643,26 @@ impl Validator<'_> {
             .and_then(|h| self.header_value(h, &format!("{path}.host_header")));
         let to = &p.timeouts;
         let timeouts = Timeouts {
-            connect: self.duration(to.connect, Duration::from_secs(3), &format!("{path}.timeouts.connect")),
-            read: self.duration(to.read, Duration::from_secs(30), &format!("{path}.timeouts.read")),
-            write: self.duration(to.write, Duration::from_secs(30), &format!("{path}.timeouts.write")),
-            idle: self.duration(to.idle, Duration::from_secs(60), &format!("{path}.timeouts.idle")),
+            connect: self.duration(
+                to.connect,
+                Duration::from_secs(3),
+                &format!("{path}.timeouts.connect"),
+            ),
+            read: self.duration(
+                to.read,
+                Duration::from_secs(30),
+                &format!("{path}.timeouts.read"),
+            ),
+            write: self.duration(
+                to.write,
+                Duration::from_secs(30),
+                &format!("{path}.timeouts.write"),
+            ),
+            idle: self.duration(
+                to.idle,
+                Duration::from_secs(60),
+                &format!("{path}.timeouts.idle"),
+            ),
         };
         let retries = p.retries.unwrap_or(1);
         if retries > 10 {
@@ -635,8 +700,15 @@ impl Validator<'_> {
 
     fn active_health(&mut self, a: &file::ActiveHealthCheck, path: &str) -> ActiveHealthCheck {
         let probe_path = a.path.clone().unwrap_or_else(|| "/".to_string());
-        if !probe_path.starts_with('/') || probe_path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            self.err(format!("{path}.path"), format!("invalid probe path {probe_path:?}"));
+        if !probe_path.starts_with('/')
+            || probe_path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.err(
+                format!("{path}.path"),
+                format!("invalid probe path {probe_path:?}"),
+            );
         }
         let expect_status = match a.expect_status {
             Some([lo, hi]) if (100..=599).contains(&lo) && lo <= hi && hi <= 599 => (lo, hi),
@@ -661,8 +733,16 @@ impl Validator<'_> {
             kind: a.kind,
             path: probe_path,
             expect_status,
-            interval: self.duration(a.interval, Duration::from_secs(5), &format!("{path}.interval")),
-            timeout: self.duration(a.timeout, Duration::from_secs(2), &format!("{path}.timeout")),
+            interval: self.duration(
+                a.interval,
+                Duration::from_secs(5),
+                &format!("{path}.interval"),
+            ),
+            timeout: self.duration(
+                a.timeout,
+                Duration::from_secs(2),
+                &format!("{path}.timeout"),
+            ),
             rise: rise.max(1),
             fall: fall.max(1),
         }
@@ -707,11 +787,17 @@ impl Validator<'_> {
                 if !(c.self_signed && missing) {
                     match std::fs::read(cp) {
                         Ok(pem) => self.check_cert_pem(&pem, &format!("{path}.cert_path")),
-                        Err(e) => self.err(format!("{path}.cert_path"), format!("cannot read {}: {e}", cp.display())),
+                        Err(e) => self.err(
+                            format!("{path}.cert_path"),
+                            format!("cannot read {}: {e}", cp.display()),
+                        ),
                     }
                     match std::fs::read(kp) {
                         Ok(pem) => self.check_key_pem(&pem, &format!("{path}.key_path")),
-                        Err(e) => self.err(format!("{path}.key_path"), format!("cannot read {}: {e}", kp.display())),
+                        Err(e) => self.err(
+                            format!("{path}.key_path"),
+                            format!("cannot read {}: {e}", kp.display()),
+                        ),
                     }
                 }
             }
@@ -765,7 +851,8 @@ pub fn parse_host_pattern(h: &str) -> Result<HostPattern, String> {
     let valid_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };

@@ -80,7 +80,8 @@ async fn probe_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let outcome = tokio::time::timeout(check.timeout, probe(&connector, &peer, &host, &check)).await;
+        let outcome =
+            tokio::time::timeout(check.timeout, probe(&connector, &peer, &host, &check)).await;
         let ok = match outcome {
             Ok(Ok(())) => true,
             Ok(Err(reason)) => {
@@ -96,27 +97,42 @@ async fn probe_loop(
     }
 }
 
-async fn probe(connector: &Connector, peer: &HttpPeer, host: &str, check: &ActiveHealthCheck) -> Result<(), String> {
+async fn probe(
+    connector: &Connector,
+    peer: &HttpPeer,
+    host: &str,
+    check: &ActiveHealthCheck,
+) -> Result<(), String> {
     match check.kind {
-        ProbeKind::Tcp => tokio::net::TcpStream::connect(*peer._address.as_inet().ok_or("not an inet address")?)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        ProbeKind::Tcp => {
+            tokio::net::TcpStream::connect(*peer._address.as_inet().ok_or("not an inet address")?)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
         ProbeKind::Http => {
             let (mut session, _) = connector
                 .get_http_session(peer)
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut req = RequestHeader::build("GET", check.path.as_bytes(), None).map_err(|e| e.to_string())?;
-            req.insert_header(http::header::HOST, host).map_err(|e| e.to_string())?;
+            let mut req = RequestHeader::build("GET", check.path.as_bytes(), None)
+                .map_err(|e| e.to_string())?;
+            req.insert_header(http::header::HOST, host)
+                .map_err(|e| e.to_string())?;
             req.insert_header(http::header::USER_AGENT, "gatehouse-health-check")
                 .map_err(|e| e.to_string())?;
             session
                 .write_request_header(Box::new(req))
                 .await
                 .map_err(|e| e.to_string())?;
-            session.finish_request_body().await.map_err(|e| e.to_string())?;
-            session.read_response_header().await.map_err(|e| e.to_string())?;
+            session
+                .finish_request_body()
+                .await
+                .map_err(|e| e.to_string())?;
+            session
+                .read_response_header()
+                .await
+                .map_err(|e| e.to_string())?;
             let status = session
                 .response_header()
                 .map(|r| r.status.as_u16())
@@ -126,7 +142,12 @@ async fn probe(connector: &Connector, peer: &HttpPeer, host: &str, check: &Activ
                 return Err(format!("status {status} outside {lo}..={hi}"));
             }
             // Drain a small body so the connection closes cleanly; probes do not reuse connections.
-            while session.read_response_body().await.map_err(|e| e.to_string())?.is_some() {}
+            while session
+                .read_response_body()
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {}
             Ok(())
         }
     }

@@ -41,8 +41,16 @@ impl ServeHttp for InternalApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics().render()),
-            "/healthz" => reply(StatusCode::OK, "application/json", br#"{"status":"ok"}"#.to_vec()),
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics().render(),
+            ),
+            "/healthz" => reply(
+                StatusCode::OK,
+                "application/json",
+                br#"{"status":"ok"}"#.to_vec(),
+            ),
             "/readyz" => {
                 let version = self.store.load().version;
                 if self.ready.load(Ordering::Acquire) {
@@ -56,7 +64,11 @@ impl ServeHttp for InternalApi {
                     )
                 }
             }
-            _ => reply(StatusCode::NOT_FOUND, "application/json", br#"{"error":"not_found"}"#.to_vec()),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                br#"{"error":"not_found"}"#.to_vec(),
+            ),
         }
     }
 }

@@ -9,8 +9,8 @@
 
 #![forbid(unsafe_code)]
 
-pub mod health;
 pub mod headers;
+pub mod health;
 pub mod internal;
 pub mod local;
 pub mod metrics;
@@ -68,8 +68,10 @@ fn server_options() -> HttpServerOptions {
 
 /// Runs the data plane until SIGTERM (graceful drain) or SIGINT. Never returns on success.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let cfg = gatehouse_config::load_file(&opts.config).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
-    let snapshot = Snapshot::compile(cfg, 1, None, CertGeneration::Generate).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
+    let cfg = gatehouse_config::load_file(&opts.config)
+        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
+    let snapshot = Snapshot::compile(cfg, 1, None, CertGeneration::Generate)
+        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
     let config = snapshot.config.clone();
     let store = Arc::new(SnapshotStore::new(snapshot));
 
@@ -78,7 +80,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map(|_| ()) })
+        .block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map(|_| ())
+        })
         .context("installing the SIGHUP handler")?;
 
     let mut conf = ServerConf {
@@ -119,7 +123,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = config.listeners.internal {
-        let mut internal = Service::new("gatehouse-internal".to_string(), InternalApi::new(store.clone(), ready.clone()));
+        let mut internal = Service::new(
+            "gatehouse-internal".to_string(),
+            InternalApi::new(store.clone(), ready.clone()),
+        );
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);
     }

@@ -41,7 +41,11 @@ impl LocalResponse {
         let _ = head.insert_header(header::CONTENT_LENGTH, body.len());
         LocalResponse {
             head,
-            body: if body.is_empty() { LocalBody::Empty } else { LocalBody::Bytes(body) },
+            body: if body.is_empty() {
+                LocalBody::Empty
+            } else {
+                LocalBody::Bytes(body)
+            },
         }
     }
 
@@ -61,7 +65,9 @@ impl LocalResponse {
     /// Writes the response; `head_only` (HEAD requests) skips the body.
     pub async fn write(self, session: &mut Session, head_only: bool) -> pingora::Result<()> {
         let no_body = head_only || matches!(self.body, LocalBody::Empty);
-        session.write_response_header(Box::new(self.head), no_body).await?;
+        session
+            .write_response_header(Box::new(self.head), no_body)
+            .await?;
         if no_body {
             return Ok(());
         }
@@ -74,16 +80,25 @@ impl LocalResponse {
                     let chunk = remaining.min(64 * 1024) as usize;
                     let mut buf = vec![0u8; chunk];
                     let n = f.read(&mut buf).await.map_err(|e| {
-                        pingora::Error::because(pingora::ErrorType::InternalError, "reading static file", e)
+                        pingora::Error::because(
+                            pingora::ErrorType::InternalError,
+                            "reading static file",
+                            e,
+                        )
                     })?;
                     if n == 0 {
                         // The file shrank after we sent Content-Length: cut the connection
                         // rather than send a short body that looks complete.
-                        return pingora::Error::e_explain(pingora::ErrorType::InternalError, "static file truncated");
+                        return pingora::Error::e_explain(
+                            pingora::ErrorType::InternalError,
+                            "static file truncated",
+                        );
                     }
                     buf.truncate(n);
                     remaining -= n as u64;
-                    session.write_response_body(Some(Bytes::from(buf)), remaining == 0).await?;
+                    session
+                        .write_response_body(Some(Bytes::from(buf)), remaining == 0)
+                        .await?;
                 }
                 Ok(())
             }
@@ -93,7 +108,8 @@ impl LocalResponse {
 
 /// The `respond` action.
 pub fn respond(r: &Respond) -> LocalResponse {
-    let mut head = ResponseHeader::build(r.status, Some(r.headers.len() + 2)).expect("status is valid");
+    let mut head =
+        ResponseHeader::build(r.status, Some(r.headers.len() + 2)).expect("status is valid");
     let mut has_type = false;
     for (name, value) in &r.headers {
         has_type |= name == header::CONTENT_TYPE;
@@ -137,9 +153,15 @@ pub enum StaticTarget {
 /// Maps a request path to a file under `cfg.root`, refusing anything that
 /// would leave it: `..` segments, encoded or not; symlinks pointing out;
 /// hidden (dot) files; NUL bytes.
-pub async fn resolve_static(cfg: &StaticFiles, route_path: &str, route_match: PathMatch, path: &str) -> StaticTarget {
+pub async fn resolve_static(
+    cfg: &StaticFiles,
+    route_path: &str,
+    route_match: PathMatch,
+    path: &str,
+) -> StaticTarget {
     let rel = if cfg.strip_prefix && route_match == PathMatch::Prefix && route_path != "/" {
-        path.strip_prefix(route_path.trim_end_matches('/')).unwrap_or(path)
+        path.strip_prefix(route_path.trim_end_matches('/'))
+            .unwrap_or(path)
     } else {
         path
     };
@@ -187,7 +209,11 @@ async fn inside_root(root: &Path, candidate: &Path) -> Option<PathBuf> {
 }
 
 /// The `static` action: serves `file` with validators and conditional GET.
-pub async fn serve_file(cfg: &StaticFiles, file: &Path, req: &pingora::http::RequestHeader) -> LocalResponse {
+pub async fn serve_file(
+    cfg: &StaticFiles,
+    file: &Path,
+    req: &pingora::http::RequestHeader,
+) -> LocalResponse {
     if req.method != Method::GET && req.method != Method::HEAD {
         let mut r = LocalResponse::json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
         let _ = r.head.insert_header(header::ALLOW, "GET, HEAD");
@@ -202,8 +228,15 @@ pub async fn serve_file(cfg: &StaticFiles, file: &Path, req: &pingora::http::Req
     };
     let len = meta.len();
     let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let since_epoch = mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let etag = format!("\"{:x}-{:x}{:08x}\"", len, since_epoch.as_secs(), since_epoch.subsec_nanos());
+    let since_epoch = mtime
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let etag = format!(
+        "\"{:x}-{:x}{:08x}\"",
+        len,
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos()
+    );
     let last_modified = httpdate::fmt_http_date(mtime);
 
     let not_modified = if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {
@@ -217,12 +250,22 @@ pub async fn serve_file(cfg: &StaticFiles, file: &Path, req: &pingora::http::Req
         ims.to_str()
             .ok()
             .and_then(|v| httpdate::parse_http_date(v).ok())
-            .is_some_and(|ims| since_epoch.as_secs() <= ims.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs())
+            .is_some_and(|ims| {
+                since_epoch.as_secs()
+                    <= ims
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs()
+            })
     } else {
         false
     };
 
-    let status = if not_modified { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    let status = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
     let mut head = ResponseHeader::build(status, Some(6)).expect("status is valid");
     let _ = head.insert_header(header::ETAG, &etag);
     let _ = head.insert_header(header::LAST_MODIFIED, &last_modified);
@@ -239,7 +282,11 @@ pub async fn serve_file(cfg: &StaticFiles, file: &Path, req: &pingora::http::Req
     let _ = head.insert_header(header::CONTENT_LENGTH, len);
     LocalResponse {
         head,
-        body: if len == 0 { LocalBody::Empty } else { LocalBody::File(f, len) },
+        body: if len == 0 {
+            LocalBody::Empty
+        } else {
+            LocalBody::File(f, len)
+        },
     }
 }
 
@@ -247,7 +294,10 @@ pub async fn serve_file(cfg: &StaticFiles, file: &Path, req: &pingora::http::Req
 fn content_type(file: &Path) -> String {
     let mime = mime_guess::from_path(file).first_or_octet_stream();
     let textual = mime.type_() == mime_guess::mime::TEXT
-        || matches!(mime.subtype().as_str(), "javascript" | "json" | "xml" | "svg");
+        || matches!(
+            mime.subtype().as_str(),
+            "javascript" | "json" | "xml" | "svg"
+        );
     if textual && mime.get_param("charset").is_none() {
         format!("{mime}; charset=utf-8")
     } else {
@@ -284,14 +334,29 @@ mod tests {
             let c = c.clone();
             async move { resolve_static(&c, "/static", PathMatch::Prefix, p).await }
         };
-        assert_eq!(r("/static/").await, StaticTarget::File(real.join("index.html")));
-        assert_eq!(r("/static").await, StaticTarget::File(real.join("index.html")));
-        assert_eq!(r("/static/sub/a.css").await, StaticTarget::File(real.join("sub/a.css")));
+        assert_eq!(
+            r("/static/").await,
+            StaticTarget::File(real.join("index.html"))
+        );
+        assert_eq!(
+            r("/static").await,
+            StaticTarget::File(real.join("index.html"))
+        );
+        assert_eq!(
+            r("/static/sub/a.css").await,
+            StaticTarget::File(real.join("sub/a.css"))
+        );
         assert_eq!(r("/static/sub").await, StaticTarget::AddSlash);
         assert_eq!(r("/static/sub/").await, StaticTarget::NotFound);
         assert_eq!(r("/static/../outside.txt").await, StaticTarget::NotFound);
-        assert_eq!(r("/static/%2e%2e/outside.txt").await, StaticTarget::NotFound);
-        assert_eq!(r("/static/sub/..%2f..%2foutside.txt").await, StaticTarget::NotFound);
+        assert_eq!(
+            r("/static/%2e%2e/outside.txt").await,
+            StaticTarget::NotFound
+        );
+        assert_eq!(
+            r("/static/sub/..%2f..%2foutside.txt").await,
+            StaticTarget::NotFound
+        );
         assert_eq!(r("/static/link.txt").await, StaticTarget::NotFound);
         assert_eq!(r("/static/.env").await, StaticTarget::NotFound);
         assert_eq!(r("/static/nope").await, StaticTarget::NotFound);

@@ -73,11 +73,9 @@ impl Metrics {
             "Sequence number of the config currently serving",
         )
         .expect("static metric definition");
-        let config_reloads = IntCounter::new(
-            "gatehouse_config_reloads_total",
-            "Config reloads applied",
-        )
-        .expect("static metric definition");
+        let config_reloads =
+            IntCounter::new("gatehouse_config_reloads_total", "Config reloads applied")
+                .expect("static metric definition");
         let config_reload_failures = IntCounter::new(
             "gatehouse_config_reload_failures_total",
             "Config reloads rejected; the previous config kept serving",

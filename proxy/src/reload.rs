@@ -91,7 +91,9 @@ impl Reloader {
         let Some(now) = stamp(&self.path) else {
             return false;
         };
-        let changed = last.as_ref().is_none_or(|l| l.content_hash != now.content_hash);
+        let changed = last
+            .as_ref()
+            .is_none_or(|l| l.content_hash != now.content_hash);
         *last = Some(now);
         changed
     }
@@ -121,7 +123,9 @@ impl Reloader {
                 return Err(errors);
             }
         };
-        if next.config.listeners != current.config.listeners || next.config.server != current.config.server {
+        if next.config.listeners != current.config.listeners
+            || next.config.server != current.config.server
+        {
             tracing::warn!("listener and server settings changed: they apply after a restart or binary upgrade");
         }
         let version = next.version;
@@ -142,7 +146,11 @@ fn forget_removed_targets(old: &Snapshot, new: &Snapshot) {
     let keep: HashSet<(&str, &str)> = new
         .pools
         .iter()
-        .flat_map(|p| p.targets.iter().map(move |t| (p.config.name.as_str(), t.config.name.as_str())))
+        .flat_map(|p| {
+            p.targets
+                .iter()
+                .map(move |t| (p.config.name.as_str(), t.config.name.as_str()))
+        })
         .collect();
     for p in &old.pools {
         for t in &p.targets {
@@ -171,7 +179,11 @@ pub struct ControlLoop {
 
 impl ControlLoop {
     /// Watches `reloader`'s file; flips `ready` once `listen_addrs` accept connections.
-    pub fn new(reloader: Arc<Reloader>, ready: Arc<AtomicBool>, listen_addrs: Vec<SocketAddr>) -> Self {
+    pub fn new(
+        reloader: Arc<Reloader>,
+        ready: Arc<AtomicBool>,
+        listen_addrs: Vec<SocketAddr>,
+    ) -> Self {
         ControlLoop {
             reloader,
             ready,

@@ -48,7 +48,9 @@ impl CompiledRoute {
             PathMatch::Prefix => {
                 let p = self.path.as_str();
                 path.starts_with(p)
-                    && (path.len() == p.len() || p.ends_with('/') || path.as_bytes()[p.len()] == b'/')
+                    && (path.len() == p.len()
+                        || p.ends_with('/')
+                        || path.as_bytes()[p.len()] == b'/')
             }
         }
     }
@@ -78,7 +80,12 @@ impl DomainPolicy {
             })
             .collect();
         // Stable sort keeps file order among equally specific routes.
-        routes.sort_by_key(|r| (r.path_match != PathMatch::Exact, std::cmp::Reverse(r.path.len())));
+        routes.sort_by_key(|r| {
+            (
+                r.path_match != PathMatch::Exact,
+                std::cmp::Reverse(r.path.len()),
+            )
+        });
         DomainPolicy {
             tenant: Arc::from(d.tenant.as_str()),
             force_https: d.force_https,
@@ -223,7 +230,10 @@ domains:
 
     fn body(r: &Router, host: &str, method: &str, path: &str) -> String {
         let h = r.lookup(&normalize_host(host).unwrap()).expect("host");
-        match h.domain.match_route(&Method::from_bytes(method.as_bytes()).unwrap(), path) {
+        match h
+            .domain
+            .match_route(&Method::from_bytes(method.as_bytes()).unwrap(), path)
+        {
             RouteMatch::Found(route) => match &route.action {
                 RouteAction::Respond(resp) => resp.body.clone(),
                 _ => unreachable!(),
@@ -237,11 +247,19 @@ domains:
     fn hosts_exact_before_wildcard_case_and_port_insensitive() {
         let r = router();
         assert_eq!(r.lookup("example.com").unwrap().label, "example.com");
-        assert_eq!(r.lookup(&normalize_host("A.Example.COM:8080").unwrap()).unwrap().label, "*.example.com");
+        assert_eq!(
+            r.lookup(&normalize_host("A.Example.COM:8080").unwrap())
+                .unwrap()
+                .label,
+            "*.example.com"
+        );
         assert!(r.lookup("a.b.example.com").is_none());
         assert!(r.lookup("example.org").is_none());
         assert_eq!(normalize_host("[::1]:80").as_deref(), Some("::1"));
-        assert_eq!(normalize_host("example.com.").as_deref(), Some("example.com"));
+        assert_eq!(
+            normalize_host("example.com.").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(normalize_host(""), None);
     }
 

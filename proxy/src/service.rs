@@ -81,9 +81,7 @@ impl RequestCtx {
 }
 
 fn is_tls(session: &Session) -> bool {
-    session
-        .digest()
-        .is_some_and(|d| d.ssl_digest.is_some())
+    session.digest().is_some_and(|d| d.ssl_digest.is_some())
 }
 
 /// Accepts a client-supplied request id only if it is short and printable.
@@ -102,14 +100,21 @@ fn client_ip(session: &Session) -> String {
 
 impl Gatehouse {
     /// Adds the common headers to a local response and writes it.
-    async fn send_local(&self, session: &mut Session, ctx: &mut RequestCtx, mut resp: LocalResponse) -> Result<bool> {
+    async fn send_local(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut resp: LocalResponse,
+    ) -> Result<bool> {
         if let Some(snap) = ctx.snapshot.clone() {
             if let Some(d) = ctx.domain_policy(&snap) {
                 headers::apply(&d.response_headers, &mut resp.head, &ctx.vars);
             }
         }
         if !ctx.vars.request_id.is_empty() {
-            let _ = resp.head.insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str());
+            let _ = resp
+                .head
+                .insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str());
         }
         ctx.local_status = Some(resp.head.status.as_u16());
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -117,20 +122,34 @@ impl Gatehouse {
         Ok(true)
     }
 
-    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, status: StatusCode, code: &str) -> Result<bool> {
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        status: StatusCode,
+        code: &str,
+    ) -> Result<bool> {
         ctx.failure = Some(code.to_string());
-        self.send_local(session, ctx, LocalResponse::json_error(status, code)).await
+        self.send_local(session, ctx, LocalResponse::json_error(status, code))
+            .await
     }
 
     /// RFC 9110 §15.5.15 (414) and RFC 6585 §5 (431).
-    fn limit_violation(&self, snap: &Snapshot, req: &RequestHeader) -> Option<(StatusCode, &'static str)> {
+    fn limit_violation(
+        &self,
+        snap: &Snapshot,
+        req: &RequestHeader,
+    ) -> Option<(StatusCode, &'static str)> {
         let limits = &snap.config.limits;
         let uri_len = req.raw_path().len();
         if uri_len > limits.max_uri_bytes {
             return Some((StatusCode::URI_TOO_LONG, "uri_too_long"));
         }
         if req.headers.len() > limits.max_header_count {
-            return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too_many_headers"));
+            return Some((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too_many_headers",
+            ));
         }
         let bytes: usize = req
             .headers
@@ -138,7 +157,10 @@ impl Gatehouse {
             .map(|(n, v)| n.as_str().len() + v.len())
             .sum();
         if bytes > limits.max_header_bytes {
-            return Some((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large"));
+            return Some((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ));
         }
         None
     }
@@ -197,16 +219,25 @@ impl ProxyHttp for Gatehouse {
             .uri
             .authority()
             .map(|a| a.as_str().to_string())
-            .or_else(|| req.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+            .or_else(|| {
+                req.headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
         let Some(host) = normalize_host(&raw_host) else {
-            return self.reject(session, ctx, StatusCode::BAD_REQUEST, "missing_host").await;
+            return self
+                .reject(session, ctx, StatusCode::BAD_REQUEST, "missing_host")
+                .await;
         };
         ctx.raw_host = raw_host;
         ctx.vars.host = host;
 
         let Some(found) = snap.router.lookup(&ctx.vars.host) else {
-            return self.reject(session, ctx, StatusCode::NOT_FOUND, "unknown_host").await;
+            return self
+                .reject(session, ctx, StatusCode::NOT_FOUND, "unknown_host")
+                .await;
         };
         let domain = found.domain;
         ctx.domain = Some(found.index);
@@ -222,7 +253,11 @@ impl ProxyHttp for Gatehouse {
                 let location = format!("https://{}{}{}", ctx.vars.host, port, ctx.vars.request_uri);
                 // 308 keeps the method and body (RFC 9110 §15.4.9).
                 return self
-                    .send_local(session, ctx, LocalResponse::redirect(StatusCode::PERMANENT_REDIRECT, &location))
+                    .send_local(
+                        session,
+                        ctx,
+                        LocalResponse::redirect(StatusCode::PERMANENT_REDIRECT, &location),
+                    )
                     .await;
             }
         }
@@ -231,10 +266,19 @@ impl ProxyHttp for Gatehouse {
         let path = session.req_header().uri.path().to_string();
         let route = match domain.match_route(&method, &path) {
             RouteMatch::Found(r) => r,
-            RouteMatch::NotFound => return self.reject(session, ctx, StatusCode::NOT_FOUND, "no_route").await,
+            RouteMatch::NotFound => {
+                return self
+                    .reject(session, ctx, StatusCode::NOT_FOUND, "no_route")
+                    .await
+            }
             RouteMatch::MethodNotAllowed(allowed) => {
-                let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
-                let mut resp = LocalResponse::json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+                let allow = allowed
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut resp =
+                    LocalResponse::json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
                 let _ = resp.head.insert_header(header::ALLOW, allow);
                 ctx.failure = Some("method_not_allowed".into());
                 return self.send_local(session, ctx, resp).await;
@@ -251,13 +295,25 @@ impl ProxyHttp for Gatehouse {
                 self.send_local(session, ctx, resp).await
             }
             RouteAction::Static(s) => {
-                let resp = match local::resolve_static(s, &route.path, route.path_match, &path).await {
+                let resp = match local::resolve_static(s, &route.path, route.path_match, &path)
+                    .await
+                {
                     StaticTarget::File(f) => local::serve_file(s, &f, session.req_header()).await,
                     StaticTarget::AddSlash => {
-                        let query = session.req_header().uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-                        LocalResponse::redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/{query}"))
+                        let query = session
+                            .req_header()
+                            .uri
+                            .query()
+                            .map(|q| format!("?{q}"))
+                            .unwrap_or_default();
+                        LocalResponse::redirect(
+                            StatusCode::MOVED_PERMANENTLY,
+                            &format!("{path}/{query}"),
+                        )
                     }
-                    StaticTarget::NotFound => LocalResponse::json_error(StatusCode::NOT_FOUND, "not_found"),
+                    StaticTarget::NotFound => {
+                        LocalResponse::json_error(StatusCode::NOT_FOUND, "not_found")
+                    }
                 };
                 self.send_local(session, ctx, resp).await
             }
@@ -265,8 +321,15 @@ impl ProxyHttp for Gatehouse {
     }
 
     /// Chooses the target for this attempt (called again for each retry).
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        let snap = ctx.snapshot.clone().ok_or_else(|| Error::explain(ErrorType::InternalError, "no snapshot"))?;
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let snap = ctx
+            .snapshot
+            .clone()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no snapshot"))?;
         let pool = ctx
             .pool(&snap)
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no pool for route"))?;
@@ -279,8 +342,11 @@ impl ProxyHttp for Gatehouse {
         };
         let Some(selection) = pool.select(&ctx.tried, &input) else {
             ctx.failure = Some("no_upstream_available".into());
-            return Err(Error::explain(ErrorType::ConnectNoRoute, "every target of the pool was tried")
-                .into_up());
+            return Err(Error::explain(
+                ErrorType::ConnectNoRoute,
+                "every target of the pool was tried",
+            )
+            .into_up());
         };
         let peer = pool.peer(selection.index);
         ctx.tried.push(selection.index);
@@ -295,9 +361,16 @@ impl ProxyHttp for Gatehouse {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let Some(snap) = ctx.snapshot.clone() else { return Ok(()) };
+        let Some(snap) = ctx.snapshot.clone() else {
+            return Ok(());
+        };
         let v = &ctx.vars;
-        let xff = match session.req_header().headers.get("x-forwarded-for").and_then(|h| h.to_str().ok()) {
+        let xff = match session
+            .req_header()
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|h| h.to_str().ok())
+        {
             Some(prev) if !prev.is_empty() => format!("{prev}, {}", v.client_ip),
             _ => v.client_ip.clone(),
         };
@@ -353,17 +426,34 @@ impl ProxyHttp for Gatehouse {
 
     /// Connecting failed: count it against the target and retry on another
     /// one for idempotent requests while the pool's retry budget lasts.
-    fn fail_to_connect(&self, session: &mut Session, _peer: &HttpPeer, ctx: &mut Self::CTX, mut e: Box<Error>) -> Box<Error> {
-        let Some(snap) = ctx.snapshot.clone() else { return e };
-        let Some(pool) = ctx.pool(&snap) else { return e };
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let Some(snap) = ctx.snapshot.clone() else {
+            return e;
+        };
+        let Some(pool) = ctx.pool(&snap) else {
+            return e;
+        };
         if let Some(a) = ctx.attempt.take() {
             let passive = &pool.config.passive_health;
             pool.targets[a.index]
                 .state
                 .record_failure(passive.consecutive_failures, passive.ejection_time);
         }
-        let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) { "connect_timeout" } else { "connect" };
-        metrics().upstream_failures.with_label_values(&[&pool.config.name, kind]).inc();
+        let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) {
+            "connect_timeout"
+        } else {
+            "connect"
+        };
+        metrics()
+            .upstream_failures
+            .with_label_values(&[&pool.config.name, kind])
+            .inc();
         let attempts = ctx.tried.len() as u32;
         let retry = session.req_header().method.is_idempotent()
             && attempts <= pool.config.retries
@@ -390,12 +480,20 @@ impl ProxyHttp for Gatehouse {
                     pool.targets[a.index]
                         .state
                         .record_failure(passive.consecutive_failures, passive.ejection_time);
-                    let kind = if is_timeout(e.etype()) { "timeout" } else { "error" };
-                    metrics().upstream_failures.with_label_values(&[&pool.config.name, kind]).inc();
+                    let kind = if is_timeout(e.etype()) {
+                        "timeout"
+                    } else {
+                        "error"
+                    };
+                    metrics()
+                        .upstream_failures
+                        .with_label_values(&[&pool.config.name, kind])
+                        .inc();
                 }
             }
         }
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -405,14 +503,23 @@ impl ProxyHttp for Gatehouse {
 
     /// The request failed for good: answer 502 (upstream unreachable or
     /// broken), 504 (upstream timeout) or the fitting 4xx/5xx, with a JSON body.
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
         let (code, label) = match e.etype() {
             ErrorType::HTTPStatus(code) => (*code, "http_status"),
-            t if e.esource() == &ErrorSource::Upstream && is_timeout(t) => (504, "upstream_timeout"),
+            t if e.esource() == &ErrorSource::Upstream && is_timeout(t) => {
+                (504, "upstream_timeout")
+            }
             _ => match e.esource() {
                 ErrorSource::Upstream => (502, "bad_gateway"),
                 ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "client_closed"),
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "client_closed")
+                    }
                     ErrorType::ReadTimedout => (408, "client_timeout"),
                     _ => (400, "bad_request"),
                 },
@@ -425,6 +532,9 @@ impl ProxyHttp for Gatehouse {
         if code > 0 && session.response_written().is_none() {
             if let Ok(status) = StatusCode::from_u16(code) {
                 let resp = LocalResponse::json_error(status, label);
+                // Pingora closes the client connection after a proxy failure;
+                // say so, or an HTTP/1.1 client may send its next request into a closing socket.
+                session.set_keepalive(None);
                 let _ = self.send_local(session, ctx, resp).await;
             }
         }

@@ -46,11 +46,18 @@ impl Snapshot {
         if let Some(prev) = previous {
             for p in &prev.pools {
                 for t in &p.targets {
-                    states.insert((p.config.name.clone(), t.config.name.clone()), t.state.clone());
+                    states.insert(
+                        (p.config.name.clone(), t.config.name.clone()),
+                        t.state.clone(),
+                    );
                 }
             }
         }
-        let pools = config.pools.iter().map(|p| UpstreamPool::new(p, &states)).collect();
+        let pools = config
+            .pools
+            .iter()
+            .map(|p| UpstreamPool::new(p, &states))
+            .collect();
         Ok(Snapshot {
             version,
             router: Router::new(&config),

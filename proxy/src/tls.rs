@@ -66,7 +66,9 @@ impl CertMap {
             for h in &d.hosts {
                 match h {
                     HostPattern::Exact(name) => map.exact.insert(name.clone(), key.clone()),
-                    HostPattern::Wildcard(suffix) => map.wildcard.insert(suffix.clone(), key.clone()),
+                    HostPattern::Wildcard(suffix) => {
+                        map.wildcard.insert(suffix.clone(), key.clone())
+                    }
                 };
             }
         }
@@ -131,7 +133,8 @@ pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Certifi
     if chain.is_empty() {
         return Err("no PEM certificate found".into());
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("invalid PEM private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("invalid PEM private key: {e}"))?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| format!("unsupported private key: {e}"))?;
     let ck = CertifiedKey::new(chain, signing_key);
@@ -156,8 +159,10 @@ fn load_certificate(c: &Certificate) -> Result<CertifiedKey, String> {
             if c.self_signed && !cert_files_exist(c) {
                 generate_self_signed(c, cert, key)?;
             }
-            let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-            let key_pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+            let cert_pem =
+                std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+            let key_pem =
+                std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
             certified_key_from_pem(&cert_pem, &key_pem)
         }
     }
@@ -178,7 +183,8 @@ fn generate_self_signed(c: &Certificate, cert_path: &Path, key_path: &Path) -> R
         .map_err(|e| format!("generating a self-signed certificate failed: {e}"))?;
     for p in [cert_path, key_path] {
         if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
     write_private(key_path, generated.key_pair.serialize_pem().as_bytes())?;

@@ -59,7 +59,8 @@ impl TargetState {
 
     /// Whether the target may receive new requests now.
     pub fn is_available(&self) -> bool {
-        self.probe_up.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
+        self.probe_up.load(Ordering::Relaxed)
+            && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
     }
 
     /// Requests in flight.
@@ -249,7 +250,9 @@ impl UpstreamPool {
                     // Compare load/weight without division: a/wa < b/wb ⇔ a·wb < b·wa.
                     let better = match best {
                         None => true,
-                        Some((_, bl, bw)) => (load as u64) * u64::from(bw) < (bl as u64) * u64::from(weight),
+                        Some((_, bl, bw)) => {
+                            (load as u64) * u64::from(bw) < (bl as u64) * u64::from(weight)
+                        }
                     };
                     if better {
                         best = Some((i, load, weight));
@@ -262,7 +265,11 @@ impl UpstreamPool {
                     Some(HashKey::ClientIp) => input.client_ip.as_bytes(),
                     Some(HashKey::RequestUri) => input.request_uri.as_bytes(),
                     Some(HashKey::Host) => input.host.as_bytes(),
-                    Some(HashKey::Header(h)) => input.headers.get(h).map(|v| v.as_bytes()).unwrap_or_default(),
+                    Some(HashKey::Header(h)) => input
+                        .headers
+                        .get(h)
+                        .map(|v| v.as_bytes())
+                        .unwrap_or_default(),
                     None => b"",
                 };
                 let key_hash = fnv1a(key);
@@ -270,7 +277,12 @@ impl UpstreamPool {
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| self.eligible(*i, tried, healthy_only))
-                    .map(|(i, t)| (i, rendezvous_score(key_hash, &t.config.name, t.config.weight)))
+                    .map(|(i, t)| {
+                        (
+                            i,
+                            rendezvous_score(key_hash, &t.config.name, t.config.weight),
+                        )
+                    })
                     .max_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|(i, _)| i)
             }

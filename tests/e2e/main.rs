@@ -1,0 +1,13 @@
+//! End-to-end tests: a real `gatehouse` process against real upstream
+//! servers and real HTTP/1.1, HTTP/2, TLS and WebSocket clients, all on
+//! loopback with OS-chosen ports.
+//!
+//! Run: `cargo test --test e2e`
+
+mod balancing;
+mod cli;
+mod protocol;
+mod reload;
+mod routing;
+mod support;
+mod tls;

@@ -1,0 +1,282 @@
+//! Host, wildcard and path routing; local actions; forwarding headers.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn config(up: &Upstream, api: &Upstream, site: &std::path::Path) -> String {
+    format!(
+        r#"{LISTENERS}
+tenants: [{{ name: acme }}]
+pools:
+  - {{ name: web, tenant: acme, targets: [{{ addr: "{}" }}] }}
+  - {{ name: api, tenant: acme, targets: [{{ addr: "{}" }}] }}
+domains:
+  - hosts: [example.test]
+    tenant: acme
+    headers:
+      request:
+        set: {{ X-Client: "ip=$client_ip", X-Tenant: "$tenant" }}
+        remove: [X-Remove-Me]
+      response:
+        set: {{ X-Frame-Options: DENY }}
+        remove: [X-Upstream-Secret]
+    routes:
+      - {{ path: /, pool: web }}
+      - {{ path: /api, pool: api }}
+      - {{ path: /hello, match: exact, respond: {{ status: 201, headers: {{ X-A: b }}, body: "hi" }} }}
+      - {{ path: /old, redirect: {{ to: "https://new.test", status: 301, keep_path: true }} }}
+      - {{ path: /assets, static: {{ root: "{}", cache_control: "max-age=60" }} }}
+      - {{ path: /writes, methods: [POST], pool: api }}
+  - hosts: ["*.wild.test"]
+    tenant: acme
+    routes: [{{ path: /, pool: api }}]
+"#,
+        up.addr,
+        api.addr,
+        site.display()
+    )
+}
+
+#[tokio::test]
+async fn host_wildcard_and_path_routing() {
+    let web = Upstream::start("web");
+    let api = Upstream::start("api");
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("app.js"), "console.log(1)").unwrap();
+    let proxy = Proxy::start(&config(&web, &api, site.path())).await;
+    let c = proxy.client(&[
+        "example.test",
+        "EXAMPLE.test",
+        "a.wild.test",
+        "a.b.wild.test",
+        "nope.test",
+    ]);
+
+    let get = |host: &'static str, path: &'static str| {
+        let c = c.clone();
+        let url = proxy.url(host, path);
+        async move { c.get(url).send().await.unwrap() }
+    };
+    let server = |r: reqwest::Response| async move {
+        r.json::<Value>().await.unwrap()["server"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    assert_eq!(server(get("example.test", "/").await).await, "web");
+    assert_eq!(
+        server(get("example.test", "/api/v1/users").await).await,
+        "api"
+    );
+    assert_eq!(server(get("example.test", "/apix").await).await, "web");
+    assert_eq!(
+        server(get("EXAMPLE.test", "/api").await).await,
+        "api",
+        "host match is case-insensitive"
+    );
+    assert_eq!(server(get("a.wild.test", "/x").await).await, "api");
+
+    // One-label wildcard: a.b.wild.test is not covered.
+    let r = get("a.b.wild.test", "/").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unknown_host");
+    let r = get("nope.test", "/").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("x-request-id").is_some());
+
+    // Method-restricted route: POST goes to api, GET falls back to the `/` route.
+    let r = c
+        .post(proxy.url("example.test", "/writes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(server(r).await, "api");
+    assert_eq!(server(get("example.test", "/writes").await).await, "web");
+}
+
+#[tokio::test]
+async fn local_actions_respond_redirect_static() {
+    let web = Upstream::start("web");
+    let api = Upstream::start("api");
+    let site = tempfile::tempdir().unwrap();
+    std::fs::create_dir(site.path().join("docs")).unwrap();
+    std::fs::write(site.path().join("docs/index.html"), "<h1>docs</h1>").unwrap();
+    std::fs::write(site.path().join("app.js"), "console.log(1)").unwrap();
+    std::fs::write(site.path().join(".secret"), "no").unwrap();
+    let proxy = Proxy::start(&config(&web, &api, site.path())).await;
+    let c = proxy.client(&["example.test"]);
+
+    let r = c
+        .get(proxy.url("example.test", "/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-a"], "b");
+    assert_eq!(
+        r.headers()["x-frame-options"],
+        "DENY",
+        "domain response rules apply to local responses"
+    );
+    assert_eq!(r.text().await.unwrap(), "hi");
+
+    let r = c
+        .get(proxy.url("example.test", "/old/page?q=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 301);
+    assert_eq!(r.headers()["location"], "https://new.test/old/page?q=1");
+
+    let r = c
+        .get(proxy.url("example.test", "/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(r.headers()["cache-control"], "max-age=60");
+    let etag = r.headers()["etag"].clone();
+    let last_modified = r.headers()["last-modified"].clone();
+    assert_eq!(r.text().await.unwrap(), "console.log(1)");
+
+    // Conditional GET with either validator.
+    let r = c
+        .get(proxy.url("example.test", "/assets/app.js"))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], etag);
+    let r = c
+        .get(proxy.url("example.test", "/assets/app.js"))
+        .header("if-modified-since", last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = c
+        .get(proxy.url("example.test", "/assets/app.js"))
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // HEAD: headers without a body.
+    let r = c
+        .head(proxy.url("example.test", "/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "14");
+
+    // Index files and the trailing-slash redirect.
+    let r = c
+        .get(proxy.url("example.test", "/assets/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 301);
+    assert_eq!(r.headers()["location"], "/assets/docs/");
+    let r = c
+        .get(proxy.url("example.test", "/assets/docs/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "<h1>docs</h1>");
+
+    // No escape from the root, no hidden files.
+    // Raw requests: an HTTP client library would normalise the dot segments away.
+    for path in [
+        "/assets/.secret",
+        "/assets/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/assets/..%2f..%2f..%2fetc%2fpasswd",
+        "/assets/../../../../etc/passwd",
+        "/assets/docs/%00index.html",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n");
+        let raw = raw_request(proxy.http, req.as_bytes()).await;
+        assert!(raw.starts_with("HTTP/1.1 404"), "{path}: {raw}");
+        assert!(
+            !raw.contains("root:"),
+            "path traversal served /etc/passwd: {raw}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_request_id_and_header_rules() {
+    let web = Upstream::start("web");
+    let api = Upstream::start("api");
+    let site = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&config(&web, &api, site.path())).await;
+    let c = proxy.client(&["example.test"]);
+
+    let r = c
+        .get(proxy.url("example.test", "/echo"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-remove-me", "1")
+        .send()
+        .await
+        .unwrap();
+    let generated_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    let h = &body["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(
+        h["x-forwarded-host"],
+        format!("example.test:{}", proxy.http.port())
+    );
+    assert_eq!(h["x-request-id"], generated_id.as_str());
+    assert_eq!(generated_id.len(), 32);
+    assert_eq!(h["x-client"], "ip=127.0.0.1");
+    assert_eq!(h["x-tenant"], "acme");
+    assert!(h.get("x-remove-me").is_none());
+
+    // A client's request id is propagated both ways.
+    let r = c
+        .get(proxy.url("example.test", "/echo"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["headers"]["x-request-id"], "abc-123");
+
+    // The access log is JSON and never contains credentials.
+    c.get(proxy.url("example.test", "/private?token=s3cret"))
+        .header("authorization", "Bearer topsecret")
+        .header("cookie", "session=hunter2")
+        .send()
+        .await
+        .unwrap();
+    let (log, entry) = eventually(
+        std::time::Duration::from_secs(5),
+        "access log line",
+        || async {
+            let log = proxy.log();
+            let entry = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|e| e["path"] == "/private")?;
+            Some((log, entry))
+        },
+    )
+    .await;
+    assert_eq!(entry["status"], 200);
+    assert_eq!(entry["upstream"], web.addr.to_string());
+    assert_eq!(entry["tenant"], "acme");
+    for secret in ["topsecret", "hunter2", "s3cret"] {
+        assert!(!log.contains(secret), "access log leaked {secret}");
+    }
+}

@@ -1,0 +1,419 @@
+//! Test harness: a real `gatehouse` process, real upstream HTTP servers,
+//! certificates made at test time, and helpers that poll instead of sleeping.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+/// Polls `f` until it returns `Some`, panicking with `what` after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A loopback port that was free a moment ago (the OS picks it: port 0).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real upstream HTTP server on its own runtime, so `kill` drops every
+/// connection at once like a crashed process.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub in_hold: Arc<AtomicUsize>,
+    pub release: Arc<tokio::sync::Notify>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+#[derive(Clone)]
+struct UpState {
+    name: String,
+    hits: Arc<AtomicUsize>,
+    in_hold: Arc<AtomicUsize>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+async fn echo(
+    State(s): State<UpState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> impl IntoResponse {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let h: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    axum::Json(serde_json::json!({ "server": s.name, "path": uri.to_string(), "headers": h }))
+}
+
+async fn slow(
+    State(s): State<UpState>,
+    Query(q): Query<HashMap<String, u64>>,
+) -> impl IntoResponse {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(q.get("ms").copied().unwrap_or(2000))).await;
+    s.name.clone()
+}
+
+async fn hold(State(s): State<UpState>) -> impl IntoResponse {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    s.in_hold.fetch_add(1, Ordering::SeqCst);
+    s.release.notified().await;
+    s.in_hold.fetch_sub(1, Ordering::SeqCst);
+    s.name.clone()
+}
+
+async fn ws(ws: WebSocketUpgrade) -> impl IntoResponse {
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            match msg {
+                Message::Text(t) => {
+                    if socket
+                        .send(Message::Text(format!("echo: {t}").into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    })
+}
+
+impl Upstream {
+    /// Starts a server named `name` on a port chosen by the OS.
+    pub fn start(name: &str) -> Upstream {
+        Self::start_on(name, 0)
+    }
+
+    /// Starts a server on `port` (0: any).
+    pub fn start_on(name: &str, port: u16) -> Upstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = UpState {
+            name: name.to_string(),
+            hits: Arc::new(AtomicUsize::new(0)),
+            in_hold: Arc::new(AtomicUsize::new(0)),
+            release: Arc::new(tokio::sync::Notify::new()),
+        };
+        let std_listener = StdListener::bind(("127.0.0.1", port)).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let listener = {
+            let _in_runtime = runtime.enter();
+            tokio::net::TcpListener::from_std(std_listener).unwrap()
+        };
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/slow", get(slow))
+            .route("/hold", get(hold))
+            .route("/ws", get(ws))
+            .fallback(echo)
+            .with_state(state.clone());
+        runtime.spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        Upstream {
+            addr,
+            hits: state.hits,
+            in_hold: state.in_hold,
+            release: state.release,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Kills the server: the listener and every open connection close.
+    pub fn kill(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `gatehouse run` process with its config in a temp dir.
+pub struct Proxy {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub internal: SocketAddr,
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+/// `{http}`, `{https}`, `{internal}` and `{dir}` in a config template are
+/// replaced by the proxy's ports and temp dir.
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+    pub internal: u16,
+}
+
+impl Proxy {
+    /// Writes `yaml` (after placeholder substitution) and starts the proxy,
+    /// returning once `/readyz` answers 200.
+    pub async fn start(yaml: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, yaml).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> Proxy {
+        let ports = Ports {
+            http: free_port(),
+            https: free_port(),
+            internal: free_port(),
+        };
+        let config_path = dir.path().join("gatehouse.yaml");
+        let rendered = render(yaml, &ports, dir.path());
+        std::fs::write(&config_path, rendered).unwrap();
+        let log_path = dir.path().join("gatehouse.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("GATEHOUSE_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let proxy = Proxy {
+            http: SocketAddr::from(([127, 0, 0, 1], ports.http)),
+            https: SocketAddr::from(([127, 0, 0, 1], ports.https)),
+            internal: SocketAddr::from(([127, 0, 0, 1], ports.internal)),
+            dir,
+            config_path,
+            child,
+            log_path,
+        };
+        let url = format!("http://{}/readyz", proxy.internal);
+        let client = reqwest::Client::new();
+        let log_path = proxy.log_path.clone();
+        eventually(Duration::from_secs(20), "gatehouse /readyz", || {
+            let client = client.clone();
+            let url = url.clone();
+            let log_path = log_path.clone();
+            async move {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => Some(()),
+                    _ => {
+                        // Surface startup failures immediately instead of timing out.
+                        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                        assert!(
+                            !log.contains("gatehouse: invalid config"),
+                            "gatehouse failed to start:\n{log}"
+                        );
+                        None
+                    }
+                }
+            }
+        })
+        .await;
+        proxy
+    }
+
+    fn ports(&self) -> Ports {
+        Ports {
+            http: self.http.port(),
+            https: self.https.port(),
+            internal: self.internal.port(),
+        }
+    }
+
+    /// Replaces the config file atomically (write + rename, as editors and
+    /// config management do).
+    pub fn write_config(&self, yaml: &str) {
+        let rendered = render(yaml, &self.ports(), self.dir.path());
+        let tmp = self.dir.path().join(".gatehouse.yaml.tmp");
+        let mut f = std::fs::File::create(&tmp).unwrap();
+        f.write_all(rendered.as_bytes()).unwrap();
+        f.sync_all().unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    /// Fetches `/metrics` and parses it as Prometheus text.
+    pub async fn metrics(&self) -> prometheus_parse::Scrape {
+        let body = reqwest::get(format!("http://{}/metrics", self.internal))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+            .expect("metrics parse as Prometheus text")
+    }
+
+    /// Value of the first sample named `name` whose labels include `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let scrape = self.metrics().await;
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    }
+
+    /// Waits until the proxy serves config version `v`.
+    pub async fn wait_version(&self, v: u64) {
+        eventually(
+            Duration::from_secs(10),
+            &format!("config version {v}"),
+            || async move {
+                (self.metric("gatehouse_config_version", &[]).await == Some(v as f64)).then_some(())
+            },
+        )
+        .await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A plain-HTTP client that sends every hostname to the proxy's http port.
+    pub fn client(&self, hosts: &[&str]) -> reqwest::Client {
+        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        for h in hosts {
+            b = b.resolve(h, self.http);
+        }
+        b.build().unwrap()
+    }
+
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.http.port())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "gatehouse did not exit within {deadline:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn render(yaml: &str, ports: &Ports, dir: &std::path::Path) -> String {
+    yaml.replace("{http}", &ports.http.to_string())
+        .replace("{https}", &ports.https.to_string())
+        .replace("{internal}", &ports.internal.to_string())
+        .replace("{dir}", &dir.display().to_string())
+}
+
+/// The standard listener block for test configs.
+pub const LISTENERS: &str = r#"
+listeners:
+  http: "127.0.0.1:{http}"
+  internal: "127.0.0.1:{internal}"
+server:
+  threads: 1
+  grace_period: 1s
+"#;
+
+/// A self-signed certificate for `names`, written as PEM into `dir`.
+pub struct TestCert {
+    pub cert_pem: String,
+    pub cert_der: Vec<u8>,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+pub fn make_cert(dir: &std::path::Path, file_stem: &str, names: &[&str]) -> TestCert {
+    let c =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let cert_path = dir.join(format!("{file_stem}.crt"));
+    let key_path = dir.join(format!("{file_stem}.key"));
+    std::fs::write(&cert_path, c.cert.pem()).unwrap();
+    std::fs::write(&key_path, c.key_pair.serialize_pem()).unwrap();
+    TestCert {
+        cert_pem: c.cert.pem(),
+        cert_der: c.cert.der().to_vec(),
+        cert_path,
+        key_path,
+    }
+}
+
+/// Sends raw bytes on a new connection and returns everything read until close or timeout.
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}

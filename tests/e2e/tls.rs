@@ -1,0 +1,216 @@
+//! TLS termination: per-SNI certificates, unknown SNI, HTTP/2 via ALPN, force_https.
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use crate::support::*;
+
+struct TlsSetup {
+    proxy: Proxy,
+    a: TestCert,
+    b: TestCert,
+    _up: Upstream,
+}
+
+async fn start() -> TlsSetup {
+    let up = Upstream::start("tls-up");
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_cert(dir.path(), "a", &["a.test"]);
+    let b = make_cert(dir.path(), "b", &["b.test", "*.b.test"]);
+    let cfg = format!(
+        r#"
+listeners:
+  http: "127.0.0.1:{{http}}"
+  https: "127.0.0.1:{{https}}"
+  internal: "127.0.0.1:{{internal}}"
+server: {{ threads: 1, grace_period: 1s }}
+tenants: [{{ name: t }}]
+certificates:
+  - {{ name: a, cert_path: a.crt, key_path: a.key }}
+  - name: b
+    cert_pem: |
+{}
+    key_pem: |
+{}
+pools: [{{ name: p, tenant: t, targets: [{{ addr: "{}" }}] }}]
+domains:
+  - {{ hosts: [a.test], tenant: t, certificate: a, force_https: true, routes: [{{ path: /, pool: p }}] }}
+  - {{ hosts: [b.test, "*.b.test"], tenant: t, certificate: b, routes: [{{ path: /, pool: p }}] }}
+"#,
+        indent(&std::fs::read_to_string(&b.cert_path).unwrap()),
+        indent(&std::fs::read_to_string(&b.key_path).unwrap()),
+        up.addr
+    );
+    let proxy = Proxy::start_in(dir, &cfg).await;
+    TlsSetup {
+        proxy,
+        a,
+        b,
+        _up: up,
+    }
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Handshakes with `sni` and returns the leaf certificate the proxy presented.
+async fn presented_cert(addr: std::net::SocketAddr, sni: &str) -> Result<Vec<u8>, String> {
+    #[derive(Debug)]
+    struct AcceptAny;
+    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAny))
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, conn) = tls.get_ref();
+    Ok(conn.peer_certificates().unwrap()[0].to_vec())
+}
+
+fn https_client(setup: &TlsSetup, http2: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(setup.a.cert_pem.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(setup.b.cert_pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none());
+    for h in ["a.test", "b.test", "x.b.test"] {
+        b = b.resolve(h, setup.proxy.https);
+    }
+    if !http2 {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+#[tokio::test]
+async fn each_sni_gets_its_own_certificate_and_unknown_sni_is_rejected() {
+    let s = start().await;
+    assert_eq!(
+        presented_cert(s.proxy.https, "a.test").await.unwrap(),
+        s.a.cert_der
+    );
+    assert_eq!(
+        presented_cert(s.proxy.https, "b.test").await.unwrap(),
+        s.b.cert_der
+    );
+    assert_eq!(
+        presented_cert(s.proxy.https, "X.B.test").await.unwrap(),
+        s.b.cert_der,
+        "wildcard SNI, any case"
+    );
+    let err = presented_cert(s.proxy.https, "unknown.test")
+        .await
+        .unwrap_err();
+    assert!(!err.is_empty());
+
+    // Verified clients succeed with each name's own trust anchor.
+    let c = https_client(&s, false);
+    for host in ["a.test", "b.test", "x.b.test"] {
+        let r = c
+            .get(format!("https://{host}:{}/", s.proxy.https.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    }
+}
+
+#[tokio::test]
+async fn http2_over_tls_via_alpn() {
+    let s = start().await;
+    let c = https_client(&s, true);
+    for _ in 0..5 {
+        let r = c
+            .get(format!("https://b.test:{}/h2", s.proxy.https.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        // The HTTP/1.1 upstream got a Host header built from :authority.
+        assert_eq!(
+            body["headers"]["host"],
+            format!("b.test:{}", s.proxy.https.port())
+        );
+    }
+    let log = s.proxy.log();
+    assert!(
+        log.contains("\"version\":\"HTTP/2.0\""),
+        "access log records h2"
+    );
+}
+
+#[tokio::test]
+async fn force_https_redirects_plain_http() {
+    let s = start().await;
+    let c = s.proxy.client(&["a.test", "b.test"]);
+    let r = c
+        .post(s.proxy.url("a.test", "/login?next=/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://a.test:{}/login?next=/x", s.proxy.https.port())
+    );
+    // b.test does not force HTTPS.
+    assert_eq!(
+        c.get(s.proxy.url("b.test", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
