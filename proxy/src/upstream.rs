@@ -377,14 +377,14 @@ mod tests {
     #[test]
     fn rendezvous_is_stable_when_another_target_leaves() {
         let names = ["a:1", "b:1", "c:1"];
-        let pick = |names: &[&str], key: u64| {
+        fn pick(names: &[&'static str], key: u64) -> &'static str {
             names
                 .iter()
                 .map(|n| (*n, rendezvous_score(key, n, 1)))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|(n, _)| n)
                 .unwrap()
-        };
+        }
         let mut moved = 0;
         for k in 0..1000u64 {
             let key = fnv1a(&k.to_le_bytes());

@@ -185,6 +185,95 @@ async fn sighup_reloads_and_sigterm_drains_in_flight_requests() {
     );
 }
 
+#[tokio::test]
+async fn binary_upgrade_hands_over_listeners_without_failed_requests() {
+    let up = Upstream::start("r");
+    let mut old = Proxy::start(&versioned(&up, "v")).await;
+    // A new connection per request, so every request exercises accept().
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .resolve("r.test", old.http)
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let retried = Arc::new(AtomicUsize::new(0));
+    let traffic = {
+        let (stop, ok, failed, retried) =
+            (stop.clone(), ok.clone(), failed.clone(), retried.clone());
+        let url = old.url("r.test", "/local");
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let mut result = client.get(&url).send().await;
+                // Pingora 0.9 drops connections still waiting for their first request
+                // when the old process stops accepting; like browsers and curl, the
+                // client retries an idempotent request whose connection closed
+                // before any response byte (RFC 9110 §9.2.2).
+                if matches!(&result, Err(e) if e.is_request() && !e.is_connect()) {
+                    retried.fetch_add(1, Ordering::SeqCst);
+                    result = client.get(&url).send().await;
+                }
+                match result {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::SeqCst),
+                    other => {
+                        eprintln!("failed during upgrade: {other:?}");
+                        failed.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+            }
+        })
+    };
+    let mut new = old.spawn_upgrade();
+    let sock = old.dir.path().join("upgrade.sock");
+    eventually(
+        Duration::from_secs(10),
+        "new process waiting on the upgrade socket",
+        || {
+            let sock = sock.clone();
+            async move { sock.exists().then_some(()) }
+        },
+    )
+    .await;
+    std::process::Command::new("kill")
+        .arg("-QUIT")
+        .arg(old.pid().to_string())
+        .status()
+        .unwrap();
+    old.wait_exit(Duration::from_secs(30)).await;
+    assert!(
+        new.try_wait().unwrap().is_none(),
+        "the new process must keep running"
+    );
+    // Only the new process can answer now.
+    let served_before = ok.load(Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(10),
+        "requests served by the new process",
+        || {
+            let ok = ok.clone();
+            async move { (ok.load(Ordering::SeqCst) >= served_before + 20).then_some(()) }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    traffic.await.unwrap();
+    let _ = new.kill();
+    let _ = new.wait();
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during the upgrade"
+    );
+    // Connection refused never happens (the sockets are handed over, not re-bound);
+    // at most the one accept race at the moment the old process stops.
+    assert!(
+        retried.load(Ordering::SeqCst) <= 2,
+        "{} requests needed a retry",
+        retried.load(Ordering::SeqCst)
+    );
+}
+
 fn proxy_pid(proxy: &Proxy) -> String {
     proxy.pid().to_string()
 }

@@ -96,18 +96,13 @@ async fn hold(State(s): State<UpState>) -> impl IntoResponse {
 async fn ws(ws: WebSocketUpgrade) -> impl IntoResponse {
     ws.on_upgrade(|mut socket| async move {
         while let Some(Ok(msg)) = socket.recv().await {
-            match msg {
-                Message::Text(t) => {
-                    if socket
-                        .send(Message::Text(format!("echo: {t}").into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
+            let reply = match msg {
+                Message::Text(t) => Message::Text(format!("echo: {t}").into()),
                 Message::Close(_) => break,
-                _ => {}
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
             }
         }
     })
@@ -331,6 +326,22 @@ impl Proxy {
         format!("http://{host}:{}{path}", self.http.port())
     }
 
+    /// Starts a second process with `--upgrade` on the same config: it waits
+    /// on the upgrade socket for this one's listeners (sent on SIGQUIT).
+    pub fn spawn_upgrade(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["run", "--upgrade", "--config"])
+            .arg(&self.config_path)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -382,6 +393,7 @@ listeners:
 server:
   threads: 1
   grace_period: 1s
+  upgrade_sock: "{dir}/upgrade.sock"
 "#;
 
 /// A self-signed certificate for `names`, written as PEM into `dir`.
