@@ -308,8 +308,11 @@ pub struct Target {
 pub struct UpstreamTls {
     /// SNI and verified name (default: the target's host part).
     pub sni: Option<String>,
-    /// Verify the upstream certificate against system roots (default true).
+    /// Verify the upstream certificate chain and name (default true).
     pub verify: Option<bool>,
+    /// PEM file of CA certificates trusted for this pool instead of the system
+    /// roots (for internal PKI).
+    pub ca_path: Option<String>,
 }
 
 /// Upstream timeouts.

@@ -306,6 +306,8 @@ pub struct UpstreamTls {
     pub sni: Option<String>,
     /// Verify the certificate.
     pub verify: bool,
+    /// CA certificates (DER) trusted instead of the system roots.
+    pub ca: Option<Vec<Vec<u8>>>,
 }
 
 /// Upstream timeouts.

@@ -632,9 +632,14 @@ impl Validator<'_> {
                     self.err(format!("{path}.tls.sni"), format!("invalid SNI {sni:?}"));
                 }
             }
+            let ca = t
+                .ca_path
+                .as_ref()
+                .and_then(|ca| self.ca_bundle(ca, &format!("{path}.tls.ca_path")));
             UpstreamTls {
                 sni: t.sni.clone(),
                 verify: t.verify.unwrap_or(true),
+                ca,
             }
         });
         let host_header = p
@@ -808,6 +813,29 @@ impl Validator<'_> {
             CertSource::Inline { .. } => {}
         }
         cert
+    }
+
+    /// Reads a PEM bundle of CA certificates.
+    fn ca_bundle(&mut self, file: &str, path: &str) -> Option<Vec<Vec<u8>>> {
+        let full = self.resolve_path(file);
+        let pem = match std::fs::read(&full) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.err(path, format!("cannot read {}: {e}", full.display()));
+                return None;
+            }
+        };
+        match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+            Ok(certs) if !certs.is_empty() => Some(certs.into_iter().map(|c| c.to_vec()).collect()),
+            Ok(_) => {
+                self.err(path, "no PEM certificate found");
+                None
+            }
+            Err(e) => {
+                self.err(path, format!("invalid PEM certificate: {e}"));
+                None
+            }
+        }
     }
 
     fn check_cert_pem(&mut self, pem: &[u8], path: &str) {

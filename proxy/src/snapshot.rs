@@ -14,7 +14,7 @@ use gatehouse_config::{Config, ConfigErrors};
 
 use crate::route::Router;
 use crate::tls::{CertGeneration, CertMap};
-use crate::upstream::{TargetState, UpstreamPool};
+use crate::upstream::{ca_store, TargetState, UpstreamPool};
 
 /// Everything compiled from one config.
 #[derive(Debug)]
@@ -53,11 +53,24 @@ impl Snapshot {
                 }
             }
         }
-        let pools = config
-            .pools
-            .iter()
-            .map(|p| UpstreamPool::new(p, &states))
-            .collect();
+        let mut errors = ConfigErrors::default();
+        let mut pools = Vec::with_capacity(config.pools.len());
+        for (i, p) in config.pools.iter().enumerate() {
+            let ca = match p.tls.as_ref().and_then(|t| t.ca.as_deref()) {
+                Some(ders) => match ca_store(ders) {
+                    Ok(ca) => Some(ca),
+                    Err(msg) => {
+                        errors.push(format!("pools[{i}].tls.ca_path"), msg);
+                        None
+                    }
+                },
+                None => None,
+            };
+            pools.push(UpstreamPool::new(p, ca, &states));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok(Snapshot {
             version,
             router: Router::new(&config),

@@ -13,8 +13,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use gatehouse_config::model::{Algorithm, HashKey, Pool, Target};
+use pingora::protocols::tls::CaType;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use crate::metrics::metrics;
 
@@ -149,11 +151,31 @@ pub struct UpstreamTarget {
     pub state: Arc<TargetState>,
 }
 
+/// Parses a pool's CA bundle into Pingora's per-peer trust store type.
+/// Each certificate is checked first: Pingora's own parser panics on bad DER.
+pub fn ca_store(ders: &[Vec<u8>]) -> Result<Arc<CaType>, String> {
+    let mut certs = Vec::with_capacity(ders.len());
+    for (i, der) in ders.iter().enumerate() {
+        if let Err(e) = x509_parser::parse_x509_certificate(der) {
+            return Err(format!("CA certificate #{} is not valid X.509: {e}", i + 1));
+        }
+        certs.push(WrappedX509::new(der.clone(), parse_x509));
+    }
+    Ok(Arc::from(certs))
+}
+
 /// A compiled upstream pool.
 #[derive(Debug)]
 pub struct UpstreamPool {
     /// Validated settings.
     pub config: Pool,
+    /// Trust anchors replacing the system roots, when the pool names a CA bundle.
+    ca: Option<Arc<CaType>>,
+    /// Keeps this pool's pooled upstream connections apart from every other
+    /// pool's. Pingora's connection-reuse key covers address, SNI and the
+    /// verify flags but not the CA bundle nor ALPN, so without it a connection
+    /// verified against one tenant's CA could be reused for another's pool.
+    connection_group: u64,
     /// Targets in config order.
     pub targets: Vec<UpstreamTarget>,
     /// Weighted round-robin schedule: target indices, interleaved by weight.
@@ -183,7 +205,11 @@ pub struct Selection {
 
 impl UpstreamPool {
     /// Compiles `config`, reusing target states from `previous` by (pool, target) name.
-    pub fn new(config: &Pool, previous: &HashMap<(String, String), Arc<TargetState>>) -> Self {
+    pub fn new(
+        config: &Pool,
+        ca: Option<Arc<CaType>>,
+        previous: &HashMap<(String, String), Arc<TargetState>>,
+    ) -> Self {
         let targets: Vec<UpstreamTarget> = config
             .targets
             .iter()
@@ -200,8 +226,20 @@ impl UpstreamPool {
             })
             .collect();
         let weights: Vec<u32> = targets.iter().map(|t| t.config.weight).collect();
+        let mut group = Vec::new();
+        group.extend_from_slice(config.tenant.as_bytes());
+        group.push(0);
+        group.extend_from_slice(config.name.as_bytes());
+        group.push(u8::from(config.http2));
+        if let Some(ders) = config.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+            for der in ders {
+                group.extend_from_slice(der);
+            }
+        }
         UpstreamPool {
             config: config.clone(),
+            ca,
+            connection_group: fnv1a(&group),
             schedule: smooth_weighted_schedule(&weights),
             cursor: AtomicUsize::new(0),
             targets,
@@ -299,6 +337,7 @@ impl UpstreamPool {
             None => (false, String::new()),
         };
         let mut peer = HttpPeer::new(target.addr, tls, sni);
+        peer.group_key = self.connection_group;
         let o = &mut peer.options;
         o.connection_timeout = Some(cfg.timeouts.connect);
         o.total_connection_timeout = Some(cfg.timeouts.connect);
@@ -308,6 +347,7 @@ impl UpstreamPool {
         if let Some(t) = &cfg.tls {
             o.verify_cert = t.verify;
             o.verify_hostname = t.verify;
+            o.ca = self.ca.clone();
         }
         // With TLS, ALPN negotiates h2; without TLS, H2-only means h2c prior knowledge.
         o.alpn = if cfg.http2 { ALPN::H2 } else { ALPN::H1 };

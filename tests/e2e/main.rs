@@ -11,3 +11,4 @@ mod reload;
 mod routing;
 mod support;
 mod tls;
+mod upstream_tls;

@@ -65,6 +65,7 @@ struct UpState {
 
 async fn echo(
     State(s): State<UpState>,
+    version: axum::http::Version,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> impl IntoResponse {
@@ -73,7 +74,12 @@ async fn echo(
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    axum::Json(serde_json::json!({ "server": s.name, "path": uri.to_string(), "headers": h }))
+    axum::Json(serde_json::json!({
+        "server": s.name,
+        "path": uri.to_string(),
+        "version": format!("{version:?}"),
+        "headers": h,
+    }))
 }
 
 async fn slow(
@@ -116,6 +122,15 @@ impl Upstream {
 
     /// Starts a server on `port` (0: any).
     pub fn start_on(name: &str, port: u16) -> Upstream {
+        Self::start_with(name, port, None)
+    }
+
+    /// Starts an HTTPS server (HTTP/1.1 and h2 via ALPN) presenting `cert`.
+    pub fn start_tls(name: &str, cert: &TestCert) -> Upstream {
+        Self::start_with(name, 0, Some(cert))
+    }
+
+    fn start_with(name: &str, port: u16, tls: Option<&TestCert>) -> Upstream {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -140,9 +155,37 @@ impl Upstream {
             .route("/ws", get(ws))
             .fallback(echo)
             .with_state(state.clone());
-        runtime.spawn(async move {
-            axum::serve(listener, app).await.ok();
-        });
+        match tls {
+            // axum::serve speaks HTTP/1.1 and h2c (prior knowledge).
+            None => {
+                runtime.spawn(async move {
+                    axum::serve(listener, app).await.ok();
+                });
+            }
+            Some(cert) => {
+                let acceptor = tls_acceptor(cert);
+                runtime.spawn(async move {
+                    while let Ok((tcp, _)) = listener.accept().await {
+                        let acceptor = acceptor.clone();
+                        let app = app.clone();
+                        tokio::spawn(async move {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let service = hyper_util::service::TowerToHyperService::new(app);
+                            let _ = hyper_util::server::conn::auto::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .serve_connection_with_upgrades(
+                                hyper_util::rt::TokioIo::new(tls),
+                                service,
+                            )
+                            .await;
+                        });
+                    }
+                });
+            }
+        }
         Upstream {
             addr,
             hits: state.hits,
@@ -418,6 +461,24 @@ pub fn make_cert(dir: &std::path::Path, file_stem: &str, names: &[&str]) -> Test
         cert_path,
         key_path,
     }
+}
+
+fn tls_acceptor(cert: &TestCert) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    let chain = vec![rustls::pki_types::CertificateDer::from(
+        cert.cert_der.clone(),
+    )];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&cert.key_path).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// Sends raw bytes on a new connection and returns everything read until close or timeout.
