@@ -59,10 +59,13 @@ pub fn check(path: &std::path::Path) -> Result<Snapshot, ConfigErrors> {
     Snapshot::compile(cfg, 0, None, CertGeneration::Skip)
 }
 
-/// Downstream HTTP options: no cleartext h2 (h2 is negotiated by ALPN on TLS).
-fn server_options() -> HttpServerOptions {
+/// Downstream HTTP options: no cleartext h2 (h2 is negotiated by ALPN on TLS);
+/// idle HTTP/2 connections close after the keep-alive timeout, like HTTP/1.1 ones.
+/// These are fixed at start: Pingora reads them when the service is built.
+fn server_options(limits: &gatehouse_config::model::Limits) -> HttpServerOptions {
     let mut o = HttpServerOptions::default();
     o.h2c = false;
+    o.h2_idle_timeout = Some(limits.keepalive_timeout);
     o
 }
 
@@ -104,7 +107,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let mut proxy = ProxyServiceBuilder::new(&server.configuration, Gatehouse::new(store.clone()))
         .name("gatehouse-proxy")
-        .server_options(server_options())
+        .server_options(server_options(&config.limits))
         .build();
     let mut listen_addrs = Vec::new();
     if let Some(addr) = config.listeners.http {

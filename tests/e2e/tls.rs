@@ -60,6 +60,14 @@ fn indent(pem: &str) -> String {
 
 /// Handshakes with `sni` and returns the leaf certificate the proxy presented.
 async fn presented_cert(addr: std::net::SocketAddr, sni: &str) -> Result<Vec<u8>, String> {
+    presented_cert_with(addr, sni, rustls::DEFAULT_VERSIONS).await
+}
+
+async fn presented_cert_with(
+    addr: std::net::SocketAddr,
+    sni: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Vec<u8>, String> {
     #[derive(Debug)]
     struct AcceptAny;
     impl rustls::client::danger::ServerCertVerifier for AcceptAny {
@@ -212,5 +220,53 @@ async fn force_https_redirects_plain_http() {
             .unwrap()
             .status(),
         200
+    );
+}
+
+#[tokio::test]
+async fn tls12_and_tls13_are_both_served() {
+    let s = start().await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let cert = presented_cert_with(s.proxy.https, "a.test", &[version])
+            .await
+            .unwrap();
+        assert_eq!(cert, s.a.cert_der, "{version:?}");
+    }
+}
+
+#[tokio::test]
+async fn certificates_and_sni_policy_swap_on_reload() {
+    let s = start().await;
+    let config = std::fs::read_to_string(&s.proxy.config_path).unwrap();
+    // Renewal: new files for a.test, picked up on SIGHUP (the config itself is unchanged).
+    let dir = s.proxy.dir.path();
+    let renewed = make_cert(dir, "a", &["a.test"]);
+    assert_ne!(renewed.cert_der, s.a.cert_der);
+    std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(s.proxy.pid().to_string())
+        .status()
+        .unwrap();
+    s.proxy.wait_version(2).await;
+    assert_eq!(
+        presented_cert(s.proxy.https, "a.test").await.unwrap(),
+        renewed.cert_der
+    );
+
+    // Unknown SNI: rejected by default, served the default certificate when configured.
+    assert!(presented_cert(s.proxy.https, "unknown.test").await.is_err());
+    let with_default = config.replace(
+        "tenants:",
+        "tls: { unknown_sni: default_certificate, default_certificate: b }\ntenants:",
+    );
+    std::fs::write(&s.proxy.config_path, with_default).unwrap();
+    s.proxy.wait_version(3).await;
+    assert_eq!(
+        presented_cert(s.proxy.https, "unknown.test").await.unwrap(),
+        s.b.cert_der
+    );
+    assert_eq!(
+        presented_cert(s.proxy.https, "a.test").await.unwrap(),
+        renewed.cert_der
     );
 }
