@@ -210,17 +210,24 @@ async fn killed_target_is_ejected_by_health_checks_and_comes_back() {
     );
 }
 
-#[tokio::test]
-async fn connect_failure_is_retried_on_a_healthy_target() {
+/// A round-robin pool whose first target refuses connections and whose second answers.
+async fn dead_and_live(extra: &str) -> (Upstream, String, Proxy) {
     let live = Upstream::start("live");
     let dead = format!("127.0.0.1:{}", free_port());
-    let extra = "    retries: 1\n    health_check: { passive: { consecutive_failures: 0 } }";
     let proxy = Proxy::start(&pool_config(
         "round_robin",
         extra,
         &[dead.clone(), live.addr.to_string()],
     ))
     .await;
+    (live, dead, proxy)
+}
+
+#[tokio::test]
+async fn connect_failure_is_retried_on_a_healthy_target() {
+    let (_live, _dead, proxy) =
+        dead_and_live("    retries: 1\n    health_check: { passive: { consecutive_failures: 0 } }")
+            .await;
     let c = proxy.client(&["lb.test"]);
     for _ in 0..10 {
         let (status, name) = server_of(&c, &proxy.url("lb.test", "/")).await;
@@ -251,14 +258,9 @@ async fn connect_failure_is_retried_on_a_healthy_target() {
 
 #[tokio::test]
 async fn passive_ejection_after_consecutive_failures() {
-    let live = Upstream::start("live");
-    let dead = format!("127.0.0.1:{}", free_port());
-    let extra = "    retries: 1\n    health_check: { passive: { consecutive_failures: 2, ejection_time: 60s } }";
-    let proxy = Proxy::start(&pool_config(
-        "round_robin",
-        extra,
-        &[dead.clone(), live.addr.to_string()],
-    ))
+    let (_live, dead, proxy) = dead_and_live(
+        "    retries: 1\n    health_check: { passive: { consecutive_failures: 2, ejection_time: 60s } }",
+    )
     .await;
     let c = proxy.client(&["lb.test"]);
     for _ in 0..20 {

@@ -4,6 +4,14 @@ use std::process::Command;
 
 use crate::support::*;
 
+fn check(path: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_lists_every_error_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,11 +29,7 @@ domains:
 "#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in [
@@ -60,11 +64,7 @@ domains: [{{ hosts: [a.test], tenant: a, certificate: c }}]
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check(&path);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -80,11 +80,7 @@ fn every_example_config_is_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-                .args(["check", "--config"])
-                .arg(&path)
-                .output()
-                .unwrap();
+            let out = check(&path);
             assert!(
                 out.status.success(),
                 "{}: {}",

@@ -106,7 +106,7 @@ async fn presented_cert_with(
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(versions)
     .unwrap()
     .dangerous()
     .with_custom_certificate_verifier(Arc::new(AcceptAny))
@@ -118,6 +118,9 @@ async fn presented_cert_with(
         .await
         .map_err(|e| e.to_string())?;
     let (_, conn) = tls.get_ref();
+    if let [only] = versions {
+        assert_eq!(conn.protocol_version(), Some(only.version), "negotiated version");
+    }
     Ok(conn.peer_certificates().unwrap()[0].to_vec())
 }
 
