@@ -109,10 +109,12 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         .name("gatehouse-proxy")
         .server_options(server_options(&config.limits))
         .build();
-    let mut listen_addrs = Vec::new();
+    // Pingora binds all endpoints of a service together, so one accepting
+    // address proves the service listens. Prefer plain HTTP: a bare TCP probe of
+    // the TLS port would be logged as a failed handshake.
+    let readiness_probe = config.listeners.http.or(config.listeners.https);
     if let Some(addr) = config.listeners.http {
         proxy.add_tcp(&addr.to_string());
-        listen_addrs.push(addr);
     }
     if let Some(addr) = config.listeners.https {
         // The paths are unused: certificates come from the resolver.
@@ -120,7 +122,6 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         tls.set_cert_resolver(Arc::new(SniResolver::new(store.clone())));
         tls.enable_h2();
         proxy.add_tls_with_settings(&addr.to_string(), None, tls);
-        listen_addrs.push(addr);
     }
     server.add_service(proxy);
 
@@ -136,7 +137,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let reloader = Arc::new(Reloader::new(opts.config.clone(), store));
     server.add_service(background_service(
         "gatehouse-control",
-        ControlLoop::new(reloader, ready, listen_addrs),
+        ControlLoop::new(reloader, ready, readiness_probe),
     ));
     tracing::info!(
         http = ?config.listeners.http,

@@ -174,29 +174,29 @@ pub(crate) fn unix_now() -> i64 {
 pub struct ControlLoop {
     reloader: Arc<Reloader>,
     ready: Arc<AtomicBool>,
-    listen_addrs: Vec<SocketAddr>,
+    readiness_probe: Option<SocketAddr>,
 }
 
 impl ControlLoop {
-    /// Watches `reloader`'s file; flips `ready` once `listen_addrs` accept connections.
+    /// Watches `reloader`'s file; flips `ready` once `readiness_probe` accepts connections.
     pub fn new(
         reloader: Arc<Reloader>,
         ready: Arc<AtomicBool>,
-        listen_addrs: Vec<SocketAddr>,
+        readiness_probe: Option<SocketAddr>,
     ) -> Self {
         ControlLoop {
             reloader,
             ready,
-            listen_addrs,
+            readiness_probe,
         }
     }
 }
 
-/// Connects to each listener until all accept (they are bound by Pingora
-/// before services start, but this checks rather than assumes).
-async fn wait_until_listening(addrs: &[SocketAddr]) {
-    for addr in addrs {
-        let mut probe = *addr;
+/// Connects to the proxy listener until it accepts: Pingora binds it when
+/// the proxy service starts, which may be after this service starts.
+async fn wait_until_listening(addr: Option<SocketAddr>) {
+    if let Some(addr) = addr {
+        let mut probe = addr;
         if probe.ip().is_unspecified() {
             probe.set_ip(if probe.is_ipv4() {
                 std::net::Ipv4Addr::LOCALHOST.into()
@@ -219,10 +219,10 @@ impl BackgroundService for ControlLoop {
         m.config_version.set(snap.version as i64);
         m.config_last_success.set(unix_now());
 
-        let addrs = self.listen_addrs.clone();
+        let probe = self.readiness_probe;
         let ready = self.ready.clone();
         tokio::spawn(async move {
-            wait_until_listening(&addrs).await;
+            wait_until_listening(probe).await;
             ready.store(true, Ordering::Release);
             tracing::info!("ready: listeners accept connections");
         });

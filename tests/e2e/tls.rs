@@ -119,7 +119,11 @@ async fn presented_cert_with(
         .map_err(|e| e.to_string())?;
     let (_, conn) = tls.get_ref();
     if let [only] = versions {
-        assert_eq!(conn.protocol_version(), Some(only.version), "negotiated version");
+        assert_eq!(
+            conn.protocol_version(),
+            Some(only.version),
+            "negotiated version"
+        );
     }
     Ok(conn.peer_certificates().unwrap()[0].to_vec())
 }
