@@ -79,6 +79,9 @@ pub struct Limits {
     pub max_header_count: Option<usize>,
     /// Maximum length of the request target in bytes (default 8192); longer → 414.
     pub max_uri_bytes: Option<usize>,
+    /// Maximum request body size in bytes (default 67108864, 64 MiB; 0 = unlimited);
+    /// larger → 413, checked from Content-Length up front and while streaming.
+    pub max_body_bytes: Option<u64>,
     /// Maximum time to receive a request head and between body reads (default 30s).
     /// Slow clients (slowloris) are disconnected after it.
     #[serde(default, with = "humantime_serde")]

@@ -66,6 +66,8 @@ pub struct Limits {
     pub max_header_count: usize,
     /// Max request-target length.
     pub max_uri_bytes: usize,
+    /// Max request body bytes; `None` = unlimited.
+    pub max_body_bytes: Option<u64>,
     /// Client read timeout (header and body reads).
     pub client_read_timeout: Duration,
     /// Client write timeout.

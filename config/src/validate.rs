@@ -202,6 +202,11 @@ impl Validator<'_> {
             ),
             max_header_count,
             max_uri_bytes: self.positive(l.max_uri_bytes, 8 * 1024, "limits.max_uri_bytes"),
+            max_body_bytes: match l.max_body_bytes {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => Some(64 * 1024 * 1024),
+            },
             client_read_timeout: self.duration(
                 l.client_read_timeout,
                 Duration::from_secs(30),

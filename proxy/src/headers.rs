@@ -1,5 +1,7 @@
 //! Per-domain header rules: template rendering and edits on request/response heads.
 
+use std::sync::Arc;
+
 use gatehouse_config::model::{HeaderEdits, Template, TemplatePart, Variable};
 use pingora::http::{RequestHeader, ResponseHeader};
 
@@ -17,7 +19,7 @@ pub struct RequestVars {
     /// Path and query.
     pub request_uri: String,
     /// Tenant of the matched domain.
-    pub tenant: String,
+    pub tenant: Arc<str>,
 }
 
 impl RequestVars {

@@ -127,7 +127,7 @@ pub struct HostMatch<'a> {
     /// Index into [`Router::domains`].
     pub index: usize,
     /// Matched pattern as configured, e.g. `*.example.com`.
-    pub label: &'a str,
+    pub label: &'a Arc<str>,
 }
 
 /// Host → domain table.
@@ -246,11 +246,12 @@ domains:
     #[test]
     fn hosts_exact_before_wildcard_case_and_port_insensitive() {
         let r = router();
-        assert_eq!(r.lookup("example.com").unwrap().label, "example.com");
+        assert_eq!(&**r.lookup("example.com").unwrap().label, "example.com");
         assert_eq!(
             r.lookup(&normalize_host("A.Example.COM:8080").unwrap())
                 .unwrap()
-                .label,
+                .label
+                .as_ref(),
             "*.example.com"
         );
         assert!(r.lookup("a.b.example.com").is_none());

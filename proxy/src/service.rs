@@ -68,6 +68,8 @@ pub struct RequestCtx {
     failure: Option<String>,
     /// Status of a locally generated response.
     local_status: Option<u16>,
+    /// Request body bytes received so far (for `limits.max_body_bytes`).
+    body_bytes: u64,
 }
 
 impl RequestCtx {
@@ -183,6 +185,7 @@ impl ProxyHttp for Gatehouse {
             attempt: None,
             failure: None,
             local_status: None,
+            body_bytes: 0,
         }
     }
 
@@ -206,7 +209,18 @@ impl ProxyHttp for Gatehouse {
             Some(v) if valid_request_id(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => uuid::Uuid::new_v4().simple().to_string(),
         };
-        if let Some((status, code)) = self.limit_violation(&snap, req) {
+        if let Some((status, code)) = self.limit_violation(&snap, req).or_else(|| {
+            // A declared length over the limit is refused before any byte is read.
+            let max = limits.max_body_bytes?;
+            let declared = req
+                .headers
+                .get(header::CONTENT_LENGTH)?
+                .to_str()
+                .ok()?
+                .parse::<u64>()
+                .ok()?;
+            (declared > max).then_some((StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"))
+        }) {
             return self.reject(session, ctx, status, code).await;
         }
         ctx.vars.request_uri = req
@@ -241,8 +255,8 @@ impl ProxyHttp for Gatehouse {
         };
         let domain = found.domain;
         ctx.domain = Some(found.index);
-        ctx.domain_label = Some(Arc::from(found.label));
-        ctx.vars.tenant = domain.tenant.to_string();
+        ctx.domain_label = Some(found.label.clone());
+        ctx.vars.tenant = domain.tenant.clone();
 
         if domain.force_https && !tls {
             if let Some(https) = snap.config.listeners.https {
@@ -250,7 +264,12 @@ impl ProxyHttp for Gatehouse {
                     443 => String::new(),
                     p => format!(":{p}"),
                 };
-                let location = format!("https://{}{}{}", ctx.vars.host, port, ctx.vars.request_uri);
+                let host = &ctx.vars.host;
+                let location = if host.contains(':') {
+                    format!("https://[{host}]{port}{}", ctx.vars.request_uri)
+                } else {
+                    format!("https://{host}{port}{}", ctx.vars.request_uri)
+                };
                 // 308 keeps the method and body (RFC 9110 §15.4.9).
                 return self
                     .send_local(
@@ -352,6 +371,31 @@ impl ProxyHttp for Gatehouse {
         ctx.tried.push(selection.index);
         ctx.attempt = Some(selection);
         Ok(Box::new(peer))
+    }
+
+    /// Counts streamed request body bytes against `limits.max_body_bytes`
+    /// (chunked or HTTP/2 bodies declare no length up front).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let Some(chunk) = body else { return Ok(()) };
+        ctx.body_bytes += chunk.len() as u64;
+        let max = ctx
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.config.limits.max_body_bytes);
+        if max.is_some_and(|max| ctx.body_bytes > max) {
+            ctx.failure = Some("payload_too_large".into());
+            return Error::e_explain(
+                ErrorType::HTTPStatus(413),
+                "request body over limits.max_body_bytes",
+            );
+        }
+        Ok(())
     }
 
     /// Adds forwarding headers and applies the domain's request rules to the upstream copy.
@@ -510,6 +554,7 @@ impl ProxyHttp for Gatehouse {
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let (code, label) = match e.etype() {
+            ErrorType::HTTPStatus(413) => (413, "payload_too_large"),
             ErrorType::HTTPStatus(code) => (*code, "http_status"),
             t if e.esource() == &ErrorSource::Upstream && is_timeout(t) => {
                 (504, "upstream_timeout")
@@ -552,7 +597,7 @@ impl ProxyHttp for Gatehouse {
             .or(ctx.local_status)
             .unwrap_or(0);
         let elapsed = ctx.started.elapsed();
-        let tenant = ctx.vars.tenant.as_str();
+        let tenant: &str = &ctx.vars.tenant;
         let domain = ctx.domain_label.as_deref().unwrap_or("unknown");
         let m = metrics();
         m.requests

@@ -9,7 +9,7 @@ use crate::support::*;
 async fn start(up: &Upstream) -> Proxy {
     Proxy::start(&format!(
         r#"{LISTENERS}
-limits: {{ max_header_count: 50, max_header_bytes: 8192, max_uri_bytes: 1024 }}
+limits: {{ max_header_count: 50, max_header_bytes: 8192, max_uri_bytes: 1024, max_body_bytes: 1024 }}
 tenants: [{{ name: t }}]
 pools: [{{ name: p, tenant: t, targets: [{{ addr: "{}" }}] }}]
 domains: [{{ hosts: [p.test], tenant: t, routes: [{{ path: /, pool: p }}] }}]
@@ -106,4 +106,39 @@ async fn malformed_requests_get_400_and_the_proxy_keeps_serving() {
     )
     .await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_get_413() {
+    let up = Upstream::start("body");
+    let proxy = start(&up).await;
+    let c = proxy.client(&["p.test"]);
+    let r = c
+        .post(proxy.url("p.test", "/"))
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Declared length over the limit: refused before the upstream is contacted.
+    let r = c
+        .post(proxy.url("p.test", "/"))
+        .body(vec![b'x'; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "payload_too_large"
+    );
+    assert_eq!(up.hits(), 1);
+
+    // A chunked body declares no length: counted while it streams.
+    let mut req = b"POST /slow?ms=3000 HTTP/1.1\r\nHost: p.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n800\r\n".to_vec();
+    req.extend(vec![b'y'; 0x800]);
+    req.extend(b"\r\n0\r\n\r\n");
+    let resp = raw_request(proxy.http, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
 }
