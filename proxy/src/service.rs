@@ -70,6 +70,9 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// Request body bytes received so far (for `limits.max_body_bytes`).
     body_bytes: u64,
+    /// When the first upstream attempt started, and how long until the response head arrived.
+    upstream_started: Option<Instant>,
+    upstream_response_time: Option<std::time::Duration>,
 }
 
 impl RequestCtx {
@@ -186,6 +189,8 @@ impl ProxyHttp for Gatehouse {
             failure: None,
             local_status: None,
             body_bytes: 0,
+            upstream_started: None,
+            upstream_response_time: None,
         }
     }
 
@@ -368,6 +373,7 @@ impl ProxyHttp for Gatehouse {
             .into_up());
         };
         let peer = pool.peer(selection.index);
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         ctx.tried.push(selection.index);
         ctx.attempt = Some(selection);
         Ok(Box::new(peer))
@@ -444,6 +450,7 @@ impl ProxyHttp for Gatehouse {
         _upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.upstream_response_time = ctx.upstream_started.map(|t| t.elapsed());
         if let (Some(snap), Some(a)) = (&ctx.snapshot, &ctx.attempt) {
             if let Some(pool) = ctx.pool(snap) {
                 pool.targets[a.index].state.record_success();
@@ -633,6 +640,7 @@ impl ProxyHttp for Gatehouse {
             status,
             bytes_sent = session.as_ref().body_bytes_sent(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
+            upstream_response_ms = ctx.upstream_response_time.map(|d| d.as_secs_f64() * 1000.0),
             tenant,
             domain,
             pool,

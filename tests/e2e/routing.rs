@@ -276,6 +276,10 @@ async fn forwarding_headers_request_id_and_header_rules() {
     assert_eq!(entry["status"], 200);
     assert_eq!(entry["upstream"], web.addr.to_string());
     assert_eq!(entry["tenant"], "acme");
+    assert_eq!(entry["request_id"].as_str().map(str::len), Some(32));
+    assert!(
+        entry["duration_ms"].as_f64().unwrap() >= entry["upstream_response_ms"].as_f64().unwrap()
+    );
     for secret in ["topsecret", "hunter2", "s3cret"] {
         assert!(!log.contains(secret), "access log leaked {secret}");
     }
