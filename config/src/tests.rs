@@ -70,7 +70,7 @@ domains:
         "domains[0].hosts[0]: invalid hostname",
         "domains[0].routes[0].pool: unknown pool \"nope\"",
         "domains[0].routes[1].path: path \"y\" must start with '/'",
-        "domains[0].routes[1].respond.status: invalid status code 99",
+        "domains[0].routes[1].respond.status: status must be 200..=599, got 99",
         "domains[0].routes[2]: exactly one of",
         "domains[0].routes[3].redirect.status: redirect status must be",
         "listeners: at least one of `http` or `https` must be set",
@@ -219,4 +219,38 @@ fn never_panics_on_garbage() {
             }
         }
     }
+}
+
+#[test]
+fn responses_redirects_and_https_policy_are_checked() {
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: a }]
+domains:
+  - hosts: [a.com]
+    tenant: a
+    force_https: true
+    routes:
+      - { path: /a, respond: { status: 103 } }
+      - { path: /b, respond: { status: 204, body: "x" } }
+      - { path: /c, redirect: { to: "//evil.example", keep_path: true } }
+      - { path: /d, redirect: { to: "evil.example" } }
+      - { path: /e, redirect: { to: "/elsewhere", keep_path: true } }
+      - { path: /f, redirect: { to: "https://b.com/x" } }
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    let expected = [
+        "domains[0].force_https: needs an https listener",
+        "domains[0].routes[0].respond.status: status must be 200..=599, got 103",
+        "domains[0].routes[1].respond.body: a 204 response cannot have a body",
+        "domains[0].routes[2].redirect.to: invalid redirect target \"//evil.example\"",
+        "domains[0].routes[3].redirect.to: invalid redirect target \"evil.example\"",
+    ];
+    for want in expected {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
 }

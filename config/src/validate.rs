@@ -59,14 +59,26 @@ pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, Confi
     if listeners.http.is_none() && listeners.https.is_none() {
         v.err("listeners", "at least one of `http` or `https` must be set");
     }
+    let serves_default =
+        tls.unknown_sni == UnknownSni::DefaultCertificate && tls.default_certificate.is_some();
     if listeners.https.is_some()
         && !domains.iter().any(|d| d.certificate.is_some())
-        && tls.default_certificate.is_none()
+        && !serves_default
     {
         v.err(
             "listeners.https",
-            "an https listener needs at least one domain with a `certificate` or a `tls.default_certificate`",
+            "an https listener needs at least one domain with a `certificate`, or `tls.unknown_sni: default_certificate`",
         );
+    }
+    if listeners.https.is_none() {
+        for (i, d) in cfg.domains.iter().enumerate() {
+            if d.force_https {
+                v.err(
+                    format!("domains[{i}].force_https"),
+                    "needs an https listener (`listeners.https`) to redirect to",
+                );
+            }
+        }
     }
 
     if v.errors.is_empty() {
@@ -445,7 +457,23 @@ impl Validator<'_> {
     }
 
     fn respond(&mut self, r: &file::Respond, path: &str) -> Option<Respond> {
-        let status = self.status(r.status.unwrap_or(200), &format!("{path}.status"))?;
+        let code = r.status.unwrap_or(200);
+        if !(200..=599).contains(&code) {
+            // A 1xx is an interim response: the client would wait for a final one forever.
+            self.err(
+                format!("{path}.status"),
+                format!("status must be 200..=599, got {code}"),
+            );
+            return None;
+        }
+        let status = self.status(code, &format!("{path}.status"))?;
+        if matches!(code, 204 | 304) && !r.body.is_empty() {
+            // RFC 9110 §15.3.5, §15.4.5: these responses cannot carry content.
+            self.err(
+                format!("{path}.body"),
+                format!("a {code} response cannot have a body"),
+            );
+        }
         let mut headers = Vec::new();
         for (name, value) in &r.headers {
             let hpath = format!("{path}.headers.{name}");
@@ -472,10 +500,18 @@ impl Validator<'_> {
             );
             return None;
         }
-        if r.to.is_empty() || HeaderValue::from_str(&r.to).is_err() {
+        // An absolute URL, or a path on this host; never `//host` (a
+        // scheme-relative URL that, with keep_path, becomes an open redirect).
+        let absolute = http::Uri::try_from(r.to.as_str())
+            .is_ok_and(|u| u.scheme().is_some() && u.authority().is_some());
+        let local_path = r.to.starts_with('/') && !r.to.starts_with("//");
+        if HeaderValue::from_str(&r.to).is_err() || !(absolute || local_path) {
             self.err(
                 format!("{path}.to"),
-                format!("invalid redirect target {:?}", r.to),
+                format!(
+                    "invalid redirect target {:?}: use an absolute URL (https://host/...) or a path starting with one '/'",
+                    r.to
+                ),
             );
             return None;
         }

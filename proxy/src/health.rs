@@ -33,9 +33,10 @@ impl HealthChecker {
         let connector = Arc::new(Connector::new(None));
         for pool in &snapshot.pools {
             for (i, target) in pool.targets.iter().enumerate() {
-                // Refresh gauges of pools without probes too (ejections expire silently).
-                target.state.refresh_metric();
                 let Some(check) = pool.config.active_health.clone() else {
+                    // Probes were removed (or never configured): a verdict left
+                    // by earlier probes must not keep the target down forever.
+                    target.state.clear_probe_verdict();
                     continue;
                 };
                 let peer = pool.peer(i);

@@ -71,6 +71,8 @@ fn server_options(limits: &gatehouse_config::model::Limits) -> HttpServerOptions
 
 /// Runs the data plane until SIGTERM (graceful drain) or SIGINT. Never returns on success.
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
+    // Stamp first: an edit made while this first load runs must still be seen.
+    let loaded_stamp = reload::FileStamp::take(&opts.config);
     let cfg = gatehouse_config::load_file(&opts.config)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
     let snapshot = Snapshot::compile(cfg, 1, None, CertGeneration::Generate)
@@ -117,8 +119,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         proxy.add_tcp(&addr.to_string());
     }
     if let Some(addr) = config.listeners.https {
-        // The paths are unused: certificates come from the resolver.
-        let mut tls = TlsSettings::intermediate("", "").context("TLS settings")?;
+        // Certificates come from the resolver; the callbacks record the SNI.
+        let mut tls =
+            TlsSettings::with_callbacks(Box::new(tls::SniCapture)).context("TLS settings")?;
         tls.set_cert_resolver(Arc::new(SniResolver::new(store.clone())));
         tls.enable_h2();
         proxy.add_tls_with_settings(&addr.to_string(), None, tls);
@@ -134,7 +137,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);
     }
-    let reloader = Arc::new(Reloader::new(opts.config.clone(), store));
+    let reloader = Arc::new(Reloader::new(opts.config.clone(), store, loaded_stamp));
     server.add_service(background_service(
         "gatehouse-control",
         ControlLoop::new(reloader, ready, readiness_probe),

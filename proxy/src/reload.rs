@@ -30,7 +30,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Identity of a config file version, cheap to compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
+pub struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
     content_hash: u64,
@@ -41,6 +41,13 @@ fn content_hash(content: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     content.hash(&mut h);
     h.finish()
+}
+
+impl FileStamp {
+    /// Reads the file's current stamp; `None` if it cannot be read.
+    pub fn take(path: &std::path::Path) -> Option<FileStamp> {
+        stamp(path)
+    }
 }
 
 fn stamp(path: &std::path::Path) -> Option<FileStamp> {
@@ -64,9 +71,11 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for `path` publishing into `store`.
-    pub fn new(path: PathBuf, store: Arc<SnapshotStore>) -> Self {
-        let last = stamp(&path);
+    /// A reloader for `path` publishing into `store`. `loaded` is the file's
+    /// stamp taken *before* the serving config was read (see [`FileStamp::take`]),
+    /// so an edit made while the first load was running is still picked up.
+    pub fn new(path: PathBuf, store: Arc<SnapshotStore>, loaded: Option<FileStamp>) -> Self {
+        let last = loaded;
         Reloader {
             path,
             store,
@@ -105,7 +114,17 @@ impl Reloader {
         let path = self.path.clone();
         let prev = current.clone();
         let compiled = tokio::task::spawn_blocking(move || {
-            let cfg = gatehouse_config::load_file(&path)?;
+            let mut cfg = gatehouse_config::load_file(&path)?;
+            // Sockets and runtimes are fixed at start: keep describing what is
+            // actually bound (force_https builds its redirect from it).
+            if cfg.listeners != prev.config.listeners || cfg.server != prev.config.server {
+                tracing::warn!(
+                    "listener and server settings changed: they apply after a restart or binary upgrade; \
+                     the rest of the config is applied now"
+                );
+                cfg.listeners = prev.config.listeners.clone();
+                cfg.server = prev.config.server.clone();
+            }
             Snapshot::compile(cfg, prev.version + 1, Some(&prev), CertGeneration::Generate)
         })
         .await
@@ -123,11 +142,6 @@ impl Reloader {
                 return Err(errors);
             }
         };
-        if next.config.listeners != current.config.listeners
-            || next.config.server != current.config.server
-        {
-            tracing::warn!("listener and server settings changed: they apply after a restart or binary upgrade");
-        }
         let version = next.version;
         self.health.restart(&next);
         forget_removed_targets(&current, &next);
@@ -246,6 +260,12 @@ impl BackgroundService for ControlLoop {
                     let _ = self.reloader.reload().await;
                 }
                 _ = tick.tick() => {
+                    // Passive ejections expire without an event: keep the gauges current.
+                    for pool in &self.reloader.store.load().pools {
+                        for t in &pool.targets {
+                            t.state.refresh_metric();
+                        }
+                    }
                     let reloader = self.reloader.clone();
                     let changed = tokio::task::spawn_blocking(move || reloader.file_changed()).await.unwrap_or(false);
                     if changed {

@@ -185,22 +185,108 @@ impl Router {
 }
 
 /// Lowercases a Host header or authority and strips the port and a trailing dot.
-/// Returns `None` for an empty or malformed value.
+/// Returns `None` unless it is a syntactically valid host (RFC 3986 §3.2.2:
+/// DNS-style labels, an IPv4 address, or a bracketed IPv6 literal), so that a
+/// value like `1.2.3.4#.example.com` can neither match a wildcard nor end up
+/// in a redirect.
 pub fn normalize_host(raw: &str) -> Option<String> {
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        // IPv6 literal: keep the brackets off, drop the port.
-        rest.split_once(']').map(|(h, _)| h)?
+    let (host, bracketed, rest) = if let Some(inner) = raw.strip_prefix('[') {
+        let (h, rest) = inner.split_once(']')?;
+        (h, true, rest)
     } else {
-        raw.rsplit_once(':')
-            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-            .map(|(h, _)| h)
-            .unwrap_or(raw)
+        match raw.rsplit_once(':') {
+            Some((h, port)) => (h, false, port),
+            None => (raw, false, ""),
+        }
     };
+    let port = rest.strip_prefix(':').unwrap_or(rest);
+    if !port.bytes().all(|b| b.is_ascii_digit())
+        || (bracketed && !rest.is_empty() && !rest.starts_with(':'))
+    {
+        return None;
+    }
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() || host.len() > 253 {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    let valid = if bracketed {
+        host.bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    };
+    valid.then(|| host.to_ascii_lowercase())
+}
+
+/// Why a request path cannot be routed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidPath;
+
+/// Normalises a request path before routing (RFC 3986 §6.2.2): percent-encoded
+/// unreserved characters are decoded, other escapes upper-cased, dot segments
+/// removed and repeated slashes merged. Routing and the upstream then see the
+/// same path, so `/%61dmin`, `//admin` and `/x/../admin` cannot slip past an
+/// `/admin` route. Encoded slashes (`%2F`) stay encoded. Borrowed when the
+/// path is already normal (the common case).
+pub fn normalize_path(path: &str) -> Result<std::borrow::Cow<'_, str>, InvalidPath> {
+    if !path.starts_with('/') {
+        return Err(InvalidPath);
+    }
+    let needs_work = path.contains('%') || path.contains("//") || path.contains("/.");
+    if !needs_work {
+        return Ok(std::borrow::Cow::Borrowed(path));
+    }
+    // Pass 1: escapes.
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(InvalidPath)?;
+            let value = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or(InvalidPath)?;
+            if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
+                decoded.push(value as char);
+            } else {
+                decoded.push('%');
+                decoded.push_str(&String::from_utf8_lossy(hex).to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            decoded.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+    // Pass 2: segments.
+    let trailing_slash =
+        decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for seg in &segments {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -262,6 +348,43 @@ domains:
             Some("example.com")
         );
         assert_eq!(normalize_host(""), None);
+        for bad in [
+            "1.2.3.4#.example.com",
+            "a@b.example.com",
+            "a:b.example.com",
+            "a..com",
+            "[::1]x",
+            "a b",
+            "a.com:8o",
+        ] {
+            assert_eq!(normalize_host(bad), None, "{bad}");
+        }
+        assert_eq!(
+            normalize_host("A_b-1.Example.com:443").as_deref(),
+            Some("a_b-1.example.com")
+        );
+    }
+
+    #[test]
+    fn paths_are_normalised_before_routing() {
+        let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
+        assert_eq!(n("/api/v1").unwrap(), "/api/v1");
+        assert!(matches!(
+            normalize_path("/api/v1"),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ));
+        assert_eq!(n("/%61dmin").unwrap(), "/admin");
+        assert_eq!(n("//admin//x").unwrap(), "/admin/x");
+        assert_eq!(n("/x/../admin").unwrap(), "/admin");
+        assert_eq!(n("/x/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(n("/../../etc").unwrap(), "/etc");
+        assert_eq!(n("/a/./b/").unwrap(), "/a/b/");
+        assert_eq!(n("/a/..").unwrap(), "/");
+        assert_eq!(n("/a%2fb").unwrap(), "/a%2Fb");
+        assert_eq!(n("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+        assert_eq!(n("/bad%zz"), Err(InvalidPath));
+        assert_eq!(n("/bad%4"), Err(InvalidPath));
+        assert_eq!(n("*"), Err(InvalidPath));
     }
 
     #[test]

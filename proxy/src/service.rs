@@ -16,6 +16,7 @@
 //!
 //! Every phase reads the one `Arc<Snapshot>` taken in `request_filter`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,8 +31,9 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::headers::{self, RequestVars};
 use crate::local::{self, LocalResponse, StaticTarget};
 use crate::metrics::{metrics, status_class};
-use crate::route::{normalize_host, RouteMatch};
+use crate::route::{normalize_host, normalize_path, InvalidPath, RouteMatch};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::tls::TlsSni;
 use crate::upstream::{HashInput, Selection};
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -62,6 +64,8 @@ pub struct RequestCtx {
     pool: Option<usize>,
     /// Targets already tried for this request (indices into the pool).
     tried: Vec<usize>,
+    /// This request's position in the pool's rotation, kept across retries.
+    rotation: Option<usize>,
     /// The current attempt's target, holding its in-flight count.
     attempt: Option<Selection>,
     /// Why the request failed, for the access log.
@@ -185,6 +189,7 @@ impl ProxyHttp for Gatehouse {
             domain_label: None,
             pool: None,
             tried: Vec::new(),
+            rotation: None,
             attempt: None,
             failure: None,
             local_status: None,
@@ -228,11 +233,34 @@ impl ProxyHttp for Gatehouse {
         }) {
             return self.reject(session, ctx, status, code).await;
         }
-        ctx.vars.request_uri = req
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
+        // Route on, and forward, the normalised path (see `route::normalize_path`).
+        let path = match normalize_path(req.uri.path()) {
+            Ok(Cow::Borrowed(p)) => p.to_string(),
+            Ok(Cow::Owned(p)) => {
+                let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+                match http::Uri::try_from(format!("{p}{query}")) {
+                    Ok(uri) => {
+                        session.req_header_mut().set_uri(uri);
+                        p
+                    }
+                    Err(_) => {
+                        return self
+                            .reject(session, ctx, StatusCode::BAD_REQUEST, "invalid_path")
+                            .await
+                    }
+                }
+            }
+            Err(InvalidPath) => {
+                return self
+                    .reject(session, ctx, StatusCode::BAD_REQUEST, "invalid_path")
+                    .await
+            }
+        };
+        let req = session.req_header();
+        ctx.vars.request_uri = match req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
         // HTTP/2 carries the host in :authority; HTTP/1.1 in Host (RFC 9112 §3.2).
         let raw_host = req
             .uri
@@ -246,8 +274,13 @@ impl ProxyHttp for Gatehouse {
             })
             .unwrap_or_default();
         let Some(host) = normalize_host(&raw_host) else {
+            let code = if raw_host.is_empty() {
+                "missing_host"
+            } else {
+                "invalid_host"
+            };
             return self
-                .reject(session, ctx, StatusCode::BAD_REQUEST, "missing_host")
+                .reject(session, ctx, StatusCode::BAD_REQUEST, code)
                 .await;
         };
         ctx.raw_host = raw_host;
@@ -262,6 +295,27 @@ impl ProxyHttp for Gatehouse {
         ctx.domain = Some(found.index);
         ctx.domain_label = Some(found.label.clone());
         ctx.vars.tenant = domain.tenant.clone();
+
+        // A TLS connection may only carry requests for names its certificate
+        // covers: otherwise a connection made for one tenant's name could
+        // address another tenant's domain (RFC 9110 §15.5.20).
+        if tls {
+            let sni = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .and_then(|d| d.extension.get::<TlsSni>())
+                .and_then(|s| s.0.as_deref());
+            if !snap.certs.same_certificate(sni, &ctx.vars.host) {
+                return self
+                    .reject(
+                        session,
+                        ctx,
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "misdirected_request",
+                    )
+                    .await;
+            }
+        }
 
         if domain.force_https && !tls {
             if let Some(https) = snap.config.listeners.https {
@@ -287,7 +341,6 @@ impl ProxyHttp for Gatehouse {
         }
 
         let method = session.req_header().method.clone();
-        let path = session.req_header().uri.path().to_string();
         let route = match domain.match_route(&method, &path) {
             RouteMatch::Found(r) => r,
             RouteMatch::NotFound => {
@@ -364,7 +417,7 @@ impl ProxyHttp for Gatehouse {
             host: &ctx.vars.host,
             headers: &req.headers,
         };
-        let Some(selection) = pool.select(&ctx.tried, &input) else {
+        let Some(selection) = pool.select(&ctx.tried, &mut ctx.rotation, &input) else {
             ctx.failure = Some("no_upstream_available".into());
             return Err(Error::explain(
                 ErrorType::ConnectNoRoute,
@@ -374,6 +427,8 @@ impl ProxyHttp for Gatehouse {
         };
         let peer = pool.peer(selection.index);
         ctx.upstream_started.get_or_insert_with(Instant::now);
+        // A retry replays the buffered body through `request_body_filter`.
+        ctx.body_bytes = 0;
         ctx.tried.push(selection.index);
         ctx.attempt = Some(selection);
         Ok(Box::new(peer))
@@ -429,13 +484,12 @@ impl ProxyHttp for Gatehouse {
         upstream_request.insert_header("x-forwarded-host", ctx.raw_host.as_str())?;
         upstream_request.insert_header(X_REQUEST_ID, v.request_id.as_str())?;
         let pool = ctx.pool(&snap);
+        // The upstream's Host is the authority we routed on (RFC 9112 §3.2.2: an
+        // absolute-form target overrides Host), never a different Host header
+        // that would name another tenant's domain. HTTP/2 clients send none at all.
         match pool.and_then(|p| p.config.host_header.clone()) {
             Some(h) => upstream_request.insert_header(header::HOST, h)?,
-            // An HTTP/2 client sends no Host; HTTP/1.1 upstreams require one.
-            None if upstream_request.headers.get(header::HOST).is_none() => {
-                upstream_request.insert_header(header::HOST, ctx.raw_host.as_str())?
-            }
-            None => {}
+            None => upstream_request.insert_header(header::HOST, ctx.raw_host.as_str())?,
         }
         if let Some(d) = ctx.domain_policy(&snap) {
             headers::apply(&d.request_headers, upstream_request, v);
@@ -524,6 +578,19 @@ impl ProxyHttp for Gatehouse {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if client_reused && e.retry() {
+            // A pooled connection the upstream had already closed (its keep-alive
+            // was shorter than ours): not the target's fault. Retry on a fresh
+            // connection, to the same target if need be, without a failure mark.
+            ctx.tried.pop();
+            return e;
+        }
         if let (Some(snap), Some(a)) = (ctx.snapshot.clone(), ctx.attempt.as_ref()) {
             if let Some(pool) = ctx.pool(&snap) {
                 if e.esource() == &ErrorSource::Upstream {
@@ -543,13 +610,20 @@ impl ProxyHttp for Gatehouse {
                 }
             }
         }
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
         e
+    }
+
+    /// The request line Pingora's own error and retry logs use: no query
+    /// string (it may carry credentials), plus the request id to correlate.
+    fn request_summary(&self, session: &Session, ctx: &Self::CTX) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {}, Host: {}, request_id: {}",
+            req.method,
+            req.uri.path(),
+            ctx.vars.host,
+            ctx.vars.request_id
+        )
     }
 
     /// The request failed for good: answer 502 (upstream unreachable or

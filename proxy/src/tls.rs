@@ -90,6 +90,16 @@ impl CertMap {
         found.or_else(|| self.default.clone())
     }
 
+    /// True when a connection whose handshake named `sni` may carry a request
+    /// for `host`: both resolve to the same certificate (which allows HTTP/2
+    /// connection coalescing under a shared or wildcard certificate).
+    pub fn same_certificate(&self, sni: Option<&str>, host: &str) -> bool {
+        match (self.lookup(sni), self.lookup(Some(host))) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a, &b) || a.cert.first() == b.cert.first(),
+            _ => false,
+        }
+    }
+
     /// Number of distinct names with a certificate.
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len()
@@ -122,6 +132,25 @@ impl ResolvesServerCert for SniResolver {
             tracing::debug!(sni = ?hello.server_name(), "no certificate for SNI: handshake rejected");
         }
         cert
+    }
+}
+
+/// The SNI a TLS client sent, kept with the connection for the HTTP layer.
+#[derive(Debug)]
+pub struct TlsSni(pub Option<String>);
+
+/// Post-handshake hook that records the SNI in the connection's TLS digest.
+pub struct SniCapture;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for SniCapture {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(Arc::new(TlsSni(
+            tls.server_name().map(|s| s.to_ascii_lowercase()),
+        )))
     }
 }
 

@@ -96,6 +96,14 @@ impl TargetState {
         self.publish();
     }
 
+    /// Forgets active-probe results (the pool no longer probes this target).
+    pub fn clear_probe_verdict(&self) {
+        self.probe_successes.store(0, Ordering::Relaxed);
+        self.probe_failures.store(0, Ordering::Relaxed);
+        self.probe_up.store(true, Ordering::Relaxed);
+        self.publish();
+    }
+
     /// A request to this target completed without a transport failure.
     pub fn record_success(&self) {
         if self.request_failures.load(Ordering::Relaxed) != 0 {
@@ -250,10 +258,20 @@ impl UpstreamPool {
     /// targets are skipped while any other is available; when none is, every
     /// untried target is eligible again (as nginx does) so a wrong health
     /// verdict cannot black-hole a pool.
-    pub fn select(&self, tried: &[usize], input: &HashInput<'_>) -> Option<Selection> {
+    ///
+    /// `rotation` is the request's position in the round-robin schedule: drawn
+    /// on its first attempt and reused by its retries, so one request advances
+    /// the schedule once and a dead target does not take every other turn.
+    pub fn select(
+        &self,
+        tried: &[usize],
+        rotation: &mut Option<usize>,
+        input: &HashInput<'_>,
+    ) -> Option<Selection> {
+        let start = *rotation.get_or_insert_with(|| self.cursor.fetch_add(1, Ordering::Relaxed));
         let index = self
-            .pick(tried, input, true)
-            .or_else(|| self.pick(tried, input, false))?;
+            .pick(tried, start, input, true)
+            .or_else(|| self.pick(tried, start, input, false))?;
         Some(Selection {
             index,
             in_flight: InFlight::new(self.targets[index].state.clone()),
@@ -264,11 +282,16 @@ impl UpstreamPool {
         !tried.contains(&i) && (!healthy_only || self.targets[i].state.is_available())
     }
 
-    fn pick(&self, tried: &[usize], input: &HashInput<'_>, healthy_only: bool) -> Option<usize> {
+    fn pick(
+        &self,
+        tried: &[usize],
+        start: usize,
+        input: &HashInput<'_>,
+        healthy_only: bool,
+    ) -> Option<usize> {
         match self.config.algorithm {
             Algorithm::RoundRobin => {
                 let len = self.schedule.len();
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
                 (0..len)
                     .map(|k| self.schedule[(start + k) % len])
                     .find(|&i| self.eligible(i, tried, healthy_only))
@@ -276,7 +299,6 @@ impl UpstreamPool {
             Algorithm::LeastConnections => {
                 // Rotate the starting point so ties spread evenly.
                 let n = self.targets.len();
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
                 let mut best: Option<(usize, usize, u32)> = None;
                 for k in 0..n {
                     let i = (start + k) % n;

@@ -211,13 +211,13 @@ async fn killed_target_is_ejected_by_health_checks_and_comes_back() {
 }
 
 /// A round-robin pool whose first target refuses connections and whose second answers.
-async fn dead_and_live(extra: &str) -> (Upstream, String, Proxy) {
+async fn dead_and_live(extra: &str) -> (Upstream, DeadPort, Proxy) {
     let live = Upstream::start("live");
-    let dead = format!("127.0.0.1:{}", free_port());
+    let dead = DeadPort::new();
     let proxy = Proxy::start(&pool_config(
         "round_robin",
         extra,
-        &[dead.clone(), live.addr.to_string()],
+        &[dead.addr.to_string(), live.addr.to_string()],
     ))
     .await;
     (live, dead, proxy)
@@ -253,7 +253,9 @@ async fn connect_failure_is_retried_on_a_healthy_target() {
             &[("pool", "p"), ("kind", "connect")],
         )
         .await;
-    assert_eq!(failures, Some(15.0));
+    // One rotation step per request: the dead target is first for every
+    // other GET (5, each retried) and for every other POST (5, not retried).
+    assert_eq!(failures, Some(10.0));
 }
 
 #[tokio::test]
@@ -274,6 +276,7 @@ async fn passive_ejection_after_consecutive_failures() {
         )
         .await;
     assert_eq!(failures, Some(2.0));
+    let dead = dead.addr.to_string();
     let labels = [("pool", "p"), ("target", dead.as_str())];
     assert_eq!(
         proxy.metric("gatehouse_upstream_healthy", &labels).await,
@@ -284,7 +287,8 @@ async fn passive_ejection_after_consecutive_failures() {
 #[tokio::test]
 async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
     let slow = Upstream::start("slow");
-    let dead = format!("127.0.0.1:{}", free_port());
+    let dead_port = DeadPort::new();
+    let dead = dead_port.addr;
     let cfg = format!(
         r#"{LISTENERS}
 tenants: [{{ name: t }}]
@@ -300,7 +304,11 @@ domains:
     );
     let proxy = Proxy::start(&cfg).await;
     let c = proxy.client(&["e.test"]);
-    let r = c.get(proxy.url("e.test", "/dead")).send().await.unwrap();
+    let r = c
+        .get(proxy.url("e.test", "/dead?token=s3cret-token"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["content-type"], "application/json");
     let body: Value = r.json().await.unwrap();
@@ -333,6 +341,36 @@ domains:
     .await;
     let line502 = log.lines().find(|l| l.contains("\"status\":502")).unwrap();
     assert!(line502.contains("bad_gateway"), "{line502}");
+    assert!(
+        !log.contains("s3cret-token"),
+        "query strings must not reach any log line, error logs included"
+    );
     let line504 = log.lines().find(|l| l.contains("\"status\":504")).unwrap();
     assert!(line504.contains("upstream_timeout"), "{line504}");
+}
+
+#[tokio::test]
+async fn stale_pooled_connection_is_retried_without_marking_the_target() {
+    let addr = closes_reused_connections().await;
+    let cfg = pool_config("round_robin", "", &[addr.to_string()]);
+    let proxy = Proxy::start(&cfg).await;
+    let c = proxy.client(&["lb.test"]);
+    for i in 0..10 {
+        let r = c.get(proxy.url("lb.test", "/")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    let target = addr.to_string();
+    let labels = [("pool", "p"), ("target", target.as_str())];
+    assert_eq!(
+        proxy.metric("gatehouse_upstream_healthy", &labels).await,
+        Some(1.0)
+    );
+    assert_eq!(
+        proxy
+            .metric("gatehouse_upstream_failures_total", &[("pool", "p")])
+            .await,
+        None,
+        "a closed pooled connection is not the target's failure"
+    );
 }

@@ -195,20 +195,29 @@ async fn local_actions_respond_redirect_static() {
 
     // No escape from the root, no hidden files.
     // Raw requests: an HTTP client library would normalise the dot segments away.
+    // Hidden files, encoded separators and NUL bytes inside the static root: 404.
     for path in [
         "/assets/.secret",
-        "/assets/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-        "/assets/..%2f..%2f..%2fetc%2fpasswd",
-        "/assets/../../../../etc/passwd",
+        "/assets/docs/..%2f..%2f..%2fetc%2fpasswd",
         "/assets/docs/%00index.html",
     ] {
         let req = format!("GET {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n");
         let raw = raw_request(proxy.http, req.as_bytes()).await;
         assert!(raw.starts_with("HTTP/1.1 404"), "{path}: {raw}");
+    }
+    // Dot segments are resolved before routing, so they cannot climb out of
+    // /assets at all: the request becomes /etc/passwd and goes to the `/` pool.
+    for path in [
+        "/assets/../../../../etc/passwd",
+        "/assets/%2e%2e/%2e%2e/etc/passwd",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n");
+        let raw = raw_request(proxy.http, req.as_bytes()).await;
         assert!(
             !raw.contains("root:"),
             "path traversal served /etc/passwd: {raw}"
         );
+        assert!(raw.contains("\"path\":\"/etc/passwd\""), "{path}: {raw}");
     }
 }
 
@@ -283,4 +292,62 @@ async fn forwarding_headers_request_id_and_header_rules() {
     for secret in ["topsecret", "hunter2", "s3cret"] {
         assert!(!log.contains(secret), "access log leaked {secret}");
     }
+}
+
+#[tokio::test]
+async fn paths_are_normalised_and_hosts_validated_before_routing() {
+    let web = Upstream::start("web");
+    let api = Upstream::start("api");
+    let site = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&config(&web, &api, site.path())).await;
+    let raw = |target: &str, host: &str| {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let addr = proxy.http;
+        async move { raw_request(addr, req.as_bytes()).await }
+    };
+    // Encoded, doubled and dot-segment spellings of /api reach the api pool,
+    // which sees the same normalised path the route matched.
+    for target in [
+        "/%61pi/x?q=1",
+        "//api//x?q=1",
+        "/web/../api/x?q=1",
+        "/api/./x?q=1",
+    ] {
+        let resp = raw(target, "example.test").await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{target}: {resp}");
+        let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+        let json: Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{target}: {e}: {resp}"));
+        assert_eq!(json["server"], "api", "{target}");
+        assert_eq!(json["path"], "/api/x?q=1", "{target}");
+    }
+    let resp = raw("/bad%zz", "example.test").await;
+    assert!(
+        resp.starts_with("HTTP/1.1 400") && resp.contains("invalid_path"),
+        "{resp}"
+    );
+
+    // Hosts that are not hostnames never match a (wildcard) domain.
+    for host in ["16909060#.wild.test", "a@b.wild.test", "a b.wild.test"] {
+        let resp = raw("/", host).await;
+        assert!(resp.starts_with("HTTP/1.1 400"), "{host}: {resp}");
+    }
+    assert_eq!(api.hits(), 4);
+
+    // Absolute-form target: an authority that contradicts Host is refused
+    // (Pingora's parser answers 400), so a request can never be routed by one
+    // name and reach the upstream carrying another; a consistent one is routed
+    // and forwarded by its authority (RFC 9112 §3.2.2).
+    let port = proxy.http.port();
+    let resp = raw(&format!("http://x.wild.test:{port}/who"), "example.test").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let resp = raw(
+        &format!("http://x.wild.test:{port}/who"),
+        &format!("x.wild.test:{port}"),
+    )
+    .await;
+    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    let json: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {resp}"));
+    assert_eq!(json["server"], "api");
+    assert_eq!(json["headers"]["host"], format!("x.wild.test:{port}"));
 }

@@ -45,6 +45,54 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A loopback address that refuses connections: the port is bound (so no
+/// other test can take it) but never listened on.
+pub struct DeadPort {
+    _socket: tokio::net::TcpSocket,
+    pub addr: SocketAddr,
+}
+
+impl DeadPort {
+    pub fn new() -> DeadPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        DeadPort {
+            _socket: socket,
+            addr,
+        }
+    }
+}
+
+/// An upstream that answers the first request on each connection and then
+/// closes it when the next request arrives, without answering: what a
+/// server with a short keep-alive timeout does in the unlucky moment.
+pub async fn closes_reused_connections() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                // Wait for the next request on this connection, then drop it unanswered.
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
 /// A real upstream HTTP server on its own runtime, so `kill` drops every
 /// connection at once like a crashed process.
 pub struct Upstream {
@@ -150,7 +198,7 @@ impl Upstream {
         };
         let addr = listener.local_addr().unwrap();
         let app = Router::new()
-            .route("/slow", get(slow))
+            .route("/slow", get(slow).post(slow))
             .route("/hold", get(hold))
             .route("/ws", get(ws))
             .fallback(echo)
@@ -241,6 +289,19 @@ impl Proxy {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> Proxy {
+        // free_port() hands the port back to the OS before gatehouse binds it,
+        // so a parallel test can take it first: retry with fresh ports then.
+        let mut dir = Some(dir);
+        for _ in 0..5 {
+            match Self::try_start(dir.take().unwrap(), yaml).await {
+                Ok(proxy) => return proxy,
+                Err(returned) => dir = Some(returned),
+            }
+        }
+        panic!("gatehouse could not bind its ports after 5 attempts");
+    }
+
+    async fn try_start(dir: tempfile::TempDir, yaml: &str) -> Result<Proxy, tempfile::TempDir> {
         let ports = Ports {
             http: free_port(),
             https: free_port(),
@@ -259,39 +320,38 @@ impl Proxy {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        let proxy = Proxy {
-            http: SocketAddr::from(([127, 0, 0, 1], ports.http)),
-            https: SocketAddr::from(([127, 0, 0, 1], ports.https)),
-            internal: SocketAddr::from(([127, 0, 0, 1], ports.internal)),
-            dir,
-            config_path,
-            child,
-            log_path,
-        };
-        let url = format!("http://{}/readyz", proxy.internal);
+        let mut child = child;
+        let internal = SocketAddr::from(([127, 0, 0, 1], ports.internal));
+        let url = format!("http://{internal}/readyz");
         let client = reqwest::Client::new();
-        let log_path = proxy.log_path.clone();
-        eventually(Duration::from_secs(20), "gatehouse /readyz", || {
-            let client = client.clone();
-            let url = url.clone();
-            let log_path = log_path.clone();
-            async move {
-                match client.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => Some(()),
-                    _ => {
-                        // Surface startup failures immediately instead of timing out.
-                        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                        assert!(
-                            !log.contains("gatehouse: invalid config"),
-                            "gatehouse failed to start:\n{log}"
-                        );
-                        None
-                    }
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status() == 200 {
+                    return Ok(Proxy {
+                        http: SocketAddr::from(([127, 0, 0, 1], ports.http)),
+                        https: SocketAddr::from(([127, 0, 0, 1], ports.https)),
+                        internal,
+                        dir,
+                        config_path,
+                        child,
+                        log_path,
+                    });
                 }
             }
-        })
-        .await;
-        proxy
+            let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some(status) = child.try_wait().unwrap() {
+                if log().contains("Address already in use") {
+                    return Err(dir);
+                }
+                panic!("gatehouse exited with {status} during start:\n{}", log());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("gatehouse not ready after 20s:\n{}", log());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     fn ports(&self) -> Ports {

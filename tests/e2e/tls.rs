@@ -68,6 +68,36 @@ async fn presented_cert_with(
     sni: &str,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<Vec<u8>, String> {
+    let tls = connect_tls(addr, sni, versions).await?;
+    let (_, conn) = tls.get_ref();
+    if let [only] = versions {
+        assert_eq!(
+            conn.protocol_version(),
+            Some(only.version),
+            "negotiated version"
+        );
+    }
+    Ok(conn.peer_certificates().unwrap()[0].to_vec())
+}
+
+/// Sends one HTTP/1.1 request for `host` on a TLS connection made for `sni`.
+async fn request_over_sni(addr: std::net::SocketAddr, sni: &str, host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = connect_tls(addr, sni, rustls::DEFAULT_VERSIONS)
+        .await
+        .unwrap();
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn connect_tls(
+    addr: std::net::SocketAddr,
+    sni: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     #[derive(Debug)]
     struct AcceptAny;
     impl rustls::client::danger::ServerCertVerifier for AcceptAny {
@@ -113,19 +143,10 @@ async fn presented_cert_with(
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = connector
+    connector
         .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
         .await
-        .map_err(|e| e.to_string())?;
-    let (_, conn) = tls.get_ref();
-    if let [only] = versions {
-        assert_eq!(
-            conn.protocol_version(),
-            Some(only.version),
-            "negotiated version"
-        );
-    }
-    Ok(conn.peer_certificates().unwrap()[0].to_vec())
+        .map_err(|e| e.to_string())
 }
 
 fn https_client(setup: &TlsSetup, http2: bool) -> reqwest::Client {
@@ -276,4 +297,19 @@ async fn certificates_and_sni_policy_swap_on_reload() {
         presented_cert(s.proxy.https, "a.test").await.unwrap(),
         renewed.cert_der
     );
+}
+
+#[tokio::test]
+async fn a_connection_only_carries_requests_its_certificate_covers() {
+    let s = start().await;
+    let port = s.proxy.https.port();
+    // Made for b.test, asking for a.test (another certificate): 421.
+    let resp = request_over_sni(s.proxy.https, "b.test", &format!("a.test:{port}")).await;
+    assert!(resp.starts_with("HTTP/1.1 421"), "{resp}");
+    assert!(resp.contains("misdirected_request"));
+    // Coalescing under one certificate is fine: *.b.test's certificate covers b.test.
+    let resp = request_over_sni(s.proxy.https, "x.b.test", &format!("b.test:{port}")).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let resp = request_over_sni(s.proxy.https, "a.test", &format!("a.test:{port}")).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
