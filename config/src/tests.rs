@@ -13,6 +13,17 @@ fn messages(e: &ConfigErrors) -> Vec<String> {
     e.iter().map(|e| e.to_string()).collect()
 }
 
+/// Every expected error (by prefix) is reported, and nothing else.
+fn assert_exactly(errs: &[String], expected: &[&str]) {
+    for want in expected {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+}
+
 const MINIMAL: &str = r#"
 listeners: { http: "127.0.0.1:0" }
 tenants: [{ name: acme }]
@@ -75,13 +86,7 @@ domains:
         "domains[0].routes[3].redirect.status: redirect status must be",
         "listeners: at least one of `http` or `https` must be set",
     ];
-    for want in expected {
-        assert!(
-            errs.iter().any(|e| e.starts_with(want)),
-            "missing {want:?} in {errs:#?}"
-        );
-    }
-    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+    assert_exactly(&errs, &expected);
 }
 
 #[test]
@@ -246,11 +251,5 @@ domains:
         "domains[0].routes[2].redirect.to: invalid redirect target \"//evil.example\"",
         "domains[0].routes[3].redirect.to: invalid redirect target \"evil.example\"",
     ];
-    for want in expected {
-        assert!(
-            errs.iter().any(|e| e.starts_with(want)),
-            "missing {want:?} in {errs:#?}"
-        );
-    }
-    assert_eq!(errs.len(), expected.len(), "{errs:#?}");
+    assert_exactly(&errs, &expected);
 }

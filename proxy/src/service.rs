@@ -544,21 +544,12 @@ impl ProxyHttp for Gatehouse {
         let Some(pool) = ctx.pool(&snap) else {
             return e;
         };
-        if let Some(a) = ctx.attempt.take() {
-            let passive = &pool.config.passive_health;
-            pool.targets[a.index]
-                .state
-                .record_failure(passive.consecutive_failures, passive.ejection_time);
-        }
         let kind = if matches!(e.etype(), ErrorType::ConnectTimedout) {
             "connect_timeout"
         } else {
             "connect"
         };
-        metrics()
-            .upstream_failures
-            .with_label_values(&[&pool.config.name, kind])
-            .inc();
+        pool.record_failure(ctx.attempt.take().map(|a| a.index), kind);
         let attempts = ctx.tried.len() as u32;
         let retry = session.req_header().method.is_idempotent()
             && attempts <= pool.config.retries
@@ -594,19 +585,12 @@ impl ProxyHttp for Gatehouse {
         if let (Some(snap), Some(a)) = (ctx.snapshot.clone(), ctx.attempt.as_ref()) {
             if let Some(pool) = ctx.pool(&snap) {
                 if e.esource() == &ErrorSource::Upstream {
-                    let passive = &pool.config.passive_health;
-                    pool.targets[a.index]
-                        .state
-                        .record_failure(passive.consecutive_failures, passive.ejection_time);
                     let kind = if is_timeout(e.etype()) {
                         "timeout"
                     } else {
                         "error"
                     };
-                    metrics()
-                        .upstream_failures
-                        .with_label_values(&[&pool.config.name, kind])
-                        .inc();
+                    pool.record_failure(Some(a.index), kind);
                 }
             }
         }

@@ -349,6 +349,21 @@ impl UpstreamPool {
         }
     }
 
+    /// Counts a failed attempt: against target `index`'s passive health (when
+    /// known) and in `gatehouse_upstream_failures_total{kind}`.
+    pub fn record_failure(&self, index: Option<usize>, kind: &str) {
+        if let Some(i) = index {
+            let passive = &self.config.passive_health;
+            self.targets[i]
+                .state
+                .record_failure(passive.consecutive_failures, passive.ejection_time);
+        }
+        metrics()
+            .upstream_failures
+            .with_label_values(&[&self.config.name, kind])
+            .inc();
+    }
+
     /// Builds the Pingora peer for target `index` with the pool's TLS,
     /// protocol and timeout settings.
     pub fn peer(&self, index: usize) -> HttpPeer {
