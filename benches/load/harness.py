@@ -1,0 +1,497 @@
+#!/usr/bin/env python3
+"""Gatehouse vs nginx load harness (called by benches/load/run.sh).
+
+One origin (nginx serving fixed bodies), then per profile three proxies with
+equivalent configs: Gatehouse, nginx, and a second identical nginx as the
+control pair. wrk drives them in alternation, round after round; every round
+yields a requests/s ratio, latency percentiles and CPU time per request read
+from /proc. The control pair's spread is the noise floor a verdict must clear.
+
+Output: a table per scenario, then one line per scenario, exactly:
+RESULT scenario=<name> ratio=<x.xx> cpu_ratio=<x.xx> gatehouse_rps=<n> nginx_rps=<n> \
+gatehouse_p99_ms=<x> nginx_p99_ms=<x> failures=<n>
+and a MEMORY line for the 10,000-domain profile.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GATEHOUSE = os.path.join(ROOT, "target", "release", "gatehouse")
+FIXTURES = os.path.join(ROOT, "target", "release", "examples", "bench-fixtures")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+CORES = os.cpu_count() or 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MANY_DOMAINS = 10_000
+BODY_SMALL = "gatehouse-bench-ok\n"
+
+# name -> (profile, scheme, path, extra wrk args)
+SCENARIOS = {
+    "plain-http": ("base", "http", "/small", []),
+    "plain-http-100k": ("base", "http", "/100k", []),
+    "tls-keepalive": ("base", "https", "/small", []),
+    "tls-new-conn": ("base", "https", "/small", ["-H", "Connection: close"]),
+    "domains-10k": ("many", "http", "/small", ["-s", "SPREAD_LUA"]),
+}
+# Slots later issues fill (plugin, waf, ratelimit, cache-hit): listed, not run.
+PENDING = ["plugin", "waf", "ratelimit", "cache-hit"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open within {timeout}s")
+
+
+# ---------------------------------------------------------------- processes
+
+def proc_tree(pid):
+    """pid and all its descendants (nginx master + workers)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError):
+            continue
+    return total / CLK_TCK
+
+
+def rss_kb(pid):
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+class Server:
+    def __init__(self, name, argv, ports, log):
+        self.name, self.ports = name, ports
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        for p in ports:
+            wait_port(p)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT if "gatehouse" in self.name else signal.SIGQUIT)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+# ---------------------------------------------------------------- configs
+
+def nginx_conf(work, name, http_port, https_port, origin_port, certs, domains, log_access):
+    """An nginx reverse proxy equivalent to the Gatehouse config below."""
+    access = f"access_log {work}/{name}-access.log;" if log_access else "access_log off;"
+    proxy = f"""
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+            proxy_set_header X-Request-Id $request_id;
+            add_header X-Request-Id $request_id always;
+        }}"""
+    servers = [f"""
+    server {{
+        listen 127.0.0.1:{http_port} reuseport;
+        listen 127.0.0.1:{https_port} ssl http2 reuseport;
+        server_name bench.test;
+        ssl_certificate {certs}/bench.crt;
+        ssl_certificate_key {certs}/bench.key;
+        {proxy}
+    }}"""]
+    for i in range(domains):
+        servers.append(f"""
+    server {{
+        listen 127.0.0.1:{http_port};
+        listen 127.0.0.1:{https_port} ssl http2;
+        server_name d{i}.bench.test;
+        ssl_certificate {certs}/d{i}.crt;
+        ssl_certificate_key {certs}/d{i}.key;
+        {proxy}
+    }}""")
+    return f"""
+worker_processes {CORES};
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log warn;
+daemon off;
+master_process on;
+events {{ worker_connections 8192; }}
+http {{
+    {access}
+    server_names_hash_max_size 65536;
+    server_names_hash_bucket_size 128;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    client_body_temp_path {work}/{name}-body;
+    proxy_temp_path {work}/{name}-proxy;
+    fastcgi_temp_path {work}/{name}-fastcgi;
+    uwsgi_temp_path {work}/{name}-uwsgi;
+    scgi_temp_path {work}/{name}-scgi;
+    upstream origin {{
+        server 127.0.0.1:{origin_port};
+        keepalive 128;
+    }}
+    {''.join(servers)}
+}}
+"""
+
+
+def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, domains):
+    lines = [
+        "listeners:",
+        f'  http: "127.0.0.1:{http_port}"',
+        f'  https: "127.0.0.1:{https_port}"',
+        f'  internal: "127.0.0.1:{internal_port}"',
+        f"server: {{ threads: {CORES} }}",
+        "tenants: [{ name: bench }]",
+        "pools:",
+        f'  - {{ name: origin, tenant: bench, targets: [{{ addr: "127.0.0.1:{origin_port}" }}] }}',
+        "certificates:",
+        f"  - {{ name: bench, cert_path: {certs}/bench.crt, key_path: {certs}/bench.key }}",
+    ]
+    for i in range(domains):
+        lines.append(f"  - {{ name: d{i}, cert_path: {certs}/d{i}.crt, key_path: {certs}/d{i}.key }}")
+    lines.append("domains:")
+    lines.append("  - { hosts: [bench.test], tenant: bench, certificate: bench, routes: [{ path: /, pool: origin }] }")
+    for i in range(domains):
+        lines.append(
+            f"  - {{ hosts: [d{i}.bench.test], tenant: bench, certificate: d{i}, routes: [{{ path: /, pool: origin }}] }}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def origin_conf(work, port):
+    return f"""
+worker_processes 1;
+pid {work}/origin.pid;
+error_log {work}/origin-error.log warn;
+daemon off;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {work}/origin-body;
+    proxy_temp_path {work}/origin-proxy;
+    fastcgi_temp_path {work}/origin-fastcgi;
+    uwsgi_temp_path {work}/origin-uwsgi;
+    scgi_temp_path {work}/origin-scgi;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location = /small {{ default_type text/plain; return 200 "{BODY_SMALL.strip()}\\n"; }}
+        location = /100k {{ alias {work}/100k.bin; default_type application/octet-stream; }}
+    }}
+}}
+"""
+
+
+# ---------------------------------------------------------------- wrk
+
+UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_latency(text):
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk(url, duration, connections, extra, host):
+    argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--latency", "-H", f"Host: {host}"]
+    argv += extra + [url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
+    res = {"requests": 0, "rps": 0.0, "p50": float("nan"), "p99": float("nan"), "failures": 0, "raw": out}
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        res["requests"] = int(m.group(1))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        if m:
+            res[key] = parse_latency(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["failures"] += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        res["failures"] += int(m.group(1))
+    if res["requests"] == 0:
+        res["failures"] += 1
+        sys.stderr.write(f"wrk produced no requests for {url}:\n{out}\n")
+    return res
+
+
+def measure(server, url, duration, connections, extra, host):
+    """One wrk run against one proxy, with the proxy's CPU time per request."""
+    before = cpu_seconds(server.proc.pid)
+    r = wrk(url, duration, connections, extra, host)
+    spent = cpu_seconds(server.proc.pid) - before
+    r["cpu_us"] = spent * 1e6 / r["requests"] if r["requests"] else float("nan")
+    return r
+
+
+def med(values):
+    values = [v for v in values if v == v]  # drop NaN
+    return statistics.median(values) if values else float("nan")
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="3 short rounds per scenario (under 3 minutes)")
+    ap.add_argument("--rounds", type=int, help="rounds per scenario (default 10, quick 3)")
+    ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5, quick 2)")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    ap.add_argument("--access-log", action="store_true", help="access logging on for both proxies")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+    rounds = args.rounds or (3 if args.quick else 10)
+    duration = args.duration or (2 if args.quick else 5)
+    warmup = 1 if args.quick else 2
+    wanted = [s for s in args.scenarios.split(",") if s]
+    for s in wanted:
+        if s not in SCENARIOS and s not in PENDING:
+            sys.exit(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
+    if any(SCENARIOS[s][0] == "many" for s in wanted if s in SCENARIOS):
+        domains_needed = MANY_DOMAINS
+    else:
+        domains_needed = 0
+
+    work = tempfile.mkdtemp(prefix="gatehouse-bench-")
+    certs = os.path.join(work, "certs")
+    subprocess.run([FIXTURES, work, str(domains_needed)], check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(work, "100k.bin"), "wb") as f:
+        f.write(os.urandom(100 * 1024))
+    with open(os.path.join(work, "spread.lua"), "w") as f:
+        f.write(
+            "math.randomseed(42)\n"
+            "request = function()\n"
+            f"  local h = 'd' .. math.random(0, {MANY_DOMAINS - 1}) .. '.bench.test'\n"
+            "  return wrk.format(nil, nil, { Host = h })\n"
+            "end\n"
+        )
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu_model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    print(f"# gatehouse load harness: commit {commit}, {CORES} cores ({cpu_model}), {time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"# rounds={rounds} duration={duration}s connections={args.connections} warmup={warmup}s "
+          f"access_log={'on' if args.access_log else 'off'} workers={CORES}")
+
+    origin_port = free_port()
+    origin_conf_path = os.path.join(work, "origin.conf")
+    with open(origin_conf_path, "w") as f:
+        f.write(origin_conf(work, origin_port))
+    origin = Server("origin", [NGINX, "-c", origin_conf_path, "-p", work], [origin_port], os.path.join(work, "origin.out"))
+
+    results, memory = {}, None
+    try:
+        for profile in ("base", "many"):
+            scen = [s for s in wanted if s in SCENARIOS and SCENARIOS[s][0] == profile]
+            if not scen:
+                continue
+            domains = MANY_DOMAINS if profile == "many" else 0
+            servers = start_proxies(work, profile, origin_port, certs, domains, args.access_log)
+            try:
+                if profile == "many":
+                    time.sleep(1)  # let start-up allocation settle before reading idle RSS
+                    memory = {name: rss_kb(s.proc.pid) for name, s in servers.items()}
+                for s in scen:
+                    results[s] = run_scenario(s, servers, origin_port, rounds, duration, warmup, args.connections, work)
+                    if profile == "many":
+                        memory.update({f"{name}_load": results[s]["rss_after"][name] for name in servers})
+            finally:
+                for srv in servers.values():
+                    srv.stop()
+    finally:
+        origin.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"# work directory kept: {work}")
+
+    report(results, memory, wanted)
+
+
+def start_proxies(work, profile, origin_port, certs, domains, access_log):
+    servers = {}
+    for name in ("nginx", "control"):
+        http_port, https_port = free_port(), free_port()
+        conf = os.path.join(work, f"{name}-{profile}.conf")
+        with open(conf, "w") as f:
+            f.write(nginx_conf(work, f"{name}-{profile}", http_port, https_port, origin_port, certs, domains, access_log))
+        srv = Server(name, [NGINX, "-c", conf, "-p", work], [http_port, https_port], os.path.join(work, f"{name}-{profile}.out"))
+        srv.http, srv.https = http_port, https_port
+        servers[name] = srv
+    http_port, https_port, internal = free_port(), free_port(), free_port()
+    conf = os.path.join(work, f"gatehouse-{profile}.yaml")
+    with open(conf, "w") as f:
+        f.write(gatehouse_conf(http_port, https_port, internal, origin_port, certs, domains))
+    env_log = "info" if access_log else "warn"
+    srv = Server(
+        "gatehouse",
+        ["env", f"GATEHOUSE_LOG={env_log}", GATEHOUSE, "run", "--config", conf],
+        [http_port, https_port],
+        os.path.join(work, f"gatehouse-{profile}.out"),
+    )
+    # `env` execs gatehouse in place, so the pid is gatehouse's own.
+    srv.http, srv.https = http_port, https_port
+    servers["gatehouse"] = srv
+    return servers
+
+
+def url_for(srv, scheme, path):
+    port = srv.http if scheme == "http" else srv.https
+    return f"{scheme}://127.0.0.1:{port}{path}"
+
+
+def run_scenario(name, servers, origin_port, rounds, duration, warmup, connections, work):
+    _, scheme, path, extra = SCENARIOS[name]
+    extra = [os.path.join(work, "spread.lua") if a == "SPREAD_LUA" else a for a in extra]
+    host = "bench.test"
+    print(f"\n## {name}", flush=True)
+    ceiling = None
+    if scheme == "http":
+        ceiling = wrk(f"http://127.0.0.1:{origin_port}{path}", duration, connections, [], host)
+        print(f"origin direct (ceiling): {ceiling['rps']:.0f} req/s, p99 {ceiling['p99']:.2f} ms", flush=True)
+    for srv in servers.values():  # warm-up, excluded
+        wrk(url_for(srv, scheme, path), warmup, connections, extra, host)
+    runs = {n: [] for n in servers}
+    order = list(servers)
+    for r in range(rounds):
+        # Rotate who goes first so slow drift in the machine does not favour one side.
+        for n in order[r % len(order):] + order[: r % len(order)]:
+            runs[n].append(measure(servers[n], url_for(servers[n], scheme, path), duration, connections, extra, host))
+        g, x, c = runs["gatehouse"][-1], runs["nginx"][-1], runs["control"][-1]
+        print(f"round {r + 1:2d}: gatehouse {g['rps']:8.0f} req/s {g['cpu_us']:6.1f} us/req | "
+              f"nginx {x['rps']:8.0f} req/s {x['cpu_us']:6.1f} us/req | control {c['rps']:8.0f} req/s", flush=True)
+    ratios = [g["rps"] / x["rps"] for g, x in zip(runs["gatehouse"], runs["nginx"]) if x["rps"]]
+    cpu_ratios = [g["cpu_us"] / x["cpu_us"] for g, x in zip(runs["gatehouse"], runs["nginx"]) if x["cpu_us"]]
+    control = [c["rps"] / x["rps"] for c, x in zip(runs["control"], runs["nginx"]) if x["rps"]]
+    control_cpu = [c["cpu_us"] / x["cpu_us"] for c, x in zip(runs["control"], runs["nginx"]) if x["cpu_us"]]
+    summary = {
+        "ratio": med(ratios),
+        "cpu_ratio": med(cpu_ratios),
+        "control_ratio": (min(control), med(control), max(control)) if control else (float("nan"),) * 3,
+        "control_cpu_ratio": (min(control_cpu), med(control_cpu), max(control_cpu)) if control_cpu else (float("nan"),) * 3,
+        "ceiling": ceiling,
+        "rss_after": {n: rss_kb(s.proc.pid) for n, s in servers.items()},
+    }
+    for n in servers:
+        summary[n] = {
+            "rps": med([x["rps"] for x in runs[n]]),
+            "p50": med([x["p50"] for x in runs[n]]),
+            "p99": med([x["p99"] for x in runs[n]]),
+            "cpu_us": med([x["cpu_us"] for x in runs[n]]),
+            "failures": sum(x["failures"] for x in runs[n]),
+        }
+    return summary
+
+
+def verdict(value, lo, hi):
+    if value != value or lo != lo:
+        return "n/a"
+    if value > hi:
+        return "above noise"
+    if value < lo:
+        return "below noise"
+    return "within noise"
+
+
+def report(results, memory, wanted):
+    print("\n# Summary (medians over rounds; ratios are Gatehouse/nginx per round, then the median)")
+    print(f"{'scenario':16} {'gh req/s':>10} {'nginx req/s':>11} {'ratio':>6} {'control (min-med-max)':>22} "
+          f"{'gh p50/p99 ms':>14} {'nginx p50/p99':>14} {'gh us/req':>9} {'nginx us/req':>12} {'cpu ratio':>9} {'ceiling':>8}")
+    for name, s in results.items():
+        g, x = s["gatehouse"], s["nginx"]
+        lo, mid, hi = s["control_ratio"]
+        ceiling = f"{s['ceiling']['rps']:.0f}" if s["ceiling"] else "-"
+        print(f"{name:16} {g['rps']:10.0f} {x['rps']:11.0f} {s['ratio']:6.2f} {lo:6.2f}-{mid:4.2f}-{hi:4.2f} {'':5}"
+              f"{g['p50']:6.2f}/{g['p99']:6.2f} {x['p50']:6.2f}/{x['p99']:6.2f} {g['cpu_us']:9.1f} {x['cpu_us']:12.1f} "
+              f"{s['cpu_ratio']:9.2f} {ceiling:>8}")
+        clo, _, chi = s["control_cpu_ratio"]
+        print(f"{'':16} throughput {verdict(s['ratio'], lo, hi)}; CPU/request {verdict(s['cpu_ratio'], clo, chi)} "
+              f"(control CPU ratio {clo:.2f}-{chi:.2f}); failures gatehouse={g['failures']} nginx={x['failures']} "
+              f"control={s['control']['failures']}")
+    if memory:
+        print(f"\nMEMORY domains={MANY_DOMAINS} certificates={MANY_DOMAINS} "
+              f"gatehouse_idle_kb={memory['gatehouse']} nginx_idle_kb={memory['nginx']} "
+              f"gatehouse_load_kb={memory.get('gatehouse_load', 0)} nginx_load_kb={memory.get('nginx_load', 0)} "
+              f"idle_ratio={memory['gatehouse'] / max(memory['nginx'], 1):.2f}")
+    for name in wanted:
+        if name in PENDING:
+            print(f"# scenario {name}: not yet available (filled by a later issue)")
+    print()
+    for name, s in results.items():
+        g, x = s["gatehouse"], s["nginx"]
+        print(f"RESULT scenario={name} ratio={s['ratio']:.2f} cpu_ratio={s['cpu_ratio']:.2f} "
+              f"gatehouse_rps={g['rps']:.0f} nginx_rps={x['rps']:.0f} gatehouse_p99_ms={g['p99']:.2f} "
+              f"nginx_p99_ms={x['p99']:.2f} failures={g['failures'] + x['failures']}")
+
+
+if __name__ == "__main__":
+    main()
