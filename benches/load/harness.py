@@ -202,6 +202,9 @@ def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, dom
         f'  https: "127.0.0.1:{https_port}"',
         f'  internal: "127.0.0.1:{internal_port}"',
         f"server: {{ threads: {CORES} }}",
+        # wrk connects to 127.0.0.1, so its SNI names no domain: serve the bench
+        # certificate then, as nginx's default server does.
+        "tls: { unknown_sni: default_certificate, default_certificate: bench }",
         "tenants: [{ name: bench }]",
         "pools:",
         f'  - {{ name: origin, tenant: bench, targets: [{{ addr: "127.0.0.1:{origin_port}" }}] }}',
@@ -319,6 +322,8 @@ def main():
         domains_needed = 0
 
     work = tempfile.mkdtemp(prefix="gatehouse-bench-")
+    # nginx workers run as an unprivileged user: they must be able to read the bodies.
+    os.chmod(work, 0o755)
     certs = os.path.join(work, "certs")
     subprocess.run([FIXTURES, work, str(domains_needed)], check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(work, "100k.bin"), "wb") as f:

@@ -597,6 +597,16 @@ impl ProxyHttp for Gatehouse {
         e
     }
 
+    /// A client that goes away mid-request is routine at an edge (it is in the
+    /// access log as status 0 with its reason); keep it out of the error log.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        error.esource() == &ErrorSource::Downstream
+            && matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            )
+    }
+
     /// The request line Pingora's own error and retry logs use: no query
     /// string (it may carry credentials), plus the request id to correlate.
     fn request_summary(&self, session: &Session, ctx: &Self::CTX) -> String {
