@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages Gatehouse needs to build and test, if missing.
-# Safe to run repeatedly; used by quickstart.sh, test.sh and CI.
+# Safe to run repeatedly; used by quickstart.sh, test.sh, benches/load/run.sh and CI.
+# Extra requirements may be passed as COMMAND=PACKAGE, e.g. `setup.sh wrk=wrk`.
 set -euo pipefail
 
 need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)      # Pingora's zlib-ng build
-command -v cc >/dev/null 2>&1 || need+=(build-essential)
-command -v curl >/dev/null 2>&1 || need+=(curl)
+for req in cmake=cmake cc=build-essential curl=curl "$@"; do
+  cmd=${req%%=*}
+  pkg=${req#*=}
+  # cmake: Pingora's zlib-ng build. Daemons such as nginx live in /usr/sbin.
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
+done
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

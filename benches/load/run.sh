@@ -5,19 +5,6 @@
 # Extra flags go to harness.py (--rounds N, --duration S, --connections C, --scenarios a,b).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-./scripts/setup.sh
-
-need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "run.sh: installing ${need[*]}" >&2
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
+./scripts/setup.sh nginx=nginx-light wrk=wrk python3=python3
 cargo build --release --bin gatehouse --example bench-fixtures
 exec python3 benches/load/harness.py "$@"
