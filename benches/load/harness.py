@@ -256,10 +256,18 @@ def parse_latency(text):
     return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(url, duration, connections, extra, host):
+def wrk_argv(url, duration, connections, extra, host):
     argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--latency", "-H", f"Host: {host}"]
-    argv += extra + [url]
+    return argv + extra + [url]
+
+
+def wrk(url, duration, connections, extra, host):
+    argv = wrk_argv(url, duration, connections, extra, host)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
+    return parse_wrk(out, url)
+
+
+def parse_wrk(out, url):
     res = {"requests": 0, "rps": 0.0, "p50": float("nan"), "p99": float("nan"), "failures": 0, "raw": out}
     m = re.search(r"(\d+) requests in", out)
     if m:
@@ -280,6 +288,36 @@ def wrk(url, duration, connections, extra, host):
     if res["requests"] == 0:
         res["failures"] += 1
         sys.stderr.write(f"wrk produced no requests for {url}:\n{out}\n")
+    return res
+
+
+def gatehouse_metric(srv, name):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{srv.internal}/metrics", timeout=5).read().decode()
+    m = re.search(rf"^{name} (\S+)$", body, re.M)
+    return float(m.group(1)) if m else float("nan")
+
+
+def reload_under_load(gh, connections, duration, work, reloads=3):
+    """SIGHUP Gatehouse `reloads` times while wrk spreads requests over the
+    10,000 domains: every reload re-reads and recompiles the whole config
+    (10,000 certificates included) and must not fail a request."""
+    seconds = max(2 * duration, 10)
+    argv = wrk_argv(url_for(gh, "http", "/small"), seconds, connections,
+                    ["-s", os.path.join(work, "spread.lua")], "bench.test")
+    load = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    durations = []
+    for _ in range(reloads):
+        before = gatehouse_metric(gh, "gatehouse_config_version")
+        os.kill(gh.proc.pid, signal.SIGHUP)
+        deadline = time.time() + 30
+        while gatehouse_metric(gh, "gatehouse_config_version") <= before and time.time() < deadline:
+            time.sleep(0.05)
+        durations.append(gatehouse_metric(gh, "gatehouse_config_last_reload_duration_seconds") * 1000)
+        time.sleep(0.5)
+    out, _ = load.communicate(timeout=seconds + 60)
+    res = parse_wrk(out, argv[-1])
+    res.update(reloads=len(durations), max_reload_ms=max(durations), durations=durations)
     return res
 
 
@@ -353,7 +391,7 @@ def main():
         f.write(origin_conf(work, origin_port))
     origin = Server("origin", [NGINX, "-c", origin_conf_path, "-p", work], [origin_port], os.path.join(work, "origin.out"))
 
-    results, memory = {}, None
+    results, memory, reload_check = {}, None, None
     try:
         for profile in ("base", "many"):
             scen = [s for s in wanted if s in SCENARIOS and SCENARIOS[s][0] == profile]
@@ -369,6 +407,8 @@ def main():
                     results[s] = run_scenario(s, servers, origin_port, rounds, duration, warmup, args.connections, work)
                     if profile == "many":
                         memory.update({f"{name}_load": results[s]["rss_after"][name] for name in servers})
+                if profile == "many":
+                    reload_check = reload_under_load(servers["gatehouse"], args.connections, duration, work)
             finally:
                 for srv in servers.values():
                     srv.stop()
@@ -379,7 +419,7 @@ def main():
         else:
             print(f"# work directory kept: {work}")
 
-    report(results, memory, wanted)
+    report(results, memory, reload_check, wanted)
 
 
 def start_proxies(work, profile, origin_port, certs, domains, access_log):
@@ -404,7 +444,7 @@ def start_proxies(work, profile, origin_port, certs, domains, access_log):
         os.path.join(work, f"gatehouse-{profile}.out"),
     )
     # `env` execs gatehouse in place, so the pid is gatehouse's own.
-    srv.http, srv.https = http_port, https_port
+    srv.http, srv.https, srv.internal = http_port, https_port, internal
     servers["gatehouse"] = srv
     return servers
 
@@ -467,7 +507,7 @@ def verdict(value, lo, hi):
     return "within noise"
 
 
-def report(results, memory, wanted):
+def report(results, memory, reload_check, wanted):
     print("\n# Summary (medians over rounds; ratios are Gatehouse/nginx per round, then the median)")
     print(f"{'scenario':16} {'gh req/s':>10} {'nginx req/s':>11} {'ratio':>6} {'control (min-med-max)':>22} "
           f"{'gh p50/p99 ms':>14} {'nginx p50/p99':>14} {'gh us/req':>9} {'nginx us/req':>12} {'cpu ratio':>9} {'ceiling':>8}")
@@ -487,6 +527,11 @@ def report(results, memory, wanted):
               f"gatehouse_idle_kb={memory['gatehouse']} nginx_idle_kb={memory['nginx']} "
               f"gatehouse_load_kb={memory.get('gatehouse_load', 0)} nginx_load_kb={memory.get('nginx_load', 0)} "
               f"idle_ratio={memory['gatehouse'] / max(memory['nginx'], 1):.2f}")
+    if reload_check:
+        r = reload_check
+        print(f"RELOAD domains={MANY_DOMAINS} certificates={MANY_DOMAINS} reloads={r['reloads']} "
+              f"max_reload_ms={r['max_reload_ms']:.0f} requests={r['requests']} failures={r['failures']} "
+              f"(each: {', '.join(f'{d:.0f} ms' for d in r['durations'])})")
     for name in wanted:
         if name in PENDING:
             print(f"# scenario {name}: not yet available (filled by a later issue)")

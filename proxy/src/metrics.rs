@@ -30,6 +30,8 @@ pub struct Metrics {
     pub config_reload_failures: IntCounter,
     /// Unix time of the last successful config load.
     pub config_last_success: IntGauge,
+    /// Wall time of the last successful reload: read, validate, compile, swap.
+    pub config_last_reload_duration: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -81,6 +83,11 @@ impl Metrics {
             "Config reloads rejected; the previous config kept serving",
         )
         .expect("static metric definition");
+        let config_last_reload_duration = prometheus::Gauge::new(
+            "gatehouse_config_last_reload_duration_seconds",
+            "Time the last successful reload took from reading the file to the swap",
+        )
+        .expect("static metric definition");
         let config_last_success = IntGauge::new(
             "gatehouse_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful config load",
@@ -95,6 +102,7 @@ impl Metrics {
             Box::new(config_reloads.clone()),
             Box::new(config_reload_failures.clone()),
             Box::new(config_last_success.clone()),
+            Box::new(config_last_reload_duration.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -108,6 +116,7 @@ impl Metrics {
             config_reloads,
             config_reload_failures,
             config_last_success,
+            config_last_reload_duration,
         }
     }
 

@@ -110,6 +110,7 @@ impl Reloader {
     /// Loads the file and, if valid, swaps it in. Returns the new version.
     pub async fn reload(&self) -> Result<u64, ConfigErrors> {
         let _guard = self.lock.lock().await;
+        let started = std::time::Instant::now();
         let current = self.store.load();
         let path = self.path.clone();
         let prev = current.clone();
@@ -150,7 +151,14 @@ impl Reloader {
         m.config_reloads.inc();
         m.config_version.set(version as i64);
         m.config_last_success.set(unix_now());
-        tracing::info!(version, path = %self.path.display(), "config reloaded");
+        let took = started.elapsed();
+        m.config_last_reload_duration.set(took.as_secs_f64());
+        tracing::info!(
+            version,
+            path = %self.path.display(),
+            duration_ms = took.as_secs_f64() * 1000.0,
+            "config reloaded"
+        );
         Ok(version)
     }
 }

@@ -41,7 +41,7 @@ impl Snapshot {
         previous: Option<&Snapshot>,
         generation: CertGeneration,
     ) -> Result<Self, ConfigErrors> {
-        let certs = CertMap::build(&config, generation)?;
+        let certs = CertMap::build(&config, generation, previous.map(|p| &p.certs))?;
         let mut states: HashMap<(String, String), Arc<TargetState>> = HashMap::new();
         if let Some(prev) = previous {
             for p in &prev.pools {

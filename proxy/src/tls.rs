@@ -34,21 +34,29 @@ pub struct CertMap {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Option<Arc<CertifiedKey>>,
+    /// Parsed identities by SHA-256 of their PEM chain and key, so a reload
+    /// re-parses only the certificates whose files actually changed.
+    parsed: HashMap<[u8; 32], Arc<CertifiedKey>>,
 }
 
 impl CertMap {
     /// Builds the map for `cfg`, loading (and, where asked, generating) every
     /// certificate. Errors carry the certificate's field path.
-    pub fn build(cfg: &Config, generation: CertGeneration) -> Result<Self, ConfigErrors> {
+    pub fn build(
+        cfg: &Config,
+        generation: CertGeneration,
+        previous: Option<&CertMap>,
+    ) -> Result<Self, ConfigErrors> {
         let mut errors = ConfigErrors::default();
+        let mut parsed = HashMap::with_capacity(cfg.certificates.len());
         let mut keys: Vec<Option<Arc<CertifiedKey>>> = Vec::with_capacity(cfg.certificates.len());
         for (i, c) in cfg.certificates.iter().enumerate() {
             if generation == CertGeneration::Skip && c.self_signed && !cert_files_exist(c) {
                 keys.push(None);
                 continue;
             }
-            match load_certificate(c) {
-                Ok(k) => keys.push(Some(Arc::new(k))),
+            match load_certificate(c, previous, &mut parsed) {
+                Ok(k) => keys.push(Some(k)),
                 Err(msg) => {
                     errors.push(format!("certificates[{i}]"), msg);
                     keys.push(None);
@@ -58,7 +66,10 @@ impl CertMap {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut map = CertMap::default();
+        let mut map = CertMap {
+            parsed,
+            ..CertMap::default()
+        };
         for d in &cfg.domains {
             let Some(key) = d.certificate.and_then(|i| keys[i].clone()) else {
                 continue;
@@ -179,22 +190,45 @@ fn cert_files_exist(c: &Certificate) -> bool {
     }
 }
 
-fn load_certificate(c: &Certificate) -> Result<CertifiedKey, String> {
-    match &c.source {
+/// Reads a certificate's PEM and returns its parsed identity, reusing the
+/// previous snapshot's parse when the bytes are identical (key parsing and the
+/// key/certificate match check dominate a 10,000-certificate reload).
+fn load_certificate(
+    c: &Certificate,
+    previous: Option<&CertMap>,
+    parsed: &mut HashMap<[u8; 32], Arc<CertifiedKey>>,
+) -> Result<Arc<CertifiedKey>, String> {
+    let (cert_pem, key_pem) = match &c.source {
         CertSource::Inline { cert_pem, key_pem } => {
-            certified_key_from_pem(cert_pem.as_bytes(), key_pem.as_bytes())
+            (cert_pem.as_bytes().to_vec(), key_pem.as_bytes().to_vec())
         }
         CertSource::Files { cert, key } => {
             if c.self_signed && !cert_files_exist(c) {
                 generate_self_signed(c, cert, key)?;
             }
-            let cert_pem =
-                std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
-            let key_pem =
-                std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
-            certified_key_from_pem(&cert_pem, &key_pem)
+            (
+                std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?,
+                std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?,
+            )
         }
+    };
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&(cert_pem.len() as u64).to_le_bytes());
+    ctx.update(&cert_pem);
+    ctx.update(&key_pem);
+    let mut id = [0u8; 32];
+    id.copy_from_slice(ctx.finish().as_ref());
+    if let Some(k) = parsed
+        .get(&id)
+        .or_else(|| previous.and_then(|p| p.parsed.get(&id)))
+    {
+        let k = k.clone();
+        parsed.insert(id, k.clone());
+        return Ok(k);
     }
+    let k = Arc::new(certified_key_from_pem(&cert_pem, &key_pem)?);
+    parsed.insert(id, k.clone());
+    Ok(k)
 }
 
 /// Writes a self-signed certificate for the certificate's hosts (quickstart and
@@ -235,4 +269,63 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.write_all(data)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(pems: &[(String, String)]) -> Config {
+        let mut y = String::from(
+            "listeners: { https: \"127.0.0.1:0\" }\ntenants: [{ name: t }]\ncertificates:\n",
+        );
+        for (i, (c, k)) in pems.iter().enumerate() {
+            let ind = |s: &str| {
+                s.lines()
+                    .map(|l| format!("      {l}\n"))
+                    .collect::<String>()
+            };
+            y.push_str(&format!(
+                "  - name: c{i}\n    cert_pem: |\n{}    key_pem: |\n{}",
+                ind(c),
+                ind(k)
+            ));
+        }
+        y.push_str("domains:\n");
+        for i in 0..pems.len() {
+            y.push_str(&format!(
+                "  - {{ hosts: [d{i}.test], tenant: t, certificate: c{i} }}\n"
+            ));
+        }
+        gatehouse_config::load_str(&y, Path::new(".")).unwrap()
+    }
+
+    fn pem(name: &str) -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        (c.cert.pem(), c.key_pair.serialize_pem())
+    }
+
+    #[test]
+    fn reload_reuses_unchanged_certificates_and_reparses_changed_ones() {
+        let mut pems = vec![pem("d0.test"), pem("d1.test")];
+        let first = CertMap::build(&config(&pems), CertGeneration::Skip, None).unwrap();
+        pems[1] = pem("d1.test");
+        let second = CertMap::build(&config(&pems), CertGeneration::Skip, Some(&first)).unwrap();
+        let same = |m: &CertMap, host: &str| m.lookup(Some(host)).unwrap();
+        assert!(Arc::ptr_eq(
+            &same(&first, "d0.test"),
+            &same(&second, "d0.test")
+        ));
+        assert!(!Arc::ptr_eq(
+            &same(&first, "d1.test"),
+            &same(&second, "d1.test")
+        ));
+        assert_ne!(
+            same(&first, "d1.test").cert[0],
+            same(&second, "d1.test").cert[0]
+        );
+        // Only the certificates in use are kept: the replaced one is gone.
+        assert_eq!(second.parsed.len(), 2);
+    }
 }
