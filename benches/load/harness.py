@@ -301,7 +301,7 @@ def reload_under_load(gh, connections, duration, work, reloads=3):
     """SIGHUP Gatehouse `reloads` times while wrk spreads requests over the
     10,000 domains: every reload re-reads and recompiles the whole config
     (10,000 certificates included) and must not fail a request."""
-    seconds = max(2 * duration, 10)
+    seconds = max(2 * duration, 6)
     argv = wrk_argv(url_for(gh, "http", "/small"), seconds, connections,
                     ["-s", os.path.join(work, "spread.lua")], "bench.test")
     load = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
