@@ -116,11 +116,20 @@ class Server:
         self.name, self.ports = name, ports
         self.log = open(log, "w")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        for p in ports:
+
+    def wait_ready(self):
+        for p in self.ports:
             wait_port(p)
+        return self
+
+    def signal_stop(self):
+        self.proc.send_signal(signal.SIGINT if "gatehouse" in self.name else signal.SIGQUIT)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGINT if "gatehouse" in self.name else signal.SIGQUIT)
+        self.signal_stop()
+        self.wait_stopped()
+
+    def wait_stopped(self):
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -362,8 +371,10 @@ def main():
     work = tempfile.mkdtemp(prefix="gatehouse-bench-")
     # nginx workers run as an unprivileged user: they must be able to read the bodies.
     os.chmod(work, 0o755)
-    certs = os.path.join(work, "certs")
-    subprocess.run([FIXTURES, work, str(domains_needed)], check=True, stdout=subprocess.DEVNULL)
+    # Certificates are kept between runs (generating 10,000 takes a few seconds).
+    fixtures = os.path.join(ROOT, "target", "bench-fixtures")
+    certs = os.path.join(fixtures, "certs")
+    subprocess.run([FIXTURES, fixtures, str(domains_needed)], check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(work, "100k.bin"), "wb") as f:
         f.write(os.urandom(100 * 1024))
     with open(os.path.join(work, "spread.lua"), "w") as f:
@@ -389,7 +400,7 @@ def main():
     origin_conf_path = os.path.join(work, "origin.conf")
     with open(origin_conf_path, "w") as f:
         f.write(origin_conf(work, origin_port))
-    origin = Server("origin", [NGINX, "-c", origin_conf_path, "-p", work], [origin_port], os.path.join(work, "origin.out"))
+    origin = Server("origin", [NGINX, "-c", origin_conf_path, "-p", work], [origin_port], os.path.join(work, "origin.out")).wait_ready()
 
     results, memory, reload_check = {}, None, None
     try:
@@ -411,7 +422,9 @@ def main():
                     reload_check = reload_under_load(servers["gatehouse"], args.connections, duration, work)
             finally:
                 for srv in servers.values():
-                    srv.stop()
+                    srv.signal_stop()
+                for srv in servers.values():
+                    srv.wait_stopped()
     finally:
         origin.stop()
         if not args.keep:
@@ -446,6 +459,9 @@ def start_proxies(work, profile, origin_port, certs, domains, access_log):
     # `env` execs gatehouse in place, so the pid is gatehouse's own.
     srv.http, srv.https, srv.internal = http_port, https_port, internal
     servers["gatehouse"] = srv
+    # Started together, waited for together: nginx takes ~9 s to load 10,000 certificates.
+    for s in servers.values():
+        s.wait_ready()
     return servers
 
 
@@ -461,7 +477,7 @@ def run_scenario(name, servers, origin_port, rounds, duration, warmup, connectio
     print(f"\n## {name}", flush=True)
     ceiling = None
     if scheme == "http":
-        ceiling = wrk(f"http://127.0.0.1:{origin_port}{path}", duration, connections, [], host)
+        ceiling = wrk(f"http://127.0.0.1:{origin_port}{path}", warmup, connections, [], host)
         print(f"origin direct (ceiling): {ceiling['rps']:.0f} req/s, p99 {ceiling['p99']:.2f} ms", flush=True)
     for srv in servers.values():  # warm-up, excluded
         wrk(url_for(srv, scheme, path), warmup, connections, extra, host)
