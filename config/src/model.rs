@@ -133,13 +133,6 @@ pub struct HeaderEdits {
     pub add: Vec<(HeaderName, Template)>,
 }
 
-impl HeaderEdits {
-    /// True when nothing would change.
-    pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
-    }
-}
-
 /// A header value with variables, parsed once at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {

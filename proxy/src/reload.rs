@@ -46,18 +46,14 @@ fn content_hash(content: &[u8]) -> u64 {
 impl FileStamp {
     /// Reads the file's current stamp; `None` if it cannot be read.
     pub fn take(path: &std::path::Path) -> Option<FileStamp> {
-        stamp(path)
+        let meta = std::fs::metadata(path).ok()?;
+        let content = std::fs::read(path).ok()?;
+        Some(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            content_hash: content_hash(&content),
+        })
     }
-}
-
-fn stamp(path: &std::path::Path) -> Option<FileStamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    let content = std::fs::read(path).ok()?;
-    Some(FileStamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        content_hash: content_hash(&content),
-    })
 }
 
 /// Rebuilds and publishes snapshots from the config file.
@@ -97,7 +93,7 @@ impl Reloader {
                 return false;
             }
         }
-        let Some(now) = stamp(&self.path) else {
+        let Some(now) = FileStamp::take(&self.path) else {
             return false;
         };
         let changed = last

@@ -172,16 +172,6 @@ impl Router {
     pub fn domain(&self, index: usize) -> Option<&DomainPolicy> {
         self.domains.get(index)
     }
-
-    /// Number of domains.
-    pub fn len(&self) -> usize {
-        self.domains.len()
-    }
-
-    /// True when no domain is configured.
-    pub fn is_empty(&self) -> bool {
-        self.domains.is_empty()
-    }
 }
 
 /// Lowercases a Host header or authority and strips the port and a trailing dot.

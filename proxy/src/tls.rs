@@ -110,16 +110,6 @@ impl CertMap {
             _ => false,
         }
     }
-
-    /// Number of distinct names with a certificate.
-    pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard.len()
-    }
-
-    /// True when no name has a certificate.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0 && self.default.is_none()
-    }
 }
 
 /// The listener's certificate resolver: looks the SNI up in the current snapshot.
