@@ -80,7 +80,7 @@ fn route_lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("route_lookup");
     for wildcard in [false, true] {
         for n in SIZES {
-            let router = Router::new(&load(n, wildcard, &pems));
+            let router = Router::new(&load(n, wildcard, &pems), &[]);
             // A spread of hosts so lookups are not served from one cache line.
             let hosts: Vec<String> = (0..1024)
                 .map(|k| request_host((k * 7919) % n, wildcard))

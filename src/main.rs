@@ -1,4 +1,5 @@
-//! The `gatehouse` command: `run` starts the proxy, `check` validates a config.
+//! The `gatehouse` command: `run` starts the proxy, `check` validates a config,
+//! `plugin build` / `plugin inspect` make and check WebAssembly plugins.
 //!
 //! Thin by design: parsing arguments and logging setup live here, everything
 //! else in `gatehouse-proxy` and `gatehouse-config`.
@@ -10,6 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+mod plugin_build;
 
 // A proxy allocates and frees many small buffers per request on several
 // threads; glibc malloc's arena locks showed up as ~15% of CPU under load.
@@ -40,6 +43,27 @@ enum Command {
         /// Path to the YAML config.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Build and inspect WebAssembly policy plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Build a plugin crate (using gatehouse-plugin-sdk) into a component.
+    Build {
+        /// Directory of the plugin crate (with its Cargo.toml).
+        crate_dir: PathBuf,
+        /// Output file.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Print a component's world, version, imports and exports, validating it as the
+    /// proxy would; exit status 1 with the reason if it is not a loadable plugin.
+    Inspect {
+        /// The .wasm component.
+        file: PathBuf,
     },
 }
 
@@ -78,6 +102,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Plugin(PluginCommand::Build { crate_dir, output }) => {
+            match plugin_build::build(&crate_dir, &output) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gatehouse plugin build: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Plugin(PluginCommand::Inspect { file }) => {
+            match gatehouse_proxy::plugin::inspect(&file) {
+                Ok(info) => {
+                    println!("file: {}", file.display());
+                    println!("size: {} bytes", info.size);
+                    println!("sha256: {}", info.sha256);
+                    println!(
+                        "world: gatehouse:plugin/policy (built for gatehouse:plugin@{})",
+                        info.version
+                    );
+                    println!("imports: {}", info.imports.join(", "));
+                    println!("exports: {}", info.exports.join(", "));
+                    println!("valid: yes");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: invalid plugin: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config, upgrade } => {
             init_logging();
             if let Err(e) = gatehouse_proxy::run(gatehouse_proxy::RunOptions { config, upgrade }) {

@@ -37,6 +37,9 @@ pub struct FileConfig {
     /// Certificates that domains reference for TLS termination.
     #[serde(default)]
     pub certificates: Vec<Certificate>,
+    /// WebAssembly policy plugins that domains and routes bind.
+    #[serde(default)]
+    pub plugins: Vec<Plugin>,
 }
 
 /// Listening addresses (`host:port`). Each is optional; at least one of
@@ -67,6 +70,11 @@ pub struct Server {
     /// Unix socket on which a new binary receives the listening sockets
     /// during a zero-downtime upgrade (`gatehouse run --upgrade`).
     pub upgrade_sock: Option<String>,
+    /// Directory for compiled plugin artifacts, keyed by the plugin's SHA-256
+    /// (default: `$XDG_CACHE_HOME/gatehouse/plugins` or `~/.cache/gatehouse/plugins`).
+    /// It must be private to the proxy's user: the proxy refuses a group- or
+    /// world-writable directory and then compiles without a disk cache.
+    pub plugin_cache_dir: Option<String>,
 }
 
 /// Limits enforced on every request before routing.
@@ -140,6 +148,9 @@ pub struct Domain {
     /// Header edits applied to every request/response of this domain.
     #[serde(default)]
     pub headers: HeaderRules,
+    /// Plugins run on every request of this domain, in order, before the route's.
+    #[serde(default)]
+    pub plugins: Vec<PluginBinding>,
     /// Routes, matched by longest path (exact beats prefix).
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -206,6 +217,9 @@ pub struct Route {
     /// Serve files from a directory.
     #[serde(rename = "static")]
     pub static_files: Option<StaticFiles>,
+    /// Plugins run on this route's requests, in order, after the domain's.
+    #[serde(default)]
+    pub plugins: Vec<PluginBinding>,
 }
 
 /// A fixed response.
@@ -409,4 +423,52 @@ pub struct Certificate {
     /// domains using it when the files do not exist yet (development and quickstart only).
     #[serde(default)]
     pub self_signed: bool,
+}
+
+/// A WebAssembly policy plugin (a component targeting `gatehouse:plugin`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    /// Unique name, used by bindings, logs and metrics.
+    pub name: String,
+    /// Owning tenant: only this tenant's domains can bind the plugin.
+    pub tenant: String,
+    /// Path to the component (`.wasm`), relative to the config file.
+    pub path: String,
+    /// Expected SHA-256 of the file, hex. When set, a file with other
+    /// content is rejected (the previous config keeps serving).
+    pub sha256: Option<String>,
+}
+
+/// What a request gets when its plugin fails (trap, timeout, memory, invalid decision).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Answer with an error status (503 for timeouts and an open circuit,
+    /// 500 otherwise, or `failure_status`). The default: right for auth.
+    #[default]
+    Closed,
+    /// Skip the plugin and carry on as if it had returned "continue".
+    Open,
+}
+
+/// One plugin in a domain's or route's chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginBinding {
+    /// Plugin name (same tenant as the domain).
+    pub plugin: String,
+    /// Configuration handed to the plugin as JSON (any YAML value; default `{}`).
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// CPU deadline per hook call (default 5ms, at most 100ms).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Linear memory cap per instance in MiB (default 16, at most 64).
+    pub memory_limit_mb: Option<u32>,
+    /// `closed` (default) or `open`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Status sent when the plugin fails closed (overrides 500/503).
+    pub failure_status: Option<u16>,
 }

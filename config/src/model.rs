@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
-pub use crate::file::{Algorithm, PathMatch, ProbeKind, UnknownSni};
+pub use crate::file::{Algorithm, FailureMode, PathMatch, ProbeKind, UnknownSni};
 
 /// A complete, validated Gatehouse config.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Config {
     pub pools: Vec<Pool>,
     /// Certificates, referenced by index from domains.
     pub certificates: Vec<Certificate>,
+    /// Plugins, referenced by index from bindings.
+    pub plugins: Vec<Plugin>,
 }
 
 /// Bound addresses.
@@ -55,6 +57,8 @@ pub struct Server {
     pub pid_file: Option<PathBuf>,
     /// Socket for listener hand-off during binary upgrades.
     pub upgrade_sock: PathBuf,
+    /// Directory for compiled plugin artifacts (`None`: no disk cache).
+    pub plugin_cache_dir: Option<PathBuf>,
 }
 
 /// Request limits.
@@ -118,6 +122,8 @@ pub struct Domain {
     pub request_headers: HeaderEdits,
     /// Header edits on the response.
     pub response_headers: HeaderEdits,
+    /// Plugin chain run on every request, before the route's.
+    pub plugins: Vec<PluginBinding>,
     /// Routes in file order.
     pub routes: Vec<Route>,
 }
@@ -189,6 +195,8 @@ pub struct Route {
     pub methods: Vec<Method>,
     /// What to do.
     pub action: RouteAction,
+    /// Plugin chain run after the domain's.
+    pub plugins: Vec<PluginBinding>,
 }
 
 /// What a route does.
@@ -376,4 +384,43 @@ pub struct Certificate {
     pub self_signed: bool,
     /// Host patterns of the domains that use it (for self-signed generation).
     pub hosts: Vec<HostPattern>,
+}
+
+/// Default CPU deadline of a plugin hook call.
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(5);
+/// Largest deadline a binding may ask for.
+pub const MAX_PLUGIN_TIMEOUT: Duration = Duration::from_millis(100);
+/// Default linear-memory cap of a plugin instance.
+pub const DEFAULT_PLUGIN_MEMORY: usize = 16 << 20;
+/// Largest memory cap a binding may ask for (the size of a pooled memory slot).
+pub const MAX_PLUGIN_MEMORY: usize = 64 << 20;
+
+/// A WebAssembly policy plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plugin {
+    /// Unique name.
+    pub name: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Component file.
+    pub path: PathBuf,
+    /// Expected SHA-256 of the file.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// One plugin in a chain, with its settings.
+#[derive(Debug, Clone)]
+pub struct PluginBinding {
+    /// Index into [`Config::plugins`].
+    pub plugin: usize,
+    /// Configuration as a JSON document.
+    pub config: std::sync::Arc<str>,
+    /// CPU deadline per hook call.
+    pub timeout: Duration,
+    /// Linear memory cap in bytes.
+    pub memory_limit: usize,
+    /// What a failure does to the request.
+    pub failure_mode: FailureMode,
+    /// Status overriding the default 500/503 when failing closed.
+    pub failure_status: Option<StatusCode>,
 }

@@ -26,6 +26,7 @@ pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, Confi
     let mut v = Validator {
         errors: ConfigErrors::default(),
         base_dir,
+        plugin_index: HashMap::new(),
     };
     let listeners = v.listeners(&cfg.listeners);
     let server = v.server(&cfg.server);
@@ -42,6 +43,7 @@ pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, Confi
         .enumerate()
         .map(|(i, p)| v.pool(p, &format!("pools[{i}]"), &tenants))
         .collect();
+    let plugins = v.plugins(&cfg.plugins, &tenants);
     let domains: Vec<Domain> = v.domains(cfg, &tenants, &cert_index, &pool_index);
     let mut certificates: Vec<Certificate> = cfg
         .certificates
@@ -91,6 +93,7 @@ pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, Confi
             domains,
             pools,
             certificates,
+            plugins,
         })
     } else {
         Err(v.errors)
@@ -100,6 +103,8 @@ pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, Confi
 struct Validator<'a> {
     errors: ConfigErrors,
     base_dir: &'a Path,
+    /// Plugin name → (index, tenant), for resolving bindings.
+    plugin_index: HashMap<String, (usize, String)>,
 }
 
 impl Validator<'_> {
@@ -173,6 +178,10 @@ impl Validator<'_> {
                     .as_deref()
                     .unwrap_or("/tmp/gatehouse_upgrade.sock"),
             ),
+            plugin_cache_dir: match &s.plugin_cache_dir {
+                Some(dir) => Some(self.resolve_path(dir)),
+                None => default_plugin_cache_dir(),
+            },
         }
     }
 
@@ -278,6 +287,113 @@ impl Validator<'_> {
         index
     }
 
+    fn plugins(&mut self, plugins: &[file::Plugin], tenants: &HashSet<String>) -> Vec<Plugin> {
+        let index = self.name_index(plugins.iter().map(|p| p.name.as_str()), "plugins");
+        self.plugin_index = index
+            .into_iter()
+            .map(|(name, i)| (name, (i, plugins[i].tenant.clone())))
+            .collect();
+        let mut out = Vec::with_capacity(plugins.len());
+        for (i, p) in plugins.iter().enumerate() {
+            let path = format!("plugins[{i}]");
+            self.tenant_ref(&p.tenant, tenants, &format!("{path}.tenant"));
+            if p.path.is_empty() {
+                self.err(format!("{path}.path"), "must name a .wasm component file");
+            }
+            let sha256 = p.sha256.as_deref().and_then(|hex| match parse_sha256(hex) {
+                Some(d) => Some(d),
+                None => {
+                    self.err(
+                        format!("{path}.sha256"),
+                        format!("expected 64 hex digits, got {hex:?}"),
+                    );
+                    None
+                }
+            });
+            out.push(Plugin {
+                name: p.name.clone(),
+                tenant: p.tenant.clone(),
+                path: self.resolve_path(&p.path),
+                sha256,
+            });
+        }
+        out
+    }
+
+    fn plugin_chain(
+        &mut self,
+        bindings: &[file::PluginBinding],
+        tenant: &str,
+        path: &str,
+    ) -> Vec<PluginBinding> {
+        let mut out = Vec::with_capacity(bindings.len());
+        for (bi, b) in bindings.iter().enumerate() {
+            let bpath = format!("{path}[{bi}]");
+            let Some((plugin, owner)) = self.plugin_index.get(&b.plugin).cloned() else {
+                self.err(
+                    format!("{bpath}.plugin"),
+                    format!("unknown plugin {:?}", b.plugin),
+                );
+                continue;
+            };
+            if owner != tenant {
+                self.err(
+                    format!("{bpath}.plugin"),
+                    format!("plugin {:?} belongs to another tenant", b.plugin),
+                );
+                continue;
+            }
+            let timeout = b.timeout.unwrap_or(DEFAULT_PLUGIN_TIMEOUT);
+            if timeout.is_zero() || timeout > MAX_PLUGIN_TIMEOUT {
+                self.err(
+                    format!("{bpath}.timeout"),
+                    format!(
+                        "must be between 1ms and {}ms",
+                        MAX_PLUGIN_TIMEOUT.as_millis()
+                    ),
+                );
+            }
+            let max_mb = (MAX_PLUGIN_MEMORY >> 20) as u32;
+            let memory_limit = match b.memory_limit_mb {
+                None => DEFAULT_PLUGIN_MEMORY,
+                Some(mb) if (1..=max_mb).contains(&mb) => (mb as usize) << 20,
+                Some(mb) => {
+                    self.err(
+                        format!("{bpath}.memory_limit_mb"),
+                        format!("must be between 1 and {max_mb}, got {mb}"),
+                    );
+                    DEFAULT_PLUGIN_MEMORY
+                }
+            };
+            let failure_status = match b.failure_status {
+                Some(code) if (400..=599).contains(&code) => {
+                    self.status(code, &format!("{bpath}.failure_status"))
+                }
+                Some(code) => {
+                    self.err(
+                        format!("{bpath}.failure_status"),
+                        format!("must be 400..=599, got {code}"),
+                    );
+                    None
+                }
+                None => None,
+            };
+            let config = match &b.config {
+                None => "{}".to_string(),
+                Some(v) => v.to_string(),
+            };
+            out.push(PluginBinding {
+                plugin,
+                config: config.into(),
+                timeout,
+                memory_limit,
+                failure_mode: b.failure_mode,
+                failure_status,
+            });
+        }
+        out
+    }
+
     fn tenant_ref(&mut self, tenant: &str, tenants: &HashSet<String>, path: &str) {
         if !tenants.contains(tenant) {
             self.err(path, format!("unknown tenant {tenant:?}"));
@@ -349,6 +465,7 @@ impl Validator<'_> {
                 self.header_edits(&d.headers.request, &format!("{dpath}.headers.request"));
             let response_headers =
                 self.header_edits(&d.headers.response, &format!("{dpath}.headers.response"));
+            let plugins = self.plugin_chain(&d.plugins, &d.tenant, &format!("{dpath}.plugins"));
             let routes = d
                 .routes
                 .iter()
@@ -370,6 +487,7 @@ impl Validator<'_> {
                 force_https: d.force_https,
                 request_headers,
                 response_headers,
+                plugins,
                 routes,
             });
         }
@@ -438,11 +556,13 @@ impl Validator<'_> {
             let s = r.static_files.as_ref()?;
             RouteAction::Static(self.static_files(s, &format!("{path}.static"))?)
         };
+        let plugins = self.plugin_chain(&r.plugins, tenant, &format!("{path}.plugins"));
         Some(Route {
             path: route_path,
             path_match: r.path_match,
             methods,
             action,
+            plugins,
         })
     }
 
@@ -901,6 +1021,27 @@ impl Validator<'_> {
 }
 
 /// Names of tenants, pools and certificates: short, lowercase, URL-safe.
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `$XDG_CACHE_HOME/gatehouse/plugins`, else `$HOME/.cache/gatehouse/plugins`.
+fn default_plugin_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("gatehouse").join("plugins"))
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63

@@ -55,6 +55,28 @@ impl LocalResponse {
         Self::with_body(status, "application/json", Bytes::from(body))
     }
 
+    /// A response with the given header fields and body (a plugin's answer).
+    pub fn from_parts(
+        status: StatusCode,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+        body: Bytes,
+    ) -> Self {
+        let mut head =
+            ResponseHeader::build(status, Some(headers.len() + 1)).expect("status is valid");
+        for (n, v) in headers {
+            let _ = head.append_header(n, v);
+        }
+        let _ = head.insert_header(header::CONTENT_LENGTH, body.len());
+        LocalResponse {
+            head,
+            body: if body.is_empty() {
+                LocalBody::Empty
+            } else {
+                LocalBody::Bytes(body)
+            },
+        }
+    }
+
     /// A redirect to `location`.
     pub fn redirect(status: StatusCode, location: &str) -> Self {
         let mut r = Self::with_body(status, "text/plain; charset=utf-8", Bytes::new());

@@ -32,6 +32,16 @@ pub struct Metrics {
     pub config_last_success: IntGauge,
     /// Wall time of the last successful reload: read, validate, compile, swap.
     pub config_last_reload_duration: prometheus::Gauge,
+    /// Plugin hook calls by tenant, plugin, hook and outcome.
+    pub plugin_calls: IntCounterVec,
+    /// Plugin hook call duration (instantiation included).
+    pub plugin_call_duration: HistogramVec,
+    /// Counters plugins maintain through `host.counter-add`.
+    pub plugin_counter: IntCounterVec,
+    /// Plugin log lines dropped over the per-call budget.
+    pub plugin_log_dropped: IntCounterVec,
+    /// 1 while a plugin's circuit is open (its bindings answer per failure mode).
+    pub plugin_circuit_open: IntGaugeVec,
 }
 
 impl Metrics {
@@ -93,8 +103,57 @@ impl Metrics {
             "Unix time of the last successful config load",
         )
         .expect("static metric definition");
+        let plugin_calls = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_plugin_calls_total",
+                "Plugin hook calls by outcome (ok, timeout, out_of_memory, trap, invalid_decision, circuit_open, unavailable)",
+            ),
+            &["tenant", "plugin", "hook", "outcome"],
+        )
+        .expect("static metric definition");
+        let plugin_call_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gatehouse_plugin_call_duration_seconds",
+                "Plugin hook call time, instantiation included",
+            )
+            .buckets(vec![
+                0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                0.005, 0.01, 0.025, 0.1,
+            ]),
+            &["tenant", "plugin", "hook"],
+        )
+        .expect("static metric definition");
+        let plugin_counter = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_plugin_counter_total",
+                "Counters maintained by plugins (host.counter-add)",
+            ),
+            &["tenant", "plugin", "name"],
+        )
+        .expect("static metric definition");
+        let plugin_log_dropped = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_plugin_log_dropped_total",
+                "Plugin log lines dropped over the per-call byte budget",
+            ),
+            &["tenant", "plugin"],
+        )
+        .expect("static metric definition");
+        let plugin_circuit_open = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_plugin_circuit_open",
+                "1 while a plugin is skipped after repeated failures",
+            ),
+            &["tenant", "plugin"],
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(plugin_calls.clone()),
+            Box::new(plugin_call_duration.clone()),
+            Box::new(plugin_counter.clone()),
+            Box::new(plugin_log_dropped.clone()),
+            Box::new(plugin_circuit_open.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_healthy.clone()),
             Box::new(upstream_failures.clone()),
@@ -117,6 +176,11 @@ impl Metrics {
             config_reload_failures,
             config_last_success,
             config_last_reload_duration,
+            plugin_calls,
+            plugin_call_duration,
+            plugin_counter,
+            plugin_log_dropped,
+            plugin_circuit_open,
         }
     }
 

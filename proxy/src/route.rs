@@ -10,8 +10,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use gatehouse_config::model::{Config, Domain, HeaderEdits, HostPattern, PathMatch, RouteAction};
+use gatehouse_config::model::{
+    Config, Domain, HeaderEdits, HostPattern, PathMatch, PluginBinding, RouteAction,
+};
 use http::Method;
+
+use crate::plugin::CompiledPlugin;
+
+/// One plugin of a route's chain: the loaded plugin and its binding settings.
+#[derive(Debug)]
+pub struct BoundPlugin {
+    /// The loaded plugin.
+    pub plugin: Arc<CompiledPlugin>,
+    /// Binding settings (config, limits, failure mode).
+    pub binding: PluginBinding,
+}
 
 /// A compiled domain: everything a request needs once its host is known.
 #[derive(Debug)]
@@ -39,6 +52,8 @@ pub struct CompiledRoute {
     pub methods: Vec<Method>,
     /// Action.
     pub action: RouteAction,
+    /// Plugins to run: the domain's chain, then the route's.
+    pub plugins: Arc<[BoundPlugin]>,
 }
 
 impl CompiledRoute {
@@ -68,7 +83,13 @@ pub enum RouteMatch<'a> {
 }
 
 impl DomainPolicy {
-    fn new(d: &Domain) -> Self {
+    fn new(d: &Domain, plugins: &[Arc<CompiledPlugin>]) -> Self {
+        let bind = |b: &PluginBinding| {
+            plugins.get(b.plugin).map(|p| BoundPlugin {
+                plugin: p.clone(),
+                binding: b.clone(),
+            })
+        };
         let mut routes: Vec<CompiledRoute> = d
             .routes
             .iter()
@@ -77,6 +98,12 @@ impl DomainPolicy {
                 path_match: r.path_match,
                 methods: r.methods.clone(),
                 action: r.action.clone(),
+                plugins: d
+                    .plugins
+                    .iter()
+                    .chain(&r.plugins)
+                    .filter_map(bind)
+                    .collect(),
             })
             .collect();
         // Stable sort keeps file order among equally specific routes.
@@ -139,11 +166,12 @@ pub struct Router {
 }
 
 impl Router {
-    /// Compiles the routing table of `cfg`.
-    pub fn new(cfg: &Config) -> Self {
+    /// Compiles the routing table of `cfg`; `plugins` are the loaded
+    /// `cfg.plugins`, in order (bindings refer to them by index).
+    pub fn new(cfg: &Config, plugins: &[Arc<CompiledPlugin>]) -> Self {
         let mut r = Router::default();
         for (i, d) in cfg.domains.iter().enumerate() {
-            r.domains.push(DomainPolicy::new(d));
+            r.domains.push(DomainPolicy::new(d, plugins));
             for h in &d.hosts {
                 let label: Arc<str> = Arc::from(h.to_string().as_str());
                 match h {
@@ -301,7 +329,10 @@ domains:
     tenant: t
     routes: [{ path: /only, respond: { body: wild } }]
 "#;
-        Router::new(&gatehouse_config::load_str(yaml, Path::new(".")).unwrap())
+        Router::new(
+            &gatehouse_config::load_str(yaml, Path::new(".")).unwrap(),
+            &[],
+        )
     }
 
     fn body(r: &Router, host: &str, method: &str, path: &str) -> String {
@@ -403,7 +434,10 @@ domains:
     tenant: t
     routes: [{ path: /w, methods: [PUT, DELETE], respond: { body: w } }]
 "#;
-        let r = Router::new(&gatehouse_config::load_str(yaml, Path::new(".")).unwrap());
+        let r = Router::new(
+            &gatehouse_config::load_str(yaml, Path::new(".")).unwrap(),
+            &[],
+        );
         assert_eq!(body(&r, "a.com", "GET", "/w"), "405 [PUT, DELETE]");
     }
 }

@@ -2,15 +2,17 @@
 //!
 //! Phases, in the order Pingora calls them (see `pingora_proxy::ProxyHttp`):
 //! - [`request_filter`](Gatehouse::request_filter): take the snapshot, enforce
-//!   limits, assign the request id, route by host and path, and answer locally
-//!   (`respond`, `redirect`, `static`, errors, `force_https`). `Ok(true)` means
-//!   the response was written and Pingora stops; `Ok(false)` proxies upstream.
+//!   limits, assign the request id, route by host and path, run the route's
+//!   plugins' `on-request`, and answer locally (`respond`, `redirect`,
+//!   `static`, errors, `force_https`, plugin responses). `Ok(true)` means the
+//!   response was written and Pingora stops; `Ok(false)` proxies upstream.
 //! - [`upstream_peer`](Gatehouse::upstream_peer): pick a target of the route's pool.
 //! - [`upstream_request_filter`](Gatehouse::upstream_request_filter): forwarding
-//!   headers and the domain's request header rules on the upstream copy.
+//!   headers, the domain's request header rules and plugin edits on the upstream copy.
 //! - [`fail_to_connect`](Gatehouse::fail_to_connect) / [`error_while_proxy`](Gatehouse::error_while_proxy):
 //!   passive health accounting and the retry decision.
-//! - [`response_filter`](Gatehouse::response_filter): response header rules, request id.
+//! - [`response_filter`](Gatehouse::response_filter): plugins' `on-response`,
+//!   response header rules, request id. Local responses get the same in `send_local`.
 //! - [`fail_to_proxy`](Gatehouse::fail_to_proxy): 502/504 with a JSON body.
 //! - [`logging`](Gatehouse::logging): metrics and the JSON access log.
 //!
@@ -31,7 +33,13 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use crate::headers::{self, RequestVars};
 use crate::local::{self, LocalResponse, StaticTarget};
 use crate::metrics::{metrics, status_class};
-use crate::route::{normalize_host, normalize_path, InvalidPath, RouteMatch};
+use crate::plugin::{
+    apply_request_edits, run_request, run_response, wit_headers, ChainStop, Properties,
+    RequestEdits, RequestHead,
+};
+use crate::route::{
+    normalize_host, normalize_path, BoundPlugin, CompiledRoute, InvalidPath, RouteMatch,
+};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::tls::TlsSni;
 use crate::upstream::{HashInput, Selection};
@@ -77,6 +85,19 @@ pub struct RequestCtx {
     /// When the first upstream attempt started, and how long until the response head arrived.
     upstream_started: Option<Instant>,
     upstream_response_time: Option<std::time::Duration>,
+    /// The route's plugin chain, once its `on-request` ran.
+    plugins: Option<Arc<[BoundPlugin]>>,
+    /// The request as the plugins saw it, and its properties, for `on-response`.
+    plugin_head: Option<(RequestHead, Arc<Properties>)>,
+    /// Checked `on-request` edits, applied to the upstream request.
+    plugin_edits: RequestEdits,
+    /// `on-response` still has to run on the response about to be sent.
+    response_plugins_pending: bool,
+    /// A response that replaces the upstream's (chosen by `on-response`, or
+    /// its fail-closed error), written by `fail_to_proxy`.
+    plugin_response: Option<LocalResponse>,
+    /// A plugin replaced the upstream response (not an error worth logging as one).
+    plugin_replaced: bool,
 }
 
 impl RequestCtx {
@@ -115,6 +136,9 @@ impl Gatehouse {
         ctx: &mut RequestCtx,
         mut resp: LocalResponse,
     ) -> Result<bool> {
+        if let Err(stop) = self.response_plugins(ctx, &mut resp.head) {
+            resp = chain_stop_response(ctx, stop);
+        }
         if let Some(snap) = ctx.snapshot.clone() {
             if let Some(d) = ctx.domain_policy(&snap) {
                 headers::apply(&d.response_headers, &mut resp.head, &ctx.vars);
@@ -129,6 +153,95 @@ impl Gatehouse {
         let head_only = session.req_header().method == http::Method::HEAD;
         resp.write(session, head_only).await?;
         Ok(true)
+    }
+
+    /// Runs the route's plugin chain (`on-request`). Returns the response to
+    /// send when a plugin answers or fails closed.
+    fn request_plugins(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+        route: &CompiledRoute,
+    ) -> Option<LocalResponse> {
+        let req = session.req_header();
+        let ssl = session.digest().and_then(|d| d.ssl_digest.clone());
+        let tls_sni = ssl
+            .as_ref()
+            .and_then(|d| d.extension.get::<TlsSni>())
+            .and_then(|s| s.0.clone());
+        let pool = match &route.action {
+            RouteAction::Pool(i) => Some(snap.config.pools[*i].name.clone()),
+            _ => None,
+        };
+        let props = Arc::new(Properties {
+            request_id: ctx.vars.request_id.clone(),
+            client_ip: ctx.vars.client_ip.clone(),
+            tls_sni: tls_sni.clone(),
+            tls_version: ssl.as_ref().map(|d| d.version.to_string()),
+            http_version: if session.is_http2() {
+                "HTTP/2"
+            } else {
+                "HTTP/1.1"
+            },
+            domain: ctx.domain_label.clone().unwrap_or_else(|| Arc::from("")),
+            route: route.path.clone(),
+            pool: pool.clone(),
+            tenant: ctx.vars.tenant.clone(),
+        });
+        let mut head = RequestHead {
+            method: req.method.as_str().to_string(),
+            scheme: ctx.vars.scheme.to_string(),
+            authority: ctx.vars.host.clone(),
+            path: ctx.vars.request_uri.clone(),
+            headers: wit_headers(&req.headers),
+            client_ip: ctx.vars.client_ip.clone(),
+            tls_sni,
+            tenant: ctx.vars.tenant.to_string(),
+            route: route.path.clone(),
+            pool,
+            request_id: ctx.vars.request_id.clone(),
+        };
+        let tenant = ctx.vars.tenant.clone();
+        // A pool hint may only name a pool of the request's own tenant.
+        let pool_of_tenant = |name: &str| {
+            snap.config
+                .pools
+                .iter()
+                .position(|p| p.name == name && *p.tenant == *tenant)
+        };
+        let chain = route.plugins.clone();
+        let result = run_request(
+            &chain,
+            &mut head,
+            &props,
+            &pool_of_tenant,
+            &mut ctx.plugin_edits,
+        );
+        ctx.plugins = Some(chain);
+        ctx.plugin_head = Some((head, props));
+        match result {
+            Ok(()) => {
+                ctx.response_plugins_pending = true;
+                None
+            }
+            Err(stop) => Some(chain_stop_response(ctx, stop)),
+        }
+    }
+
+    /// Runs `on-response` once, if the request's `on-request` chain completed.
+    fn response_plugins(
+        &self,
+        ctx: &mut RequestCtx,
+        response: &mut ResponseHeader,
+    ) -> std::result::Result<(), ChainStop> {
+        if !std::mem::take(&mut ctx.response_plugins_pending) {
+            return Ok(());
+        }
+        match (&ctx.plugins, &ctx.plugin_head) {
+            (Some(chain), Some((head, props))) => run_response(chain, head, props, response),
+            _ => Ok(()),
+        }
     }
 
     async fn reject(
@@ -196,6 +309,12 @@ impl ProxyHttp for Gatehouse {
             body_bytes: 0,
             upstream_started: None,
             upstream_response_time: None,
+            plugins: None,
+            plugin_head: None,
+            plugin_edits: RequestEdits::default(),
+            response_plugins_pending: false,
+            plugin_response: None,
+            plugin_replaced: false,
         }
     }
 
@@ -361,6 +480,16 @@ impl ProxyHttp for Gatehouse {
                 return self.send_local(session, ctx, resp).await;
             }
         };
+        if !route.plugins.is_empty() {
+            if let Some(resp) = self.request_plugins(session, ctx, &snap, route) {
+                return self.send_local(session, ctx, resp).await;
+            }
+            // A plugin's pool hint proxies the request, whatever the route's action.
+            if let Some(pool) = ctx.plugin_edits.pool {
+                ctx.pool = Some(pool);
+                return Ok(false);
+            }
+        }
         match &route.action {
             RouteAction::Pool(i) => {
                 ctx.pool = Some(*i);
@@ -494,6 +623,9 @@ impl ProxyHttp for Gatehouse {
         if let Some(d) = ctx.domain_policy(&snap) {
             headers::apply(&d.request_headers, upstream_request, v);
         }
+        if ctx.plugins.is_some() {
+            apply_request_edits(upstream_request, &ctx.plugin_edits);
+        }
         Ok(())
     }
 
@@ -520,6 +652,18 @@ impl ProxyHttp for Gatehouse {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let Err(stop) = self.response_plugins(ctx, upstream_response) {
+            // The head is not sent yet: fail the proxying and let
+            // `fail_to_proxy` write the replacement instead.
+            let resp = chain_stop_response(ctx, stop);
+            let status = resp.head.status.as_u16();
+            ctx.plugin_response = Some(resp);
+            ctx.plugin_replaced = true;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status),
+                "response replaced by a plugin",
+            );
+        }
         if let Some(snap) = ctx.snapshot.clone() {
             if let Some(d) = ctx.domain_policy(&snap) {
                 headers::apply(&d.response_headers, upstream_response, &ctx.vars);
@@ -599,7 +743,11 @@ impl ProxyHttp for Gatehouse {
 
     /// A client that goes away mid-request is routine at an edge (it is in the
     /// access log as status 0 with its reason); keep it out of the error log.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, ctx: &Self::CTX, error: &Error) -> bool {
+        // A plugin replacing the response is policy, not an error (it is logged there).
+        if ctx.plugin_replaced {
+            return true;
+        }
         error.esource() == &ErrorSource::Downstream
             && matches!(
                 error.etype(),
@@ -628,6 +776,15 @@ impl ProxyHttp for Gatehouse {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        if let Some(resp) = ctx.plugin_response.take() {
+            let code = resp.head.status.as_u16();
+            session.set_keepalive(None);
+            let _ = self.send_local(session, ctx, resp).await;
+            return FailToProxy {
+                error_code: code,
+                can_reuse_downstream: false,
+            };
+        }
         let (code, label) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, "payload_too_large"),
             ErrorType::HTTPStatus(code) => (*code, "http_status"),
@@ -717,6 +874,23 @@ impl ProxyHttp for Gatehouse {
             error = %error,
             user_agent = req.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
+    }
+}
+
+/// The response for a chain that stopped: the plugin's own answer, or a
+/// JSON error for a fail-closed failure (details go to the log, not the client).
+fn chain_stop_response(ctx: &mut RequestCtx, stop: ChainStop) -> LocalResponse {
+    match stop {
+        ChainStop::Respond(r) => LocalResponse::from_parts(r.status, r.headers, r.body),
+        ChainStop::Failed {
+            plugin,
+            failure,
+            status,
+        } => {
+            ctx.failure = Some(format!("plugin {plugin}: {failure}"));
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            LocalResponse::json_error(status, "plugin_failed")
+        }
     }
 }
 

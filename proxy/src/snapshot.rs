@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use gatehouse_config::{Config, ConfigErrors};
 
+use crate::plugin::{load_plugins, CompiledPlugin};
 use crate::route::Router;
 use crate::tls::{CertGeneration, CertMap};
 use crate::upstream::{ca_store, TargetState, UpstreamPool};
@@ -29,6 +30,8 @@ pub struct Snapshot {
     pub pools: Vec<UpstreamPool>,
     /// SNI → certificate.
     pub certs: CertMap,
+    /// Loaded plugins, indexed like `config.plugins`.
+    pub plugins: Vec<Arc<CompiledPlugin>>,
 }
 
 impl Snapshot {
@@ -42,6 +45,7 @@ impl Snapshot {
         generation: CertGeneration,
     ) -> Result<Self, ConfigErrors> {
         let certs = CertMap::build(&config, generation, previous.map(|p| &p.certs))?;
+        let plugins = load_plugins(&config, previous.map_or(&[][..], |p| &p.plugins))?;
         let mut states: HashMap<(String, String), Arc<TargetState>> = HashMap::new();
         if let Some(prev) = previous {
             for p in &prev.pools {
@@ -73,9 +77,10 @@ impl Snapshot {
         }
         Ok(Snapshot {
             version,
-            router: Router::new(&config),
+            router: Router::new(&config, &plugins),
             pools,
             certs,
+            plugins,
             config: Arc::new(config),
         })
     }

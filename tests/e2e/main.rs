@@ -6,6 +6,7 @@
 
 mod balancing;
 mod cli;
+mod plugins;
 mod protocol;
 mod reload;
 mod routing;

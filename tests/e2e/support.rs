@@ -499,6 +499,48 @@ server:
   upgrade_sock: "{dir}/upgrade.sock"
 "#;
 
+/// Listeners plus a plugin cache in the test's directory, two worker threads.
+pub const PLUGIN_LISTENERS: &str = r#"
+listeners:
+  http: "127.0.0.1:{http}"
+  internal: "127.0.0.1:{internal}"
+server:
+  threads: 2
+  grace_period: 1s
+  upgrade_sock: "{dir}/upgrade.sock"
+  plugin_cache_dir: "{dir}/plugin-cache"
+"#;
+
+/// Builds the plugin crate `plugins/<crate_path>` (e.g. `examples/add-headers`)
+/// with `gatehouse plugin build`, once per test process; returns the component.
+pub fn plugin(crate_path: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(name, _)| name == crate_path) {
+        return path.clone();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = root
+        .join("target")
+        .join("test-plugins")
+        .join(format!("{}.wasm", crate_path.replace('/', "-")));
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugin", "build"])
+        .arg(root.join("plugins").join(crate_path))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "building plugin {crate_path} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    built.push((crate_path.to_string(), out.clone()));
+    out
+}
+
 /// A self-signed certificate for `names`, written as PEM into `dir`.
 pub struct TestCert {
     pub cert_pem: String,

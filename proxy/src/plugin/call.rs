@@ -1,0 +1,259 @@
+//! Running one hook of one plugin binding: a fresh instance, limits, a typed outcome.
+//!
+//! The call is synchronous on the worker thread: epoch interruption stops it
+//! at its deadline, the store's limiter caps its memory, and the pooling
+//! allocator makes the fresh instance cheap. Whatever happens inside, the
+//! caller gets either the guest's decision or a [`Failure`] saying whose fault
+//! it was and what status a fail-closed binding answers with.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gatehouse_config::model::PluginBinding;
+use wasmtime::{Store, Trap};
+
+use super::bindings::gatehouse::plugin::types::{
+    RequestDecision, RequestHead, ResponseDecision, ResponseHead,
+};
+use super::bindings::Policy;
+use super::decision::{check_request, check_response, RequestOutcome, ResponseOutcome};
+use super::host::HostState;
+use super::runtime::{deadline_ticks, runtime, CompiledPlugin};
+
+/// Which hook ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `on-request`.
+    Request,
+    /// `on-response`.
+    Response,
+}
+
+impl Hook {
+    fn label(self) -> &'static str {
+        match self {
+            Hook::Request => "on_request",
+            Hook::Response => "on_response",
+        }
+    }
+}
+
+/// Why a plugin call produced no usable decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The call ran past its deadline and was interrupted.
+    Timeout,
+    /// The plugin tried to grow its memory past the binding's cap.
+    OutOfMemory,
+    /// The plugin trapped (panic, unreachable, stack overflow, ...).
+    Trap(String),
+    /// The plugin returned a decision the proxy cannot apply.
+    InvalidDecision(String),
+    /// The plugin failed repeatedly and is skipped for a cooldown.
+    CircuitOpen,
+    /// No instance could be created (e.g. the instance pool is exhausted).
+    Unavailable(String),
+}
+
+impl Failure {
+    /// Short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::OutOfMemory => "out_of_memory",
+            Failure::Trap(_) => "trap",
+            Failure::InvalidDecision(_) => "invalid_decision",
+            Failure::CircuitOpen => "circuit_open",
+            Failure::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// Status a fail-closed binding answers with, unless it sets its own:
+    /// 503 when the plugin could not answer in time or at all, 500 when it broke.
+    pub fn default_status(&self) -> u16 {
+        match self {
+            Failure::Timeout | Failure::CircuitOpen | Failure::Unavailable(_) => 503,
+            Failure::OutOfMemory | Failure::Trap(_) | Failure::InvalidDecision(_) => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Trap(m) | Failure::InvalidDecision(m) | Failure::Unavailable(m) => {
+                write!(f, "{}: {m}", self.kind())
+            }
+            _ => f.write_str(self.kind()),
+        }
+    }
+}
+
+/// Request properties plugins can ask for through `host.property`.
+#[derive(Debug, Default)]
+pub struct Properties {
+    /// Request id.
+    pub request_id: String,
+    /// Client IP.
+    pub client_ip: String,
+    /// TLS server name.
+    pub tls_sni: Option<String>,
+    /// Negotiated TLS version.
+    pub tls_version: Option<String>,
+    /// `HTTP/1.1` or `HTTP/2`.
+    pub http_version: &'static str,
+    /// Matched domain (configured host pattern).
+    pub domain: Arc<str>,
+    /// Matched route path.
+    pub route: String,
+    /// Route's pool.
+    pub pool: Option<String>,
+    /// Tenant.
+    pub tenant: Arc<str>,
+}
+
+impl Properties {
+    pub(super) fn get(&self, name: &str, plugin: &str) -> Option<String> {
+        match name {
+            "request-id" => Some(self.request_id.clone()),
+            "client-ip" => Some(self.client_ip.clone()),
+            "tls-sni" => self.tls_sni.clone(),
+            "tls-version" => self.tls_version.clone(),
+            "http-version" => Some(self.http_version.to_string()),
+            "domain" => Some(self.domain.to_string()),
+            "route" => Some(self.route.clone()),
+            "pool" => self.pool.clone(),
+            "tenant" => Some(self.tenant.to_string()),
+            "plugin" => Some(plugin.to_string()),
+            // No clock import: plugins that check expiries read the proxy's.
+            "unix-time-ms" => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis().to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// One binding, ready to run its hooks for one request.
+pub struct PluginCall<'a> {
+    /// The loaded plugin.
+    pub plugin: &'a Arc<CompiledPlugin>,
+    /// The binding's settings.
+    pub binding: &'a PluginBinding,
+    /// The request's properties.
+    pub props: &'a Arc<Properties>,
+}
+
+impl PluginCall<'_> {
+    /// Runs `on-request` and checks its decision; `pool_of_tenant` resolves
+    /// a pool hint among the plugin's tenant's pools.
+    pub fn on_request(
+        &self,
+        head: &RequestHead,
+        pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
+    ) -> Result<RequestOutcome, Failure> {
+        self.run(
+            Hook::Request,
+            |store, policy| {
+                policy
+                    .gatehouse_plugin_handler()
+                    .call_on_request(store, head)
+            },
+            |d: RequestDecision| check_request(d, pool_of_tenant),
+        )
+    }
+
+    /// Runs `on-response` and checks its decision.
+    pub fn on_response(
+        &self,
+        head: &RequestHead,
+        response: &ResponseHead,
+    ) -> Result<ResponseOutcome, Failure> {
+        self.run(
+            Hook::Response,
+            |store, policy| {
+                policy
+                    .gatehouse_plugin_handler()
+                    .call_on_response(store, head, response)
+            },
+            |d: ResponseDecision| check_response(d),
+        )
+    }
+
+    /// One call: breaker, fresh instance, the hook, the decision check, then
+    /// metrics and breaker bookkeeping for whatever the outcome was.
+    fn run<R, O>(
+        &self,
+        hook: Hook,
+        f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
+        check: impl FnOnce(R) -> Result<O, Failure>,
+    ) -> Result<O, Failure> {
+        let plugin = self.plugin;
+        let started = Instant::now();
+        let result = if !plugin.breaker.allow() {
+            Err(Failure::CircuitOpen)
+        } else {
+            self.instantiate_and_call(f).and_then(check)
+        };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        plugin
+            .metrics
+            .record(hook.label(), outcome, started.elapsed());
+        match &result {
+            Ok(_) => plugin.breaker.success(plugin),
+            Err(Failure::CircuitOpen) => {}
+            Err(e) => plugin.breaker.failure(plugin, &e.to_string()),
+        }
+        result
+    }
+
+    fn instantiate_and_call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
+    ) -> Result<R, Failure> {
+        let rt = runtime().map_err(Failure::Unavailable)?;
+        let state = HostState::new(
+            self.plugin.clone(),
+            self.binding.config.clone(),
+            self.props.clone(),
+            self.binding.memory_limit,
+        );
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        store.set_epoch_deadline(deadline_ticks(self.binding.timeout));
+        let result = match self.plugin.pre.instantiate(&mut store) {
+            Ok(policy) => f(&mut store, &policy),
+            Err(e) => {
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some()
+                {
+                    return Err(Failure::Unavailable(e.to_string()));
+                }
+                Err(e)
+            }
+        };
+        result.map_err(|e| classify(&e, store.data().memory_denied))
+    }
+
+    /// Decides what a fail-closed binding answers with for `failure`.
+    pub fn failure_status(&self, failure: &Failure) -> u16 {
+        self.binding
+            .failure_status
+            .map(|s| s.as_u16())
+            .unwrap_or_else(|| failure.default_status())
+    }
+}
+
+fn classify(e: &wasmtime::Error, memory_denied: bool) -> Failure {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::Timeout,
+        _ if memory_denied => Failure::OutOfMemory,
+        Some(Trap::StackOverflow) => Failure::Trap("stack overflow".into()),
+        Some(t) => Failure::Trap(t.to_string()),
+        None => Failure::Trap(format!("{e:#}")),
+    }
+}

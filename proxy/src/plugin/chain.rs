@@ -1,0 +1,196 @@
+//! Running a route's plugin chain over a request or a response.
+//!
+//! `on-request` runs in chain order (the domain's bindings, then the route's);
+//! each plugin sees the request as edited by those before it, and the first
+//! local response ends the chain. `on-response` runs in reverse order, like
+//! unwinding middleware. A failed call is handled by its binding's failure
+//! mode: fail-open skips the plugin, fail-closed ends the chain with an error
+//! status. Edits reach the real message only through `apply_*`, after checks.
+
+use std::sync::Arc;
+
+use pingora::http::{RequestHeader, ResponseHeader};
+
+use super::bindings::gatehouse::plugin::types::{Header, RequestHead, ResponseHead};
+use super::call::{Failure, PluginCall, Properties};
+use super::decision::{HeaderEdit, RequestEdits, RequestOutcome, Respond, ResponseOutcome};
+use crate::route::BoundPlugin;
+use gatehouse_config::model::FailureMode;
+
+/// Why a chain stopped before its end.
+#[derive(Debug)]
+pub enum ChainStop {
+    /// A plugin answered locally.
+    Respond(Respond),
+    /// A fail-closed plugin failed; answer with `status`.
+    Failed {
+        /// Plugin name.
+        plugin: String,
+        /// What went wrong.
+        failure: Failure,
+        /// Status to answer with.
+        status: u16,
+    },
+}
+
+/// Header fields in WIT form.
+pub fn wit_headers(headers: &http::HeaderMap) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|(n, v)| Header {
+            name: n.as_str().to_string(),
+            value: v.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+fn edit_wit(headers: &mut Vec<Header>, edit: &HeaderEdit) {
+    match edit {
+        HeaderEdit::Set(n, v) => {
+            headers.retain(|h| h.name != n.as_str());
+            headers.push(Header {
+                name: n.as_str().to_string(),
+                value: v.as_bytes().to_vec(),
+            });
+        }
+        HeaderEdit::Append(n, v) => headers.push(Header {
+            name: n.as_str().to_string(),
+            value: v.as_bytes().to_vec(),
+        }),
+        HeaderEdit::Remove(n) => headers.retain(|h| h.name != n.as_str()),
+    }
+}
+
+fn failed(
+    bound: &BoundPlugin,
+    call: &PluginCall<'_>,
+    failure: Failure,
+    props: &Properties,
+) -> Option<ChainStop> {
+    let p = &bound.plugin;
+    match bound.binding.failure_mode {
+        FailureMode::Open => {
+            tracing::warn!(tenant = %p.tenant, plugin = %p.name, request_id = %props.request_id, failure = %failure, "plugin failed; skipped (fail_open)");
+            None
+        }
+        FailureMode::Closed => {
+            let status = call.failure_status(&failure);
+            tracing::warn!(tenant = %p.tenant, plugin = %p.name, request_id = %props.request_id, failure = %failure, status, "plugin failed; request refused (fail_closed)");
+            Some(ChainStop::Failed {
+                plugin: p.name.clone(),
+                failure,
+                status,
+            })
+        }
+    }
+}
+
+/// Runs `on-request` through `chain`, accumulating checked edits in `edits`
+/// and applying them to `head` for the next plugin. `pool_of_tenant` resolves
+/// a pool hint among the tenant's pools.
+pub fn run_request(
+    chain: &[BoundPlugin],
+    head: &mut RequestHead,
+    props: &Arc<Properties>,
+    pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
+    edits: &mut RequestEdits,
+) -> Result<(), ChainStop> {
+    for bound in chain {
+        let call = PluginCall {
+            plugin: &bound.plugin,
+            binding: &bound.binding,
+            props,
+        };
+        match call.on_request(head, pool_of_tenant) {
+            Ok(RequestOutcome::Continue(e)) => {
+                for h in &e.headers {
+                    edit_wit(&mut head.headers, h);
+                }
+                if let Some(p) = &e.path {
+                    head.path = p.as_str().to_string();
+                    edits.path = Some(p.clone());
+                }
+                edits.headers.extend(e.headers);
+                if e.pool.is_some() {
+                    edits.pool = e.pool;
+                }
+                if e.cache_key.is_some() {
+                    edits.cache_key = e.cache_key;
+                }
+            }
+            Ok(RequestOutcome::Respond(r)) => return Err(ChainStop::Respond(r)),
+            Err(failure) => {
+                if let Some(stop) = failed(bound, &call, failure, props) {
+                    return Err(stop);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `on-response` through `chain` in reverse, applying header edits to `response`.
+pub fn run_response(
+    chain: &[BoundPlugin],
+    head: &RequestHead,
+    props: &Arc<Properties>,
+    response: &mut ResponseHeader,
+) -> Result<(), ChainStop> {
+    let mut wit = ResponseHead {
+        status: response.status.as_u16(),
+        headers: wit_headers(&response.headers),
+    };
+    for bound in chain.iter().rev() {
+        let call = PluginCall {
+            plugin: &bound.plugin,
+            binding: &bound.binding,
+            props,
+        };
+        match call.on_response(head, &wit) {
+            Ok(ResponseOutcome::Continue(ops)) => {
+                for op in &ops {
+                    edit_wit(&mut wit.headers, op);
+                    apply_response_edit(response, op);
+                }
+            }
+            Ok(ResponseOutcome::Respond(r)) => return Err(ChainStop::Respond(r)),
+            Err(failure) => {
+                if let Some(stop) = failed(bound, &call, failure, props) {
+                    return Err(stop);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply_response_edit(response: &mut ResponseHeader, edit: &HeaderEdit) {
+    // Names and values were checked in `decision`; these cannot fail.
+    let _ = match edit {
+        HeaderEdit::Set(n, v) => response.insert_header(n.clone(), v.clone()),
+        HeaderEdit::Append(n, v) => response.append_header(n.clone(), v.clone()).map(|_| ()),
+        HeaderEdit::Remove(n) => {
+            response.remove_header(n);
+            Ok(())
+        }
+    };
+}
+
+/// Applies accumulated request edits to the upstream request.
+pub fn apply_request_edits(upstream: &mut RequestHeader, edits: &RequestEdits) {
+    for edit in &edits.headers {
+        let _ = match edit {
+            HeaderEdit::Set(n, v) => upstream.insert_header(n.clone(), v.clone()),
+            HeaderEdit::Append(n, v) => upstream.append_header(n.clone(), v.clone()).map(|_| ()),
+            HeaderEdit::Remove(n) => {
+                upstream.remove_header(n);
+                Ok(())
+            }
+        };
+    }
+    if let Some(p) = &edits.path {
+        if let Ok(uri) = http::Uri::try_from(p.as_str()) {
+            upstream.set_uri(uri);
+        }
+    }
+}

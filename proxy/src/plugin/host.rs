@@ -1,0 +1,181 @@
+//! The host side of the `gatehouse:plugin/host` imports, on the per-call store.
+//!
+//! Every import is bounded: log lines are cut and budgeted per call, counter
+//! names are capped per plugin, key-value sizes and TTLs are capped, and the
+//! tenant is always the plugin's own (taken from the loaded plugin, never from
+//! the guest). Nothing here can trap: misuse gets a WIT-level answer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{ResourceLimiter, StoreLimits};
+
+use super::bindings::gatehouse::plugin::host::{self, KvError, Level};
+use super::bindings::gatehouse::plugin::types;
+use super::call::Properties;
+use super::kv::{KvRefused, KvStore};
+use super::runtime::CompiledPlugin;
+
+/// Longest log line; longer ones are cut (at a character boundary).
+pub const MAX_LOG_LINE: usize = 1024;
+/// Log bytes one hook call may write; later lines are dropped and counted.
+pub const LOG_BUDGET_PER_CALL: usize = 8 * 1024;
+
+/// State of one store: one hook call of one plugin.
+pub struct HostState {
+    limits: StoreLimits,
+    /// The limiter refused a memory growth (classifies a later trap as out of memory).
+    pub memory_denied: bool,
+    plugin: Arc<CompiledPlugin>,
+    config: Arc<str>,
+    props: Arc<Properties>,
+    log_budget: usize,
+}
+
+impl HostState {
+    pub fn new(
+        plugin: Arc<CompiledPlugin>,
+        config: Arc<str>,
+        props: Arc<Properties>,
+        memory_limit: usize,
+    ) -> Self {
+        HostState {
+            limits: wasmtime::StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(64)
+                .tables(64)
+                .memories(4)
+                .table_elements(100_000)
+                .build(),
+            memory_denied: false,
+            plugin,
+            config,
+            props,
+            log_budget: LOG_BUDGET_PER_CALL,
+        }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_denied = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let line = cut(&message, MAX_LOG_LINE);
+        if line.len() > self.log_budget {
+            self.plugin.metrics.log_dropped.inc();
+            self.log_budget = 0;
+            return;
+        }
+        self.log_budget -= line.len();
+        let p = &self.plugin;
+        let request_id = self.props.request_id.as_str();
+        match level {
+            Level::Debug => {
+                tracing::debug!(target: "gatehouse::plugin", tenant = %p.tenant, plugin = %p.name, request_id, "{line}")
+            }
+            Level::Info => {
+                tracing::info!(target: "gatehouse::plugin", tenant = %p.tenant, plugin = %p.name, request_id, "{line}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "gatehouse::plugin", tenant = %p.tenant, plugin = %p.name, request_id, "{line}")
+            }
+            Level::Error => {
+                tracing::error!(target: "gatehouse::plugin", tenant = %p.tenant, plugin = %p.name, request_id, "{line}")
+            }
+        }
+    }
+
+    fn config(&mut self) -> String {
+        self.config.to_string()
+    }
+
+    fn property(&mut self, name: String) -> Option<String> {
+        self.props.get(&name, &self.plugin.name)
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) {
+        if let Some(c) = self.plugin.counter(&name) {
+            c.inc_by(delta);
+        }
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        KvStore::global()
+            .get(&self.plugin.tenant, &key)
+            .map(|v| v.to_vec())
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u32) -> Result<(), KvError> {
+        KvStore::global()
+            .set(
+                &self.plugin.tenant,
+                &key,
+                &value,
+                Duration::from_millis(u64::from(ttl_ms)),
+            )
+            .map_err(|KvRefused::TooLarge| KvError::TooLarge)
+    }
+
+    fn kv_delete(&mut self, key: String) {
+        KvStore::global().delete(&self.plugin.tenant, &key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cut_respects_char_boundaries() {
+        assert_eq!(cut("abc", 10), "abc");
+        assert_eq!(cut("abc", 2), "ab");
+        assert_eq!(cut("aé", 2), "a");
+    }
+}

@@ -1,0 +1,583 @@
+//! The plugin runtime: one engine, one epoch ticker, loading and caching plugins.
+//!
+//! The engine uses wasmtime's pooling allocator with copy-on-write memory
+//! initialisation, so a fresh instance per hook call costs microseconds. It is
+//! created on first use (a config without plugins never reserves the pool's
+//! address space). Loading a plugin reads the file, checks its SHA-256 and its
+//! world and version, compiles it (or loads the compiled artifact from the
+//! private disk cache, keyed by SHA-256 and engine), and links it into an
+//! `InstancePre`. Plugins whose bytes did not change are carried over from the
+//! previous snapshot, so a reload does not recompile them.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use gatehouse_config::model::{Config, MAX_PLUGIN_MEMORY};
+use gatehouse_config::ConfigErrors;
+use prometheus::{Histogram, IntCounter, IntGauge};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::{Policy, PolicyPre};
+use super::host::HostState;
+use crate::metrics::metrics;
+
+/// Version of the `gatehouse:plugin` WIT package this proxy implements.
+pub const WIT_VERSION: &str = "0.1.0";
+/// Epoch tick: the granularity of plugin deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Largest plugin file accepted.
+pub const MAX_PLUGIN_BYTES: u64 = 32 * 1024 * 1024;
+/// Instances that can be alive at once. Hooks run synchronously on the
+/// proxy's worker threads, so this bounds concurrency far above need.
+const POOL_INSTANCES: u32 = 256;
+/// Consecutive failures that open a plugin's circuit.
+const BREAKER_TRIP_AFTER: u32 = 5;
+/// How long an open circuit skips the plugin.
+const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
+
+pub(super) struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<HostState>,
+}
+
+/// The process-wide runtime, created on first use.
+pub(super) fn runtime() -> Result<&'static Runtime, String> {
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| build_runtime().map_err(|e| format!("plugin runtime: {e:#}")))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn build_runtime() -> wasmtime::Result<Runtime> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_core_instances(POOL_INSTANCES * 8)
+        .total_memories(POOL_INSTANCES)
+        .total_tables(POOL_INSTANCES * 4)
+        .max_memories_per_component(1)
+        .max_memory_size(MAX_PLUGIN_MEMORY);
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 * 1024)
+        .memory_init_cow(true)
+        // Slots are as large as the largest memory a binding may ask for;
+        // the per-store limiter enforces each binding's own cap.
+        .memory_reservation(MAX_PLUGIN_MEMORY as u64)
+        .memory_guard_size(2 * 1024 * 1024)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config)?;
+    let mut linker = Linker::new(&engine);
+    Policy::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    // One ticker for the whole process: deadlines are counted in its ticks.
+    let ticking = engine.weak();
+    std::thread::Builder::new()
+        .name("gatehouse-plugin-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match ticking.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })?;
+    Ok(Runtime { engine, linker })
+}
+
+/// Epoch ticks for a deadline: the call is stopped between `timeout` and
+/// `timeout` + one tick after it starts.
+pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+}
+
+/// Per-plugin metric handles, resolved once at load.
+pub(super) struct PluginMetrics {
+    calls: HashMap<(&'static str, &'static str), IntCounter>,
+    durations: [Histogram; 2],
+    pub log_dropped: IntCounter,
+    circuit_open: IntGauge,
+}
+
+pub(super) const OUTCOMES: [&str; 7] = [
+    "ok",
+    "timeout",
+    "out_of_memory",
+    "trap",
+    "invalid_decision",
+    "circuit_open",
+    "unavailable",
+];
+
+impl PluginMetrics {
+    fn new(tenant: &str, plugin: &str) -> Self {
+        let m = metrics();
+        let mut calls = HashMap::new();
+        for hook in ["on_request", "on_response"] {
+            for outcome in OUTCOMES {
+                calls.insert(
+                    (hook, outcome),
+                    m.plugin_calls
+                        .with_label_values(&[tenant, plugin, hook, outcome]),
+                );
+            }
+        }
+        PluginMetrics {
+            calls,
+            durations: [
+                m.plugin_call_duration
+                    .with_label_values(&[tenant, plugin, "on_request"]),
+                m.plugin_call_duration
+                    .with_label_values(&[tenant, plugin, "on_response"]),
+            ],
+            log_dropped: m.plugin_log_dropped.with_label_values(&[tenant, plugin]),
+            circuit_open: m.plugin_circuit_open.with_label_values(&[tenant, plugin]),
+        }
+    }
+
+    pub(super) fn record(&self, hook: &'static str, outcome: &'static str, elapsed: Duration) {
+        if let Some(c) = self.calls.get(&(hook, outcome)) {
+            c.inc();
+        }
+        let i = usize::from(hook == "on_response");
+        self.durations[i].observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Milliseconds since the first call, for lock-free timestamps.
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Skips a plugin that keeps failing, for a cooldown.
+#[derive(Default)]
+pub(super) struct Breaker {
+    consecutive: AtomicU32,
+    /// `now_ms()` until which the circuit is open; 0 when closed.
+    open_until: AtomicU64,
+}
+
+impl Breaker {
+    /// Whether a call may run (closed, or the cooldown is over: a trial call).
+    pub fn allow(&self) -> bool {
+        let until = self.open_until.load(Ordering::Relaxed);
+        until == 0 || now_ms() >= until
+    }
+
+    pub fn success(&self, plugin: &CompiledPlugin) {
+        self.consecutive.store(0, Ordering::Relaxed);
+        if self.open_until.swap(0, Ordering::Relaxed) != 0 {
+            plugin.metrics.circuit_open.set(0);
+            tracing::info!(tenant = %plugin.tenant, plugin = %plugin.name, "plugin circuit closed: a call succeeded after the cooldown");
+        }
+    }
+
+    pub fn failure(&self, plugin: &CompiledPlugin, reason: &str) {
+        let half_open = self.open_until.load(Ordering::Relaxed) != 0;
+        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        if half_open || n >= BREAKER_TRIP_AFTER {
+            self.consecutive.store(0, Ordering::Relaxed);
+            self.open_until.store(
+                now_ms() + BREAKER_COOLDOWN.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+            plugin.metrics.circuit_open.set(1);
+            tracing::warn!(
+                tenant = %plugin.tenant,
+                plugin = %plugin.name,
+                consecutive_failures = n,
+                last_failure = reason,
+                cooldown_s = BREAKER_COOLDOWN.as_secs(),
+                "plugin circuit opened: its bindings answer per failure mode until the cooldown ends"
+            );
+        }
+    }
+}
+
+/// Distinct counter names one plugin may use.
+const MAX_COUNTER_NAMES: usize = 32;
+
+/// A loaded, linked plugin, shared by every snapshot that still uses its bytes.
+pub struct CompiledPlugin {
+    /// Plugin name from the config.
+    pub name: String,
+    /// Owning tenant.
+    pub tenant: Arc<str>,
+    /// SHA-256 of the component file.
+    pub sha256: [u8; 32],
+    /// `gatehouse:plugin` version the plugin was built for.
+    pub version: String,
+    pub(super) pre: PolicyPre<HostState>,
+    pub(super) breaker: Breaker,
+    pub(super) metrics: PluginMetrics,
+    counters: Mutex<HashMap<String, IntCounter>>,
+}
+
+impl std::fmt::Debug for CompiledPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPlugin")
+            .field("name", &self.name)
+            .field("tenant", &self.tenant)
+            .field("sha256", &hex(&self.sha256))
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledPlugin {
+    /// The counter `name` of this plugin, if under the per-plugin name cap.
+    pub(super) fn counter(&self, name: &str) -> Option<IntCounter> {
+        if name.is_empty() || name.len() > 64 {
+            return None;
+        }
+        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(name) {
+            return Some(c.clone());
+        }
+        if map.len() >= MAX_COUNTER_NAMES {
+            return None;
+        }
+        let c =
+            metrics()
+                .plugin_counter
+                .with_label_values(&[&*self.tenant, self.name.as_str(), name]);
+        map.insert(name.to_string(), c.clone());
+        Some(c)
+    }
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// What `gatehouse plugin inspect` reports about a component.
+#[derive(Debug)]
+pub struct Inspection {
+    /// SHA-256 of the file.
+    pub sha256: String,
+    /// File size.
+    pub size: usize,
+    /// `gatehouse:plugin` version targeted.
+    pub version: String,
+    /// Component imports.
+    pub imports: Vec<String>,
+    /// Component exports.
+    pub exports: Vec<String>,
+}
+
+/// Validates a component exactly as the proxy does when loading it.
+pub fn inspect(path: &Path) -> Result<Inspection, String> {
+    let bytes = read_plugin(path)?;
+    let rt = runtime()?;
+    let component = compile(&rt.engine, &bytes, None)?;
+    let version = check_world(&rt.engine, &component)?;
+    link(rt, &component)?;
+    let ty = component.component_type();
+    Ok(Inspection {
+        sha256: hex(&sha256(&bytes)),
+        size: bytes.len(),
+        version,
+        imports: ty.imports(&rt.engine).map(|(n, _)| n.to_string()).collect(),
+        exports: ty.exports(&rt.engine).map(|(n, _)| n.to_string()).collect(),
+    })
+}
+
+/// Loads every plugin of `config`, reusing those of `previous` whose name,
+/// tenant and bytes are unchanged. Errors carry the plugin's field path.
+pub fn load_plugins(
+    config: &Config,
+    previous: &[Arc<CompiledPlugin>],
+) -> Result<Vec<Arc<CompiledPlugin>>, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut out = Vec::with_capacity(config.plugins.len());
+    if config.plugins.is_empty() {
+        return Ok(out);
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            errors.push("plugins", e);
+            return Err(errors);
+        }
+    };
+    let cache_dir = config
+        .server
+        .plugin_cache_dir
+        .as_deref()
+        .and_then(|d| match private_dir(d) {
+            Ok(()) => Some(d),
+            Err(e) => {
+                tracing::warn!(dir = %d.display(), error = %e, "plugin cache directory not used; compiling in memory");
+                None
+            }
+        });
+    for (i, p) in config.plugins.iter().enumerate() {
+        let bytes = match read_plugin(&p.path) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(format!("plugins[{i}].path"), e);
+                continue;
+            }
+        };
+        let digest = sha256(&bytes);
+        if let Some(expected) = p.sha256 {
+            if expected != digest {
+                errors.push(
+                    format!("plugins[{i}].sha256"),
+                    format!(
+                        "{} has SHA-256 {}, the config expects {}",
+                        p.path.display(),
+                        hex(&digest),
+                        hex(&expected)
+                    ),
+                );
+                continue;
+            }
+        }
+        if let Some(prev) = previous
+            .iter()
+            .find(|c| c.sha256 == digest && c.name == p.name && *c.tenant == *p.tenant)
+        {
+            out.push(prev.clone());
+            continue;
+        }
+        let loaded = compile(&rt.engine, &bytes, cache_dir).and_then(|component| {
+            let version = check_world(&rt.engine, &component)?;
+            let pre = link(rt, &component)?;
+            Ok((version, pre))
+        });
+        match loaded {
+            Ok((version, pre)) => out.push(Arc::new(CompiledPlugin {
+                metrics: PluginMetrics::new(&p.tenant, &p.name),
+                name: p.name.clone(),
+                tenant: Arc::from(p.tenant.as_str()),
+                sha256: digest,
+                version,
+                pre,
+                breaker: Breaker::default(),
+                counters: Mutex::new(HashMap::new()),
+            })),
+            Err(e) => errors.push(
+                format!("plugins[{i}].path"),
+                format!("{}: {e}", p.path.display()),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn read_plugin(path: &Path) -> Result<Vec<u8>, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > MAX_PLUGIN_BYTES {
+        return Err(format!(
+            "{} is {} bytes; plugins are limited to {MAX_PLUGIN_BYTES}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn compile(engine: &Engine, bytes: &[u8], cache_dir: Option<&Path>) -> Result<Component, String> {
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(if wasmparser::Parser::is_core_wasm(bytes) {
+            "is a core WebAssembly module, not a component: build it with `gatehouse plugin build`"
+                .to_string()
+        } else {
+            "is not a WebAssembly component".to_string()
+        });
+    }
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"));
+    };
+    let file = dir.join(format!(
+        "{}-{}.cwasm",
+        hex(&sha256(bytes)),
+        engine_key(engine)
+    ));
+    if file.exists() {
+        match deserialize(engine, &file) {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "discarding unusable compiled plugin");
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+    }
+    let component =
+        Component::new(engine, bytes).map_err(|e| format!("does not compile: {e:#}"))?;
+    if let Err(e) = component
+        .serialize()
+        .map_err(|e| e.to_string())
+        .and_then(|artifact| write_atomic(&file, &artifact).map_err(|e| e.to_string()))
+    {
+        tracing::warn!(file = %file.display(), error = %e, "could not cache compiled plugin");
+    }
+    Ok(component)
+}
+
+/// Loads a compiled artifact from the private cache.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, file: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output.
+    // It is: the cache directory is checked to be private to this user
+    // (`private_dir`), files are written only by `compile` (temp file +
+    // rename), and the name carries the source's SHA-256 and the engine's
+    // compatibility hash; wasmtime also checks the artifact's header against
+    // this engine before using it.
+    unsafe { Component::deserialize_file(engine, file) }
+}
+
+fn engine_key(engine: &Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Creates `dir` (mode 0700) and checks that it belongs to this user and
+/// nobody else can write to it: its files are loaded as native code.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create: {e}"))?;
+    let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+    let me = std::fs::metadata("/proc/self")
+        .map_err(|e| e.to_string())?
+        .uid();
+    if meta.uid() != me {
+        return Err(format!("owned by uid {}, not this user ({me})", meta.uid()));
+    }
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by group or others (mode {:o})",
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp: PathBuf = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Checks the component is a Gatehouse plugin of a compatible version and
+/// imports nothing else; returns the version it targets.
+fn check_world(engine: &Engine, component: &Component) -> Result<String, String> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(n, _)| n).collect();
+    let Some(version) = exports
+        .iter()
+        .find_map(|n| n.strip_prefix("gatehouse:plugin/handler@"))
+    else {
+        return Err(format!(
+            "does not export gatehouse:plugin/handler, so it is not a Gatehouse plugin (exports: {})",
+            if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+        ));
+    };
+    compatible(version)?;
+    for (name, _) in ty.imports(engine) {
+        match name.split_once('@') {
+            Some((iface, v)) if iface.starts_with("gatehouse:plugin/") => compatible(v)?,
+            _ => {
+                return Err(format!(
+                    "imports {name}, which Gatehouse does not provide (a plugin may import only gatehouse:plugin/host)"
+                ))
+            }
+        }
+    }
+    Ok(version.to_string())
+}
+
+/// Semver compatibility with [`WIT_VERSION`]: same major, and for 0.x the same minor.
+fn compatible(version: &str) -> Result<(), String> {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split(['.', '-', '+']);
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    let ours = parse(WIT_VERSION).unwrap_or((0, 0));
+    let ok = match parse(version) {
+        Some((0, minor)) => ours.0 == 0 && ours.1 == minor,
+        Some((major, _)) => major == ours.0,
+        None => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "built for gatehouse:plugin@{version}, but this proxy implements gatehouse:plugin@{WIT_VERSION} \
+             (compatible: {}.{}.x); rebuild the plugin against a matching SDK",
+            ours.0, ours.1
+        ))
+    }
+}
+
+fn link(rt: &Runtime, component: &Component) -> Result<PolicyPre<HostState>, String> {
+    let pre = rt
+        .linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("cannot be linked: {e:#}"))?;
+    PolicyPre::new(pre).map_err(|e| format!("does not implement the policy world: {e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility_follows_semver() {
+        assert!(compatible("0.1.0").is_ok());
+        assert!(compatible("0.1.7").is_ok());
+        let err = compatible("0.2.0").unwrap_err();
+        assert!(err.contains("gatehouse:plugin@0.2.0"), "{err}");
+        assert!(compatible("1.0.0").is_err());
+        assert!(compatible("garbage").is_err());
+    }
+
+    #[test]
+    fn deadline_is_rounded_up_plus_one_tick() {
+        assert_eq!(deadline_ticks(Duration::from_millis(5)), 6);
+        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 3);
+        assert_eq!(deadline_ticks(Duration::from_micros(1)), 2);
+    }
+
+    #[test]
+    fn non_components_are_rejected_with_a_reason() {
+        let rt = runtime().unwrap();
+        let err = compile(&rt.engine, b"\0asm\x01\0\0\0", None).unwrap_err();
+        assert!(err.contains("core WebAssembly module"), "{err}");
+        let err = compile(&rt.engine, b"not wasm at all", None).unwrap_err();
+        assert!(err.contains("not a WebAssembly component"), "{err}");
+    }
+}
