@@ -1,11 +1,29 @@
 #!/usr/bin/env bash
 # Installs the system packages Gatehouse needs to build and test, if missing.
 # Safe to run repeatedly; used by quickstart.sh, test.sh, benches/load/run.sh and CI.
-# Extra requirements may be passed as COMMAND=PACKAGE, e.g. `setup.sh wrk=wrk`.
+# Extra requirements may be passed as COMMAND=PACKAGE, e.g. `setup.sh wrk=wrk`;
+# `--wasm` adds a toolchain that can build WebAssembly plugins.
 set -euo pipefail
 
 need=()
-for req in cmake=cmake cc=build-essential curl=curl "$@"; do
+reqs=()
+for arg in "$@"; do
+  case "$arg" in
+    # --wasm: a toolchain that builds plugins for wasm32-unknown-unknown. rustup's
+    # target when installed; otherwise Debian's Rust with std sources and wasm-ld
+    # (rustup cannot download targets on machines without the Rust servers).
+    --wasm)
+      if ! (command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown); then
+        [ -x /usr/bin/rustc ] || need+=(rustc-web)
+        [ -x /usr/bin/cargo ] || need+=(cargo-web)
+        [ -d /usr/lib/rustlib/src/rust/library ] || need+=(rust-web-src)
+        command -v wasm-ld-19 >/dev/null 2>&1 || need+=(lld-19)
+      fi
+      ;;
+    *) reqs+=("$arg") ;;
+  esac
+done
+for req in cmake=cmake cc=build-essential curl=curl ${reqs[@]+"${reqs[@]}"}; do
   cmd=${req%%=*}
   pkg=${req#*=}
   # cmake: Pingora's zlib-ng build. Daemons such as nginx live in /usr/sbin.

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: formatting, lints, unit and
-# end-to-end tests (which start real gatehouse processes and upstream servers).
+# end-to-end tests (which start real gatehouse processes and upstream servers
+# and build the plugins in plugins/ to WebAssembly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh --wasm
 cargo fmt --all -- --check
+cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The plugin SDK and plugins, linted for the host (they build for wasm32 in the tests).
+cargo clippy --manifest-path plugins/Cargo.toml --workspace --locked -- -D warnings
+# The end-to-end tests build the example and hostile plugins from source.
 cargo test --workspace --locked

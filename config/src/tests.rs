@@ -253,3 +253,80 @@ domains:
     ];
     assert_exactly(&errs, &expected);
 }
+
+#[test]
+fn plugin_bindings_resolve_with_defaults() {
+    let cfg = load(
+        r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme }]
+plugins:
+  - { name: auth, tenant: acme, path: plugins/auth.wasm, sha256: "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF" }
+domains:
+  - hosts: [example.com]
+    tenant: acme
+    plugins: [{ plugin: auth, config: { keys: [a, b] } }]
+    routes:
+      - path: /
+        respond: { status: 200 }
+        plugins: [{ plugin: auth, timeout: 20ms, memory_limit_mb: 32, failure_mode: open, failure_status: 429 }]
+"#,
+    )
+    .unwrap();
+    let p = &cfg.plugins[0];
+    assert_eq!(p.path, Path::new("./plugins/auth.wasm"));
+    assert_eq!(p.sha256.unwrap()[31], 0xff);
+    let d = &cfg.domains[0].plugins[0];
+    assert_eq!(d.plugin, 0);
+    assert_eq!(&*d.config, r#"{"keys":["a","b"]}"#);
+    assert_eq!(d.timeout, crate::model::DEFAULT_PLUGIN_TIMEOUT);
+    assert_eq!(d.memory_limit, crate::model::DEFAULT_PLUGIN_MEMORY);
+    assert_eq!(d.failure_mode, crate::model::FailureMode::Closed);
+    let r = &cfg.domains[0].routes[0].plugins[0];
+    assert_eq!(&*r.config, "{}");
+    assert_eq!(r.timeout, std::time::Duration::from_millis(20));
+    assert_eq!(r.memory_limit, 32 << 20);
+    assert_eq!(r.failure_mode, crate::model::FailureMode::Open);
+    assert_eq!(r.failure_status.unwrap().as_u16(), 429);
+}
+
+#[test]
+fn plugin_errors_have_paths_and_tenants_stay_apart() {
+    let errs = messages(
+        &load(
+            r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme }, { name: beta }]
+plugins:
+  - { name: auth, tenant: acme, path: a.wasm, sha256: "abc" }
+  - { name: auth, tenant: nobody, path: "" }
+  - { name: beta-only, tenant: beta, path: b.wasm }
+domains:
+  - hosts: [example.com]
+    tenant: acme
+    plugins:
+      - { plugin: beta-only }
+      - { plugin: missing }
+      - { plugin: auth, timeout: 0s, memory_limit_mb: 65, failure_status: 302 }
+      - { plugin: auth, timeout: 101ms }
+    routes: [{ path: /, respond: { status: 200 } }]
+"#,
+        )
+        .unwrap_err(),
+    );
+    assert_exactly(
+        &errs,
+        &[
+            "plugins[0].sha256",
+            "plugins[1].name: duplicate name",
+            "plugins[1].tenant: unknown tenant",
+            "plugins[1].path",
+            "domains[0].plugins[0].plugin: plugin \"beta-only\" belongs to another tenant",
+            "domains[0].plugins[1].plugin: unknown plugin",
+            "domains[0].plugins[2].timeout",
+            "domains[0].plugins[2].memory_limit_mb",
+            "domains[0].plugins[2].failure_status",
+            "domains[0].plugins[3].timeout",
+        ],
+    );
+}

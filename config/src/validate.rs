@@ -280,8 +280,11 @@ impl Validator<'_> {
                     format!("invalid name {name:?}: use 1-63 characters of a-z, 0-9, '-' and '_'"),
                 );
             }
-            if index.insert(name.to_string(), i).is_some() {
+            // The first definition wins; later ones are the errors.
+            if index.contains_key(name) {
                 self.err(&path, format!("duplicate name {name:?}"));
+            } else {
+                index.insert(name.to_string(), i);
             }
         }
         index

@@ -79,7 +79,7 @@ macro_rules! export_plugin {
                     .into_wit()
                 }
             }
-            $crate::bindings::__export_policy!(GatehouseExport with_types_in $crate::bindings);
+    $crate::bindings::__export_policy!(GatehouseExport with_types_in $crate::bindings);
         };
     };
 }

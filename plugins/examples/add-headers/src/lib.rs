@@ -4,8 +4,10 @@
 //! Config: `{"request": {"x-name": "value"}, "response": {"x-name": "value"}}`.
 //! Build: `gatehouse plugin build plugins/examples/add-headers -o add-headers.wasm`.
 
+use gatehouse_plugin_sdk::{
+    config, export_plugin, Plugin, Request, RequestDecision, Response, ResponseDecision,
+};
 use std::collections::BTreeMap;
-use gatehouse_plugin_sdk::{config, export_plugin, Plugin, Request, RequestDecision, Response, ResponseDecision};
 
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]

@@ -15,7 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use gatehouse_plugin_sdk::{config, counter_add, export_plugin, property, Plugin, Request, RequestDecision, Respond};
+use gatehouse_plugin_sdk::{
+    config, counter_add, export_plugin, property, Plugin, Request, RequestDecision, Respond,
+};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -33,7 +35,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -73,17 +75,22 @@ impl Plugin for ApiKeyAuth {
         let cfg: Config = match config::parse() {
             Ok(c) => c,
             // A broken config must not open the door.
-            Err(_) => return RequestDecision::respond(Respond::json_error(500, "auth_misconfigured")),
+            Err(_) => {
+                return RequestDecision::respond(Respond::json_error(500, "auth_misconfigured"))
+            }
         };
-        let bearer = req
-            .header_str("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        let bearer = req.header_str("authorization").and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
         let subject = match (req.header_str("x-api-key"), bearer) {
             (None, None) => {
                 counter_add("missing", 1);
                 return RequestDecision::respond(
-                    Respond::json_error(401, "credentials_required")
-                        .header("www-authenticate", "Bearer realm=\"gatehouse\", ApiKey header=\"x-api-key\""),
+                    Respond::json_error(401, "credentials_required").header(
+                        "www-authenticate",
+                        "Bearer realm=\"gatehouse\", ApiKey header=\"x-api-key\"",
+                    ),
                 );
             }
             (Some(key), _) => check_key(&cfg, key),

@@ -10,7 +10,9 @@
 //! Config: `{"pool": "api-canary", "percent": 10, "header": "x-canary", "cookie": "canary"}`.
 //! Build: `gatehouse plugin build plugins/examples/canary -o canary.wasm`.
 
-use gatehouse_plugin_sdk::{config, export_plugin, Plugin, Request, RequestDecision, Response, ResponseDecision};
+use gatehouse_plugin_sdk::{
+    config, export_plugin, Plugin, Request, RequestDecision, Response, ResponseDecision,
+};
 
 #[derive(serde::Deserialize)]
 struct Config {
@@ -25,9 +27,9 @@ struct Config {
 
 /// FNV-1a: stable across processes and versions (unlike std's hasher).
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes
-        .iter()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 fn opt(v: Option<&str>) -> Option<bool> {
@@ -55,7 +57,9 @@ impl Plugin for Canary {
             return RequestDecision::proceed();
         };
         if wants_canary(&cfg, req) {
-            RequestDecision::proceed().pool(cfg.pool).set_header("x-canary", "1")
+            RequestDecision::proceed()
+                .pool(cfg.pool)
+                .set_header("x-canary", "1")
         } else {
             RequestDecision::proceed().remove_header("x-canary")
         }

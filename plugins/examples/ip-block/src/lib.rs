@@ -10,7 +10,9 @@
 
 use std::net::IpAddr;
 
-use gatehouse_plugin_sdk::{config, counter_add, export_plugin, log, Plugin, Request, RequestDecision, Respond};
+use gatehouse_plugin_sdk::{
+    config, counter_add, export_plugin, log, Plugin, Request, RequestDecision, Respond,
+};
 use ipnet::IpNet;
 
 #[derive(serde::Deserialize, Default)]
@@ -25,7 +27,9 @@ struct Config {
 
 /// Parses `10.0.0.0/8` or a bare address (a /32 or /128).
 fn net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 fn contains(list: &[String], ip: IpAddr) -> bool {
@@ -38,13 +42,16 @@ impl Plugin for IpBlock {
     fn on_request(req: &Request) -> RequestDecision {
         let cfg: Config = match config::parse() {
             Ok(c) => c,
-            Err(_) => return RequestDecision::respond(Respond::json_error(500, "ip_block_misconfigured")),
+            Err(_) => {
+                return RequestDecision::respond(Respond::json_error(500, "ip_block_misconfigured"))
+            }
         };
         let status = cfg.status.unwrap_or(403);
         let Ok(ip) = req.client_ip().parse::<IpAddr>() else {
             return RequestDecision::respond(Respond::json_error(status, "forbidden"));
         };
-        let denied = contains(&cfg.deny, ip) || (!cfg.allow.is_empty() && !contains(&cfg.allow, ip));
+        let denied =
+            contains(&cfg.deny, ip) || (!cfg.allow.is_empty() && !contains(&cfg.allow, ip));
         let country = cfg
             .country_header
             .as_deref()
@@ -55,7 +62,10 @@ impl Plugin for IpBlock {
             .is_some_and(|c| cfg.deny_countries.iter().any(|d| d.eq_ignore_ascii_case(c)));
         if denied || country_denied {
             counter_add("blocked", 1);
-            log::info(&format!("blocked {ip} (country {})", country.as_deref().unwrap_or("-")));
+            log::info(&format!(
+                "blocked {ip} (country {})",
+                country.as_deref().unwrap_or("-")
+            ));
             return RequestDecision::respond(Respond::json_error(status, "forbidden"));
         }
         RequestDecision::proceed()

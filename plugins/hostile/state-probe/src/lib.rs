@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use gatehouse_plugin_sdk::{export_plugin, kv, Plugin, Request, RequestDecision, Response, ResponseDecision};
+use gatehouse_plugin_sdk::{
+    export_plugin, kv, Plugin, Request, RequestDecision, Response, ResponseDecision,
+};
 
 static CALLS: AtomicU32 = AtomicU32::new(0);
 
@@ -26,7 +28,9 @@ impl Plugin for Probe {
 
     fn on_response(_req: &Request, _resp: &Response) -> ResponseDecision {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-        let hits = kv::get("hits").map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+        let hits = kv::get("hits")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
         ResponseDecision::proceed()
             .set_header("x-probe-global-calls", calls.to_string())
             .set_header("x-probe-kv-hits", hits)
