@@ -1,7 +1,9 @@
 //! Criterion micro-benchmarks of the data plane's per-request and per-reload costs:
 //! host+path route lookup and SNI certificate resolution with 10, 10,000 and
 //! 100,000 domains (exact and wildcard), and a full config snapshot build +
-//! swap for 10,000 domains with 10,000 certificates (the hot-reload path).
+//! swap for 10,000 domains with 10,000 certificates (the hot-reload path), and
+//! the per-request cost of a WebAssembly plugin (fresh instance + `on-request`
+//! + `on-response` of `plugins/examples/add-headers`, built at bench start).
 //!
 //! Run: `cargo bench --bench micro` (add `-- --quick` for a fast pass).
 
@@ -166,10 +168,111 @@ fn snapshot_build_and_swap(c: &mut Criterion) {
     group.finish();
 }
 
+/// Builds `plugins/examples/add-headers` with `gatehouse plugin build`.
+fn add_headers_plugin() -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = root.join("target/bench-plugins/add-headers.wasm");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugin", "build"])
+        .arg(root.join("plugins/examples/add-headers"))
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("running gatehouse plugin build");
+    assert!(status.success(), "building the add-headers plugin failed");
+    out
+}
+
+fn plugin_call(c: &mut Criterion) {
+    use gatehouse_proxy::plugin::{
+        load_plugins, Header, PluginCall, Properties, RequestHead, ResponseHead,
+    };
+    let wasm = add_headers_plugin();
+    let yaml = format!(
+        r#"
+listeners: {{ http: "127.0.0.1:0" }}
+tenants: [{{ name: acme }}]
+plugins: [{{ name: add-headers, tenant: acme, path: "{}" }}]
+domains:
+  - hosts: [example.com]
+    tenant: acme
+    plugins: [{{ plugin: add-headers, config: {{ request: {{ x-a: "1", x-b: "2" }}, response: {{ x-c: "3" }} }} }}]
+    routes: [{{ path: /, respond: {{ status: 200 }} }}]
+"#,
+        wasm.display()
+    );
+    let cfg = gatehouse_config::load_str(&yaml, Path::new(".")).unwrap();
+    let plugins = load_plugins(&cfg, &[]).unwrap();
+    let binding = cfg.domains[0].plugins[0].clone();
+    let props = Arc::new(Properties {
+        request_id: "0123456789abcdef0123456789abcdef".into(),
+        client_ip: "203.0.113.7".into(),
+        http_version: "HTTP/1.1",
+        domain: Arc::from("example.com"),
+        route: "/".into(),
+        tenant: Arc::from("acme"),
+        ..Properties::default()
+    });
+    let header = |n: &str, v: &str| Header {
+        name: n.into(),
+        value: v.as_bytes().to_vec(),
+    };
+    let head = RequestHead {
+        method: "GET".into(),
+        scheme: "https".into(),
+        authority: "example.com".into(),
+        path: "/products?page=2".into(),
+        headers: vec![
+            header("host", "example.com"),
+            header(
+                "user-agent",
+                "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0",
+            ),
+            header("accept", "text/html,application/xhtml+xml"),
+            header("accept-language", "en-GB,en;q=0.5"),
+            header("cookie", "session=abcdef0123456789"),
+        ],
+        client_ip: "203.0.113.7".into(),
+        tls_sni: Some("example.com".into()),
+        tenant: "acme".into(),
+        route: "/".into(),
+        pool: None,
+        request_id: "0123456789abcdef0123456789abcdef".into(),
+    };
+    let response = ResponseHead {
+        status: 200,
+        headers: vec![
+            header("content-type", "text/html"),
+            header("content-length", "1234"),
+        ],
+    };
+    let call = PluginCall {
+        plugin: &plugins[0],
+        binding: &binding,
+        props: &props,
+    };
+    let no_pools = |_: &str| None;
+    let mut group = c.benchmark_group("plugin");
+    group.bench_function("add_headers_request_and_response", |b| {
+        b.iter(|| {
+            let req = call.on_request(black_box(&head), &no_pools).unwrap();
+            let resp = call
+                .on_response(black_box(&head), black_box(&response))
+                .unwrap();
+            black_box((req, resp))
+        })
+    });
+    group.bench_function("add_headers_request_only", |b| {
+        b.iter(|| black_box(call.on_request(black_box(&head), &no_pools).unwrap()))
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     route_lookup,
     sni_resolution,
-    snapshot_build_and_swap
+    snapshot_build_and_swap,
+    plugin_call
 );
 criterion_main!(benches);
