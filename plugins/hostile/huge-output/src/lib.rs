@@ -1,4 +1,4 @@
-//! Hostile test plugin: answers with an 8 MiB body, or (on `/headers`) with
+//! Hostile test plugin: answers with a 2 MiB body, or (on `/headers`) with
 //! thousands of header edits. Both exceed the proxy's decision limits.
 
 use gatehouse_plugin_sdk::{export_plugin, Plugin, Request, RequestDecision, Respond};
@@ -14,7 +14,7 @@ impl Plugin for Huge {
             }
             return d;
         }
-        RequestDecision::respond(Respond::new(200).body(vec![b'x'; 8 << 20]))
+        RequestDecision::respond(Respond::new(200).body(vec![b'x'; 2 << 20]))
     }
 }
 
