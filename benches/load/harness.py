@@ -42,9 +42,13 @@ SCENARIOS = {
     "tls-keepalive": ("base", "https", "/small", []),
     "tls-new-conn": ("base", "https", "/small", ["-H", "Connection: close"]),
     "domains-10k": ("many", "http", "/small", ["-s", "SPREAD_LUA"]),
+    # One WASM plugin (plugins/examples/add-headers) adding a request and a
+    # response header; nginx adds the same headers natively.
+    "plugin": ("plugin", "http", "/small", []),
 }
-# Slots later issues fill (plugin, waf, ratelimit, cache-hit): listed, not run.
-PENDING = ["plugin", "waf", "ratelimit", "cache-hit"]
+# Slots later issues fill (waf, ratelimit, cache-hit): listed, not run.
+PENDING = ["waf", "ratelimit", "cache-hit"]
+PLUGIN_WASM = os.path.join(ROOT, "target", "bench-plugins", "add-headers.wasm")
 
 
 def free_port():
@@ -140,9 +144,12 @@ class Server:
 
 # ---------------------------------------------------------------- configs
 
-def nginx_conf(work, name, http_port, https_port, origin_port, certs, domains, log_access):
+def nginx_conf(work, name, http_port, https_port, origin_port, certs, domains, log_access, plugin=False):
     """An nginx reverse proxy equivalent to the Gatehouse config below."""
     access = f"access_log {work}/{name}-access.log;" if log_access else "access_log off;"
+    # What the add-headers plugin does in the `plugin` profile, done natively.
+    plugin_headers = ("proxy_set_header X-Bench-Plugin 1;\n            add_header X-Bench-Plugin 1;"
+                      if plugin else "")
     proxy = f"""
         location / {{
             proxy_pass http://origin;
@@ -154,6 +161,7 @@ def nginx_conf(work, name, http_port, https_port, origin_port, certs, domains, l
             proxy_set_header X-Forwarded-Host $http_host;
             proxy_set_header X-Request-Id $request_id;
             add_header X-Request-Id $request_id always;
+            {plugin_headers}
         }}"""
     servers = [f"""
     server {{
@@ -204,7 +212,7 @@ http {{
 """
 
 
-def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, domains):
+def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, domains, plugin=False):
     lines = [
         "listeners:",
         f'  http: "127.0.0.1:{http_port}"',
@@ -222,8 +230,14 @@ def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, dom
     ]
     for i in range(domains):
         lines.append(f"  - {{ name: d{i}, cert_path: {certs}/d{i}.crt, key_path: {certs}/d{i}.key }}")
+    bind = ""
+    if plugin:
+        lines.append(f'plugins: [{{ name: add-headers, tenant: bench, path: "{PLUGIN_WASM}" }}]')
+        bind = (", plugins: [{ plugin: add-headers, config: "
+                "{ request: { x-bench-plugin: '1' }, response: { x-bench-plugin: '1' } } }]")
     lines.append("domains:")
-    lines.append("  - { hosts: [bench.test], tenant: bench, certificate: bench, routes: [{ path: /, pool: origin }] }")
+    lines.append("  - { hosts: [bench.test], tenant: bench, certificate: bench, routes: [{ path: /, pool: origin }]"
+                 + bind + " }")
     for i in range(domains):
         lines.append(
             f"  - {{ hosts: [d{i}.bench.test], tenant: bench, certificate: d{i}, routes: [{{ path: /, pool: origin }}] }}"
@@ -404,7 +418,10 @@ def main():
 
     results, memory, reload_check = {}, None, None
     try:
-        for profile in ("base", "many"):
+        if "plugin" in wanted:
+            subprocess.run([GATEHOUSE, "plugin", "build", os.path.join(ROOT, "plugins", "examples", "add-headers"),
+                            "-o", PLUGIN_WASM], check=True, stdout=subprocess.DEVNULL)
+        for profile in ("base", "many", "plugin"):
             scen = [s for s in wanted if s in SCENARIOS and SCENARIOS[s][0] == profile]
             if not scen:
                 continue
@@ -437,28 +454,34 @@ def main():
 
 def start_proxies(work, profile, origin_port, certs, domains, access_log):
     servers = {}
+    plugin = profile == "plugin"
     for name in ("nginx", "control"):
         http_port, https_port = free_port(), free_port()
         conf = os.path.join(work, f"{name}-{profile}.conf")
         with open(conf, "w") as f:
-            f.write(nginx_conf(work, f"{name}-{profile}", http_port, https_port, origin_port, certs, domains, access_log))
+            f.write(nginx_conf(work, f"{name}-{profile}", http_port, https_port, origin_port, certs, domains,
+                               access_log, plugin))
         srv = Server(name, [NGINX, "-c", conf, "-p", work], [http_port, https_port], os.path.join(work, f"{name}-{profile}.out"))
         srv.http, srv.https = http_port, https_port
         servers[name] = srv
-    http_port, https_port, internal = free_port(), free_port(), free_port()
-    conf = os.path.join(work, f"gatehouse-{profile}.yaml")
-    with open(conf, "w") as f:
-        f.write(gatehouse_conf(http_port, https_port, internal, origin_port, certs, domains))
-    env_log = "info" if access_log else "warn"
-    srv = Server(
-        "gatehouse",
-        ["env", f"GATEHOUSE_LOG={env_log}", GATEHOUSE, "run", "--config", conf],
-        [http_port, https_port],
-        os.path.join(work, f"gatehouse-{profile}.out"),
-    )
-    # `env` execs gatehouse in place, so the pid is gatehouse's own.
-    srv.http, srv.https, srv.internal = http_port, https_port, internal
-    servers["gatehouse"] = srv
+    # The plugin profile also runs Gatehouse without the plugin, for the
+    # plugin's own cost (`PLUGIN` line): same rounds, same rotation.
+    variants = [("gatehouse", plugin)] + ([("gatehouse-noplugin", False)] if plugin else [])
+    for name, with_plugin in variants:
+        http_port, https_port, internal = free_port(), free_port(), free_port()
+        conf = os.path.join(work, f"{name}-{profile}.yaml")
+        with open(conf, "w") as f:
+            f.write(gatehouse_conf(http_port, https_port, internal, origin_port, certs, domains, with_plugin))
+        env_log = "info" if access_log else "warn"
+        srv = Server(
+            name,
+            ["env", f"GATEHOUSE_LOG={env_log}", GATEHOUSE, "run", "--config", conf],
+            [http_port, https_port],
+            os.path.join(work, f"{name}-{profile}.out"),
+        )
+        # `env` execs gatehouse in place, so the pid is gatehouse's own.
+        srv.http, srv.https, srv.internal = http_port, https_port, internal
+        servers[name] = srv
     # Started together, waited for together: nginx takes ~9 s to load 10,000 certificates.
     for s in servers.values():
         s.wait_ready()
@@ -488,8 +511,13 @@ def run_scenario(name, servers, origin_port, rounds, duration, warmup, connectio
         for n in order[r % len(order):] + order[: r % len(order)]:
             runs[n].append(measure(servers[n], url_for(servers[n], scheme, path), duration, connections, extra, host))
         g, x, c = runs["gatehouse"][-1], runs["nginx"][-1], runs["control"][-1]
+        extra_col = ""
+        if "gatehouse-noplugin" in runs:
+            b = runs["gatehouse-noplugin"][-1]
+            extra_col = f" | gatehouse without plugin {b['rps']:8.0f} req/s"
         print(f"round {r + 1:2d}: gatehouse {g['rps']:8.0f} req/s {g['cpu_us']:6.1f} us/req | "
-              f"nginx {x['rps']:8.0f} req/s {x['cpu_us']:6.1f} us/req | control {c['rps']:8.0f} req/s", flush=True)
+              f"nginx {x['rps']:8.0f} req/s {x['cpu_us']:6.1f} us/req | control {c['rps']:8.0f} req/s{extra_col}",
+              flush=True)
     ratios = [g["rps"] / x["rps"] for g, x in zip(runs["gatehouse"], runs["nginx"]) if x["rps"]]
     cpu_ratios = [g["cpu_us"] / x["cpu_us"] for g, x in zip(runs["gatehouse"], runs["nginx"]) if x["cpu_us"]]
     control = [c["rps"] / x["rps"] for c, x in zip(runs["control"], runs["nginx"]) if x["rps"]]
@@ -502,6 +530,11 @@ def run_scenario(name, servers, origin_port, rounds, duration, warmup, connectio
         "ceiling": ceiling,
         "rss_after": {n: rss_kb(s.proc.pid) for n, s in servers.items()},
     }
+    if "gatehouse-noplugin" in runs:
+        base = runs["gatehouse-noplugin"]
+        summary["plugin_ratio"] = med([g["rps"] / b["rps"] for g, b in zip(runs["gatehouse"], base) if b["rps"]])
+        summary["plugin_cpu_ratio"] = med([g["cpu_us"] / b["cpu_us"] for g, b in zip(runs["gatehouse"], base)
+                                           if b["cpu_us"]])
     for n in servers:
         summary[n] = {
             "rps": med([x["rps"] for x in runs[n]]),
@@ -548,6 +581,12 @@ def report(results, memory, reload_check, wanted):
         print(f"RELOAD domains={MANY_DOMAINS} certificates={MANY_DOMAINS} reloads={r['reloads']} "
               f"max_reload_ms={r['max_reload_ms']:.0f} requests={r['requests']} failures={r['failures']} "
               f"(each: {', '.join(f'{d:.0f} ms' for d in r['durations'])})")
+    for name, s in results.items():
+        if "plugin_ratio" in s:
+            b = s["gatehouse-noplugin"]
+            print(f"PLUGIN scenario={name} throughput_ratio={s['plugin_ratio']:.2f} "
+                  f"cpu_ratio={s['plugin_cpu_ratio']:.2f} with_plugin_rps={s['gatehouse']['rps']:.0f} "
+                  f"without_plugin_rps={b['rps']:.0f} (Gatehouse with the add-headers plugin / without)")
     for name in wanted:
         if name in PENDING:
             print(f"# scenario {name}: not yet available (filled by a later issue)")

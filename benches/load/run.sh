@@ -5,6 +5,6 @@
 # Extra flags go to harness.py (--rounds N, --duration S, --connections C, --scenarios a,b).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-./scripts/setup.sh nginx=nginx-light wrk=wrk python3=python3
+./scripts/setup.sh --wasm nginx=nginx-light wrk=wrk python3=python3
 cargo build --release --bin gatehouse --example bench-fixtures
 exec python3 benches/load/harness.py "$@"

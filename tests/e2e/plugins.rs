@@ -702,3 +702,41 @@ domains:
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("plugins[0].path"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_guide_example_works_as_documented() {
+    let up = Upstream::start("web");
+    let wasm = plugin("examples/hello");
+    let proxy = Proxy::start(&format!(
+        r#"{PLUGIN_LISTENERS}
+tenants: [{{ name: acme }}]
+pools: [{{ name: api, tenant: acme, targets: [{{ addr: "{}" }}] }}]
+plugins: [{{ name: hello, tenant: acme, path: "{}" }}]
+domains:
+  - hosts: [api.example.com]
+    tenant: acme
+    plugins: [{{ plugin: hello, timeout: 100ms, config: {{ required_header: x-api-client }} }}]
+    routes: [{{ path: /, pool: api }}]
+"#,
+        up.addr,
+        wasm.display()
+    ))
+    .await;
+    let c = proxy.client(&["api.example.com"]);
+    let url = proxy.url("api.example.com", "/");
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 403);
+    for seen in ["1", "2"] {
+        let r = c
+            .get(&url)
+            .header("x-api-client", "ci")
+            .header("x-internal-debug", "secret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body = json(r).await;
+        assert_eq!(body["headers"]["x-hello"], "acme");
+        assert_eq!(body["headers"]["x-hello-seen"], seen);
+        assert!(body["headers"].get("x-internal-debug").is_none());
+    }
+}
