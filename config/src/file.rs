@@ -461,7 +461,8 @@ pub struct PluginBinding {
     /// Configuration handed to the plugin as JSON (any YAML value; default `{}`).
     #[serde(default)]
     pub config: Option<serde_json::Value>,
-    /// CPU deadline per hook call (default 5ms, at most 100ms).
+    /// CPU time a hook call may use (default 5ms, at most 100ms); checked every
+    /// 1 ms, with a wall-clock cap of 4× (at least +50ms) for a starved call.
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
     /// Linear memory cap per instance in MiB (default 16, at most 64).

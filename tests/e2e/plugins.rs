@@ -3,7 +3,7 @@
 //!
 //! Plugins are built from `plugins/` at test time with `gatehouse plugin build`.
 //! Functional tests give bindings a 100 ms deadline instead of the default
-//! 5 ms: the deadline is wall-clock time, and the suite runs many proxies at
+//! 5 ms: unoptimised test builds are slow, and the suite runs many proxies at
 //! once on two cores.
 
 use std::time::{Duration, Instant};

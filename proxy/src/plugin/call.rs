@@ -1,16 +1,16 @@
 //! Running one hook of one plugin binding: a fresh instance, limits, a typed outcome.
 //!
 //! The call is synchronous on the worker thread: epoch interruption stops it
-//! at its deadline, the store's limiter caps its memory, and the pooling
+//! once it has used its deadline in CPU time (see `cpu_deadline`), the store's limiter caps its memory, and the pooling
 //! allocator makes the fresh instance cheap. Whatever happens inside, the
 //! caller gets either the guest's decision or a [`Failure`] saying whose fault
 //! it was and what status a fail-closed binding answers with.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gatehouse_config::model::PluginBinding;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::gatehouse::plugin::types::{
     RequestDecision, RequestHead, ResponseDecision, ResponseHead,
@@ -225,6 +225,7 @@ impl PluginCall<'_> {
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         store.set_epoch_deadline(deadline_ticks(self.binding.timeout));
+        store.epoch_deadline_callback(cpu_deadline(self.binding.timeout));
         let result = match self.plugin.pre.instantiate(&mut store) {
             Ok(policy) => f(&mut store, &policy),
             Err(e) => {
@@ -245,6 +246,35 @@ impl PluginCall<'_> {
             .failure_status
             .map(|s| s.as_u16())
             .unwrap_or_else(|| failure.default_status())
+    }
+}
+
+/// CPU time this thread has used.
+fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+/// The deadline is CPU time, not wall time: when the epoch deadline passes,
+/// the call is stopped only if this thread spent `timeout` of CPU in it.
+/// Otherwise the thread was preempted (a busy machine), and the call gets
+/// another tick. A wall-clock cap keeps a starved call from lingering.
+fn cpu_deadline(
+    timeout: Duration,
+) -> impl FnMut(wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline>
+       + Send
+       + Sync
+       + 'static {
+    let cpu_start = thread_cpu_time();
+    let wall_cap = Instant::now() + (timeout * 4).max(timeout + Duration::from_millis(50));
+    move |_| {
+        let used = thread_cpu_time().saturating_sub(cpu_start);
+        if used >= timeout || Instant::now() >= wall_cap {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
     }
 }
 
