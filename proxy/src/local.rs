@@ -33,6 +33,16 @@ pub enum LocalBody {
     File(tokio::fs::File, u64),
 }
 
+impl LocalBody {
+    fn from_bytes(body: Bytes) -> Self {
+        if body.is_empty() {
+            LocalBody::Empty
+        } else {
+            LocalBody::Bytes(body)
+        }
+    }
+}
+
 impl LocalResponse {
     /// A response with an in-memory body and content type.
     pub fn with_body(status: StatusCode, content_type: &str, body: Bytes) -> Self {
@@ -41,11 +51,7 @@ impl LocalResponse {
         let _ = head.insert_header(header::CONTENT_LENGTH, body.len());
         LocalResponse {
             head,
-            body: if body.is_empty() {
-                LocalBody::Empty
-            } else {
-                LocalBody::Bytes(body)
-            },
+            body: LocalBody::from_bytes(body),
         }
     }
 
@@ -69,11 +75,7 @@ impl LocalResponse {
         let _ = head.insert_header(header::CONTENT_LENGTH, body.len());
         LocalResponse {
             head,
-            body: if body.is_empty() {
-                LocalBody::Empty
-            } else {
-                LocalBody::Bytes(body)
-            },
+            body: LocalBody::from_bytes(body),
         }
     }
 

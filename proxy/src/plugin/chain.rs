@@ -164,29 +164,30 @@ pub fn run_response(
     Ok(())
 }
 
+/// Applies one checked edit to a Pingora request or response head (the two
+/// types share these methods but no trait). Names and values were checked in
+/// `decision`, so the inserts cannot fail.
+macro_rules! apply_edit {
+    ($head:expr, $edit:expr) => {{
+        let _ = match $edit {
+            HeaderEdit::Set(n, v) => $head.insert_header(n.clone(), v.clone()),
+            HeaderEdit::Append(n, v) => $head.append_header(n.clone(), v.clone()).map(|_| ()),
+            HeaderEdit::Remove(n) => {
+                $head.remove_header(n);
+                Ok(())
+            }
+        };
+    }};
+}
+
 fn apply_response_edit(response: &mut ResponseHeader, edit: &HeaderEdit) {
-    // Names and values were checked in `decision`; these cannot fail.
-    let _ = match edit {
-        HeaderEdit::Set(n, v) => response.insert_header(n.clone(), v.clone()),
-        HeaderEdit::Append(n, v) => response.append_header(n.clone(), v.clone()).map(|_| ()),
-        HeaderEdit::Remove(n) => {
-            response.remove_header(n);
-            Ok(())
-        }
-    };
+    apply_edit!(response, edit);
 }
 
 /// Applies accumulated request edits to the upstream request.
 pub fn apply_request_edits(upstream: &mut RequestHeader, edits: &RequestEdits) {
     for edit in &edits.headers {
-        let _ = match edit {
-            HeaderEdit::Set(n, v) => upstream.insert_header(n.clone(), v.clone()),
-            HeaderEdit::Append(n, v) => upstream.append_header(n.clone(), v.clone()).map(|_| ()),
-            HeaderEdit::Remove(n) => {
-                upstream.remove_header(n);
-                Ok(())
-            }
-        };
+        apply_edit!(upstream, edit);
     }
     if let Some(p) = &edits.path {
         if let Ok(uri) = http::Uri::try_from(p.as_str()) {
