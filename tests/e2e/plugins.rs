@@ -740,3 +740,47 @@ domains:
         assert!(body["headers"].get("x-internal-debug").is_none());
     }
 }
+
+#[tokio::test]
+async fn ip_block_refuses_listed_networks_and_countries() {
+    let up = Upstream::start("web");
+    let wasm = plugin("examples/ip-block");
+    let proxy = Proxy::start(&format!(
+        r#"{PLUGIN_LISTENERS}
+tenants: [{{ name: acme }}]
+pools: [{{ name: web, tenant: acme, targets: [{{ addr: "{}" }}] }}]
+plugins: [{{ name: ip-block, tenant: acme, path: "{}" }}]
+domains:
+  - hosts: [open.test]
+    tenant: acme
+    plugins: [{{ plugin: ip-block, timeout: 100ms, config: {{ deny: ["203.0.113.0/24"], country_header: cf-ipcountry, deny_countries: [XX] }} }}]
+    routes: [{{ path: /, pool: web }}]
+  - hosts: [closed.test]
+    tenant: acme
+    plugins: [{{ plugin: ip-block, timeout: 100ms, config: {{ deny: ["127.0.0.0/8"], status: 451 }} }}]
+    routes: [{{ path: /, pool: web }}]
+"#,
+        up.addr,
+        wasm.display()
+    ))
+    .await;
+    let c = proxy.client(&["open.test", "closed.test"]);
+    let r = c.get(proxy.url("open.test", "/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(proxy.url("open.test", "/"))
+        .header("cf-ipcountry", "xx")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The client IP is the connection's, not a header the client controls.
+    let r = c
+        .get(proxy.url("closed.test", "/"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 451);
+    assert_eq!(up.hits(), 1);
+}
