@@ -3,7 +3,8 @@
 //! 100,000 domains (exact and wildcard), and a full config snapshot build +
 //! swap for 10,000 domains with 10,000 certificates (the hot-reload path), and
 //! the per-request cost of a WebAssembly plugin (fresh instance + `on-request`
-//! + `on-response` of `plugins/examples/add-headers`, built at bench start).
+//! + `on-response` of `plugins/examples/add-headers`, and a minimal plugin's
+//! `on-request` as the floor; both built at bench start).
 //!
 //! Run: `cargo bench --bench micro` (add `-- --quick` for a fast pass).
 
@@ -168,18 +169,21 @@ fn snapshot_build_and_swap(c: &mut Criterion) {
     group.finish();
 }
 
-/// Builds `plugins/examples/add-headers` with `gatehouse plugin build`.
-fn add_headers_plugin() -> std::path::PathBuf {
+/// Builds `plugins/<crate_path>` with `gatehouse plugin build`.
+fn build_plugin(crate_path: &str) -> std::path::PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = root.join("target/bench-plugins/add-headers.wasm");
+    let out = root.join(format!(
+        "target/bench-plugins/{}.wasm",
+        crate_path.replace('/', "-")
+    ));
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["plugin", "build"])
-        .arg(root.join("plugins/examples/add-headers"))
+        .arg(root.join("plugins").join(crate_path))
         .arg("-o")
         .arg(&out)
         .status()
         .expect("running gatehouse plugin build");
-    assert!(status.success(), "building the add-headers plugin failed");
+    assert!(status.success(), "building plugin {crate_path} failed");
     out
 }
 
@@ -187,19 +191,26 @@ fn plugin_call(c: &mut Criterion) {
     use gatehouse_proxy::plugin::{
         load_plugins, Header, PluginCall, Properties, RequestHead, ResponseHead,
     };
-    let wasm = add_headers_plugin();
+    let add_headers = build_plugin("examples/add-headers");
+    // The floor: an `on-request` that parses nothing and sets one header.
+    let minimal = build_plugin("hostile/trap");
     let yaml = format!(
         r#"
 listeners: {{ http: "127.0.0.1:0" }}
 tenants: [{{ name: acme }}]
-plugins: [{{ name: add-headers, tenant: acme, path: "{}" }}]
+plugins:
+  - {{ name: add-headers, tenant: acme, path: "{}" }}
+  - {{ name: minimal, tenant: acme, path: "{}" }}
 domains:
   - hosts: [example.com]
     tenant: acme
-    plugins: [{{ plugin: add-headers, config: {{ request: {{ x-a: "1", x-b: "2" }}, response: {{ x-c: "3" }} }} }}]
+    plugins:
+      - {{ plugin: add-headers, config: {{ request: {{ x-a: "1", x-b: "2" }}, response: {{ x-c: "3" }} }} }}
+      - {{ plugin: minimal }}
     routes: [{{ path: /, respond: {{ status: 200 }} }}]
 "#,
-        wasm.display()
+        add_headers.display(),
+        minimal.display()
     );
     let cfg = gatehouse_config::load_str(&yaml, Path::new(".")).unwrap();
     let plugins = load_plugins(&cfg, &[]).unwrap();
@@ -264,6 +275,15 @@ domains:
     });
     group.bench_function("add_headers_request_only", |b| {
         b.iter(|| black_box(call.on_request(black_box(&head), &no_pools).unwrap()))
+    });
+    let minimal_binding = cfg.domains[0].plugins[1].clone();
+    let minimal = PluginCall {
+        plugin: &plugins[1],
+        binding: &minimal_binding,
+        props: &props,
+    };
+    group.bench_function("minimal_request_only", |b| {
+        b.iter(|| black_box(minimal.on_request(black_box(&head), &no_pools).unwrap()))
     });
     group.finish();
 }
