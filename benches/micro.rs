@@ -2,9 +2,9 @@
 //! host+path route lookup and SNI certificate resolution with 10, 10,000 and
 //! 100,000 domains (exact and wildcard), and a full config snapshot build +
 //! swap for 10,000 domains with 10,000 certificates (the hot-reload path), and
-//! the per-request cost of a WebAssembly plugin (fresh instance + `on-request`
-//! + `on-response` of `plugins/examples/add-headers`, and a minimal plugin's
-//! `on-request` as the floor; both built at bench start).
+//! the per-request cost of a WebAssembly plugin: a fresh instance plus
+//! `on-request`, then `on-response`, of `plugins/examples/add-headers`, and a
+//! minimal plugin's `on-request` as the floor (both built at bench start).
 //!
 //! Run: `cargo bench --bench micro` (add `-- --quick` for a fast pass).
 
