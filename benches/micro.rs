@@ -285,6 +285,14 @@ domains:
     group.bench_function("minimal_request_only", |b| {
         b.iter(|| black_box(minimal.on_request(black_box(&head), &no_pools).unwrap()))
     });
+    // The same without request headers: what lowering five headers costs.
+    let bare = RequestHead {
+        headers: Vec::new(),
+        ..head.clone()
+    };
+    group.bench_function("minimal_request_only_no_headers", |b| {
+        b.iter(|| black_box(minimal.on_request(black_box(&bare), &no_pools).unwrap()))
+    });
     group.finish();
 }
 
