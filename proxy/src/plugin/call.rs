@@ -20,22 +20,13 @@ use super::decision::{check_request, check_response, RequestOutcome, ResponseOut
 use super::host::HostState;
 use super::runtime::{deadline_ticks, runtime, CompiledPlugin};
 
-/// Which hook ran.
+/// Which hook ran (the discriminant indexes the per-plugin metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// `on-request`.
-    Request,
+    Request = 0,
     /// `on-response`.
-    Response,
-}
-
-impl Hook {
-    fn label(self) -> &'static str {
-        match self {
-            Hook::Request => "on_request",
-            Hook::Response => "on_response",
-        }
-    }
+    Response = 1,
 }
 
 /// Why a plugin call produced no usable decision.
@@ -202,7 +193,7 @@ impl PluginCall<'_> {
         };
         plugin
             .metrics
-            .record(hook.label(), outcome, started.elapsed());
+            .record(hook as usize, outcome, started.elapsed());
         match &result {
             Ok(_) => plugin.breaker.success(plugin),
             Err(Failure::CircuitOpen) => {}

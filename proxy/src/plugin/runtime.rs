@@ -112,12 +112,17 @@ pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
 
 /// Per-plugin metric handles, resolved once at load.
 pub(super) struct PluginMetrics {
-    calls: HashMap<(&'static str, &'static str), IntCounter>,
-    durations: [Histogram; 2],
+    /// Indexed by hook (see `HOOKS`), then outcome (see `OUTCOMES`).
+    calls: Vec<[IntCounter; OUTCOMES.len()]>,
+    durations: Vec<Histogram>,
     pub log_dropped: IntCounter,
     circuit_open: IntGauge,
 }
 
+/// Hook labels, indexed by `Hook as usize`.
+pub(super) const HOOKS: [&str; 2] = ["on_request", "on_response"];
+
+/// Outcome labels; `Failure::kind` returns one of these.
 pub(super) const OUTCOMES: [&str; 7] = [
     "ok",
     "timeout",
@@ -131,35 +136,33 @@ pub(super) const OUTCOMES: [&str; 7] = [
 impl PluginMetrics {
     fn new(tenant: &str, plugin: &str) -> Self {
         let m = metrics();
-        let mut calls = HashMap::new();
-        for hook in ["on_request", "on_response"] {
-            for outcome in OUTCOMES {
-                calls.insert(
-                    (hook, outcome),
-                    m.plugin_calls
-                        .with_label_values(&[tenant, plugin, hook, outcome]),
-                );
-            }
-        }
         PluginMetrics {
-            calls,
-            durations: [
-                m.plugin_call_duration
-                    .with_label_values(&[tenant, plugin, "on_request"]),
-                m.plugin_call_duration
-                    .with_label_values(&[tenant, plugin, "on_response"]),
-            ],
+            calls: HOOKS
+                .iter()
+                .map(|hook| {
+                    OUTCOMES.map(|outcome| {
+                        m.plugin_calls
+                            .with_label_values(&[tenant, plugin, hook, outcome])
+                    })
+                })
+                .collect(),
+            durations: HOOKS
+                .iter()
+                .map(|hook| {
+                    m.plugin_call_duration
+                        .with_label_values(&[tenant, plugin, hook])
+                })
+                .collect(),
             log_dropped: m.plugin_log_dropped.with_label_values(&[tenant, plugin]),
             circuit_open: m.plugin_circuit_open.with_label_values(&[tenant, plugin]),
         }
     }
 
-    pub(super) fn record(&self, hook: &'static str, outcome: &'static str, elapsed: Duration) {
-        if let Some(c) = self.calls.get(&(hook, outcome)) {
-            c.inc();
+    pub(super) fn record(&self, hook: usize, outcome: &str, elapsed: Duration) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.calls[hook][i].inc();
         }
-        let i = usize::from(hook == "on_response");
-        self.durations[i].observe(elapsed.as_secs_f64());
+        self.durations[hook].observe(elapsed.as_secs_f64());
     }
 }
 
