@@ -2,8 +2,8 @@
 //! host+path route lookup and SNI certificate resolution with 10, 10,000 and
 //! 100,000 domains (exact and wildcard), and a full config snapshot build +
 //! swap for 10,000 domains with 10,000 certificates (the hot-reload path), and
-//! the per-request cost of a WebAssembly plugin: a fresh instance plus
-//! `on-request`, then `on-response`, of `plugins/examples/add-headers`, and a
+//! the per-request cost of a WebAssembly plugin: a fresh instance plus its
+//! `on-request` and `on-response`, of `plugins/examples/add-headers`, and a
 //! minimal plugin's `on-request` as the floor (both built at bench start).
 //!
 //! Run: `cargo bench --bench micro` (add `-- --quick` for a fast pass).
@@ -264,17 +264,52 @@ domains:
     };
     let no_pools = |_: &str| None;
     let mut group = c.benchmark_group("plugin");
+    // What a request pays: one instance, kept from `on-request` for `on-response`.
     group.bench_function("add_headers_request_and_response", |b| {
         b.iter(|| {
-            let req = call.on_request(black_box(&head), &no_pools).unwrap();
+            let mut slot = None;
+            let req = call
+                .on_request(&mut slot, black_box(&head), &no_pools)
+                .unwrap();
             let resp = call
-                .on_response(black_box(&head), black_box(&response))
+                .on_response(&mut slot, black_box(&head), black_box(&response))
                 .unwrap();
             black_box((req, resp))
         })
     });
+    // The same when the keep caps are reached: a fresh instance per hook.
+    group.bench_function("add_headers_request_and_response_not_kept", |b| {
+        b.iter(|| {
+            let req = call
+                .on_request(&mut None, black_box(&head), &no_pools)
+                .unwrap();
+            let resp = call
+                .on_response(&mut None, black_box(&head), black_box(&response))
+                .unwrap();
+            black_box((req, resp))
+        })
+    });
+    // One hook in an instance that already exists: the call without
+    // instantiation or reset (an instance lives for one request; only this
+    // bench reuses one).
+    let mut warm = None;
+    call.on_request(&mut warm, &head, &no_pools).unwrap();
+    group.bench_function("add_headers_request_in_existing_instance", |b| {
+        b.iter(|| {
+            black_box(
+                call.on_request(&mut warm, black_box(&head), &no_pools)
+                    .unwrap(),
+            )
+        })
+    });
+    drop(warm);
     group.bench_function("add_headers_request_only", |b| {
-        b.iter(|| black_box(call.on_request(black_box(&head), &no_pools).unwrap()))
+        b.iter(|| {
+            black_box(
+                call.on_request(&mut None, black_box(&head), &no_pools)
+                    .unwrap(),
+            )
+        })
     });
     let minimal_binding = cfg.domains[0].plugins[1].clone();
     let minimal = PluginCall {
@@ -283,7 +318,13 @@ domains:
         props: &props,
     };
     group.bench_function("minimal_request_only", |b| {
-        b.iter(|| black_box(minimal.on_request(black_box(&head), &no_pools).unwrap()))
+        b.iter(|| {
+            black_box(
+                minimal
+                    .on_request(&mut None, black_box(&head), &no_pools)
+                    .unwrap(),
+            )
+        })
     });
     // The same without request headers: what lowering five headers costs.
     let bare = RequestHead {
@@ -291,7 +332,13 @@ domains:
         ..head.clone()
     };
     group.bench_function("minimal_request_only_no_headers", |b| {
-        b.iter(|| black_box(minimal.on_request(black_box(&bare), &no_pools).unwrap()))
+        b.iter(|| {
+            black_box(
+                minimal
+                    .on_request(&mut None, black_box(&bare), &no_pools)
+                    .unwrap(),
+            )
+        })
     });
     group.finish();
 }

@@ -18,6 +18,9 @@ const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_LINKER: &str = "wasm-ld-19";
 
+/// Size of a plugin's shadow stack in its linear memory.
+pub const GUEST_STACK_BYTES: u32 = 128 * 1024;
+
 /// How to run cargo for the wasm target.
 enum Toolchain {
     /// rustup with the wasm32 target installed.
@@ -191,6 +194,13 @@ pub fn build(crate_dir: &Path, output: &Path) -> Result<()> {
     if let Toolchain::Debian = tc {
         cmd.arg("-Zbuild-std=std,panic_abort");
     }
+    // A smaller shadow stack than Rust's 1 MiB default: the stack comes first
+    // in linear memory, so this shrinks the memory the proxy resets after
+    // every request. Overflowing it traps (it would run below address 0).
+    // `--config` adds to, rather than replaces, the crate's own rustflags.
+    cmd.arg("--config").arg(format!(
+        "target.{TARGET}.rustflags=[\"-C\", \"link-arg=-zstack-size={GUEST_STACK_BYTES}\"]"
+    ));
     let status = cmd.status().context("running cargo build")?;
     if !status.success() {
         bail!("cargo build of {} failed ({status})", crate_dir.display());

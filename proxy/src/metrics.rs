@@ -42,6 +42,10 @@ pub struct Metrics {
     pub plugin_log_dropped: IntCounterVec,
     /// 1 while a plugin's circuit is open (its bindings answer per failure mode).
     pub plugin_circuit_open: IntGaugeVec,
+    /// `on-request` instances not kept for `on-response` because a cap was reached.
+    pub plugin_not_kept: IntCounterVec,
+    /// Plugin instances kept between a request's hooks now (set at scrape).
+    pub plugin_instances_kept: IntGauge,
 }
 
 impl Metrics {
@@ -147,8 +151,23 @@ impl Metrics {
             &["tenant", "plugin"],
         )
         .expect("static metric definition");
+        let plugin_not_kept = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_plugin_instances_not_kept_total",
+                "Requests whose on-request instance was not kept for on-response because the tenant's or the process's cap on kept instances was reached (on-response then ran in a fresh instance)",
+            ),
+            &["tenant", "plugin"],
+        )
+        .expect("static metric definition");
+        let plugin_instances_kept = IntGauge::new(
+            "gatehouse_plugin_instances_kept",
+            "Plugin instances kept between a request's on-request and on-response",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(plugin_not_kept.clone()),
+            Box::new(plugin_instances_kept.clone()),
             Box::new(plugin_calls.clone()),
             Box::new(plugin_call_duration.clone()),
             Box::new(plugin_counter.clone()),
@@ -181,12 +200,16 @@ impl Metrics {
             plugin_counter,
             plugin_log_dropped,
             plugin_circuit_open,
+            plugin_not_kept,
+            plugin_instances_kept,
         }
     }
 
     /// Renders the registry in the Prometheus text exposition format.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
+        self.plugin_instances_kept
+            .set(i64::from(crate::plugin::kept_instances()));
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "encoding metrics failed");

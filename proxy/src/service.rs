@@ -34,7 +34,7 @@ use crate::headers::{self, RequestVars};
 use crate::local::{self, LocalResponse, StaticTarget};
 use crate::metrics::{metrics, status_class};
 use crate::plugin::{
-    apply_request_edits, run_request, run_response, wit_headers, ChainStop, Properties,
+    apply_request_edits, run_request, run_response, wit_headers, ChainStop, Instance, Properties,
     RequestEdits, RequestHead,
 };
 use crate::route::{
@@ -96,6 +96,8 @@ pub struct RequestCtx {
     /// A response that replaces the upstream's (chosen by `on-response`, or
     /// its fail-closed error), written by `fail_to_proxy`.
     plugin_response: Option<LocalResponse>,
+    /// Plugin instances kept from `on-request` for `on-response`, one per binding.
+    plugin_instances: Vec<Option<Instance>>,
     /// A plugin replaced the upstream response (not an error worth logging as one).
     plugin_replaced: bool,
 }
@@ -217,6 +219,7 @@ impl Gatehouse {
             &props,
             &pool_of_tenant,
             &mut ctx.plugin_edits,
+            &mut ctx.plugin_instances,
         );
         ctx.plugins = Some(chain);
         ctx.plugin_head = Some((head, props));
@@ -239,7 +242,9 @@ impl Gatehouse {
             return Ok(());
         }
         match (&ctx.plugins, &ctx.plugin_head) {
-            (Some(chain), Some((head, props))) => run_response(chain, head, props, response),
+            (Some(chain), Some((head, props))) => {
+                run_response(chain, head, props, response, &mut ctx.plugin_instances)
+            }
             _ => Ok(()),
         }
     }
@@ -315,6 +320,7 @@ impl ProxyHttp for Gatehouse {
             response_plugins_pending: false,
             plugin_response: None,
             plugin_replaced: false,
+            plugin_instances: Vec::new(),
         }
     }
 

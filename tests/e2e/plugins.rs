@@ -266,9 +266,10 @@ domains:
     let c = proxy.client(&["a.test", "b.test"]);
     for i in 1..=3 {
         let r = c.get(proxy.url("a.test", "/")).send().await.unwrap();
+        // The instance on-request used, kept for on-response: its second call.
         assert_eq!(
             r.headers()["x-probe-global-calls"],
-            "1",
+            "2",
             "response hook, request {i}"
         );
         assert_eq!(r.headers()["x-probe-kv-hits"], i.to_string().as_str());
@@ -282,6 +283,62 @@ domains:
     // Same plugin bytes, another tenant: its own store.
     let r = c.get(proxy.url("b.test", "/")).send().await.unwrap();
     assert_eq!(r.headers()["x-probe-kv-hits"], "1");
+}
+
+#[tokio::test]
+async fn a_request_keeps_its_instance_until_its_response_then_releases_it() {
+    let up = Upstream::start("web");
+    let wasm = plugin("hostile/state-probe");
+    let proxy = Proxy::start(&format!(
+        r#"{PLUGIN_LISTENERS}
+tenants: [{{ name: acme }}]
+pools: [{{ name: web, tenant: acme, targets: [{{ addr: "{addr}" }}] }}]
+plugins: [{{ name: probe, tenant: acme, path: "{wasm}" }}]
+domains:
+  - {{ hosts: [a.test], tenant: acme, plugins: [{{ plugin: probe, timeout: 100ms }}], routes: [{{ path: /, pool: web }}] }}
+"#,
+        addr = up.addr,
+        wasm = wasm.display()
+    ))
+    .await;
+    let c = proxy.client(&["a.test"]);
+    let pending: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(c.get(proxy.url("a.test", "/hold")).send()))
+        .collect();
+    eventually(
+        Duration::from_secs(10),
+        "3 requests held upstream",
+        || async { (up.in_hold.load(std::sync::atomic::Ordering::SeqCst) == 3).then_some(()) },
+    )
+    .await;
+    // Each waits for its response with the instance its on-request used.
+    assert_eq!(
+        proxy.metric("gatehouse_plugin_instances_kept", &[]).await,
+        Some(3.0)
+    );
+    up.release.notify_waiters();
+    for p in pending {
+        let r = p.await.unwrap().unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-probe-global-calls"], "2");
+    }
+    eventually(
+        Duration::from_secs(10),
+        "kept instances released",
+        || async {
+            (proxy.metric("gatehouse_plugin_instances_kept", &[]).await == Some(0.0)).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        proxy
+            .metric(
+                "gatehouse_plugin_instances_not_kept_total",
+                &[("plugin", "probe")]
+            )
+            .await,
+        Some(0.0)
+    );
 }
 
 fn hostile_config(up: &Upstream, wasm: &std::path::Path, name: &str, extra: &str) -> String {

@@ -2,8 +2,10 @@
 //!
 //! A plugin is a type implementing [`Plugin`], exported with [`export_plugin!`],
 //! built to a WebAssembly component with `gatehouse plugin build <crate-dir>`.
-//! The proxy creates a fresh instance for every hook call, so keep state in
-//! [`kv`], never in statics. The ABI itself is `wit/plugin.wit` in the Gatehouse
+//! The proxy creates a fresh instance for every request. `on-response` usually
+//! runs in the instance `on-request` used, but gets a fresh one when the proxy
+//! could not keep it, so never carry state between the hooks (or requests) in
+//! statics: keep it in [`kv`], or derive it from the request again. The ABI itself is `wit/plugin.wit` in the Gatehouse
 //! repository; this crate wraps the bindings `wit-bindgen` generates from it.
 //!
 //! ```ignore
@@ -335,16 +337,37 @@ impl ResponseDecision {
 
 /// The binding's configuration.
 pub mod config {
+    use alloc::boxed::Box;
     use alloc::string::String;
+    use core::any::Any;
+    use once_cell::race::OnceBox;
 
     /// The configuration as a JSON document (`{}` when the binding has none).
     pub fn json() -> String {
         super::host::config()
     }
 
-    /// The configuration parsed into `T`.
+    /// The configuration parsed into `T`, afresh on every call.
     pub fn parse<T: serde::de::DeserializeOwned>() -> Result<T, serde_json::Error> {
         serde_json::from_str(&json())
+    }
+
+    /// The configuration parsed into `T` once per instance: when
+    /// `on-response` runs in the instance `on-request` used, it reuses what
+    /// `on-request` parsed. (Only the first type asked for is kept; asking for
+    /// another parses it each time, held until the instance ends.)
+    pub fn get<T>() -> Result<&'static T, serde_json::Error>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        static PARSED: OnceBox<Box<dyn Any + Send + Sync>> = OnceBox::new();
+        let parsed = PARSED.get_or_try_init(|| {
+            parse::<T>().map(|t| Box::new(Box::new(t) as Box<dyn Any + Send + Sync>))
+        })?;
+        match parsed.downcast_ref::<T>() {
+            Some(t) => Ok(t),
+            None => parse::<T>().map(|t| &*Box::leak(Box::new(t))),
+        }
     }
 }
 

@@ -1,13 +1,20 @@
-//! Running one hook of one plugin binding: a fresh instance, limits, a typed outcome.
+//! Running one hook of one plugin binding: an instance, limits, a typed outcome.
+//!
+//! Each request gets a fresh instance per binding, created by its first hook
+//! from the plugin's `InstancePre`. When the caps in `hold` allow, the
+//! instance is kept in the request's [`Instance`] slot for `on-response`, so a
+//! request pays for one instantiation; otherwise `on-response` gets a fresh
+//! instance of its own. Either way nothing survives the request.
 //!
 //! The call is synchronous on the worker thread: epoch interruption stops it
-//! once it has used its deadline in CPU time (see `cpu_deadline`), the store's limiter caps its memory, and the pooling
-//! allocator makes the fresh instance cheap. Whatever happens inside, the
-//! caller gets either the guest's decision or a [`Failure`] saying whose fault
-//! it was and what status a fail-closed binding answers with.
+//! once it has used its deadline in CPU time (see `deadline`), the store's
+//! limiter caps its memory, and the pooling allocator makes the fresh instance
+//! cheap. Whatever happens inside, the caller gets either the guest's decision
+//! or a [`Failure`] saying whose fault it was and what status a fail-closed
+//! binding answers with.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gatehouse_config::model::PluginBinding;
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -16,9 +23,11 @@ use super::bindings::gatehouse::plugin::types::{
     RequestDecision, RequestHead, ResponseDecision, ResponseHead,
 };
 use super::bindings::Policy;
+use super::deadline::{thread_cpu_time, CallClock};
 use super::decision::{check_request, check_response, RequestOutcome, ResponseOutcome};
+use super::hold::Held;
 use super::host::HostState;
-use super::runtime::{deadline_ticks, runtime, CompiledPlugin};
+use super::runtime::{runtime, CompiledPlugin, HOLD_CAPS};
 
 /// Which hook ran (the discriminant indexes the per-plugin metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +135,21 @@ impl Properties {
     }
 }
 
+/// One binding's instance, kept between the hooks of one request.
+pub struct Instance {
+    store: Store<HostState>,
+    policy: Policy,
+    _held: Held,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("plugin", &self.store.data().plugin_name())
+            .finish_non_exhaustive()
+    }
+}
+
 /// One binding, ready to run its hooks for one request.
 pub struct PluginCall<'a> {
     /// The loaded plugin.
@@ -138,14 +162,17 @@ pub struct PluginCall<'a> {
 
 impl PluginCall<'_> {
     /// Runs `on-request` and checks its decision; `pool_of_tenant` resolves
-    /// a pool hint among the plugin's tenant's pools.
+    /// a pool hint among the plugin's tenant's pools. The instance is left in
+    /// `slot` for `on-response` when it may be kept.
     pub fn on_request(
         &self,
+        slot: &mut Option<Instance>,
         head: &RequestHead,
         pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
     ) -> Result<RequestOutcome, Failure> {
         self.run(
             Hook::Request,
+            slot,
             |store, policy| {
                 policy
                     .gatehouse_plugin_handler()
@@ -155,14 +182,17 @@ impl PluginCall<'_> {
         )
     }
 
-    /// Runs `on-response` and checks its decision.
+    /// Runs `on-response` (in the instance `on-request` left in `slot`, or a
+    /// fresh one) and checks its decision. The instance is released after.
     pub fn on_response(
         &self,
+        slot: &mut Option<Instance>,
         head: &RequestHead,
         response: &ResponseHead,
     ) -> Result<ResponseOutcome, Failure> {
         self.run(
             Hook::Response,
+            slot,
             |store, policy| {
                 policy
                     .gatehouse_plugin_handler()
@@ -172,20 +202,22 @@ impl PluginCall<'_> {
         )
     }
 
-    /// One call: breaker, fresh instance, the hook, the decision check, then
+    /// One call: breaker, instance, the hook, the decision check, then
     /// metrics and breaker bookkeeping for whatever the outcome was.
     fn run<R, O>(
         &self,
         hook: Hook,
+        slot: &mut Option<Instance>,
         f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
         check: impl FnOnce(R) -> Result<O, Failure>,
     ) -> Result<O, Failure> {
         let plugin = self.plugin;
         let started = Instant::now();
         let result = if !plugin.breaker.allow() {
+            *slot = None;
             Err(Failure::CircuitOpen)
         } else {
-            self.instantiate_and_call(f).and_then(check)
+            self.call(slot, hook == Hook::Request, f).and_then(check)
         };
         let outcome = match &result {
             Ok(_) => "ok",
@@ -202,10 +234,57 @@ impl PluginCall<'_> {
         result
     }
 
-    fn instantiate_and_call<R>(
+    /// Calls `f` in the instance from `slot` or a fresh one. With `keep`,
+    /// a fresh instance goes back into `slot` afterwards if the caps allow;
+    /// an instance whose call failed is always dropped (a trap can leave it
+    /// inconsistent).
+    fn call<R>(
         &self,
+        slot: &mut Option<Instance>,
+        keep: bool,
         f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
+        let (mut store, policy, held) = match slot.take() {
+            Some(Instance {
+                mut store,
+                policy,
+                _held,
+            }) => {
+                self.arm(&mut store);
+                (store, policy, Some(_held))
+            }
+            None => {
+                let (store, policy) = self.instantiate()?;
+                let held = if keep {
+                    let held = Held::try_take(&HOLD_CAPS, &self.plugin.tenant_held);
+                    if held.is_none() {
+                        self.plugin.metrics.not_kept.inc();
+                    }
+                    held
+                } else {
+                    None
+                };
+                (store, policy, held)
+            }
+        };
+        match f(&mut store, &policy) {
+            Ok(v) => {
+                if let (true, Some(held)) = (keep, held) {
+                    *slot = Some(Instance {
+                        store,
+                        policy,
+                        _held: held,
+                    });
+                }
+                Ok(v)
+            }
+            Err(e) => Err(classify(&e, store.data().memory_denied)),
+        }
+    }
+
+    /// A fresh instance with its deadline armed (instantiation counts
+    /// against the first call's deadline: it runs guest start code).
+    fn instantiate(&self) -> Result<(Store<HostState>, Policy), Failure> {
         let rt = runtime().map_err(Failure::Unavailable)?;
         let state = HostState::new(
             self.plugin.clone(),
@@ -215,20 +294,31 @@ impl PluginCall<'_> {
         );
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        store.set_epoch_deadline(deadline_ticks(self.binding.timeout));
-        store.epoch_deadline_callback(cpu_deadline(self.binding.timeout));
-        let result = match self.plugin.pre.instantiate(&mut store) {
-            Ok(policy) => f(&mut store, &policy),
-            Err(e) => {
+        store.epoch_deadline_callback(|mut cx| {
+            Ok(
+                match cx.data_mut().clock.on_tick(Instant::now(), thread_cpu_time) {
+                    Some(ticks) => UpdateDeadline::Continue(ticks),
+                    None => UpdateDeadline::Interrupt,
+                },
+            )
+        });
+        self.arm(&mut store);
+        match self.plugin.pre.instantiate(&mut store) {
+            Ok(policy) => Ok((store, policy)),
+            Err(e)
                 if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-                    .is_some()
-                {
-                    return Err(Failure::Unavailable(e.to_string()));
-                }
-                Err(e)
+                    .is_some() =>
+            {
+                Err(Failure::Unavailable(e.to_string()))
             }
-        };
-        result.map_err(|e| classify(&e, store.data().memory_denied))
+            Err(e) => Err(classify(&e, store.data().memory_denied)),
+        }
+    }
+
+    /// Starts a call's budgets and deadline.
+    fn arm(&self, store: &mut Store<HostState>) {
+        store.data_mut().begin_call(self.binding.timeout);
+        store.set_epoch_deadline(CallClock::FIRST_CHECK);
     }
 
     /// Decides what a fail-closed binding answers with for `failure`.
@@ -237,35 +327,6 @@ impl PluginCall<'_> {
             .failure_status
             .map(|s| s.as_u16())
             .unwrap_or_else(|| failure.default_status())
-    }
-}
-
-/// CPU time this thread has used.
-fn thread_cpu_time() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
-        .map(Duration::from)
-        .unwrap_or_default()
-}
-
-/// The deadline is CPU time, not wall time: when the epoch deadline passes,
-/// the call is stopped only if this thread spent `timeout` of CPU in it.
-/// Otherwise the thread was preempted (a busy machine), and the call gets
-/// another tick. A wall-clock cap keeps a starved call from lingering.
-fn cpu_deadline(
-    timeout: Duration,
-) -> impl FnMut(wasmtime::StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline>
-       + Send
-       + Sync
-       + 'static {
-    let cpu_start = thread_cpu_time();
-    let wall_cap = Instant::now() + (timeout * 4).max(timeout + Duration::from_millis(50));
-    move |_| {
-        let used = thread_cpu_time().saturating_sub(cpu_start);
-        if used >= timeout || Instant::now() >= wall_cap {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Continue(1))
-        }
     }
 }
 

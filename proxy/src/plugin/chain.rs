@@ -12,7 +12,7 @@ use std::sync::Arc;
 use pingora::http::{RequestHeader, ResponseHeader};
 
 use super::bindings::gatehouse::plugin::types::{Header, RequestHead, ResponseHead};
-use super::call::{Failure, PluginCall, Properties};
+use super::call::{Failure, Instance, PluginCall, Properties};
 use super::decision::{HeaderEdit, RequestEdits, RequestOutcome, Respond, ResponseOutcome};
 use crate::route::BoundPlugin;
 use gatehouse_config::model::FailureMode;
@@ -87,21 +87,41 @@ fn failed(
 
 /// Runs `on-request` through `chain`, accumulating checked edits in `edits`
 /// and applying them to `head` for the next plugin. `pool_of_tenant` resolves
-/// a pool hint among the tenant's pools.
+/// a pool hint among the tenant's pools. `instances` receives the instances
+/// kept for `on-response` (one slot per binding); when the chain stops they
+/// are released at once, since `on-response` will not run.
 pub fn run_request(
     chain: &[BoundPlugin],
     head: &mut RequestHead,
     props: &Arc<Properties>,
     pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
     edits: &mut RequestEdits,
+    instances: &mut Vec<Option<Instance>>,
 ) -> Result<(), ChainStop> {
-    for bound in chain {
+    instances.clear();
+    instances.resize_with(chain.len(), || None);
+    let result = request_chain(chain, head, props, pool_of_tenant, edits, instances);
+    if result.is_err() {
+        instances.clear();
+    }
+    result
+}
+
+fn request_chain(
+    chain: &[BoundPlugin],
+    head: &mut RequestHead,
+    props: &Arc<Properties>,
+    pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
+    edits: &mut RequestEdits,
+    instances: &mut [Option<Instance>],
+) -> Result<(), ChainStop> {
+    for (bound, slot) in chain.iter().zip(instances.iter_mut()) {
         let call = PluginCall {
             plugin: &bound.plugin,
             binding: &bound.binding,
             props,
         };
-        match call.on_request(head, pool_of_tenant) {
+        match call.on_request(slot, head, pool_of_tenant) {
             Ok(RequestOutcome::Continue(e)) => {
                 for h in &e.headers {
                     edit_wit(&mut head.headers, h);
@@ -129,24 +149,40 @@ pub fn run_request(
     Ok(())
 }
 
-/// Runs `on-response` through `chain` in reverse, applying header edits to `response`.
+/// Runs `on-response` through `chain` in reverse, applying header edits to
+/// `response`, in the instances `run_request` kept (fresh ones where it could
+/// not keep them); all are released by the time it returns.
 pub fn run_response(
     chain: &[BoundPlugin],
     head: &RequestHead,
     props: &Arc<Properties>,
     response: &mut ResponseHeader,
+    instances: &mut Vec<Option<Instance>>,
+) -> Result<(), ChainStop> {
+    instances.resize_with(chain.len(), || None);
+    let result = response_chain(chain, head, props, response, instances);
+    instances.clear();
+    result
+}
+
+fn response_chain(
+    chain: &[BoundPlugin],
+    head: &RequestHead,
+    props: &Arc<Properties>,
+    response: &mut ResponseHeader,
+    instances: &mut [Option<Instance>],
 ) -> Result<(), ChainStop> {
     let mut wit = ResponseHead {
         status: response.status.as_u16(),
         headers: wit_headers(&response.headers),
     };
-    for bound in chain.iter().rev() {
+    for (bound, slot) in chain.iter().zip(instances.iter_mut()).rev() {
         let call = PluginCall {
             plugin: &bound.plugin,
             binding: &bound.binding,
             props,
         };
-        match call.on_response(head, &wit) {
+        match call.on_response(slot, head, &wit) {
             Ok(ResponseOutcome::Continue(ops)) => {
                 for op in &ops {
                     edit_wit(&mut wit.headers, op);

@@ -13,6 +13,7 @@ use wasmtime::{ResourceLimiter, StoreLimits};
 use super::bindings::gatehouse::plugin::host::{self, KvError, Level};
 use super::bindings::gatehouse::plugin::types;
 use super::call::Properties;
+use super::deadline::CallClock;
 use super::kv::{KvRefused, KvStore};
 use super::runtime::CompiledPlugin;
 
@@ -21,7 +22,7 @@ pub const MAX_LOG_LINE: usize = 1024;
 /// Log bytes one hook call may write; later lines are dropped and counted.
 pub const LOG_BUDGET_PER_CALL: usize = 8 * 1024;
 
-/// State of one store: one hook call of one plugin.
+/// State of one store: one plugin's instance for one request.
 pub struct HostState {
     limits: StoreLimits,
     /// The limiter refused a memory growth (classifies a later trap as out of memory).
@@ -30,6 +31,8 @@ pub struct HostState {
     config: Arc<str>,
     props: Arc<Properties>,
     log_budget: usize,
+    /// The running call's deadline.
+    pub(super) clock: CallClock,
 }
 
 impl HostState {
@@ -52,7 +55,23 @@ impl HostState {
             config,
             props,
             log_budget: LOG_BUDGET_PER_CALL,
+            clock: CallClock::start(Duration::ZERO),
         }
+    }
+}
+
+impl HostState {
+    /// Name of the plugin this store runs.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.name
+    }
+
+    /// Starts a hook call allowed `timeout` of CPU: per-call budgets, failure
+    /// flags and the deadline start afresh.
+    pub fn begin_call(&mut self, timeout: Duration) {
+        self.memory_denied = false;
+        self.log_budget = LOG_BUDGET_PER_CALL;
+        self.clock = CallClock::start(timeout);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The plugin runtime: one engine, one epoch ticker, loading and caching plugins.
 //!
 //! The engine uses wasmtime's pooling allocator with copy-on-write memory
-//! initialisation, so a fresh instance per hook call costs microseconds. It is
+//! initialisation, so a fresh instance per request costs microseconds. It is
 //! created on first use (a config without plugins never reserves the pool's
 //! address space). Loading a plugin reads the file, checks its SHA-256 and its
 //! world and version, compiles it (or loads the compiled artifact from the
@@ -24,6 +24,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{Policy, PolicyPre};
+use super::hold::{tenant_counter, HoldCaps};
 use super::host::HostState;
 use crate::metrics::metrics;
 
@@ -33,9 +34,27 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Largest plugin file accepted.
 pub const MAX_PLUGIN_BYTES: u64 = 32 * 1024 * 1024;
-/// Instances that can be alive at once. Hooks run synchronously on the
-/// proxy's worker threads, so this bounds concurrency far above need.
-const POOL_INSTANCES: u32 = 256;
+/// Instances that can be alive at once: those kept between a request's two
+/// hooks (see `hold`) plus those of hooks running now. Slots cost address
+/// space, not memory, until used.
+const POOL_INSTANCES: u32 = 4096;
+/// Slots never given to kept instances, so a running hook always finds one
+/// (hooks run synchronously on worker threads: far fewer run at once).
+const POOL_RESERVED_FOR_RUNNING: u32 = 512;
+/// Most instances one tenant may keep between hooks at once.
+const HELD_PER_TENANT: u32 = 1024;
+
+/// Instances kept between a request's hooks right now.
+pub fn kept_instances() -> u32 {
+    HOLD_CAPS.total.load(Ordering::Relaxed)
+}
+
+/// The caps on instances kept between a request's hooks.
+pub(super) static HOLD_CAPS: HoldCaps = HoldCaps {
+    total: AtomicU32::new(0),
+    max_total: POOL_INSTANCES - POOL_RESERVED_FOR_RUNNING,
+    max_per_tenant: HELD_PER_TENANT,
+};
 /// Bytes of a memory slot reset in place (not decommitted) between instances.
 const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 /// Consecutive failures that open a plugin's circuit.
@@ -104,18 +123,14 @@ fn build_runtime() -> wasmtime::Result<Runtime> {
     Ok(Runtime { engine, linker })
 }
 
-/// Epoch ticks for a deadline: the call is stopped between `timeout` and
-/// `timeout` + one tick after it starts.
-pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
-}
-
 /// Per-plugin metric handles, resolved once at load.
 pub(super) struct PluginMetrics {
     /// Indexed by hook (see `HOOKS`), then outcome (see `OUTCOMES`).
     calls: Vec<[IntCounter; OUTCOMES.len()]>,
     durations: Vec<Histogram>,
     pub log_dropped: IntCounter,
+    /// `on-request` instances not kept for `on-response` (a keep cap was reached).
+    pub not_kept: IntCounter,
     circuit_open: IntGauge,
 }
 
@@ -154,6 +169,7 @@ impl PluginMetrics {
                 })
                 .collect(),
             log_dropped: m.plugin_log_dropped.with_label_values(&[tenant, plugin]),
+            not_kept: m.plugin_not_kept.with_label_values(&[tenant, plugin]),
             circuit_open: m.plugin_circuit_open.with_label_values(&[tenant, plugin]),
         }
     }
@@ -233,6 +249,8 @@ pub struct CompiledPlugin {
     pub(super) pre: PolicyPre<HostState>,
     pub(super) breaker: Breaker,
     pub(super) metrics: PluginMetrics,
+    /// Instances the plugin's tenant keeps between hooks (shared by its plugins).
+    pub(super) tenant_held: Arc<AtomicU32>,
     counters: Mutex<HashMap<String, IntCounter>>,
 }
 
@@ -385,6 +403,7 @@ pub fn load_plugins(
                 version,
                 pre,
                 breaker: Breaker::default(),
+                tenant_held: tenant_counter(&p.tenant),
                 counters: Mutex::new(HashMap::new()),
             })),
             Err(e) => errors.push(
@@ -579,13 +598,6 @@ mod tests {
         assert!(err.contains("gatehouse:plugin@0.2.0"), "{err}");
         assert!(compatible("1.0.0").is_err());
         assert!(compatible("garbage").is_err());
-    }
-
-    #[test]
-    fn deadline_is_rounded_up_plus_one_tick() {
-        assert_eq!(deadline_ticks(Duration::from_millis(5)), 6);
-        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 3);
-        assert_eq!(deadline_ticks(Duration::from_micros(1)), 2);
     }
 
     #[test]

@@ -20,7 +20,10 @@ struct AddHeaders;
 
 impl Plugin for AddHeaders {
     fn on_request(_request: &Request) -> RequestDecision {
-        let config: Config = config::parse().unwrap_or_default();
+        // Parsed once per instance: `on-response` usually reuses it.
+        let Ok(config) = config::get::<Config>() else {
+            return RequestDecision::proceed();
+        };
         let mut decision = RequestDecision::proceed();
         for (name, value) in &config.request {
             decision = decision.set_header(name, value);
@@ -29,7 +32,9 @@ impl Plugin for AddHeaders {
     }
 
     fn on_response(_request: &Request, _response: &Response) -> ResponseDecision {
-        let config: Config = config::parse().unwrap_or_default();
+        let Ok(config) = config::get::<Config>() else {
+            return ResponseDecision::proceed();
+        };
         let mut decision = ResponseDecision::proceed();
         for (name, value) in &config.response {
             decision = decision.set_header(name, value);

@@ -53,12 +53,12 @@ struct Canary;
 
 impl Plugin for Canary {
     fn on_request(req: &Request) -> RequestDecision {
-        let Ok(cfg) = config::parse::<Config>() else {
+        let Ok(cfg) = config::get::<Config>() else {
             return RequestDecision::proceed();
         };
-        if wants_canary(&cfg, req) {
+        if wants_canary(cfg, req) {
             RequestDecision::proceed()
-                .pool(cfg.pool)
+                .pool(&cfg.pool)
                 .set_header("x-canary", "1")
         } else {
             RequestDecision::proceed().remove_header("x-canary")
@@ -66,7 +66,7 @@ impl Plugin for Canary {
     }
 
     fn on_response(req: &Request, _resp: &Response) -> ResponseDecision {
-        let canary = config::parse::<Config>().is_ok_and(|cfg| wants_canary(&cfg, req));
+        let canary = config::get::<Config>().is_ok_and(|cfg| wants_canary(cfg, req));
         ResponseDecision::proceed().set_header("x-served-by-canary", if canary { "1" } else { "0" })
     }
 }

@@ -1,6 +1,7 @@
-//! Test plugin: counts calls in a global (which must read 1 on every request:
-//! each call gets a fresh instance) and in the tenant key-value store (which
-//! must grow across requests), and reports both in response headers.
+//! Test plugin: counts calls in a global (which must start at 1 on every
+//! request: each request gets a fresh instance; `on-response` reads 2 when it
+//! ran in the instance `on-request` used) and in the tenant key-value store
+//! (which must grow across requests), and reports both in headers.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
