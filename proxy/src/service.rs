@@ -35,7 +35,7 @@ use crate::local::{self, LocalResponse, StaticTarget};
 use crate::metrics::{metrics, status_class};
 use crate::plugin::{
     apply_request_edits, run_request, run_response, wit_headers, ChainStop, Instance, Properties,
-    RequestEdits, RequestHead,
+    RequestEdits, RequestLine, RequestView,
 };
 use crate::route::{
     normalize_host, normalize_path, BoundPlugin, CompiledRoute, InvalidPath, RouteMatch,
@@ -88,7 +88,7 @@ pub struct RequestCtx {
     /// The route's plugin chain, once its `on-request` ran.
     plugins: Option<Arc<[BoundPlugin]>>,
     /// The request as the plugins saw it, and its properties, for `on-response`.
-    plugin_head: Option<(RequestHead, Arc<Properties>)>,
+    plugin_head: Option<(RequestView, Arc<Properties>)>,
     /// Checked `on-request` edits, applied to the upstream request.
     plugin_edits: RequestEdits,
     /// `on-response` still has to run on the response about to be sent.
@@ -179,7 +179,7 @@ impl Gatehouse {
         let props = Arc::new(Properties {
             request_id: ctx.vars.request_id.clone(),
             client_ip: ctx.vars.client_ip.clone(),
-            tls_sni: tls_sni.clone(),
+            tls_sni,
             tls_version: ssl.as_ref().map(|d| d.version.to_string()),
             http_version: if session.is_http2() {
                 "HTTP/2"
@@ -188,21 +188,17 @@ impl Gatehouse {
             },
             domain: ctx.domain_label.clone().unwrap_or_else(|| Arc::from("")),
             route: route.path.clone(),
-            pool: pool.clone(),
+            pool,
             tenant: ctx.vars.tenant.clone(),
         });
-        let mut head = RequestHead {
-            method: req.method.as_str().to_string(),
-            scheme: ctx.vars.scheme.to_string(),
-            authority: ctx.vars.host.clone(),
-            path: ctx.vars.request_uri.clone(),
+        let mut head = RequestView {
+            line: RequestLine {
+                method: req.method.as_str().to_string(),
+                scheme: ctx.vars.scheme.to_string(),
+                authority: ctx.vars.host.clone(),
+                path: ctx.vars.request_uri.clone(),
+            },
             headers: wit_headers(&req.headers),
-            client_ip: ctx.vars.client_ip.clone(),
-            tls_sni,
-            tenant: ctx.vars.tenant.to_string(),
-            route: route.path.clone(),
-            pool,
-            request_id: ctx.vars.request_id.clone(),
         };
         let tenant = ctx.vars.tenant.clone();
         // A pool hint may only name a pool of the request's own tenant.
@@ -241,7 +237,7 @@ impl Gatehouse {
         if !std::mem::take(&mut ctx.response_plugins_pending) {
             return Ok(());
         }
-        match (&ctx.plugins, &ctx.plugin_head) {
+        match (&ctx.plugins, &mut ctx.plugin_head) {
             (Some(chain), Some((head, props))) => {
                 run_response(chain, head, props, response, &mut ctx.plugin_instances)
             }

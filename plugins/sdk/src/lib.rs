@@ -26,6 +26,7 @@ extern crate alloc;
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::cell::OnceCell;
 
 #[doc(hidden)]
 pub mod bindings {
@@ -41,7 +42,7 @@ pub mod bindings {
 use bindings::gatehouse::plugin::host;
 use bindings::gatehouse::plugin::types as wit;
 
-pub use wit::{Header, HeaderOp, LocalResponse, RequestHead, ResponseHead};
+pub use wit::{Header, HeaderOp, LocalResponse, RequestLine};
 
 /// A policy plugin. Both hooks default to "carry on unchanged".
 pub trait Plugin {
@@ -66,17 +67,18 @@ macro_rules! export_plugin {
             struct GatehouseExport;
             impl $crate::bindings::exports::gatehouse::plugin::handler::Guest for GatehouseExport {
                 fn on_request(
-                    request: $crate::RequestHead,
+                    request: $crate::RequestLine,
                 ) -> $crate::bindings::gatehouse::plugin::types::RequestDecision {
-                    <$plugin as $crate::Plugin>::on_request(&$crate::Request(request)).into_wit()
+                    <$plugin as $crate::Plugin>::on_request(&$crate::Request::new(request))
+                        .into_wit()
                 }
                 fn on_response(
-                    request: $crate::RequestHead,
-                    response: $crate::ResponseHead,
+                    request: $crate::RequestLine,
+                    status: u16,
                 ) -> $crate::bindings::gatehouse::plugin::types::ResponseDecision {
                     <$plugin as $crate::Plugin>::on_response(
-                        &$crate::Request(request),
-                        &$crate::Response(response),
+                        &$crate::Request::new(request),
+                        &$crate::Response::new(status),
                     )
                     .into_wit()
                 }
@@ -93,50 +95,79 @@ fn find<'h>(headers: &'h [Header], name: &str) -> Option<&'h [u8]> {
         .map(|h| h.value.as_slice())
 }
 
-/// The request as the proxy routed it.
-pub struct Request(pub RequestHead);
+/// A property from the proxy, fetched on first use and kept for the hook.
+fn cached_property<'a>(cell: &'a OnceCell<Option<String>>, name: &str) -> Option<&'a str> {
+    cell.get_or_init(|| host::property(name)).as_deref()
+}
+
+/// The request as the proxy routed it. The request line comes with the
+/// hook; headers and properties are fetched from the proxy the first time
+/// they are read (and kept for the rest of the hook), so a plugin pays only
+/// for what it reads.
+pub struct Request {
+    line: RequestLine,
+    headers: OnceCell<Vec<Header>>,
+    client_ip: OnceCell<Option<String>>,
+    tls_sni: OnceCell<Option<String>>,
+    tenant: OnceCell<Option<String>>,
+    route: OnceCell<Option<String>>,
+    pool: OnceCell<Option<String>>,
+    request_id: OnceCell<Option<String>>,
+}
 
 impl Request {
+    #[doc(hidden)]
+    pub fn new(line: RequestLine) -> Self {
+        Request {
+            line,
+            headers: OnceCell::new(),
+            client_ip: OnceCell::new(),
+            tls_sni: OnceCell::new(),
+            tenant: OnceCell::new(),
+            route: OnceCell::new(),
+            pool: OnceCell::new(),
+            request_id: OnceCell::new(),
+        }
+    }
     /// Method, uppercase.
     pub fn method(&self) -> &str {
-        &self.0.method
+        &self.line.method
     }
     /// `http` or `https`.
     pub fn scheme(&self) -> &str {
-        &self.0.scheme
+        &self.line.scheme
     }
     /// Authority (host) the request was routed on, lowercase.
     pub fn authority(&self) -> &str {
-        &self.0.authority
+        &self.line.authority
     }
     /// Path and query.
     pub fn path(&self) -> &str {
-        &self.0.path
+        &self.line.path
     }
     /// Path without the query.
     pub fn path_only(&self) -> &str {
-        self.0.path.split('?').next().unwrap_or("")
+        self.line.path.split('?').next().unwrap_or("")
     }
     /// Query string without the `?`, if any.
     pub fn query(&self) -> Option<&str> {
-        self.0.path.split_once('?').map(|(_, q)| q)
+        self.line.path.split_once('?').map(|(_, q)| q)
     }
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        find(&self.0.headers, name)
+        find(self.headers(), name)
     }
     /// First value of a header, if it is UTF-8.
     pub fn header_str(&self, name: &str) -> Option<&str> {
         self.header(name).and_then(|v| core::str::from_utf8(v).ok())
     }
-    /// All header fields, in order.
+    /// All header fields, in order, as edited by earlier plugins.
     pub fn headers(&self) -> &[Header] {
-        &self.0.headers
+        self.headers.get_or_init(host::request_headers)
     }
     /// Value of a cookie from the `cookie` header(s).
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.0
-            .headers
+        self.headers()
             .iter()
             .filter(|h| h.name == "cookie")
             .filter_map(|h| core::str::from_utf8(&h.value).ok())
@@ -147,45 +178,55 @@ impl Request {
     }
     /// Client IP address.
     pub fn client_ip(&self) -> &str {
-        &self.0.client_ip
+        cached_property(&self.client_ip, "client-ip").unwrap_or_default()
     }
     /// TLS server name, if the client sent one.
     pub fn tls_sni(&self) -> Option<&str> {
-        self.0.tls_sni.as_deref()
+        cached_property(&self.tls_sni, "tls-sni")
     }
     /// Tenant owning the domain.
     pub fn tenant(&self) -> &str {
-        &self.0.tenant
+        cached_property(&self.tenant, "tenant").unwrap_or_default()
     }
     /// Path prefix of the matched route.
     pub fn route(&self) -> &str {
-        &self.0.route
+        cached_property(&self.route, "route").unwrap_or_default()
     }
     /// Pool the route proxies to, if any.
     pub fn pool(&self) -> Option<&str> {
-        self.0.pool.as_deref()
+        cached_property(&self.pool, "pool")
     }
     /// Request id assigned by the proxy.
     pub fn request_id(&self) -> &str {
-        &self.0.request_id
+        cached_property(&self.request_id, "request-id").unwrap_or_default()
     }
 }
 
-/// The response head.
-pub struct Response(pub ResponseHead);
+/// The response head; headers are fetched on first read.
+pub struct Response {
+    status: u16,
+    headers: OnceCell<Vec<Header>>,
+}
 
 impl Response {
+    #[doc(hidden)]
+    pub fn new(status: u16) -> Self {
+        Response {
+            status,
+            headers: OnceCell::new(),
+        }
+    }
     /// Status code.
     pub fn status(&self) -> u16 {
-        self.0.status
+        self.status
     }
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        find(&self.0.headers, name)
+        find(self.headers(), name)
     }
-    /// All header fields, in order.
+    /// All header fields, in order, as edited by the plugins that ran before.
     pub fn headers(&self) -> &[Header] {
-        &self.0.headers
+        self.headers.get_or_init(host::response_headers)
     }
 }
 

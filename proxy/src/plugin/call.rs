@@ -20,7 +20,7 @@ use gatehouse_config::model::PluginBinding;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::gatehouse::plugin::types::{
-    RequestDecision, RequestHead, ResponseDecision, ResponseHead,
+    Header, RequestDecision, RequestLine, ResponseDecision,
 };
 use super::bindings::Policy;
 use super::deadline::{thread_cpu_time, CallClock};
@@ -135,6 +135,41 @@ impl Properties {
     }
 }
 
+/// A request as a plugin chain sees it: the line every hook receives, and
+/// the headers plugins fetch when they ask, as edited by the chain so far.
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    /// Method, scheme, authority, path.
+    pub line: RequestLine,
+    /// Header fields, in order.
+    pub headers: Vec<Header>,
+}
+
+/// A response head as `on-response` plugins see it.
+#[derive(Debug, Clone)]
+pub struct ResponseView {
+    /// Status code.
+    pub status: u16,
+    /// Header fields, in order, as edited by the plugins so far.
+    pub headers: Vec<Header>,
+}
+
+/// Header lists a call lends its store, taken back when the call ends.
+struct Lent<'a> {
+    request: &'a mut Vec<Header>,
+    response: Option<&'a mut Vec<Header>>,
+}
+
+impl Lent<'_> {
+    /// Swaps the lists with the store's: the first swap lends, the second returns.
+    fn swap(&mut self, state: &mut HostState) {
+        std::mem::swap(self.request, &mut state.request_headers);
+        if let Some(r) = self.response.as_deref_mut() {
+            std::mem::swap(r, &mut state.response_headers);
+        }
+    }
+}
+
 /// One binding's instance, kept between the hooks of one request.
 pub struct Instance {
     store: Store<HostState>,
@@ -167,16 +202,22 @@ impl PluginCall<'_> {
     pub fn on_request(
         &self,
         slot: &mut Option<Instance>,
-        head: &RequestHead,
+        request: &mut RequestView,
         pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
     ) -> Result<RequestOutcome, Failure> {
+        let RequestView { line, headers } = request;
+        let lent = Lent {
+            request: headers,
+            response: None,
+        };
         self.run(
             Hook::Request,
             slot,
+            lent,
             |store, policy| {
                 policy
                     .gatehouse_plugin_handler()
-                    .call_on_request(store, head)
+                    .call_on_request(store, line)
             },
             |d: RequestDecision| check_request(d, pool_of_tenant),
         )
@@ -187,16 +228,23 @@ impl PluginCall<'_> {
     pub fn on_response(
         &self,
         slot: &mut Option<Instance>,
-        head: &RequestHead,
-        response: &ResponseHead,
+        request: &mut RequestView,
+        response: &mut ResponseView,
     ) -> Result<ResponseOutcome, Failure> {
+        let RequestView { line, headers } = request;
+        let status = response.status;
+        let lent = Lent {
+            request: headers,
+            response: Some(&mut response.headers),
+        };
         self.run(
             Hook::Response,
             slot,
+            lent,
             |store, policy| {
                 policy
                     .gatehouse_plugin_handler()
-                    .call_on_response(store, head, response)
+                    .call_on_response(store, line, status)
             },
             |d: ResponseDecision| check_response(d),
         )
@@ -208,6 +256,7 @@ impl PluginCall<'_> {
         &self,
         hook: Hook,
         slot: &mut Option<Instance>,
+        lent: Lent<'_>,
         f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
         check: impl FnOnce(R) -> Result<O, Failure>,
     ) -> Result<O, Failure> {
@@ -217,7 +266,8 @@ impl PluginCall<'_> {
             *slot = None;
             Err(Failure::CircuitOpen)
         } else {
-            self.call(slot, hook == Hook::Request, f).and_then(check)
+            self.call(slot, hook == Hook::Request, lent, f)
+                .and_then(check)
         };
         let outcome = match &result {
             Ok(_) => "ok",
@@ -242,6 +292,7 @@ impl PluginCall<'_> {
         &self,
         slot: &mut Option<Instance>,
         keep: bool,
+        mut lent: Lent<'_>,
         f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
     ) -> Result<R, Failure> {
         let (mut store, policy, held) = match slot.take() {
@@ -267,7 +318,10 @@ impl PluginCall<'_> {
                 (store, policy, held)
             }
         };
-        match f(&mut store, &policy) {
+        lent.swap(store.data_mut());
+        let result = f(&mut store, &policy);
+        lent.swap(store.data_mut());
+        match result {
             Ok(v) => {
                 if let (true, Some(held)) = (keep, held) {
                     *slot = Some(Instance {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use super::bindings::gatehouse::plugin::types::{Header, RequestHead, ResponseHead};
-use super::call::{Failure, Instance, PluginCall, Properties};
+use super::bindings::gatehouse::plugin::types::Header;
+use super::call::{Failure, Instance, PluginCall, Properties, RequestView, ResponseView};
 use super::decision::{HeaderEdit, RequestEdits, RequestOutcome, Respond, ResponseOutcome};
 use crate::route::BoundPlugin;
 use gatehouse_config::model::FailureMode;
@@ -92,7 +92,7 @@ fn failed(
 /// are released at once, since `on-response` will not run.
 pub fn run_request(
     chain: &[BoundPlugin],
-    head: &mut RequestHead,
+    request: &mut RequestView,
     props: &Arc<Properties>,
     pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
     edits: &mut RequestEdits,
@@ -100,7 +100,7 @@ pub fn run_request(
 ) -> Result<(), ChainStop> {
     instances.clear();
     instances.resize_with(chain.len(), || None);
-    let result = request_chain(chain, head, props, pool_of_tenant, edits, instances);
+    let result = request_chain(chain, request, props, pool_of_tenant, edits, instances);
     if result.is_err() {
         instances.clear();
     }
@@ -109,7 +109,7 @@ pub fn run_request(
 
 fn request_chain(
     chain: &[BoundPlugin],
-    head: &mut RequestHead,
+    request: &mut RequestView,
     props: &Arc<Properties>,
     pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
     edits: &mut RequestEdits,
@@ -121,13 +121,13 @@ fn request_chain(
             binding: &bound.binding,
             props,
         };
-        match call.on_request(slot, head, pool_of_tenant) {
+        match call.on_request(slot, request, pool_of_tenant) {
             Ok(RequestOutcome::Continue(e)) => {
                 for h in &e.headers {
-                    edit_wit(&mut head.headers, h);
+                    edit_wit(&mut request.headers, h);
                 }
                 if let Some(p) = &e.path {
-                    head.path = p.as_str().to_string();
+                    request.line.path = p.as_str().to_string();
                     edits.path = Some(p.clone());
                 }
                 edits.headers.extend(e.headers);
@@ -154,25 +154,25 @@ fn request_chain(
 /// not keep them); all are released by the time it returns.
 pub fn run_response(
     chain: &[BoundPlugin],
-    head: &RequestHead,
+    request: &mut RequestView,
     props: &Arc<Properties>,
     response: &mut ResponseHeader,
     instances: &mut Vec<Option<Instance>>,
 ) -> Result<(), ChainStop> {
     instances.resize_with(chain.len(), || None);
-    let result = response_chain(chain, head, props, response, instances);
+    let result = response_chain(chain, request, props, response, instances);
     instances.clear();
     result
 }
 
 fn response_chain(
     chain: &[BoundPlugin],
-    head: &RequestHead,
+    request: &mut RequestView,
     props: &Arc<Properties>,
     response: &mut ResponseHeader,
     instances: &mut [Option<Instance>],
 ) -> Result<(), ChainStop> {
-    let mut wit = ResponseHead {
+    let mut view = ResponseView {
         status: response.status.as_u16(),
         headers: wit_headers(&response.headers),
     };
@@ -182,10 +182,10 @@ fn response_chain(
             binding: &bound.binding,
             props,
         };
-        match call.on_response(slot, head, &wit) {
+        match call.on_response(slot, request, &mut view) {
             Ok(ResponseOutcome::Continue(ops)) => {
                 for op in &ops {
-                    edit_wit(&mut wit.headers, op);
+                    edit_wit(&mut view.headers, op);
                     apply_response_edit(response, op);
                 }
             }

@@ -33,6 +33,10 @@ pub struct HostState {
     log_budget: usize,
     /// The running call's deadline.
     pub(super) clock: CallClock,
+    /// The request's headers, lent to the store for the duration of a call.
+    pub(super) request_headers: Vec<types::Header>,
+    /// The response's headers, lent for `on-response` calls.
+    pub(super) response_headers: Vec<types::Header>,
 }
 
 impl HostState {
@@ -56,6 +60,8 @@ impl HostState {
             props,
             log_budget: LOG_BUDGET_PER_CALL,
             clock: CallClock::start(Duration::ZERO),
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
         }
     }
 }
@@ -125,6 +131,14 @@ fn cut(s: &str, max: usize) -> &str {
 impl types::Host for HostState {}
 
 impl host::Host for HostState {
+    fn request_headers(&mut self) -> Vec<types::Header> {
+        self.request_headers.clone()
+    }
+
+    fn response_headers(&mut self) -> Vec<types::Header> {
+        self.response_headers.clone()
+    }
+
     fn log(&mut self, level: Level, message: String) {
         let line = cut(&message, MAX_LOG_LINE);
         if line.len() > self.log_budget {

@@ -24,7 +24,7 @@ mod host;
 mod kv;
 mod runtime;
 
-pub use call::{Failure, Hook, Instance, PluginCall, Properties};
+pub use call::{Failure, Hook, Instance, PluginCall, Properties, RequestView, ResponseView};
 pub use chain::{apply_request_edits, run_request, run_response, wit_headers, ChainStop};
 pub use decision::{
     check_request, check_response, HeaderEdit, RequestEdits, RequestOutcome, Respond,
@@ -32,4 +32,4 @@ pub use decision::{
 };
 pub use runtime::{inspect, kept_instances, load_plugins, CompiledPlugin, Inspection, WIT_VERSION};
 
-pub use bindings::gatehouse::plugin::types::{Header, RequestHead, ResponseHead};
+pub use bindings::gatehouse::plugin::types::{Header, RequestLine};
