@@ -4,10 +4,16 @@
 //! wall time, so a call preempted on a busy machine is not failed for time it
 //! did not run. Reading a thread's CPU clock is a system call, too dear to pay
 //! on every call, so it is read only when a call outlives an epoch tick: the
-//! first tick records the baseline, counting the time since the call started
-//! as CPU (which can only stop a call early by less than one tick), and later
-//! ticks measure against it. Most calls end before any tick and never read it.
-//! A wall-clock cap stops a call that is starved of CPU for long.
+//! first check records the baseline, and later checks measure against it.
+//! Most calls end before any tick and never read the clock.
+//!
+//! The CPU a call used before its first check is not known; it is taken to be
+//! the wall time since the start, but at most one tick. A running thread
+//! reaches its first check within a tick of the start, and a thread that was
+//! preempted before it ran at most that tick's worth before the preemption,
+//! so the estimate is off by less than a tick, whereas counting all the wall
+//! time would fail calls that merely waited for a CPU. A wall-clock cap stops
+//! a call that is starved of CPU for long.
 
 use std::time::{Duration, Instant};
 
@@ -43,9 +49,10 @@ impl CallClock {
     /// CPU clock.
     pub fn on_tick(&mut self, now: Instant, cpu_now: impl FnOnce() -> Duration) -> Option<u64> {
         let cpu = cpu_now();
-        let cpu_start = *self
-            .cpu_start
-            .get_or_insert_with(|| cpu.saturating_sub(now.saturating_duration_since(self.started)));
+        let cpu_start = *self.cpu_start.get_or_insert_with(|| {
+            let before_first_check = now.saturating_duration_since(self.started).min(EPOCH_TICK);
+            cpu.saturating_sub(before_first_check)
+        });
         let used = cpu.saturating_sub(cpu_start);
         if used >= self.timeout || now >= self.wall_cap {
             return None;
@@ -88,6 +95,16 @@ mod tests {
         let next = clock.on_tick(t0 + 6 * MS, || 12 * MS + MS / 2);
         assert_eq!(next, Some(3), "2.5 ms used, 2.5 ms left");
         assert_eq!(clock.on_tick(t0 + 9 * MS, || 15 * MS + MS / 2), None);
+    }
+
+    #[test]
+    fn waiting_for_a_cpu_before_the_first_check_is_not_charged() {
+        let mut clock = CallClock::start(5 * MS);
+        let t0 = clock.started;
+        // Preempted right after the start: the first check comes 8 ms later.
+        let next = clock.on_tick(t0 + 8 * MS, || 50 * MS);
+        assert_eq!(next, Some(4), "charged one tick, not 8 ms");
+        assert_eq!(clock.on_tick(t0 + 12 * MS, || 54 * MS), None);
     }
 
     #[test]
