@@ -1,0 +1,274 @@
+//! The API's one error shape, and the JSON body extractor that produces it.
+//!
+//! Every error is `{"error":{"code","message","field"}}` with a 4xx status for
+//! anything the client can fix. Database and other internal failures become a
+//! bare 500 whose details go only to the log, tagged with the request id.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error the API answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or a field is invalid.
+    #[error("{message}")]
+    Invalid {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+        /// Path of the offending field (`name`, `targets[2].addr`), if any.
+        field: Option<String>,
+    },
+    /// 401: no credentials, or credentials that are not valid.
+    #[error("missing or invalid API token")]
+    Unauthenticated,
+    /// 403: the token may see the object but not do this to it.
+    #[error("this token's role may not {0}")]
+    Forbidden(&'static str),
+    /// 404: no such object (also what a token sees of another tenant's objects).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// 409: the object conflicts with an existing one.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts.
+        message: String,
+        /// The field that conflicts.
+        field: Option<String>,
+    },
+    /// 412: `If-Match` names a revision that is no longer current.
+    #[error("the object changed since revision {0}; fetch it again")]
+    PreconditionFailed(String),
+    /// 413: the body is larger than the endpoint accepts.
+    #[error("request body too large")]
+    TooLarge,
+    /// 429: too many failed authentications from this client.
+    #[error("too many failed authentications; retry later")]
+    TooManyAuthFailures,
+    /// 500: a failure that is not the client's; logged, not shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyAuthFailures => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Invalid { code, .. } => code,
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { .. } => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::TooLarge => "body_too_large",
+            ApiError::TooManyAuthFailures => "too_many_auth_failures",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Invalid { field, .. } | ApiError::Conflict { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable code (`invalid_field`, `not_found`, ...).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Path of the offending field, when one is to blame.
+    pub field: Option<String>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "admin API internal error");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+                field: self.field().map(str::to_string),
+            },
+        };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+/// A JSON body, deserialised with the path of the field that failed.
+///
+/// Unlike `axum::Json`, every rejection uses the API's error shape: a wrong
+/// content type, malformed JSON, an unknown or mistyped field (400 with the
+/// field), or a body over the limit (413).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim();
+                m.eq_ignore_ascii_case("application/json")
+                    || m.to_ascii_lowercase().ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::Invalid {
+                code: "unsupported_media_type",
+                message: "the body must be JSON (Content-Type: application/json)".into(),
+                field: None,
+            });
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge
+                } else {
+                    ApiError::Invalid {
+                        code: "unreadable_body",
+                        message: e.body_text(),
+                        field: None,
+                    }
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses `bytes` as `T`, naming the field that failed.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (code, field) = if inner.is_syntax() || inner.is_eof() {
+            ("malformed_json", None)
+        } else {
+            ("invalid_field", (path != ".").then_some(path))
+        };
+        // A missing field is reported at its parent's path; name it.
+        let message = inner.to_string();
+        let field = match (field, missing_field(&message)) {
+            (Some(parent), Some(name)) => Some(format!("{parent}.{name}")),
+            (None, Some(name)) => Some(name.to_string()),
+            (field, None) => field,
+        };
+        ApiError::Invalid {
+            code,
+            message,
+            field,
+        }
+    })
+}
+
+/// The field name in serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Target {
+        addr: String,
+        weight: u32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Pool {
+        name: String,
+        targets: Vec<Target>,
+    }
+
+    fn err(json: &str) -> (String, Option<String>) {
+        match parse_json::<Pool>(json.as_bytes()) {
+            Err(ApiError::Invalid { code, field, .. }) => (code.to_string(), field),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(
+            err(r#"{"name":"a","targets":[{"addr":"x","weight":"heavy"}]}"#),
+            ("invalid_field".into(), Some("targets[0].weight".into()))
+        );
+        assert_eq!(
+            err(r#"{"name":"a","targets":[],"colour":1}"#),
+            ("invalid_field".into(), Some("colour".into()))
+        );
+        assert_eq!(
+            err(r#"{"name":"a","targets":[{"addr":"x","weight":1,"x":2}]}"#),
+            ("invalid_field".into(), Some("targets[0].x".into()))
+        );
+        assert_eq!(
+            err(r#"{"name":"a","targets":[{"addr":"x"}]}"#),
+            ("invalid_field".into(), Some("targets[0].weight".into()))
+        );
+        assert_eq!(err(r#"{"name":"a","#).0, "malformed_json");
+    }
+}

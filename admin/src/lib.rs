@@ -1,0 +1,190 @@
+//! Gatehouse's control plane: the admin API that tenants and automation use to
+//! manage the edge.
+//!
+//! JSON under `/v1`, authenticated by bearer tokens with roles (`auth`), every
+//! mutation audited in its own transaction (`audit`), state in SQLite or
+//! PostgreSQL (`store`). Errors have one shape (`error`). The OpenAPI document
+//! is generated from the handlers' annotations and served at
+//! `/v1/openapi.json`.
+//!
+//! Modules by resource: `tenants`, `tokens`, `audit`. Token format and hashing
+//! are in `token`.
+
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod store;
+pub mod tenants;
+pub mod token;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use auth::{AuthFailures, RequestId, Role};
+use error::ApiError;
+use store::Store;
+
+/// Largest request body the API reads (plugin uploads will have their own limit).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Failed authentications per client.
+    pub auth_failures: Arc<AuthFailures>,
+}
+
+impl AppState {
+    /// State over `store`.
+    pub fn new(store: Store) -> Self {
+        AppState {
+            store,
+            auth_failures: Arc::new(AuthFailures::default()),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gatehouse admin API",
+        description = "Manage tenants, domains, upstreams, certificates, plugins, tokens and configuration snapshots of a Gatehouse edge."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "tenants", description = "Tenants own everything else"),
+        (name = "tokens", description = "API tokens and their roles"),
+        (name = "audit", description = "The append-only log of every change"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token: gh_<prefix>_<secret>"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API's routes and their OpenAPI document.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tenants::create, tenants::list))
+        .routes(routes!(tenants::get, tenants::update, tenants::delete))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(audit::list))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The admin API over `state`.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = api();
+    let doc = Arc::new(doc);
+    routes
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound("resource".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::Invalid {
+                code: "method_not_allowed",
+                message: "this resource does not support that method".into(),
+                field: None,
+            }
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Gives every request an id (its own `x-request-id` if sane) and echoes it back.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// Makes sure a platform-admin token exists. With none yet, creates one:
+/// from `preset` (a token in `gh_…` form, e.g. from `GATEHOUSE_ADMIN_TOKEN`)
+/// or freshly generated. Returns the token when one was created from nothing,
+/// for the caller to show once.
+pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Option<String>> {
+    let mut tx = store.begin_write().await?;
+    let exists = sqlx::query("SELECT 1 FROM tokens WHERE role = $1 AND revoked_ms IS NULL")
+        .bind(Role::PlatformAdmin.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if exists {
+        return Ok(None);
+    }
+    let new = match preset {
+        Some(t) => {
+            let p = token::parse(t).ok_or_else(|| {
+                anyhow::anyhow!("the preset admin token is not a Gatehouse token (gh_<8 chars>_<40 hex digits>)")
+            })?;
+            token::NewToken {
+                token: t.to_string(),
+                prefix: p.prefix.to_string(),
+                secret_sha256: token::secret_sha256(p.secret),
+            }
+        }
+        None => token::generate(),
+    };
+    tokens::insert(
+        &mut tx,
+        "bootstrap",
+        Role::PlatformAdmin,
+        None,
+        None,
+        None,
+        &new,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the bootstrap token: {e}"))?;
+    tx.commit().await?;
+    Ok(preset.is_none().then_some(new.token))
+}

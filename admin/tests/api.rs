@@ -1,0 +1,599 @@
+//! The admin API through its router (`oneshot`), on a real SQLite file.
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use gatehouse_admin::store::Store;
+use gatehouse_admin::{bootstrap, router, AppState};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Api {
+    app: Router,
+    store: Store,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/admin.db", dir.path().display()))
+            .await
+            .unwrap();
+        let admin = bootstrap(&store, None)
+            .await
+            .unwrap()
+            .expect("first start creates a token");
+        Api {
+            app: router(AppState::new(store.clone())),
+            store,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.raw(method, uri, token, body.map(|b| b.to_string()), &[])
+            .await
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<String>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(body.map(Body::from).unwrap_or_else(Body::empty))
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn tenant(&self, name: &str) {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/tenants",
+                Some(&self.admin),
+                Some(json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+
+    async fn token(&self, by: &str, role: &str, tenant: Option<&str>) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(by),
+                Some(json!({ "name": format!("{role} token"), "role": role, "tenant": tenant })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+
+    async fn audit(&self, query: &str) -> Vec<Value> {
+        let r = self
+            .call(
+                Method::GET,
+                &format!("/v1/audit{query}"),
+                Some(&self.admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["events"].as_array().unwrap().clone()
+    }
+}
+
+fn assert_error(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{:?}", r.body);
+    assert_eq!(r.body["error"]["code"], code, "{:?}", r.body);
+    assert!(r.body["error"]["message"].is_string(), "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn the_bootstrap_token_is_created_once() {
+    let api = Api::new().await;
+    assert!(bootstrap(&api.store, None).await.unwrap().is_none());
+    let r = api
+        .call(Method::GET, "/v1/tenants", Some(&api.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["tenants"], json!([]));
+}
+
+#[tokio::test]
+async fn a_preset_bootstrap_token_is_used_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/a.db", dir.path().display()))
+        .await
+        .unwrap();
+    let preset = gatehouse_admin::token::generate().token;
+    assert!(
+        bootstrap(&store, Some(&preset)).await.unwrap().is_none(),
+        "nothing to show"
+    );
+    let app = router(AppState::new(store.clone()));
+    let req = Request::get("/v1/tenants")
+        .header(header::AUTHORIZATION, format!("Bearer {preset}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
+    assert!(
+        bootstrap(&store, Some("not-a-token"))
+            .await
+            .unwrap()
+            .is_none(),
+        "already bootstrapped"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/b.db", other.path().display()))
+        .await
+        .unwrap();
+    assert!(bootstrap(&store, Some("not-a-token")).await.is_err());
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_are_refused() {
+    let api = Api::new().await;
+    let r = api.call(Method::GET, "/v1/tenants", None, None).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let forged = gatehouse_admin::token::generate().token;
+    let r = api
+        .call(Method::GET, "/v1/tenants", Some(&forged), None)
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+    // A real prefix with the wrong secret.
+    let wrong = format!("{}{}", &api.admin[..12], "0".repeat(40));
+    let r = api
+        .call(Method::GET, "/v1/tenants", Some(&wrong), None)
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
+async fn repeated_failures_are_rate_limited() {
+    let api = Api::new().await;
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        statuses.push(
+            api.call(Method::GET, "/v1/tenants", Some("gh_nope"), None)
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        *statuses.last().unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{statuses:?}"
+    );
+    // Even a valid token from that client waits.
+    let r = api
+        .call(Method::GET, "/v1/tenants", Some(&api.admin), None)
+        .await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
+}
+
+#[tokio::test]
+async fn tenants_are_created_read_changed_and_deleted_with_audit() {
+    let api = Api::new().await;
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some(json!({ "name": "acme", "display_name": "ACME Corp" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["revision"], 1);
+    assert_eq!(r.headers[header::ETAG], "\"1\"");
+    assert!(r.headers.contains_key("x-request-id"));
+    let request_id = r.headers["x-request-id"].to_str().unwrap().to_string();
+
+    let dup = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some(json!({ "name": "acme" })),
+        )
+        .await;
+    assert_error(&dup, StatusCode::CONFLICT, "conflict");
+    assert_eq!(dup.body["error"]["field"], "name");
+
+    let r = api
+        .call(Method::GET, "/v1/tenants/acme", Some(&api.admin), None)
+        .await;
+    assert_eq!(r.body["display_name"], "ACME Corp");
+
+    let stale = api
+        .raw(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(&api.admin),
+            Some(json!({ "display_name": "x" }).to_string()),
+            &[("if-match", "\"7\"")],
+        )
+        .await;
+    assert_error(
+        &stale,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+    );
+    let r = api
+        .raw(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(&api.admin),
+            Some(json!({ "display_name": "Acme" }).to_string()),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["revision"], 2);
+    assert_eq!(r.headers[header::ETAG], "\"2\"");
+
+    let r = api
+        .call(Method::DELETE, "/v1/tenants/acme", Some(&api.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api
+        .call(Method::GET, "/v1/tenants/acme", Some(&api.admin), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+
+    let events = api.audit("?tenant=acme").await;
+    let actions: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("tenant.delete", "ok"),
+            ("tenant.update", "ok"),
+            ("tenant.update", "precondition_failed"),
+            ("tenant.create", "ok"),
+        ]
+    );
+    let create = &events[3];
+    assert_eq!(create["request_id"], request_id.as_str());
+    assert_eq!(create["actor"], &api.admin[3..11]);
+    assert_eq!(create["after"]["display_name"], "ACME Corp");
+    assert_eq!(events[1]["before"]["display_name"], "ACME Corp");
+    assert_eq!(events[1]["after"]["display_name"], "Acme");
+    assert_eq!(events[0]["after"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_tenant_token_sees_only_its_tenant() {
+    let api = Api::new().await;
+    api.tenant("acme").await;
+    api.tenant("beta").await;
+    let owner = api.token(&api.admin, "owner", Some("acme")).await;
+    let viewer = api.token(&owner, "viewer", Some("acme")).await;
+
+    let r = api
+        .call(Method::GET, "/v1/tenants", Some(&viewer), None)
+        .await;
+    let names: Vec<_> = r.body["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("acme")]);
+    for token in [&owner, &viewer] {
+        let r = api
+            .call(Method::GET, "/v1/tenants/beta", Some(token), None)
+            .await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+        let r = api
+            .call(Method::GET, "/v1/tokens?tenant=beta", Some(token), None)
+            .await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    }
+    // Another tenant's object is "not found", exactly like a missing one.
+    let foreign = api
+        .call(Method::GET, "/v1/tenants/beta", Some(&owner), None)
+        .await;
+    let missing = api
+        .call(Method::GET, "/v1/tenants/nope", Some(&owner), None)
+        .await;
+    assert_eq!(foreign.status, missing.status);
+
+    let r = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(&viewer),
+            Some(json!({ "display_name": "x" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(&owner),
+            Some(json!({ "display_name": "x" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&owner),
+            Some(json!({ "name": "gamma" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(Method::DELETE, "/v1/tenants/acme", Some(&owner), None)
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+
+    // The audit log of a tenant token is its own tenant's, whatever it asks.
+    let r = api
+        .call(Method::GET, "/v1/audit", Some(&viewer), None)
+        .await;
+    let events = r.body["events"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["tenant"] == "acme"), "{events:?}");
+    let r = api
+        .call(Method::GET, "/v1/audit?tenant=beta", Some(&viewer), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn tokens_are_shown_once_bounded_by_role_and_revocable() {
+    let api = Api::new().await;
+    api.tenant("acme").await;
+    let admin = api.token(&api.admin, "admin", Some("acme")).await;
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&admin),
+            Some(
+                json!({ "name": "ci", "role": "operator", "tenant": "acme", "expires_in": "30d" }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let operator = r.body["token"].as_str().unwrap().to_string();
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert!(r.body["expires_ms"].as_i64().unwrap() > 0);
+
+    // An admin cannot mint an owner; an operator cannot mint anything.
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({ "name": "x", "role": "owner", "tenant": "acme" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&operator),
+            Some(json!({ "name": "x", "role": "viewer", "tenant": "acme" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&admin),
+            Some(json!({ "name": "x", "role": "platform-admin" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+
+    // Listing never shows a secret.
+    let r = api
+        .call(Method::GET, "/v1/tokens", Some(&admin), None)
+        .await;
+    let listed = r.body.to_string();
+    assert!(!listed.contains(&operator[12..]), "secret leaked: {listed}");
+    assert!(!listed.contains("secret"), "{listed}");
+    assert_eq!(r.body["tokens"].as_array().unwrap().len(), 2);
+
+    let r = api
+        .call(Method::GET, "/v1/tenants/acme", Some(&operator), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/tokens/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api
+        .call(Method::GET, "/v1/tenants/acme", Some(&operator), None)
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let r = api
+        .call(Method::GET, "/v1/tokens", Some(&admin), None)
+        .await;
+    let revoked = r.body["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert!(revoked["revoked_ms"].as_i64().is_some());
+
+    let events = api.audit("?action=token.revoke").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["target"], format!("token/{}", &operator[3..11]));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_naming_the_field() {
+    let api = Api::new().await;
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some(json!({ "name": "acme", "colour": "red" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "colour");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some(json!({ "name": 7 })),
+        )
+        .await;
+    assert_eq!(r.body["error"]["field"], "name");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some(json!({ "name": "Bad Name" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "name");
+    let r = api
+        .raw(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some("{\"name\":".into()),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "malformed_json");
+    let r = api
+        .raw(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some("x".repeat(2 * 1024 * 1024)),
+            &[],
+        )
+        .await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    let r = api
+        .call(Method::GET, "/v1/nothing-here", Some(&api.admin), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(json!({ "name": "x", "role": "emperor" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "role");
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(
+                json!({ "name": "x", "role": "viewer", "tenant": "acme", "expires_in": "forever" }),
+            ),
+        )
+        .await;
+    assert_eq!(r.body["error"]["field"], "expires_in");
+}
+
+#[tokio::test]
+async fn the_audit_log_is_append_only() {
+    let api = Api::new().await;
+    api.tenant("acme").await;
+    let update = sqlx::query("UPDATE audit_events SET outcome = 'ok'")
+        .execute(api.store.pool())
+        .await;
+    assert!(update.is_err(), "updating an event must fail");
+    let delete = sqlx::query("DELETE FROM audit_events")
+        .execute(api.store.pool())
+        .await;
+    assert!(delete.is_err(), "deleting an event must fail");
+    assert_eq!(api.audit("").await.len(), 1);
+}
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let generated = gatehouse_admin::openapi().to_pretty_json().unwrap() + "\n";
+    if std::env::var_os("GATEHOUSE_UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "admin/openapi.json differs from the code; regenerate it with \
+         GATEHOUSE_UPDATE_OPENAPI=1 cargo test -p gatehouse-admin --test api the_committed_openapi"
+    );
+}
