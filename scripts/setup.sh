@@ -2,7 +2,8 @@
 # Installs the system packages Gatehouse needs to build and test, if missing.
 # Safe to run repeatedly; used by quickstart.sh, test.sh, benches/load/run.sh and CI.
 # Extra requirements may be passed as COMMAND=PACKAGE, e.g. `setup.sh wrk=wrk`;
-# `--wasm` adds a toolchain that can build WebAssembly plugins.
+# `--wasm` adds a toolchain that can build WebAssembly plugins; `--postgres` adds
+# Debian's PostgreSQL server (the admin's tests run their suite on it too).
 set -euo pipefail
 
 need=()
@@ -19,6 +20,10 @@ for arg in "$@"; do
         [ -d /usr/lib/rustlib/src/rust/library ] || need+=(rust-web-src)
         command -v wasm-ld-19 >/dev/null 2>&1 || need+=(lld-19)
       fi
+      ;;
+    # --postgres: the server binaries the admin tests start a throwaway cluster with.
+    --postgres)
+      compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
       ;;
     *) reqs+=("$arg") ;;
   esac

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it: formatting, lints, unit and
 # end-to-end tests (which start real gatehouse processes and upstream servers
-# and build the plugins in plugins/ to WebAssembly).
+# and build the plugins in plugins/ to WebAssembly); the admin API suite runs on
+# SQLite and on a throwaway PostgreSQL server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --wasm
+./scripts/setup.sh --wasm --postgres
 cargo fmt --all -- --check
 cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

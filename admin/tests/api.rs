@@ -9,11 +9,35 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+mod support;
+
+/// Which database a test runs on: every test here runs on both.
+#[derive(Clone, Copy)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database of `db`: its URL, and the directory to keep alive.
+async fn fresh(db: Db) -> (String, Option<tempfile::TempDir>) {
+    match db {
+        Db::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            (
+                format!("sqlite://{}/admin.db", dir.path().display()),
+                Some(dir),
+            )
+        }
+        Db::Postgres => (support::postgres().await.database().await, None),
+    }
+}
+
 struct Api {
     app: Router,
     store: Store,
     admin: String,
-    _dir: tempfile::TempDir,
+    db: Db,
+    _dir: Option<tempfile::TempDir>,
 }
 
 struct Reply {
@@ -23,11 +47,9 @@ struct Reply {
 }
 
 impl Api {
-    async fn new() -> Api {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}/admin.db", dir.path().display()))
-            .await
-            .unwrap();
+    async fn new(db: Db) -> Api {
+        let (url, dir) = fresh(db).await;
+        let store = Store::connect(&url).await.unwrap();
         let admin = bootstrap(&store, None)
             .await
             .unwrap()
@@ -36,6 +58,7 @@ impl Api {
             app: router(AppState::new(store.clone())),
             store,
             admin,
+            db,
             _dir: dir,
         }
     }
@@ -134,9 +157,7 @@ fn assert_error(r: &Reply, status: StatusCode, code: &str) {
     assert!(r.body["error"]["message"].is_string(), "{:?}", r.body);
 }
 
-#[tokio::test]
-async fn the_bootstrap_token_is_created_once() {
-    let api = Api::new().await;
+async fn the_bootstrap_token_is_created_once(api: Api) {
     assert!(bootstrap(&api.store, None).await.unwrap().is_none());
     let r = api
         .call(Method::GET, "/v1/tenants", Some(&api.admin), None)
@@ -145,12 +166,9 @@ async fn the_bootstrap_token_is_created_once() {
     assert_eq!(r.body["tenants"], json!([]));
 }
 
-#[tokio::test]
-async fn a_preset_bootstrap_token_is_used_as_given() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/a.db", dir.path().display()))
-        .await
-        .unwrap();
+async fn a_preset_bootstrap_token_is_used_as_given(api: Api) {
+    let (url, _dir) = fresh(api.db).await;
+    let store = Store::connect(&url).await.unwrap();
     let preset = gatehouse_admin::token::generate().token;
     assert!(
         bootstrap(&store, Some(&preset)).await.unwrap().is_none(),
@@ -169,16 +187,12 @@ async fn a_preset_bootstrap_token_is_used_as_given() {
             .is_none(),
         "already bootstrapped"
     );
-    let other = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}/b.db", other.path().display()))
-        .await
-        .unwrap();
+    let (url, _other) = fresh(api.db).await;
+    let store = Store::connect(&url).await.unwrap();
     assert!(bootstrap(&store, Some("not-a-token")).await.is_err());
 }
 
-#[tokio::test]
-async fn requests_without_a_valid_token_are_refused() {
-    let api = Api::new().await;
+async fn requests_without_a_valid_token_are_refused(api: Api) {
     let r = api.call(Method::GET, "/v1/tenants", None, None).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
     let forged = gatehouse_admin::token::generate().token;
@@ -194,9 +208,7 @@ async fn requests_without_a_valid_token_are_refused() {
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
-#[tokio::test]
-async fn repeated_failures_are_rate_limited() {
-    let api = Api::new().await;
+async fn repeated_failures_are_rate_limited(api: Api) {
     let mut statuses = Vec::new();
     for _ in 0..15 {
         statuses.push(
@@ -218,9 +230,7 @@ async fn repeated_failures_are_rate_limited() {
     assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures");
 }
 
-#[tokio::test]
-async fn tenants_are_created_read_changed_and_deleted_with_audit() {
-    let api = Api::new().await;
+async fn tenants_are_created_read_changed_and_deleted_with_audit(api: Api) {
     let r = api
         .call(
             Method::POST,
@@ -315,9 +325,7 @@ async fn tenants_are_created_read_changed_and_deleted_with_audit() {
     assert_eq!(events[0]["after"], Value::Null);
 }
 
-#[tokio::test]
-async fn a_tenant_token_sees_only_its_tenant() {
-    let api = Api::new().await;
+async fn a_tenant_token_sees_only_its_tenant(api: Api) {
     api.tenant("acme").await;
     api.tenant("beta").await;
     let owner = api.token(&api.admin, "owner", Some("acme")).await;
@@ -397,9 +405,7 @@ async fn a_tenant_token_sees_only_its_tenant() {
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
-async fn tokens_are_shown_once_bounded_by_role_and_revocable() {
-    let api = Api::new().await;
+async fn tokens_are_shown_once_bounded_by_role_and_revocable(api: Api) {
     api.tenant("acme").await;
     let admin = api.token(&api.admin, "admin", Some("acme")).await;
     let r = api
@@ -489,9 +495,7 @@ async fn tokens_are_shown_once_bounded_by_role_and_revocable() {
     assert_eq!(events[0]["target"], format!("token/{}", &operator[3..11]));
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_4xx_naming_the_field() {
-    let api = Api::new().await;
+async fn bad_input_gets_a_4xx_naming_the_field(api: Api) {
     let r = api
         .call(
             Method::POST,
@@ -568,9 +572,7 @@ async fn bad_input_gets_a_4xx_naming_the_field() {
     assert_eq!(r.body["error"]["field"], "expires_in");
 }
 
-#[tokio::test]
-async fn the_audit_log_is_append_only() {
-    let api = Api::new().await;
+async fn the_audit_log_is_append_only(api: Api) {
     api.tenant("acme").await;
     let update = sqlx::query("UPDATE audit_events SET outcome = 'ok'")
         .execute(api.store.pool())
@@ -597,3 +599,33 @@ fn the_committed_openapi_document_matches_the_code() {
          GATEHOUSE_UPDATE_OPENAPI=1 cargo test -p gatehouse-admin --test api the_committed_openapi"
     );
 }
+
+/// Runs each named test on SQLite and on PostgreSQL.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Api::new(super::Db::Sqlite).await).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Api::new(super::Db::Postgres).await).await
+            })*
+        }
+    };
+}
+
+on_both_databases!(
+    the_bootstrap_token_is_created_once,
+    requests_without_a_valid_token_are_refused,
+    repeated_failures_are_rate_limited,
+    tenants_are_created_read_changed_and_deleted_with_audit,
+    a_tenant_token_sees_only_its_tenant,
+    tokens_are_shown_once_bounded_by_role_and_revocable,
+    bad_input_gets_a_4xx_naming_the_field,
+    the_audit_log_is_append_only,
+    a_preset_bootstrap_token_is_used_as_given,
+);
