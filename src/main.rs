@@ -1,5 +1,6 @@
-//! The `gatehouse` command: `run` starts the proxy, `check` validates a config,
-//! `plugin build` / `plugin inspect` make and check WebAssembly plugins.
+//! The `gatehouse` command: `run` starts the proxy, `admin` the admin API,
+//! `check` validates a config, `plugin build` / `plugin inspect` make and check
+//! WebAssembly plugins.
 //!
 //! Thin by design: parsing arguments and logging setup live here, everything
 //! else in `gatehouse-proxy` and `gatehouse-config`.
@@ -47,6 +48,20 @@ enum Command {
     /// Build and inspect WebAssembly policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run the admin API (the control plane) on its own. On first start it prints a
+    /// bootstrap platform-admin token once, or installs the one in GATEHOUSE_ADMIN_TOKEN.
+    Admin {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9900")]
+        listen: std::net::SocketAddr,
+        /// Database: sqlite://path/to/file.db (created if missing) or postgres://user@host/db.
+        #[arg(
+            long,
+            default_value = "sqlite://data/gatehouse.db",
+            env = "GATEHOUSE_DATABASE_URL"
+        )]
+        database: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +147,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Admin { listen, database } => {
+            init_logging();
+            let options = gatehouse_admin::ServeOptions {
+                listen,
+                database,
+                preset_token: std::env::var("GATEHOUSE_ADMIN_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty()),
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("gatehouse admin: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Err(e) = runtime.block_on(gatehouse_admin::serve(options, shutdown_signal())) {
+                eprintln!("gatehouse admin: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
         Command::Run { config, upgrade } => {
             init_logging();
             if let Err(e) = gatehouse_proxy::run(gatehouse_proxy::RunOptions { config, upgrade }) {
@@ -140,5 +177,18 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }

@@ -188,3 +188,41 @@ pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Op
     tx.commit().await?;
     Ok(preset.is_none().then_some(new.token))
 }
+
+/// How to run the admin API as a server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (the quickstart uses `127.0.0.1:9900`).
+    pub listen: std::net::SocketAddr,
+    /// Database URL (`sqlite://data/gatehouse.db`, `postgres://…`).
+    pub database: String,
+    /// Bootstrap platform-admin token to install on first start, instead of a generated one.
+    pub preset_token: Option<String>,
+}
+
+/// Serves the admin API until `shutdown` completes, then finishes the
+/// requests in flight. On first start (no platform-admin token yet) a
+/// bootstrap token is created and printed once on standard error.
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&options.database).await?;
+    if let Some(token) = bootstrap(&store, options.preset_token.as_deref()).await? {
+        // Deliberately not through the log: a secret must not reach log storage.
+        eprintln!(
+            "gatehouse admin: bootstrap platform-admin token (shown once; store it now): {token}"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin API cannot listen on {}: {e}", options.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "admin API listening");
+    axum::serve(
+        listener,
+        router(AppState::new(store)).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //!
 //! Run: `cargo test --test e2e`
 
+mod admin;
 mod balancing;
 mod cli;
 mod plugins;

@@ -17,6 +17,8 @@ use tokio::sync::OnceCell;
 pub struct Postgres {
     port: u16,
     _dir: tempfile::TempDir,
+    /// Runs until this process exits, then stops the server (never waited on).
+    _watchdog: std::process::Child,
 }
 
 fn bin_dir() -> PathBuf {
@@ -118,14 +120,18 @@ impl Postgres {
             data = data.display(),
             dir = dir.path().display(),
         );
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", &watchdog])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let pg = Postgres { port, _dir: dir };
+        let pg = Postgres {
+            port,
+            _dir: dir,
+            _watchdog: watchdog,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = async {
