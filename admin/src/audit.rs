@@ -36,6 +36,32 @@ pub struct Event<'a> {
     pub outcome: &'a str,
 }
 
+impl<'a> Event<'a> {
+    /// A successful `action` on `target`; add the object with `before` / `after`.
+    pub fn ok(action: &'a str, tenant: Option<&'a str>, target: String) -> Self {
+        Event {
+            action,
+            tenant,
+            target,
+            before: None,
+            after: None,
+            outcome: "ok",
+        }
+    }
+
+    /// The object before the change (already redacted).
+    pub fn before(mut self, object: &impl Serialize) -> Self {
+        self.before = serde_json::to_value(object).ok();
+        self
+    }
+
+    /// The object after the change (already redacted).
+    pub fn after(mut self, object: &impl Serialize) -> Self {
+        self.after = serde_json::to_value(object).ok();
+        self
+    }
+}
+
 /// Writes `event` on `conn` (the mutation's transaction).
 pub async fn record(
     conn: &mut AnyConnection,
@@ -83,20 +109,11 @@ pub async fn refused(
     };
     let write = async {
         let mut tx = state.store.begin_write().await?;
-        record(
-            &mut tx,
-            who,
-            meta,
-            Event {
-                action,
-                tenant,
-                target,
-                before: None,
-                after: None,
-                outcome,
-            },
-        )
-        .await?;
+        let event = Event {
+            outcome,
+            ..Event::ok(action, tenant, target)
+        };
+        record(&mut tx, who, meta, event).await?;
         tx.commit().await?;
         Ok::<_, ApiError>(())
     };

@@ -179,20 +179,8 @@ pub async fn create(
     .bind(tenant.updated_ms)
     .execute(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        &who,
-        &meta,
-        Event {
-            action: "tenant.create",
-            tenant: Some(&tenant.name),
-            target,
-            before: None,
-            after: Some(serde_json::to_value(&tenant).map_err(|e| ApiError::Internal(e.into()))?),
-            outcome: "ok",
-        },
-    )
-    .await?;
+    let event = Event::ok("tenant.create", Some(&tenant.name), target).after(&tenant);
+    audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
     Ok(with_etag(StatusCode::CREATED, tenant))
 }
@@ -304,20 +292,10 @@ pub async fn update(
     .bind(&name)
     .execute(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        &who,
-        &meta,
-        Event {
-            action: "tenant.update",
-            tenant: Some(&name),
-            target,
-            before: serde_json::to_value(&before).ok(),
-            after: serde_json::to_value(&after).ok(),
-            outcome: "ok",
-        },
-    )
-    .await?;
+    let event = Event::ok("tenant.update", Some(&name), target)
+        .before(&before)
+        .after(&after);
+    audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
     Ok(with_etag(StatusCode::OK, after))
 }
@@ -354,25 +332,18 @@ pub async fn delete(
     let before = load(&mut tx, &name)
         .await?
         .ok_or_else(|| ApiError::NotFound(not_found()))?;
-    check_if_match(&headers, before.revision)?;
+    if let Err(e) = check_if_match(&headers, before.revision) {
+        drop(tx);
+        return Err(
+            audit::refused(&state, &who, &meta, "tenant.delete", Some(&name), target, e).await,
+        );
+    }
     sqlx::query("DELETE FROM tenants WHERE name = $1")
         .bind(&name)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
-        &who,
-        &meta,
-        Event {
-            action: "tenant.delete",
-            tenant: Some(&name),
-            target,
-            before: serde_json::to_value(&before).ok(),
-            after: None,
-            outcome: "ok",
-        },
-    )
-    .await?;
+    let event = Event::ok("tenant.delete", Some(&name), target).before(&before);
+    audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

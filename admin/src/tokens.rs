@@ -252,20 +252,8 @@ pub async fn create(
         &new,
     )
     .await?;
-    audit::record(
-        &mut tx,
-        &who,
-        &meta,
-        Event {
-            action: "token.create",
-            tenant,
-            target: format!("token/{}", info.prefix),
-            before: None,
-            after: serde_json::to_value(&info).ok(),
-            outcome: "ok",
-        },
-    )
-    .await?;
+    let event = Event::ok("token.create", tenant, format!("token/{}", info.prefix)).after(&info);
+    audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -370,20 +358,10 @@ pub async fn revoke(
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
-        &who,
-        &meta,
-        Event {
-            action: "token.revoke",
-            tenant: before.tenant.as_deref(),
-            target,
-            before: serde_json::to_value(&before).ok(),
-            after: serde_json::to_value(&after).ok(),
-            outcome: "ok",
-        },
-    )
-    .await?;
+    let event = Event::ok("token.revoke", before.tenant.as_deref(), target)
+        .before(&before)
+        .after(&after);
+    audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

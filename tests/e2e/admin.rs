@@ -93,6 +93,17 @@ async fn create_tenant(
     Ok(r.status())
 }
 
+async fn get_json(base: &str, token: &str, path: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_admin_bootstraps_once_and_serves_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,15 +193,7 @@ async fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
     }
     let acked = acknowledged.lock().unwrap().clone();
     let admin = Admin::start(&db, &[]).await;
-    let r: Value = reqwest::Client::new()
-        .get(format!("{}/v1/tenants", admin.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = get_json(&admin.base, token, "/v1/tenants").await;
     let stored: std::collections::HashSet<String> = r["tenants"]
         .as_array()
         .unwrap()
@@ -200,18 +203,12 @@ async fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
     let lost: Vec<_> = acked.iter().filter(|n| !stored.contains(*n)).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     // And each has its audit event.
-    let audit: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/audit?action=tenant.create&limit=500",
-            admin.base
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = get_json(
+        &admin.base,
+        token,
+        "/v1/audit?action=tenant.create&limit=500",
+    )
+    .await;
     let audited = audit["events"].as_array().unwrap().len();
     assert_eq!(
         audited,
