@@ -20,6 +20,8 @@ pub mod tokens;
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
@@ -130,7 +132,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Gives every request an id (its own `x-request-id` if sane) and echoes it back.
+/// Gives every request an id (its own `x-request-id` if sane), runs it in a
+/// span carrying that id (so internal errors logged by handlers name it),
+/// echoes the id back and writes one access log line.
 async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -140,7 +144,19 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("admin_request", request_id = %id);
+    let mut resp = next.run(req).instrument(span).await;
+    tracing::info!(
+        target: "gatehouse::admin::access",
+        request_id = %id,
+        method = %method,
+        path,
+        status = resp.status().as_u16(),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

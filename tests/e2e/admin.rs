@@ -12,7 +12,18 @@ use crate::support::*;
 struct Admin {
     child: Child,
     base: String,
+    /// Standard error (the bootstrap token is printed there).
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Standard output (the JSON log).
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect_lines(pipe: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
 }
 
 impl Admin {
@@ -27,24 +38,21 @@ impl Admin {
             db,
         ])
         .env_remove("GATEHOUSE_ADMIN_TOKEN")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        collect_lines(child.stderr.take().unwrap(), stderr.clone());
+        collect_lines(child.stdout.take().unwrap(), stdout.clone());
         let admin = Admin {
             child,
             base: format!("http://127.0.0.1:{port}"),
             stderr,
+            stdout,
         };
         let url = format!("{}/v1/openapi.json", admin.base);
         eventually(Duration::from_secs(20), "the admin API to answer", || {
@@ -155,8 +163,18 @@ async fn a_preset_admin_token_is_installed_and_not_printed() {
         201
     );
     assert_eq!(admin.printed_token(), None);
-    let log = admin.stderr.lock().unwrap().join("\n");
-    assert!(!log.contains(preset), "the token reached the output: {log}");
+    // The log records the requests, never the token.
+    let log = eventually(Duration::from_secs(5), "the access log line", || {
+        let log = admin.stdout.lock().unwrap().join("\n");
+        async move { log.contains("/v1/tenants").then_some(log) }
+    })
+    .await;
+    let all = format!("{log}\n{}", admin.stderr.lock().unwrap().join("\n"));
+    assert!(!all.contains(preset), "the token reached the output: {all}");
+    assert!(
+        !all.contains(&preset[12..]),
+        "the secret reached the output: {all}"
+    );
 }
 
 #[tokio::test]
