@@ -174,7 +174,8 @@ impl Lent<'_> {
 pub struct Instance {
     store: Store<HostState>,
     policy: Policy,
-    _held: Held,
+    /// The instance's place under the keep caps, released with it.
+    held: Held,
 }
 
 impl std::fmt::Debug for Instance {
@@ -299,10 +300,10 @@ impl PluginCall<'_> {
             Some(Instance {
                 mut store,
                 policy,
-                _held,
+                held,
             }) => {
                 self.arm(&mut store);
-                (store, policy, Some(_held))
+                (store, policy, Some(held))
             }
             None => {
                 let (store, policy) = self.instantiate()?;
@@ -327,7 +328,7 @@ impl PluginCall<'_> {
                     *slot = Some(Instance {
                         store,
                         policy,
-                        _held: held,
+                        held,
                     });
                 }
                 Ok(v)
