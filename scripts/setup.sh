@@ -3,7 +3,8 @@
 # Safe to run repeatedly; used by quickstart.sh, test.sh, benches/load/run.sh and CI.
 # Extra requirements may be passed as COMMAND=PACKAGE, e.g. `setup.sh wrk=wrk`;
 # `--wasm` adds a toolchain that can build WebAssembly plugins; `--postgres` adds
-# Debian's PostgreSQL server (the admin's tests run their suite on it too).
+# Debian's PostgreSQL server (the admin's tests run their suite on it too); `--venv`
+# Python's venv (schemathesis, from PyPI, fuzzes the admin API).
 set -euo pipefail
 
 need=()
@@ -24,6 +25,11 @@ for arg in "$@"; do
     # --postgres: the server binaries the admin tests start a throwaway cluster with.
     --postgres)
       compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
+      ;;
+    # --venv: Python with venv, for PyPI tools the tests use (schemathesis).
+    --venv)
+      command -v python3 >/dev/null 2>&1 || need+=(python3)
+      python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
       ;;
     *) reqs+=("$arg") ;;
   esac

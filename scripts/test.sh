@@ -2,10 +2,10 @@
 # The whole test suite, exactly as CI runs it: formatting, lints, unit and
 # end-to-end tests (which start real gatehouse processes and upstream servers
 # and build the plugins in plugins/ to WebAssembly); the admin API suite runs on
-# SQLite and on a throwaway PostgreSQL server.
+# SQLite and on a throwaway PostgreSQL server, then schemathesis fuzzes the API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --wasm --postgres
+./scripts/setup.sh --wasm --postgres --venv
 cargo fmt --all -- --check
 cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -13,3 +13,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --manifest-path plugins/Cargo.toml --workspace --locked -- -D warnings
 # The end-to-end tests build the example and hostile plugins from source.
 cargo test --workspace --locked
+# The admin API fuzzed against its own OpenAPI document (schemathesis from PyPI).
+./scripts/schemathesis.sh

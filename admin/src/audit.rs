@@ -8,14 +8,14 @@
 //! mutations are recorded too, each in its own transaction. The database
 //! rejects updates and deletes of events (triggers in the migrations).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Principal, RequestMeta, Role};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 use crate::store::now_ms;
 use crate::AppState;
 
@@ -125,6 +125,7 @@ pub async fn refused(
 
 /// Filters for `GET /v1/audit`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only events of this tenant (tenant tokens always see only their own).
@@ -138,6 +139,7 @@ pub struct AuditQuery {
     /// Only events with an id below this one (the `next_before_id` of the previous page).
     pub before_id: Option<i64>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -193,7 +195,7 @@ pub struct AuditPage {
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {

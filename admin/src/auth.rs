@@ -5,8 +5,8 @@
 //! tenant, including owner tokens), `admin` (everything but owner tokens),
 //! `operator` (configuration, no tokens), `viewer` (read-only, secrets
 //! redacted). A token never learns whether another tenant's object exists:
-//! it gets 404 for it, as for a missing one. Clients that keep presenting bad
-//! tokens are refused with 429 for a while before any token is looked at.
+//! it gets 404 for it, as for a missing one. Clients that keep presenting
+//! wrong tokens are refused with 429 for a while before any token is looked at.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -239,8 +239,8 @@ impl FromRequestParts<AppState> for Principal {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::trim);
+        // A request without a token is not a guess; only wrong tokens count.
         let Some(presented) = presented else {
-            state.auth_failures.failed(ip);
             return Err(ApiError::Unauthenticated);
         };
         match authenticate(state, presented).await? {

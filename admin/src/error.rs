@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 412: `If-Match` names a revision that is no longer current.
     #[error("the object changed since revision {0}; fetch it again")]
     PreconditionFailed(String),
+    /// 405: the resource exists but not with this method.
+    #[error("this resource does not support that method")]
+    MethodNotAllowed,
     /// 413: the body is larger than the endpoint accepts.
     #[error("request body too large")]
     TooLarge,
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyAuthFailures => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { .. } => "conflict",
             ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge => "body_too_large",
             ApiError::TooManyAuthFailures => "too_many_auth_failures",
             ApiError::Internal(_) => "internal",
@@ -191,6 +196,41 @@ where
     }
 }
 
+/// Query parameters, with rejections in the API's error shape (an unknown or
+/// mistyped parameter is a 400 naming it).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(q)) => Ok(ApiQuery(q)),
+            Err(rejection) => {
+                let message = rejection.body_text();
+                let field = message
+                    .split_once("unknown field `")
+                    .or_else(|| message.split_once("missing field `"))
+                    .and_then(|(_, rest)| rest.split('`').next())
+                    .map(str::to_string);
+                Err(ApiError::Invalid {
+                    code: "invalid_query",
+                    message,
+                    field,
+                })
+            }
+        }
+    }
+}
+
 /// Parses `bytes` as `T`, naming the field that failed.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
@@ -251,6 +291,29 @@ mod tests {
         }
     }
 
+    #[derive(Debug, serde::Deserialize)]
+    struct Days {
+        #[serde(default, deserialize_with = "integral::option_u32")]
+        days: Option<u32>,
+    }
+
+    #[test]
+    fn integral_numbers_with_a_fraction_are_integers() {
+        let days = |j: &str| parse_json::<Days>(j.as_bytes()).map(|d| d.days);
+        assert_eq!(days(r#"{"days":30}"#).unwrap(), Some(30));
+        assert_eq!(days(r#"{"days":30.0}"#).unwrap(), Some(30));
+        assert_eq!(days(r#"{}"#).unwrap(), None);
+        assert_eq!(days(r#"{"days":null}"#).unwrap(), None);
+        for bad in [
+            r#"{"days":30.5}"#,
+            r#"{"days":-1}"#,
+            r#"{"days":5000000000}"#,
+            r#"{"days":"3"}"#,
+        ] {
+            assert!(days(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn errors_name_the_field() {
         assert_eq!(
@@ -270,5 +333,32 @@ mod tests {
             ("invalid_field".into(), Some("targets[0].weight".into()))
         );
         assert_eq!(err(r#"{"name":"a","#).0, "malformed_json");
+    }
+}
+
+/// Deserialisers for integer fields that also take integral JSON numbers
+/// written with a fraction (`30.0`): JSON Schema counts those as integers, so
+/// a client generated from the spec may send them.
+pub mod integral {
+    use serde::{Deserialize, Deserializer};
+
+    /// An optional `u32`.
+    pub fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+            return Ok(None);
+        };
+        if let Some(v) = n.as_u64() {
+            return u32::try_from(v)
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("{v} is out of range")));
+        }
+        match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+                Ok(Some(f as u32))
+            }
+            _ => Err(serde::de::Error::custom(format!(
+                "expected a non-negative integer, got {n}"
+            ))),
+        }
     }
 }

@@ -91,15 +91,65 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Declares the errors any operation can answer with, so that every
+/// operation's responses are complete without repeating them per handler.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let common = [
+            ("400", "Malformed request or invalid field"),
+            ("401", "Missing or invalid API token"),
+            ("404", "No such object (or another tenant's)"),
+            ("405", "Method not supported by this resource"),
+            ("413", "Request body too large"),
+            ("429", "Too many failed authentications from this client"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                for (status, description) in common {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
 /// The API's routes and their OpenAPI document.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tenants::create, tenants::list))
         .routes(routes!(tenants::get, tenants::update, tenants::delete))
-        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::create_platform, tokens::list))
+        .routes(routes!(tokens::create_in_tenant, tokens::list_in_tenant))
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
-        .split_for_parts()
+        .split_for_parts();
+    // After the routes are merged in: the modifier walks every operation.
+    utoipa::Modify::modify(&CommonErrors, &mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document, as served at `/v1/openapi.json`.
@@ -120,13 +170,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound("resource".into()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::Invalid {
-                code: "method_not_allowed",
-                message: "this resource does not support that method".into(),
-                field: None,
-            }
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(request_id))
         .with_state(state)

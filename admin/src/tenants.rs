@@ -37,9 +37,16 @@ pub struct Tenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
-    /// Identifier: lowercase letters, digits and `-`, 1 to 63 characters, starting with a letter.
+    /// Identifier: lowercase letters, digits and `-`, 1 to 63 characters, starting with a
+    /// letter and not ending with `-`.
+    #[schema(pattern = "^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
-    /// Name for people (defaults to `name`).
+    /// Name for people (defaults to `name`): 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub display_name: Option<String>,
 }
 
@@ -47,7 +54,12 @@ pub struct CreateTenant {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
-    /// New name for people.
+    /// New name for people: 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub display_name: Option<String>,
 }
 
@@ -78,7 +90,7 @@ pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 }
 
 fn check_display_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "display_name",
             "must be 1-200 characters without control characters",

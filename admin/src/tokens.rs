@@ -5,14 +5,12 @@
 //! `Principal::may_manage_token`; a tenant's tokens are invisible (404) to
 //! other tenants' tokens.
 
-use std::time::Duration;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::audit::{self, Event};
 use crate::auth::{Principal, RequestMeta, Role};
@@ -20,9 +18,6 @@ use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::store::now_ms;
 use crate::token;
 use crate::AppState;
-
-/// Longest lifetime a token can be given.
-const MAX_EXPIRES_IN: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 
 /// A token as listed (no secret).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -49,18 +44,65 @@ pub struct TokenInfo {
     pub last_used_ms: Option<i64>,
 }
 
-/// Body of `POST /v1/tokens`.
+/// Body of `POST /v1/tokens` (a platform-admin token).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateToken {
-    /// Name for people (what the token is for).
+pub struct CreatePlatformToken {
+    /// Name for people (what the token is for): 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub name: String,
-    /// Role.
-    pub role: Role,
-    /// Tenant; required for every role but `platform-admin`, which must not have one.
-    pub tenant: Option<String>,
-    /// Lifetime, e.g. `90d`, `12h` (default: no expiry; at most two years).
-    pub expires_in: Option<String>,
+    /// Lifetime in days, 1 to 730 (default: no expiry).
+    #[schema(minimum = 1, maximum = 730)]
+    #[serde(default, deserialize_with = "crate::error::integral::option_u32")]
+    pub expires_in_days: Option<u32>,
+}
+
+/// The roles a tenant's token can have.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TenantRole {
+    /// Read-only; secrets redacted.
+    Viewer,
+    /// Configuration; no tokens.
+    Operator,
+    /// Everything but owner tokens.
+    Admin,
+    /// Everything in the tenant.
+    Owner,
+}
+
+impl From<TenantRole> for Role {
+    fn from(r: TenantRole) -> Role {
+        match r {
+            TenantRole::Viewer => Role::Viewer,
+            TenantRole::Operator => Role::Operator,
+            TenantRole::Admin => Role::Admin,
+            TenantRole::Owner => Role::Owner,
+        }
+    }
+}
+
+/// Body of `POST /v1/tenants/{tenant}/tokens`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantToken {
+    /// Name for people (what the token is for): 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub name: String,
+    /// Role within the tenant.
+    pub role: TenantRole,
+    /// Lifetime in days, 1 to 730 (default: no expiry).
+    #[schema(minimum = 1, maximum = 730)]
+    #[serde(default, deserialize_with = "crate::error::integral::option_u32")]
+    pub expires_in_days: Option<u32>,
 }
 
 /// A created token: the only time its secret is shown.
@@ -71,14 +113,6 @@ pub struct CreatedToken {
     /// What is listed for it from now on.
     #[serde(flatten)]
     pub info: TokenInfo,
-}
-
-/// Filters for `GET /v1/tokens`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct TokenQuery {
-    /// Only this tenant's tokens (tenant tokens always see only their own tenant's).
-    pub tenant: Option<String>,
 }
 
 /// A list of tokens.
@@ -109,31 +143,18 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<TokenInfo, ApiError> {
     })
 }
 
-/// Parses a lifetime like `90d`, `12h`, `30m`.
-fn parse_lifetime(text: &str) -> Result<Duration, ApiError> {
-    let invalid = || {
-        ApiError::invalid(
-            "expires_in",
-            "must be a duration like 90d, 12h or 30m, up to two years",
-        )
-    };
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(invalid)?,
-    );
-    let n: u64 = digits.parse().map_err(|_| invalid())?;
-    let secs = match unit {
-        "d" => n.checked_mul(86_400),
-        "h" => n.checked_mul(3_600),
-        "m" => n.checked_mul(60),
-        _ => None,
+/// Longest lifetime a token can be given, in days.
+const MAX_EXPIRES_IN_DAYS: u32 = 730;
+
+/// Checks a token name (also what the schema says).
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1-200 characters without control characters",
+        ));
     }
-    .ok_or_else(invalid)?;
-    let d = Duration::from_secs(secs);
-    if d.is_zero() || d > MAX_EXPIRES_IN {
-        return Err(invalid());
-    }
-    Ok(d)
+    Ok(())
 }
 
 /// Inserts a token row on `conn`; returns the token and its listing.
@@ -176,9 +197,34 @@ pub(crate) async fn insert(
     Ok(info)
 }
 
-/// Creates a token.
+/// Creates a platform-admin token (platform admins).
 #[utoipa::path(
-    post, path = "/v1/tokens", request_body = CreateToken,
+    post, path = "/v1/tokens", request_body = CreatePlatformToken,
+    responses(
+        (status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    ),
+    security(("bearer" = [])), tag = "tokens"
+)]
+pub async fn create_platform(
+    State(state): State<AppState>,
+    who: Principal,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<CreatePlatformToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let spec = Spec {
+        name: &body.name,
+        role: Role::PlatformAdmin,
+        tenant: None,
+        expires_in_days: body.expires_in_days,
+    };
+    create(&state, &who, &meta, spec).await
+}
+
+/// Creates a token of a tenant.
+#[utoipa::path(
+    post, path = "/v1/tenants/{tenant}/tokens", request_body = CreateTenantToken,
+    params(("tenant" = String, Path, description = "Tenant")),
     responses(
         (status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -186,50 +232,56 @@ pub(crate) async fn insert(
     ),
     security(("bearer" = [])), tag = "tokens"
 )]
-pub async fn create(
+pub async fn create_in_tenant(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    ApiJson(body): ApiJson<CreateToken>,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<CreateTenantToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let name = body.name.trim();
-    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name",
-            "must be 1-200 characters without control characters",
-        ));
+    who.read(&tenant, || format!("tenant {tenant}"))?;
+    let spec = Spec {
+        name: &body.name,
+        role: body.role.into(),
+        tenant: Some(&tenant),
+        expires_in_days: body.expires_in_days,
+    };
+    create(&state, &who, &meta, spec).await
+}
+
+/// A token to create.
+struct Spec<'a> {
+    name: &'a str,
+    role: Role,
+    tenant: Option<&'a str>,
+    expires_in_days: Option<u32>,
+}
+
+async fn create(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    spec: Spec<'_>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    check_name(spec.name)?;
+    let tenant = spec.tenant;
+    if !who.may_manage_token(tenant, spec.role) {
+        let e = ApiError::Forbidden("create a token with this role");
+        let target = "token/new".to_string();
+        return Err(audit::refused(state, who, meta, "token.create", tenant, target, e).await);
     }
-    match (body.role, &body.tenant) {
-        (Role::PlatformAdmin, Some(_)) => {
+    let expires_ms = match spec.expires_in_days {
+        Some(d) if (1..=MAX_EXPIRES_IN_DAYS).contains(&d) => {
+            Some(now_ms() + i64::from(d) * 86_400_000)
+        }
+        Some(_) => {
             return Err(ApiError::invalid(
-                "tenant",
-                "a platform-admin token belongs to no tenant",
+                "expires_in_days",
+                format!("must be 1 to {MAX_EXPIRES_IN_DAYS}"),
             ))
         }
-        (Role::PlatformAdmin, None) => {}
-        (_, None) => return Err(ApiError::invalid("tenant", "required for tenant roles")),
-        (_, Some(t)) => who.read(t, || format!("tenant {t}"))?,
-    }
-    let tenant = body.tenant.as_deref();
-    if !who.may_manage_token(tenant, body.role) {
-        let e = ApiError::Forbidden("create a token with this role");
-        return Err(audit::refused(
-            &state,
-            &who,
-            &meta,
-            "token.create",
-            tenant,
-            "token/new".into(),
-            e,
-        )
-        .await);
-    }
-    let expires_ms = body
-        .expires_in
-        .as_deref()
-        .map(parse_lifetime)
-        .transpose()?
-        .map(|d| now_ms() + d.as_millis() as i64);
+        None => None,
+    };
     let new = token::generate();
     let mut tx = state.store.begin_write().await?;
     if let Some(t) = tenant {
@@ -244,8 +296,8 @@ pub async fn create(
     }
     let info = insert(
         &mut tx,
-        name,
-        body.role,
+        spec.name,
+        spec.role,
         tenant,
         expires_ms,
         Some(&who.prefix),
@@ -253,7 +305,7 @@ pub async fn create(
     )
     .await?;
     let event = Event::ok("token.create", tenant, format!("token/{}", info.prefix)).after(&info);
-    audit::record(&mut tx, &who, &meta, event).await?;
+    audit::record(&mut tx, who, meta, event).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
@@ -264,41 +316,54 @@ pub async fn create(
     ))
 }
 
-/// Lists tokens (secrets are never shown).
+/// Lists the tokens the caller may see: every token for platform admins,
+/// the caller's tenant's for the others (secrets are never shown).
 #[utoipa::path(
-    get, path = "/v1/tokens", params(TokenQuery),
-    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    get, path = "/v1/tokens",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])), tag = "tokens"
 )]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Query(q): Query<TokenQuery>,
 ) -> Result<Json<TokenList>, ApiError> {
-    let rows = match (who.role, q.tenant) {
-        (Role::PlatformAdmin, None) => {
-            sqlx::query(&format!(
+    match who.role {
+        Role::PlatformAdmin => {
+            let rows = sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM tokens ORDER BY created_ms DESC, id"
             ))
             .fetch_all(state.store.pool())
-            .await?
+            .await?;
+            let tokens = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+            Ok(Json(TokenList { tokens }))
         }
-        (_, tenant) => {
-            let tenant = match tenant {
-                Some(t) => {
-                    who.read(&t, || format!("tenant {t}"))?;
-                    t
-                }
-                None => who.tenant.clone().unwrap_or_default(),
-            };
-            sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM tokens WHERE tenant = $1 ORDER BY created_ms DESC, id"
-            ))
-            .bind(tenant)
-            .fetch_all(state.store.pool())
-            .await?
-        }
-    };
+        _ => tenant_tokens(&state, who.tenant.as_deref().unwrap_or_default()).await,
+    }
+}
+
+/// Lists a tenant's tokens (secrets are never shown).
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/tokens",
+    params(("tenant" = String, Path, description = "Tenant")),
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])), tag = "tokens"
+)]
+pub async fn list_in_tenant(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+) -> Result<Json<TokenList>, ApiError> {
+    who.read(&tenant, || format!("tenant {tenant}"))?;
+    tenant_tokens(&state, &tenant).await
+}
+
+async fn tenant_tokens(state: &AppState, tenant: &str) -> Result<Json<TokenList>, ApiError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tokens WHERE tenant = $1 ORDER BY created_ms DESC, id"
+    ))
+    .bind(tenant)
+    .fetch_all(state.store.pool())
+    .await?;
     let tokens = rows.iter().map(from_row).collect::<Result<_, _>>()?;
     Ok(Json(TokenList { tokens }))
 }
@@ -364,34 +429,4 @@ pub async fn revoke(
     audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lifetimes_parse_within_bounds() {
-        assert_eq!(
-            parse_lifetime("90d").unwrap(),
-            Duration::from_secs(90 * 86_400)
-        );
-        assert_eq!(
-            parse_lifetime("12h").unwrap(),
-            Duration::from_secs(12 * 3_600)
-        );
-        assert_eq!(parse_lifetime("30m").unwrap(), Duration::from_secs(1_800));
-        for bad in [
-            "",
-            "d",
-            "0d",
-            "10y",
-            "800d",
-            "-1d",
-            "1.5h",
-            "99999999999999999999d",
-        ] {
-            assert!(parse_lifetime(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -125,14 +125,17 @@ impl Api {
     }
 
     async fn token(&self, by: &str, role: &str, tenant: Option<&str>) -> String {
-        let r = self
-            .call(
-                Method::POST,
-                "/v1/tokens",
-                Some(by),
-                Some(json!({ "name": format!("{role} token"), "role": role, "tenant": tenant })),
-            )
-            .await;
+        let (uri, body) = match tenant {
+            Some(t) => (
+                format!("/v1/tenants/{t}/tokens"),
+                json!({ "name": format!("{role} token"), "role": role }),
+            ),
+            None => (
+                "/v1/tokens".to_string(),
+                json!({ "name": "platform token" }),
+            ),
+        };
+        let r = self.call(Method::POST, &uri, Some(by), Some(body)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         r.body["token"].as_str().unwrap().to_string()
     }
@@ -347,7 +350,7 @@ async fn a_tenant_token_sees_only_its_tenant(api: Api) {
             .await;
         assert_error(&r, StatusCode::NOT_FOUND, "not_found");
         let r = api
-            .call(Method::GET, "/v1/tokens?tenant=beta", Some(token), None)
+            .call(Method::GET, "/v1/tenants/beta/tokens", Some(token), None)
             .await;
         assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     }
@@ -411,11 +414,9 @@ async fn tokens_are_shown_once_bounded_by_role_and_revocable(api: Api) {
     let r = api
         .call(
             Method::POST,
-            "/v1/tokens",
+            "/v1/tenants/acme/tokens",
             Some(&admin),
-            Some(
-                json!({ "name": "ci", "role": "operator", "tenant": "acme", "expires_in": "30d" }),
-            ),
+            Some(json!({ "name": "ci", "role": "operator", "expires_in_days": 30 })),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
@@ -427,18 +428,18 @@ async fn tokens_are_shown_once_bounded_by_role_and_revocable(api: Api) {
     let r = api
         .call(
             Method::POST,
-            "/v1/tokens",
+            "/v1/tenants/acme/tokens",
             Some(&admin),
-            Some(json!({ "name": "x", "role": "owner", "tenant": "acme" })),
+            Some(json!({ "name": "x", "role": "owner" })),
         )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
     let r = api
         .call(
             Method::POST,
-            "/v1/tokens",
+            "/v1/tenants/acme/tokens",
             Some(&operator),
-            Some(json!({ "name": "x", "role": "viewer", "tenant": "acme" })),
+            Some(json!({ "name": "x", "role": "viewer" })),
         )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
@@ -447,7 +448,7 @@ async fn tokens_are_shown_once_bounded_by_role_and_revocable(api: Api) {
             Method::POST,
             "/v1/tokens",
             Some(&admin),
-            Some(json!({ "name": "x", "role": "platform-admin" })),
+            Some(json!({ "name": "x" })),
         )
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
@@ -552,7 +553,7 @@ async fn bad_input_gets_a_4xx_naming_the_field(api: Api) {
     let r = api
         .call(
             Method::POST,
-            "/v1/tokens",
+            "/v1/tenants/acme/tokens",
             Some(&api.admin),
             Some(json!({ "name": "x", "role": "emperor" })),
         )
@@ -564,12 +565,23 @@ async fn bad_input_gets_a_4xx_naming_the_field(api: Api) {
             Method::POST,
             "/v1/tokens",
             Some(&api.admin),
-            Some(
-                json!({ "name": "x", "role": "viewer", "tenant": "acme", "expires_in": "forever" }),
-            ),
+            Some(json!({ "name": "x", "expires_in_days": 9999 })),
         )
         .await;
-    assert_eq!(r.body["error"]["field"], "expires_in");
+    assert_eq!(r.body["error"]["field"], "expires_in_days");
+    let r = api
+        .call(Method::GET, "/v1/audit?colour=red", Some(&api.admin), None)
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query");
+    assert_eq!(r.body["error"]["field"], "colour");
+    let r = api
+        .call(Method::GET, "/v1/audit?limit=lots", Some(&api.admin), None)
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query");
+    let r = api
+        .call(Method::TRACE, "/v1/tenants", Some(&api.admin), None)
+        .await;
+    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
 async fn the_audit_log_is_append_only(api: Api) {
@@ -642,15 +654,15 @@ async fn rbac_matrix(api: Api) {
         ),
         (
             Method::GET,
-            "/v1/tokens?tenant={t}",
+            "/v1/tenants/{t}/tokens",
             None,
             [200, 200, 200, 200, 200],
             [200, 404, 404, 404, 404],
         ),
         (
             Method::POST,
-            "/v1/tokens",
-            Some(json!({ "name": "m", "role": "viewer", "tenant": "{t}" })),
+            "/v1/tenants/{t}/tokens",
+            Some(json!({ "name": "m", "role": "viewer" })),
             [201, 201, 201, 403, 403],
             [201, 404, 404, 404, 404],
         ),
