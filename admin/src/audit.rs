@@ -186,8 +186,6 @@ pub struct AuditPage {
     params(AuditQuery),
     responses(
         (status = 200, body = AuditPage),
-        (status = 400, body = crate::error::ErrorBody),
-        (status = 401, body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])),
     tag = "audit"

@@ -66,6 +66,8 @@ impl AppState {
         description = "Manage tenants, domains, upstreams, certificates, plugins, tokens and configuration snapshots of a Gatehouse edge."
     ),
     modifiers(&BearerAuth),
+    // Referenced by the common error responses every operation gets (`CommonErrors`).
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
         (name = "tenants", description = "Tenants own everything else"),
         (name = "tokens", description = "API tokens and their roles"),

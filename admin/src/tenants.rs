@@ -148,7 +148,6 @@ fn with_etag(status: StatusCode, tenant: Tenant) -> Response {
     post, path = "/v1/tenants", request_body = CreateTenant,
     responses(
         (status = 201, body = Tenant, headers(("ETag" = String, description = "Revision"))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
     ),
     security(("bearer" = [])), tag = "tenants"
@@ -200,7 +199,7 @@ pub async fn create(
 /// Lists the tenants the token can see.
 #[utoipa::path(
     get, path = "/v1/tenants",
-    responses((status = 200, body = TenantList), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = TenantList), ),
     security(("bearer" = [])), tag = "tenants"
 )]
 pub async fn list(
@@ -226,7 +225,6 @@ pub async fn list(
     get, path = "/v1/tenants/{name}", params(("name" = String, Path, description = "Tenant")),
     responses(
         (status = 200, body = Tenant, headers(("ETag" = String, description = "Revision"))),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
     ),
     security(("bearer" = [])), tag = "tenants"
 )]
@@ -253,8 +251,7 @@ pub async fn get(
     ),
     responses(
         (status = 200, body = Tenant, headers(("ETag" = String, description = "Revision"))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 412, body = ErrorBody),
     ),
     security(("bearer" = [])), tag = "tenants"
@@ -320,8 +317,8 @@ pub async fn update(
         ("If-Match" = Option<String>, Header, description = "Revision the deletion is based on"),
     ),
     responses(
-        (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 412, body = ErrorBody),
+        (status = 204), (status = 403, body = ErrorBody),
+        (status = 412, body = ErrorBody),
     ),
     security(("bearer" = [])), tag = "tenants"
 )]

@@ -201,8 +201,8 @@ pub(crate) async fn insert(
 #[utoipa::path(
     post, path = "/v1/tokens", request_body = CreatePlatformToken,
     responses(
-        (status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 201, body = CreatedToken),
+        (status = 403, body = ErrorBody),
     ),
     security(("bearer" = [])), tag = "tokens"
 )]
@@ -226,9 +226,8 @@ pub async fn create_platform(
     post, path = "/v1/tenants/{tenant}/tokens", request_body = CreateTenantToken,
     params(("tenant" = String, Path, description = "Tenant")),
     responses(
-        (status = 201, body = CreatedToken), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 201, body = CreatedToken),
+        (status = 403, body = ErrorBody),
     ),
     security(("bearer" = [])), tag = "tokens"
 )]
@@ -320,7 +319,7 @@ async fn create(
 /// the caller's tenant's for the others (secrets are never shown).
 #[utoipa::path(
     get, path = "/v1/tokens",
-    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = TokenList), ),
     security(("bearer" = [])), tag = "tokens"
 )]
 pub async fn list(
@@ -345,7 +344,7 @@ pub async fn list(
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/tokens",
     params(("tenant" = String, Path, description = "Tenant")),
-    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = TokenList), ),
     security(("bearer" = [])), tag = "tokens"
 )]
 pub async fn list_in_tenant(
@@ -372,8 +371,7 @@ async fn tenant_tokens(state: &AppState, tenant: &str) -> Result<Json<TokenList>
 #[utoipa::path(
     delete, path = "/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")),
     responses(
-        (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 204), (status = 403, body = ErrorBody),
     ),
     security(("bearer" = [])), tag = "tokens"
 )]
