@@ -353,6 +353,14 @@ pub async fn list_in_tenant(
     Path(tenant): Path<String>,
 ) -> Result<Json<TokenList>, ApiError> {
     who.read(&tenant, || format!("tenant {tenant}"))?;
+    let exists = sqlx::query("SELECT 1 FROM tenants WHERE name = $1")
+        .bind(&tenant)
+        .fetch_optional(state.store.pool())
+        .await?
+        .is_some();
+    if !exists {
+        return Err(ApiError::NotFound(format!("tenant {tenant}")));
+    }
     tenant_tokens(&state, &tenant).await
 }
 

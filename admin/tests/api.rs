@@ -296,6 +296,15 @@ async fn tenants_are_created_read_changed_and_deleted_with_audit(api: Api) {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = api
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/tokens",
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
         .call(Method::GET, "/v1/tenants/acme", Some(&api.admin), None)
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
