@@ -8,11 +8,12 @@
 //! `/v1/openapi.json`.
 //!
 //! Modules by resource: `tenants`, `tokens`, `audit`. Token format and hashing
-//! are in `token`.
+//! are in `token`; encryption of secrets kept in the store in `secrets`.
 
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod secrets;
 pub mod store;
 pub mod tenants;
 pub mod token;
