@@ -8,11 +8,13 @@
 //! `/v1/openapi.json`.
 //!
 //! Modules by resource: `tenants`, `tokens`, `audit`. Token format and hashing
-//! are in `token`; encryption of secrets kept in the store in `secrets`.
+//! are in `token`; encryption of secrets kept in the store in `secrets`;
+//! canonical hostnames (IDNA) in `hostname`.
 
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod hostname;
 pub mod secrets;
 pub mod store;
 pub mod tenants;
