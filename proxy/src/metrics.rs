@@ -118,7 +118,7 @@ impl Metrics {
         let plugin_call_duration = HistogramVec::new(
             HistogramOpts::new(
                 "gatehouse_plugin_call_duration_seconds",
-                "Plugin hook call time, instantiation included",
+                "Plugin hook call time, including instantiation when the hook created the request's instance",
             )
             .buckets(vec![
                 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
