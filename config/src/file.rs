@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Root of a Gatehouse config file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Addresses the proxy binds. Changing them requires a restart.
@@ -44,7 +45,8 @@ pub struct FileConfig {
 
 /// Listening addresses (`host:port`). Each is optional; at least one of
 /// `http`/`https` must be set.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Listeners {
     /// Plain HTTP/1.1 listener, e.g. `0.0.0.0:80`.
@@ -57,13 +59,15 @@ pub struct Listeners {
 }
 
 /// Process-wide settings. These take effect at start only.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// Worker threads per listener service; default: number of CPU cores.
     pub threads: Option<usize>,
     /// How long SIGTERM waits for in-flight requests before exiting (default 10s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub grace_period: Option<Duration>,
     /// Pid file, used by zero-downtime binary upgrades (default none).
     pub pid_file: Option<String>,
@@ -78,7 +82,8 @@ pub struct Server {
 }
 
 /// Limits enforced on every request before routing.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Maximum total size of request header names and values in bytes (default 32768); larger → 431.
@@ -93,17 +98,21 @@ pub struct Limits {
     /// Maximum time to receive a request head and between body reads (default 30s).
     /// Slow clients (slowloris) are disconnected after it.
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub client_read_timeout: Option<Duration>,
     /// Maximum time a write to the client may block (default 30s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub client_write_timeout: Option<Duration>,
     /// How long an idle keep-alive client connection stays open (default 60s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub keepalive_timeout: Option<Duration>,
 }
 
 /// What to do with a TLS handshake whose SNI matches no configured certificate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownSni {
     /// Abort the handshake (the default): never present a certificate for a name we do not serve.
@@ -114,7 +123,8 @@ pub enum UnknownSni {
 }
 
 /// TLS termination policy for the `https` listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// Behaviour for an unknown or missing SNI (default `reject`).
@@ -125,7 +135,8 @@ pub struct Tls {
 }
 
 /// A tenant: the unit of ownership and isolation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Tenant {
     /// Unique name, `[a-z0-9_-]`, at most 63 characters.
@@ -133,7 +144,8 @@ pub struct Tenant {
 }
 
 /// A virtual host and its routes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     /// Hostnames served: exact (`example.com`) or a one-label wildcard (`*.example.com`).
@@ -157,7 +169,8 @@ pub struct Domain {
 }
 
 /// Request and response header edits.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRules {
     /// Edits applied to the request before it is forwarded upstream.
@@ -171,7 +184,8 @@ pub struct HeaderRules {
 /// One set of header edits, applied in the order remove, set, add.
 /// Values may use variables: `$client_ip`, `$request_id`, `$host`, `$scheme`,
 /// `$request_uri`, `$tenant`; write `$$` for a literal `$`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderEdits {
     /// Header names to remove.
@@ -186,7 +200,8 @@ pub struct HeaderEdits {
 }
 
 /// How a route's `path` is compared with the request path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PathMatch {
     /// Segment-aware prefix: `/api` matches `/api`, `/api/` and `/api/x` but not `/apix`.
@@ -197,7 +212,8 @@ pub enum PathMatch {
 }
 
 /// One route: a path (and optional methods) mapped to exactly one action.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Path to match, starting with `/` (default `/`).
@@ -223,7 +239,8 @@ pub struct Route {
 }
 
 /// A fixed response.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Respond {
     /// Status code (default 200).
@@ -237,7 +254,8 @@ pub struct Respond {
 }
 
 /// A redirect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Redirect {
     /// Target URL. With `keep_path`, the request path and query are appended.
@@ -250,7 +268,8 @@ pub struct Redirect {
 }
 
 /// Static file serving from a directory.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StaticFiles {
     /// Directory served. Requests never escape it (no `..`, no symlinks out).
@@ -264,7 +283,8 @@ pub struct StaticFiles {
 }
 
 /// Load-balancing algorithm.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// Smooth weighted round robin (default).
@@ -277,7 +297,8 @@ pub enum Algorithm {
 }
 
 /// An upstream pool.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     /// Unique name.
@@ -310,7 +331,8 @@ pub struct Pool {
 }
 
 /// One upstream server.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// `ip:port` or `hostname:port` (resolved when the config is loaded).
@@ -320,7 +342,8 @@ pub struct Target {
 }
 
 /// TLS towards an upstream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     /// SNI and verified name (default: the target's host part).
@@ -333,25 +356,31 @@ pub struct UpstreamTls {
 }
 
 /// Upstream timeouts.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// TCP (+TLS) connect timeout (default 3s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub connect: Option<Duration>,
     /// Maximum wait for each read from the upstream (default 30s); exceeded → 504.
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub read: Option<Duration>,
     /// Maximum wait for each write to the upstream (default 30s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub write: Option<Duration>,
     /// How long an idle pooled upstream connection is kept (default 60s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub idle: Option<Duration>,
 }
 
 /// Health checking for a pool.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// Periodic probes (default off).
@@ -361,7 +390,8 @@ pub struct HealthCheck {
 }
 
 /// Kind of active probe.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
     /// `GET path` must answer with an expected status (default).
@@ -372,7 +402,8 @@ pub enum ProbeKind {
 }
 
 /// Active health check settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHealthCheck {
     /// `http` (default) or `tcp`.
@@ -384,9 +415,11 @@ pub struct ActiveHealthCheck {
     pub expect_status: Option<[u16; 2]>,
     /// Time between probes (default 5s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub interval: Option<Duration>,
     /// Probe timeout (default 2s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub timeout: Option<Duration>,
     /// Consecutive successes to mark a target up (default 2).
     pub rise: Option<u32>,
@@ -395,18 +428,21 @@ pub struct ActiveHealthCheck {
 }
 
 /// Passive health check settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealthCheck {
     /// Consecutive connect failures / 5xx-free failures before ejection (default 5, 0 = off).
     pub consecutive_failures: Option<u32>,
     /// How long an ejected target is skipped (default 10s).
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub ejection_time: Option<Duration>,
 }
 
 /// A certificate chain and private key, in PEM.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// Unique name referenced by domains.
@@ -426,7 +462,8 @@ pub struct Certificate {
 }
 
 /// A WebAssembly policy plugin (a component targeting `gatehouse:plugin`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
     /// Unique name, used by bindings, logs and metrics.
@@ -441,7 +478,8 @@ pub struct Plugin {
 }
 
 /// What a request gets when its plugin fails (trap, timeout, memory, invalid decision).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Answer with an error status (503 for timeouts and an open circuit,
@@ -453,17 +491,20 @@ pub enum FailureMode {
 }
 
 /// One plugin in a domain's or route's chain.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PluginBinding {
     /// Plugin name (same tenant as the domain).
     pub plugin: String,
     /// Configuration handed to the plugin as JSON (any YAML value; default `{}`).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<Object>))]
     pub config: Option<serde_json::Value>,
     /// CPU time a hook call may use (default 5ms, at most 100ms); checked every
     /// 1 ms, with a wall-clock cap of 4× (at least +50ms) for a starved call.
     #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub timeout: Option<Duration>,
     /// Linear memory cap per instance in MiB (default 16, at most 64).
     pub memory_limit_mb: Option<u32>,

@@ -330,3 +330,65 @@ domains:
         ],
     );
 }
+
+#[test]
+fn qualified_names_let_tenants_reuse_a_name_but_only_under_their_own_qualifier() {
+    let errs = messages(
+        &load(
+            r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme }, { name: beta }]
+pools:
+  - { name: acme/web, tenant: acme, targets: [{ addr: "127.0.0.1:1" }] }
+  - { name: beta/web, tenant: beta, targets: [{ addr: "127.0.0.1:1" }] }
+  - { name: acme/stolen, tenant: beta, targets: [{ addr: "127.0.0.1:1" }] }
+  - { name: a/b/c, tenant: beta, targets: [{ addr: "127.0.0.1:1" }] }
+domains:
+  - hosts: [a.example]
+    tenant: acme
+    routes: [{ path: /, pool: acme/web }]
+  - hosts: [b.example]
+    tenant: beta
+    routes: [{ path: /, pool: beta/web }]
+"#,
+        )
+        .unwrap_err(),
+    );
+    assert_exactly(
+        &errs,
+        &[
+            "pools[2].name: \"acme/stolen\" is qualified by tenant \"acme\" but belongs to \"beta\"",
+            "pools[3].name: invalid name",
+        ],
+    );
+}
+
+#[test]
+fn file_types_survive_a_json_round_trip() {
+    let text = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme }]
+pools:
+  - name: web
+    tenant: acme
+    targets: [{ addr: "127.0.0.1:1", weight: 3 }]
+    timeouts: { connect: 1500ms }
+    health_check: { active: { interval: 2s, expect_status: [200, 204] } }
+domains:
+  - hosts: [a.example]
+    tenant: acme
+    routes: [{ path: /api, match: exact, pool: web }]
+"#;
+    let parsed = crate::parse_yaml(text).unwrap();
+    let json = serde_json::to_string(&parsed).unwrap();
+    let again = crate::parse_yaml(&json).unwrap();
+    assert_eq!(json, serde_json::to_string(&again).unwrap());
+    assert_eq!(
+        again.pools[0].timeouts.connect,
+        Some(std::time::Duration::from_millis(1500))
+    );
+    assert_eq!(
+        again.domains[0].routes[0].path_match,
+        crate::file::PathMatch::Exact
+    );
+}

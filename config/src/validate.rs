@@ -250,7 +250,7 @@ impl Validator<'_> {
         let mut out = HashSet::new();
         for (i, t) in tenants.iter().enumerate() {
             let path = format!("tenants[{i}].name");
-            if !valid_name(&t.name) {
+            if !valid_simple_name(&t.name) {
                 self.err(
                     &path,
                     format!(
@@ -277,7 +277,10 @@ impl Validator<'_> {
             if !valid_name(name) {
                 self.err(
                     &path,
-                    format!("invalid name {name:?}: use 1-63 characters of a-z, 0-9, '-' and '_'"),
+                    format!(
+                        "invalid name {name:?}: use 1-63 characters of a-z, 0-9, '-' and '_', \
+                         optionally qualified by the tenant as tenant/name"
+                    ),
                 );
             }
             // The first definition wins; later ones are the errors.
@@ -300,6 +303,7 @@ impl Validator<'_> {
         for (i, p) in plugins.iter().enumerate() {
             let path = format!("plugins[{i}]");
             self.tenant_ref(&p.tenant, tenants, &format!("{path}.tenant"));
+            self.qualifier(&p.name, &p.tenant, &format!("{path}.name"));
             if p.path.is_empty() {
                 self.err(format!("{path}.path"), "must name a .wasm component file");
             }
@@ -395,6 +399,18 @@ impl Validator<'_> {
             });
         }
         out
+    }
+
+    /// A qualified name (`tenant/name`) must be qualified by its owner.
+    fn qualifier(&mut self, name: &str, tenant: &str, path: &str) {
+        if let Some((qualifier, _)) = name.split_once('/') {
+            if qualifier != tenant && valid_name(name) {
+                self.err(
+                    path,
+                    format!("{name:?} is qualified by tenant {qualifier:?} but belongs to {tenant:?}"),
+                );
+            }
+        }
     }
 
     fn tenant_ref(&mut self, tenant: &str, tenants: &HashSet<String>, path: &str) {
@@ -736,6 +752,7 @@ impl Validator<'_> {
 
     fn pool(&mut self, p: &file::Pool, path: &str, tenants: &HashSet<String>) -> Pool {
         self.tenant_ref(&p.tenant, tenants, &format!("{path}.tenant"));
+        self.qualifier(&p.name, &p.tenant, &format!("{path}.name"));
         if p.targets.is_empty() {
             self.err(format!("{path}.targets"), "at least one target is required");
         }
@@ -1045,7 +1062,16 @@ fn default_plugin_cache_dir() -> Option<PathBuf> {
     Some(base.join("gatehouse").join("plugins"))
 }
 
+/// A simple name, or one qualified by its tenant as `tenant/name` (the form the
+/// admin API publishes, so that two tenants may both have a pool called `web`).
 fn valid_name(name: &str) -> bool {
+    match name.split_once('/') {
+        Some((tenant, local)) => valid_simple_name(tenant) && valid_simple_name(local),
+        None => valid_simple_name(name),
+    }
+}
+
+fn valid_simple_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name
