@@ -1,6 +1,7 @@
-//! The `gatehouse` command: `run` starts the proxy, `admin` the admin API,
-//! `check` validates a config, `plugin build` / `plugin inspect` make and check
-//! WebAssembly plugins.
+//! The `gatehouse` command: `run` starts the proxy (and the admin API when the
+//! config has an `admin` section), `admin` the admin API alone, `proxy` a
+//! proxy that follows an admin API, `check` validates a config, `plugin build`
+//! / `plugin inspect` make and check WebAssembly plugins.
 //!
 //! Thin by design: parsing arguments and logging setup live here, everything
 //! else in `gatehouse-proxy` and `gatehouse-config`.
@@ -30,6 +31,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy with a config file; the file is watched and hot-reloaded (also on SIGHUP).
+    /// With an `admin` section, the admin API runs in the same process and the proxy serves
+    /// what is published through it.
     Run {
         /// Path to the YAML config.
         #[arg(long, short)]
@@ -61,6 +64,45 @@ enum Command {
             env = "GATEHOUSE_DATABASE_URL"
         )]
         database: String,
+        /// Key file sealing private keys at rest; created (private) when missing. Every admin
+        /// sharing a database needs the same file.
+        #[arg(
+            long,
+            default_value = "data/secrets.key",
+            env = "GATEHOUSE_SECRETS_KEY_FILE"
+        )]
+        secrets_key_file: PathBuf,
+        /// Send domain ownership checks (HTTP) to this address instead of the hostname's,
+        /// e.g. the edge's HTTP listener when DNS seen from the admin does not lead there.
+        #[arg(long)]
+        verify_via: Option<std::net::SocketAddr>,
+    },
+    /// Run a proxy that follows an admin API: the config file gives listeners and limits,
+    /// the admin the tenants, domains, pools, certificates and plugins. The node token is
+    /// read from GATEHOUSE_NODE_TOKEN or --token-file.
+    Proxy {
+        /// Path to the node's YAML config (listeners, limits, server settings).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Base URL of the admin API.
+        #[arg(long, env = "GATEHOUSE_ADMIN_URL")]
+        admin_url: String,
+        /// File holding the node token (instead of GATEHOUSE_NODE_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// This node's id in the admin's node list (default: the host name).
+        #[arg(long, env = "GATEHOUSE_NODE_ID")]
+        node_id: Option<String>,
+        /// Directory for the last applied version and plugin components.
+        #[arg(long, default_value = "data/node")]
+        state_dir: PathBuf,
+        /// Accept a version older than the applied one, or an empty one (after restoring the
+        /// admin's database on purpose). Without it such versions are refused.
+        #[arg(long)]
+        force_snapshot: bool,
+        /// Take over the listening sockets of a running Gatehouse (zero-downtime upgrade).
+        #[arg(long)]
+        upgrade: bool,
     },
 }
 
@@ -147,14 +189,20 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Admin { listen, database } => {
+        Command::Admin {
+            listen,
+            database,
+            secrets_key_file,
+            verify_via,
+        } => {
             init_logging();
             let options = gatehouse_admin::ServeOptions {
                 listen,
                 database,
-                preset_token: std::env::var("GATEHOUSE_ADMIN_TOKEN")
-                    .ok()
-                    .filter(|t| !t.is_empty()),
+                preset_token: preset_admin_token(),
+                secrets_key_file,
+                verify_via,
+                local_node_token: None,
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -169,15 +217,162 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Proxy {
+            config,
+            admin_url,
+            token_file,
+            node_id,
+            state_dir,
+            force_snapshot,
+            upgrade,
+        } => {
+            init_logging();
+            let token = match node_token(token_file.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("gatehouse proxy: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let control = gatehouse_proxy::control::ControlPlane {
+                url: admin_url,
+                token,
+                node_id: node_id.unwrap_or_else(default_node_id),
+                state_dir,
+                force: force_snapshot,
+            };
+            let options = gatehouse_proxy::RunOptions {
+                config,
+                upgrade,
+                control: Some(control),
+            };
+            if let Err(e) = gatehouse_proxy::run(options) {
+                eprintln!("gatehouse proxy: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
         Command::Run { config, upgrade } => {
             init_logging();
-            if let Err(e) = gatehouse_proxy::run(gatehouse_proxy::RunOptions { config, upgrade }) {
+            let control = match start_local_admin(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("gatehouse: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let options = gatehouse_proxy::RunOptions {
+                config,
+                upgrade,
+                control,
+            };
+            if let Err(e) = gatehouse_proxy::run(options) {
                 eprintln!("gatehouse: {e:#}");
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }
     }
+}
+
+fn preset_admin_token() -> Option<String> {
+    std::env::var("GATEHOUSE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+/// The node token: from `--token-file`, else GATEHOUSE_NODE_TOKEN.
+fn node_token(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let token = match file {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?,
+        None => std::env::var("GATEHOUSE_NODE_TOKEN").map_err(|_| {
+            anyhow::anyhow!("no node token: set GATEHOUSE_NODE_TOKEN or pass --token-file")
+        })?,
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!("the node token is empty");
+    }
+    Ok(token)
+}
+
+fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// With an `admin` section in the config, starts the admin API on a thread of
+/// its own and returns how the proxy follows it (with a fresh node token).
+fn start_local_admin(
+    config: &std::path::Path,
+) -> anyhow::Result<Option<gatehouse_proxy::control::ControlPlane>> {
+    let text = std::fs::read_to_string(config)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+    let file = gatehouse_config::parse_yaml(&text)
+        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", config.display()))?;
+    let Some(admin) = file.admin else {
+        return Ok(None);
+    };
+    let listen: std::net::SocketAddr = admin
+        .listen
+        .as_deref()
+        .unwrap_or("127.0.0.1:9900")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?;
+    let node_token = gatehouse_admin::token::generate().token;
+    let verify_via = file
+        .listeners
+        .http
+        .as_deref()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            a
+        });
+    let options = gatehouse_admin::ServeOptions {
+        listen,
+        database: admin
+            .database
+            .unwrap_or_else(|| "sqlite://data/gatehouse.db".into()),
+        preset_token: preset_admin_token(),
+        secrets_key_file: admin
+            .secrets_key_file
+            .unwrap_or_else(|| "data/secrets.key".into())
+            .into(),
+        verify_via,
+        local_node_token: Some(node_token.clone()),
+    };
+    std::thread::Builder::new()
+        .name("gatehouse-admin".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("gatehouse admin: {e}");
+                    std::process::exit(1);
+                }
+            };
+            // The proxy owns the process's signals and exit: the admin runs until then.
+            if let Err(e) =
+                runtime.block_on(gatehouse_admin::serve(options, std::future::pending()))
+            {
+                eprintln!("gatehouse admin: {e:#}");
+                std::process::exit(1);
+            }
+        })?;
+    Ok(Some(gatehouse_proxy::control::ControlPlane {
+        url: format!("http://{listen}"),
+        token: node_token,
+        node_id: "local".into(),
+        state_dir: admin.state_dir.unwrap_or_else(|| "data/node".into()).into(),
+        force: false,
+    }))
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -33,6 +33,8 @@ use crate::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
+    /// A proxy node: polls configuration snapshots under `/v1/dataplane`, nothing else.
+    Node,
     /// Read-only within its tenant; secrets redacted.
     Viewer,
     /// Configuration within its tenant; no tokens.
@@ -49,6 +51,7 @@ impl Role {
     /// The role's name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Node => "node",
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Admin => "admin",
@@ -62,6 +65,7 @@ impl FromStr for Role {
     type Err = ();
     fn from_str(s: &str) -> Result<Self, ()> {
         Ok(match s {
+            "node" => Role::Node,
             "viewer" => Role::Viewer,
             "operator" => Role::Operator,
             "admin" => Role::Admin,
@@ -225,30 +229,59 @@ const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
+    /// Management endpoints: any valid token but a node's.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = meta(parts).client_ip;
-        if state.auth_failures.is_blocked(ip) {
-            return Err(ApiError::TooManyAuthFailures);
+        let who = authenticate_request(parts, state).await?;
+        if who.role == Role::Node {
+            return Err(ApiError::Forbidden(
+                "use the management API (node tokens only fetch snapshots)",
+            ));
         }
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        // A request without a token is not a guess; only wrong tokens count.
-        let Some(presented) = presented else {
-            return Err(ApiError::Unauthenticated);
-        };
-        match authenticate(state, presented).await? {
-            Some(p) => Ok(p),
-            None => {
-                state.auth_failures.failed(ip);
-                Err(ApiError::Unauthenticated)
-            }
+        Ok(who)
+    }
+}
+
+/// A caller of the data-plane endpoints: a node token (or a platform admin's,
+/// for debugging).
+#[derive(Debug, Clone)]
+pub struct NodeCaller(pub Principal);
+
+impl FromRequestParts<AppState> for NodeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let who = authenticate_request(parts, state).await?;
+        match who.role {
+            Role::Node | Role::PlatformAdmin => Ok(NodeCaller(who)),
+            _ => Err(ApiError::Forbidden("fetch snapshots (node tokens only)")),
+        }
+    }
+}
+
+/// Authenticates the bearer token of a request, counting wrong tokens per client.
+async fn authenticate_request(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let ip = meta(parts).client_ip;
+    if state.auth_failures.is_blocked(ip) {
+        return Err(ApiError::TooManyAuthFailures);
+    }
+    let presented = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    // A request without a token is not a guess; only wrong tokens count.
+    let Some(presented) = presented else {
+        return Err(ApiError::Unauthenticated);
+    };
+    match authenticate(state, presented).await? {
+        Some(p) => Ok(p),
+        None => {
+            state.auth_failures.failed(ip);
+            Err(ApiError::Unauthenticated)
         }
     }
 }

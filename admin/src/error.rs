@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// An error the API answers with.
@@ -53,6 +53,9 @@ pub enum ApiError {
     /// 429: too many failed authentications from this client.
     #[error("too many failed authentications; retry later")]
     TooManyAuthFailures,
+    /// 422: the configuration to publish does not validate; every problem with its path.
+    #[error("the configuration is invalid ({} error(s)); nothing was published", .0.len())]
+    InvalidConfig(Vec<FieldProblem>),
     /// 500: a failure that is not the client's; logged, not shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyAuthFailures => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge => "body_too_large",
             ApiError::TooManyAuthFailures => "too_many_auth_failures",
+            ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -101,6 +106,7 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             ApiError::Invalid { field, .. } | ApiError::Conflict { field, .. } => field.as_deref(),
+            ApiError::InvalidConfig(problems) => problems.first().map(|p| p.field.as_str()),
             _ => None,
         }
     }
@@ -128,6 +134,18 @@ pub struct ErrorDetail {
     pub message: String,
     /// Path of the offending field, when one is to blame.
     pub field: Option<String>,
+    /// For `invalid_config`: every problem found, each with its field path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldProblem>,
+}
+
+/// One problem of a configuration, at a field path.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FieldProblem {
+    /// Where: the object and field (`tenants/acme/pools/web.targets[0].addr`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -135,14 +153,19 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(e) = &self {
             tracing::error!(error = format!("{e:#}"), "admin API internal error");
         }
+        let status = self.status();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_string(),
                 message: self.to_string(),
                 field: self.field().map(str::to_string),
+                details: match self {
+                    ApiError::InvalidConfig(problems) => problems,
+                    _ => Vec::new(),
+                },
             },
         };
-        (self.status(), axum::Json(body)).into_response()
+        (status, axum::Json(body)).into_response()
     }
 }
 

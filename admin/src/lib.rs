@@ -7,14 +7,29 @@
 //! is generated from the handlers' annotations and served at
 //! `/v1/openapi.json`.
 //!
-//! Modules by resource: `tenants`, `tokens`, `audit`. Token format and hashing
-//! are in `token`; encryption of secrets kept in the store in `secrets`;
-//! canonical hostnames (IDNA) in `hostname`.
+//! Modules by resource: `tenants`, `tokens`, `audit`, and the draft
+//! configuration a tenant edits: `pools`, `domains`, `routes`,
+//! `certificates`, `plugins` (stored alike by `objects`). `publish` turns
+//! drafts into numbered versions (`document` renders them as config);
+//! `dataplane` hands them to proxies and lists the nodes. Token format and
+//! hashing are in `token`; encryption of secrets kept in the store in
+//! `secrets`; canonical hostnames (IDNA) in `hostname`; object names in `names`.
 
 pub mod audit;
 pub mod auth;
+pub mod certificates;
+pub mod dataplane;
+pub mod document;
+pub mod domains;
 pub mod error;
 pub mod hostname;
+mod http_get;
+pub mod names;
+pub mod objects;
+pub mod plugins;
+pub mod pools;
+pub mod publish;
+pub mod routes;
 pub mod secrets;
 pub mod store;
 pub mod tenants;
@@ -33,7 +48,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use auth::{AuthFailures, RequestId, Role};
@@ -50,14 +65,25 @@ pub struct AppState {
     pub store: Store,
     /// Failed authentications per client.
     pub auth_failures: Arc<AuthFailures>,
+    /// Keys sealing private keys at rest.
+    pub keys: Arc<secrets::Keys>,
+    /// The latest version published through this admin; wakes snapshot polls.
+    pub published: Arc<tokio::sync::watch::Sender<i64>>,
+    /// Where ownership checks send their HTTP request instead of the
+    /// hostname's address (the edge's HTTP listener, when DNS from the admin
+    /// does not lead there).
+    pub verify_via: Option<std::net::SocketAddr>,
 }
 
 impl AppState {
-    /// State over `store`.
-    pub fn new(store: Store) -> Self {
+    /// State over `store`, sealing secrets with `keys`.
+    pub fn new(store: Store, keys: secrets::Keys) -> Self {
         AppState {
             store,
             auth_failures: Arc::new(AuthFailures::default()),
+            keys: Arc::new(keys),
+            published: Arc::new(tokio::sync::watch::Sender::new(0)),
+            verify_via: None,
         }
     }
 }
@@ -70,11 +96,17 @@ impl AppState {
     ),
     modifiers(&BearerAuth),
     // Referenced by the common error responses every operation gets (`CommonErrors`).
-    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, error::FieldProblem)),
     tags(
         (name = "tenants", description = "Tenants own everything else"),
         (name = "tokens", description = "API tokens and their roles"),
         (name = "audit", description = "The append-only log of every change"),
+        (name = "pools", description = "Upstream pools and their targets (draft)"),
+        (name = "domains", description = "Hostnames, their ownership and routes (draft)"),
+        (name = "certificates", description = "Certificate chains and sealed private keys (draft)"),
+        (name = "plugins", description = "WebAssembly policy plugins (draft)"),
+        (name = "versions", description = "Publish the draft, list, compare and roll back versions"),
+        (name = "dataplane", description = "How proxy nodes fetch versions and report on them"),
     )
 )]
 struct ApiDoc;
@@ -151,6 +183,31 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tokens::create_in_tenant, tokens::list_in_tenant))
         .routes(routes!(tokens::revoke))
         .routes(routes!(audit::list))
+        .routes(routes!(pools::list))
+        .routes(routes!(pools::get, pools::put, pools::delete))
+        .routes(routes!(domains::list))
+        .routes(routes!(domains::get, domains::put, domains::delete))
+        .routes(routes!(domains::verify))
+        .routes(routes!(routes::list))
+        .routes(routes!(routes::get, routes::put, routes::delete))
+        .routes(routes!(certificates::list))
+        .routes(routes!(
+            certificates::get,
+            certificates::put,
+            certificates::delete
+        ))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::get, plugins::delete))
+        .routes(routes!(plugins::put).layer(plugins::upload_limit()))
+        .routes(routes!(publish::publish))
+        .routes(routes!(publish::list))
+        .routes(routes!(publish::get))
+        .routes(routes!(publish::rollback))
+        .routes(routes!(publish::compare))
+        .routes(routes!(dataplane::snapshot))
+        .routes(routes!(dataplane::plugin))
+        .routes(routes!(dataplane::report))
+        .routes(routes!(dataplane::nodes))
         .split_for_parts();
     // After the routes are merged in: the modifier walks every operation.
     utoipa::Modify::modify(&CommonErrors, &mut doc);
@@ -255,7 +312,7 @@ pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Op
 }
 
 /// How to run the admin API as a server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// Address to listen on (the quickstart uses `127.0.0.1:9900`).
     pub listen: std::net::SocketAddr,
@@ -263,6 +320,67 @@ pub struct ServeOptions {
     pub database: String,
     /// Bootstrap platform-admin token to install on first start, instead of a generated one.
     pub preset_token: Option<String>,
+    /// Key file sealing private keys at rest (created, private, when missing).
+    /// Every admin sharing a database needs the same file.
+    pub secrets_key_file: std::path::PathBuf,
+    /// Send domain ownership checks to this address (see [`AppState::verify_via`]).
+    pub verify_via: Option<std::net::SocketAddr>,
+    /// A node token for the proxy running in the same process (`gatehouse run`):
+    /// installed at start, replacing the previous one.
+    pub local_node_token: Option<String>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are secrets: say whether they are set, never what they are.
+        f.debug_struct("ServeOptions")
+            .field("listen", &self.listen)
+            .field("database", &self.database)
+            .field("preset_token", &self.preset_token.as_ref().map(|_| "<set>"))
+            .field("secrets_key_file", &self.secrets_key_file)
+            .field("verify_via", &self.verify_via)
+            .field(
+                "local_node_token",
+                &self.local_node_token.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
+}
+
+/// The name of the token `gatehouse run` creates for its own proxy.
+const LOCAL_NODE_TOKEN_NAME: &str = "local node (gatehouse run)";
+
+/// Installs `token` as the in-process proxy's node token, revoking the one
+/// of the previous start.
+pub async fn install_local_node_token(store: &Store, token_text: &str) -> anyhow::Result<()> {
+    let p = token::parse(token_text).ok_or_else(|| anyhow::anyhow!("not a Gatehouse token"))?;
+    let new = token::NewToken {
+        token: token_text.to_string(),
+        prefix: p.prefix.to_string(),
+        secret_sha256: token::secret_sha256(p.secret),
+    };
+    let mut tx = store.begin_write().await?;
+    sqlx::query(
+        "UPDATE tokens SET revoked_ms = $1 WHERE name = $2 AND role = $3 AND revoked_ms IS NULL",
+    )
+    .bind(store::now_ms())
+    .bind(LOCAL_NODE_TOKEN_NAME)
+    .bind(Role::Node.as_str())
+    .execute(&mut *tx)
+    .await?;
+    tokens::insert(
+        &mut tx,
+        LOCAL_NODE_TOKEN_NAME,
+        Role::Node,
+        None,
+        None,
+        None,
+        &new,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the local node token: {e}"))?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Serves the admin API until `shutdown` completes, then finishes the
@@ -273,6 +391,10 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let store = Store::connect(&options.database).await?;
+    let keys = secrets::Keys::load(&options.secrets_key_file, true)?;
+    if let Some(t) = &options.local_node_token {
+        install_local_node_token(&store, t).await?;
+    }
     if let Some(token) = bootstrap(&store, options.preset_token.as_deref()).await? {
         // Deliberately not through the log: a secret must not reach log storage.
         eprintln!(
@@ -283,9 +405,18 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("admin API cannot listen on {}: {e}", options.listen))?;
     tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "admin API listening");
+    let current: Option<i64> = sqlx::Row::try_get(
+        &sqlx::query("SELECT MAX(version) AS v FROM snapshots")
+            .fetch_one(store.pool())
+            .await?,
+        "v",
+    )?;
+    let mut state = AppState::new(store, keys);
+    state.published.send_replace(current.unwrap_or(0));
+    state.verify_via = options.verify_via;
     axum::serve(
         listener,
-        router(AppState::new(store)).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;

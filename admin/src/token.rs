@@ -110,3 +110,12 @@ mod tests {
         assert!(parse(&format!("{t}x")).is_none());
     }
 }
+
+/// `bytes` random bytes from the system source, as lowercase hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("system random source");
+    hex(&buf)
+}

@@ -59,6 +59,21 @@ pub struct CreatePlatformToken {
     #[schema(minimum = 1, maximum = 730)]
     #[serde(default, deserialize_with = "crate::error::integral::option_u32")]
     pub expires_in_days: Option<u32>,
+    /// `platform-admin` (default) or `node`: a proxy's token, which can only fetch
+    /// configuration snapshots and report on them.
+    #[serde(default)]
+    pub role: PlatformTokenRole,
+}
+
+/// The roles a token outside any tenant can have.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlatformTokenRole {
+    /// Everything, in every tenant.
+    #[default]
+    PlatformAdmin,
+    /// A proxy node: `/v1/dataplane` only.
+    Node,
 }
 
 /// The roles a tenant's token can have.
@@ -214,7 +229,10 @@ pub async fn create_platform(
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let spec = Spec {
         name: &body.name,
-        role: Role::PlatformAdmin,
+        role: match body.role {
+            PlatformTokenRole::PlatformAdmin => Role::PlatformAdmin,
+            PlatformTokenRole::Node => Role::Node,
+        },
         tenant: None,
         expires_in_days: body.expires_in_days,
     };

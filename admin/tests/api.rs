@@ -32,6 +32,11 @@ async fn fresh(db: Db) -> (String, Option<tempfile::TempDir>) {
     }
 }
 
+/// Fresh sealing keys for one test.
+fn test_keys() -> gatehouse_admin::secrets::Keys {
+    gatehouse_admin::secrets::Keys::parse(&gatehouse_admin::token::random_hex(32)).unwrap()
+}
+
 struct Api {
     app: Router,
     store: Store,
@@ -55,7 +60,7 @@ impl Api {
             .unwrap()
             .expect("first start creates a token");
         Api {
-            app: router(AppState::new(store.clone())),
+            app: router(AppState::new(store.clone(), test_keys())),
             store,
             admin,
             db,
@@ -177,7 +182,7 @@ async fn a_preset_bootstrap_token_is_used_as_given(api: Api) {
         bootstrap(&store, Some(&preset)).await.unwrap().is_none(),
         "nothing to show"
     );
-    let app = router(AppState::new(store.clone()));
+    let app = router(AppState::new(store.clone(), test_keys()));
     let req = Request::get("/v1/tenants")
         .header(header::AUTHORIZATION, format!("Bearer {preset}"))
         .body(Body::empty())

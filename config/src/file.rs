@@ -41,6 +41,27 @@ pub struct FileConfig {
     /// WebAssembly policy plugins that domains and routes bind.
     #[serde(default)]
     pub plugins: Vec<Plugin>,
+    /// Run the admin API in the same process (`gatehouse run`); the proxy then
+    /// also serves what tenants publish through it. Takes effect at start.
+    #[serde(default)]
+    pub admin: Option<Admin>,
+}
+
+/// The in-process admin API of `gatehouse run`. Relative paths are relative to
+/// the working directory (as with `gatehouse admin`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address of the admin API (default `127.0.0.1:9900`; keep it private).
+    pub listen: Option<String>,
+    /// Database URL (default `sqlite://data/gatehouse.db`).
+    pub database: Option<String>,
+    /// Key file sealing private keys at rest (default `data/secrets.key`, created when missing).
+    pub secrets_key_file: Option<String>,
+    /// Where the proxy keeps the last applied version and plugin components
+    /// (default `data/node`).
+    pub state_dir: Option<String>,
 }
 
 /// Listening addresses (`host:port`). Each is optional; at least one of

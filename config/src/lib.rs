@@ -12,6 +12,7 @@
 pub mod error;
 pub mod file;
 pub mod model;
+pub mod published;
 pub mod validate;
 
 use std::path::Path;

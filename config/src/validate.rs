@@ -57,6 +57,9 @@ pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, Confi
         }
     }
     let tls = v.tls(&cfg.tls, &cert_index);
+    if let Some(admin) = &cfg.admin {
+        v.listen_addr(&admin.listen, "admin.listen");
+    }
 
     if listeners.http.is_none() && listeners.https.is_none() {
         v.err("listeners", "at least one of `http` or `https` must be set");
@@ -407,7 +410,9 @@ impl Validator<'_> {
             if qualifier != tenant && valid_name(name) {
                 self.err(
                     path,
-                    format!("{name:?} is qualified by tenant {qualifier:?} but belongs to {tenant:?}"),
+                    format!(
+                        "{name:?} is qualified by tenant {qualifier:?} but belongs to {tenant:?}"
+                    ),
                 );
             }
         }

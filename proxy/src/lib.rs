@@ -11,6 +11,7 @@
 // private cache (see `plugin::runtime::deserialize`).
 #![deny(unsafe_code)]
 
+pub mod control;
 pub mod headers;
 pub mod health;
 pub mod internal;
@@ -52,6 +53,8 @@ pub struct RunOptions {
     pub config: PathBuf,
     /// Take over the listening sockets of a running instance (zero-downtime upgrade).
     pub upgrade: bool,
+    /// Follow a control plane (the admin API) for the tenant sections.
+    pub control: Option<control::ControlPlane>,
 }
 
 /// Loads, validates and compiles a config file exactly as `run` would,
@@ -76,8 +79,36 @@ fn server_options(limits: &gatehouse_config::model::Limits) -> HttpServerOptions
 pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Stamp first: an edit made while this first load runs must still be seen.
     let loaded_stamp = reload::FileStamp::take(&opts.config);
-    let cfg = gatehouse_config::load_file(&opts.config)
-        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
+    // A node following a control plane starts from its last good snapshot,
+    // so it serves even while the admin is down.
+    let mut applied = match &opts.control {
+        Some(cp) => control::boot_sections(&cp.state_dir).unwrap_or_else(|e| {
+            tracing::error!(error = %format!("{e:#}"), "last snapshot unreadable; starting from the config file alone");
+            None
+        }),
+        None => None,
+    };
+    let cfg = match reload::load_merged(&opts.config, applied.as_ref().map(|a| &a.sections)) {
+        Ok(cfg) => cfg,
+        Err(e) if applied.is_some() => {
+            tracing::error!(errors = %e, "the last snapshot does not validate with this config file; starting without it");
+            applied = None;
+            reload::load_merged(&opts.config, None)
+                .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "invalid config {}:\n{e}",
+                opts.config.display()
+            ))
+        }
+    };
+    if let Some(a) = &applied {
+        tracing::info!(
+            version = a.version,
+            "serving the last applied snapshot until the control plane answers"
+        );
+    }
     let snapshot = Snapshot::compile(cfg, 1, None, CertGeneration::Generate)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
     let config = snapshot.config.clone();
@@ -140,7 +171,19 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);
     }
-    let reloader = Arc::new(Reloader::new(opts.config.clone(), store, loaded_stamp));
+    let reloader = Arc::new(Reloader::new(
+        opts.config.clone(),
+        store,
+        loaded_stamp,
+        applied.as_ref().map(|a| a.sections.clone()),
+    ));
+    if let Some(cp) = opts.control.clone() {
+        let follower = control::Follower::new(cp, reloader.clone(), applied)?;
+        server.add_service(background_service(
+            "gatehouse-follower",
+            control::FollowerService::new(follower),
+        ));
+    }
     server.add_service(background_service(
         "gatehouse-control",
         ControlLoop::new(reloader, ready, readiness_probe),

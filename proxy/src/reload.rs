@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use gatehouse_config::published::Sections;
 use gatehouse_config::ConfigErrors;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -56,21 +57,48 @@ impl FileStamp {
     }
 }
 
-/// Rebuilds and publishes snapshots from the config file.
+/// Reads the config file and validates it with `published` (the sections a
+/// control plane published, if any) merged in.
+pub fn load_merged(
+    path: &std::path::Path,
+    published: Option<&Sections>,
+) -> Result<gatehouse_config::Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
+    let mut file = gatehouse_config::parse_yaml(&text)?;
+    if let Some(p) = published {
+        file.merge_published(p.clone());
+    }
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    gatehouse_config::validate::validate(&file, base)
+}
+
+/// Rebuilds and publishes snapshots from the config file (and the sections
+/// a control plane published, when the proxy follows one).
 pub struct Reloader {
     path: PathBuf,
     store: Arc<SnapshotStore>,
     health: HealthChecker,
-    /// Serialises reloads (SIGHUP and file changes may coincide).
+    /// Serialises reloads (SIGHUP, file changes and published versions may coincide).
     lock: tokio::sync::Mutex<()>,
     last_stamp: Mutex<Option<FileStamp>>,
+    /// The published sections now applied, merged into every rebuild.
+    published: Mutex<Option<Sections>>,
 }
 
 impl Reloader {
     /// A reloader for `path` publishing into `store`. `loaded` is the file's
     /// stamp taken *before* the serving config was read (see [`FileStamp::take`]),
     /// so an edit made while the first load was running is still picked up.
-    pub fn new(path: PathBuf, store: Arc<SnapshotStore>, loaded: Option<FileStamp>) -> Self {
+    pub fn new(
+        path: PathBuf,
+        store: Arc<SnapshotStore>,
+        loaded: Option<FileStamp>,
+        published: Option<Sections>,
+    ) -> Self {
         let last = loaded;
         Reloader {
             path,
@@ -78,7 +106,13 @@ impl Reloader {
             health: HealthChecker::default(),
             lock: tokio::sync::Mutex::new(()),
             last_stamp: Mutex::new(last),
+            published: Mutex::new(published),
         }
+    }
+
+    /// The snapshots this reloader publishes into.
+    pub fn store(&self) -> &Arc<SnapshotStore> {
+        &self.store
     }
 
     /// True when the file's content differs from the last one seen. Only
@@ -105,13 +139,31 @@ impl Reloader {
 
     /// Loads the file and, if valid, swaps it in. Returns the new version.
     pub async fn reload(&self) -> Result<u64, ConfigErrors> {
+        self.rebuild(None).await
+    }
+
+    /// Applies newly published sections: the file with them merged in is
+    /// validated and compiled, and swapped in only if all of it is valid.
+    pub async fn apply_published(&self, sections: Sections) -> Result<u64, ConfigErrors> {
+        self.rebuild(Some(sections)).await
+    }
+
+    async fn rebuild(&self, candidate: Option<Sections>) -> Result<u64, ConfigErrors> {
         let _guard = self.lock.lock().await;
         let started = std::time::Instant::now();
         let current = self.store.load();
         let path = self.path.clone();
         let prev = current.clone();
+        let published = match &candidate {
+            Some(c) => Some(c.clone()),
+            None => self
+                .published
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        };
         let compiled = tokio::task::spawn_blocking(move || {
-            let mut cfg = gatehouse_config::load_file(&path)?;
+            let mut cfg = load_merged(&path, published.as_ref())?;
             // Sockets and runtimes are fixed at start: keep describing what is
             // actually bound (force_https builds its redirect from it).
             if cfg.listeners != prev.config.listeners || cfg.server != prev.config.server {
@@ -139,6 +191,9 @@ impl Reloader {
                 return Err(errors);
             }
         };
+        if let Some(c) = candidate {
+            *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+        }
         let version = next.version;
         self.health.restart(&next);
         forget_removed_targets(&current, &next);

@@ -30,6 +30,9 @@ pub use decision::{
     check_request, check_response, HeaderEdit, RequestEdits, RequestOutcome, Respond,
     ResponseEdits, ResponseOutcome,
 };
-pub use runtime::{inspect, kept_instances, load_plugins, CompiledPlugin, Inspection, WIT_VERSION};
+pub use runtime::{
+    inspect, inspect_bytes, kept_instances, load_plugins, CompiledPlugin, Inspection,
+    MAX_PLUGIN_BYTES, WIT_VERSION,
+};
 
 pub use bindings::gatehouse::plugin::types::{Header, RequestLine};

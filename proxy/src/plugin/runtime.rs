@@ -315,14 +315,25 @@ pub struct Inspection {
 
 /// Validates a component exactly as the proxy does when loading it.
 pub fn inspect(path: &Path) -> Result<Inspection, String> {
-    let bytes = read_plugin(path)?;
+    inspect_bytes(&read_plugin(path)?)
+}
+
+/// Validates a component held in memory exactly as the proxy does when
+/// loading it (the admin API checks uploads with this).
+pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, String> {
+    if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+        return Err(format!(
+            "the component is {} bytes; plugins are limited to {MAX_PLUGIN_BYTES}",
+            bytes.len()
+        ));
+    }
     let rt = runtime()?;
-    let component = compile(&rt.engine, &bytes, None)?;
+    let component = compile(&rt.engine, bytes, None)?;
     let version = check_world(&rt.engine, &component)?;
     link(rt, &component)?;
     let ty = component.component_type();
     Ok(Inspection {
-        sha256: hex(&sha256(&bytes)),
+        sha256: hex(&sha256(bytes)),
         size: bytes.len(),
         version,
         imports: ty.imports(&rt.engine).map(|(n, _)| n.to_string()).collect(),

@@ -1,0 +1,285 @@
+//! `/v1/tenants/{tenant}/plugins`: WebAssembly policy plugins.
+//!
+//! An upload is the component itself (`Content-Type: application/wasm`). It is
+//! validated by the proxy's own loader (a component, our world only, within the
+//! size cap, compiles and links) before anything is stored. Bytes are kept once
+//! per SHA-256 in `blobs`, where nodes fetch them; the plugin object binds a
+//! tenant's name to a digest. Domains and routes bind plugins by name with
+//! their config (see `domains`, `routes`).
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Principal, RequestMeta};
+use crate::domains::StoredDomain;
+use crate::error::{ApiError, ErrorBody};
+use crate::objects::{self, Kind, Object, Stored, Write};
+use crate::routes::RouteSpec;
+use crate::store::now_ms;
+use crate::{names, AppState};
+
+/// Largest plugin upload accepted (the proxy's own cap).
+pub const MAX_UPLOAD_BYTES: usize = gatehouse_proxy::plugin::MAX_PLUGIN_BYTES as usize;
+
+/// The body limit layer for the upload route.
+pub fn upload_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_UPLOAD_BYTES)
+}
+
+/// A plugin as stored and shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginInfo {
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// `gatehouse:plugin` version the component targets.
+    pub version: String,
+    /// Interfaces it imports.
+    pub imports: Vec<String>,
+    /// Interfaces it exports.
+    pub exports: Vec<String>,
+}
+
+/// A list of plugins.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PluginList {
+    /// Plugins by name.
+    pub plugins: Vec<Object<PluginInfo>>,
+}
+
+fn response(o: &Stored) -> Result<Object<PluginInfo>, ApiError> {
+    Ok(Object::new(o, o.spec()?))
+}
+
+/// Lists a tenant's plugins.
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/plugins",
+    params(("tenant" = String, Path, description = "Tenant")),
+    responses((status = 200, body = PluginList)),
+    security(("bearer" = [])), tag = "plugins"
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(tenant): Path<String>,
+) -> Result<Json<PluginList>, ApiError> {
+    who.read(&tenant, || format!("tenant {tenant}"))?;
+    let mut conn = state.store.pool().acquire().await?;
+    objects::require_tenant(&mut conn, &tenant).await?;
+    let plugins = objects::list(&mut conn, &tenant, Kind::Plugin, None)
+        .await?
+        .iter()
+        .map(response)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(PluginList { plugins }))
+}
+
+/// Reads a plugin's description.
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/plugins/{name}",
+    params(("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin")),
+    responses((status = 200, body = Object<PluginInfo>, headers(("ETag" = String, description = "Revision")))),
+    security(("bearer" = [])), tag = "plugins"
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    who.read(&tenant, || format!("plugin {name}"))?;
+    let mut conn = state.store.pool().acquire().await?;
+    let o = objects::load(&mut conn, &tenant, Kind::Plugin, &name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("plugin {name}")))?;
+    Ok(objects::with_etag(
+        StatusCode::OK,
+        o.revision,
+        response(&o)?,
+    ))
+}
+
+/// Uploads or replaces a plugin (tenant admin and up): the body is the
+/// component (`application/wasm`), validated as the proxy would load it.
+#[utoipa::path(
+    put, path = "/v1/tenants/{tenant}/plugins/{name}",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    params(
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin"),
+        ("If-Match" = Option<String>, Header, description = "Revision the change is based on"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: only create"),
+    ),
+    responses(
+        (status = 200, body = Object<PluginInfo>, description = "Replaced"),
+        (status = 201, body = Object<PluginInfo>, description = "Created"),
+        (status = 403, body = ErrorBody), (status = 412, body = ErrorBody),
+    ),
+    security(("bearer" = [])), tag = "plugins"
+)]
+pub async fn put(
+    State(state): State<AppState>,
+    who: Principal,
+    meta: RequestMeta,
+    Path((tenant, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    objects::authorize_write(&state, &who, &meta, Kind::Plugin, &tenant, &name, "put").await?;
+    names::check("name", &name)?;
+    let is_wasm = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/wasm");
+    if !is_wasm {
+        return Err(ApiError::Invalid {
+            code: "unsupported_media_type",
+            message: "upload the component itself with Content-Type: application/wasm".into(),
+            field: None,
+        });
+    }
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge
+        } else {
+            ApiError::invalid("body", e.body_text())
+        }
+    })?;
+    let check = bytes.clone();
+    let inspection =
+        tokio::task::spawn_blocking(move || gatehouse_proxy::plugin::inspect_bytes(&check))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .map_err(|e| ApiError::invalid("body", format!("not a loadable plugin: {e}")))?;
+    let info = PluginInfo {
+        sha256: inspection.sha256,
+        size: inspection.size,
+        version: inspection.version,
+        imports: inspection.imports,
+        exports: inspection.exports,
+    };
+    let target = format!("tenants/{tenant}/plugins/{name}");
+    let (o, created) =
+        objects::audited(&state, &who, &meta, "plugin.put", &tenant, target, async {
+            let mut tx = state.store.begin_write().await?;
+            objects::require_tenant(&mut tx, &tenant).await?;
+            let known = sqlx::query("SELECT sha256 FROM blobs WHERE sha256 = $1")
+                .bind(&info.sha256)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_none() {
+                sqlx::query(
+                    "INSERT INTO blobs (sha256, bytes, size, created_ms) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&info.sha256)
+                .bind(bytes.to_vec())
+                .bind(info.size as i64)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            }
+            let write = Write {
+                kind: Kind::Plugin,
+                tenant: &tenant,
+                name: &name,
+                spec: serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.into()))?,
+                status: None,
+            };
+            let out =
+                objects::put(&mut tx, &who, &meta, &headers, write, objects::no_secrets).await?;
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(objects::with_etag(status, o.revision, response(&o)?))
+}
+
+/// Domains and routes of `tenant` that bind plugin `name`.
+async fn users(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    name: &str,
+) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for d in objects::list(conn, tenant, Kind::Domain, None).await? {
+        if d.spec::<StoredDomain>()?
+            .spec
+            .plugins
+            .iter()
+            .any(|b| b.plugin == name)
+        {
+            out.push(format!("domain {}", d.name));
+        }
+    }
+    for r in objects::list(conn, tenant, Kind::Route, None).await? {
+        if r.spec::<RouteSpec>()?
+            .plugins
+            .iter()
+            .any(|b| b.plugin == name)
+        {
+            out.push(format!("route {}", r.name));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes a plugin (tenant admin and up); refused while a domain or route binds it.
+#[utoipa::path(
+    delete, path = "/v1/tenants/{tenant}/plugins/{name}",
+    params(
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin"),
+        ("If-Match" = Option<String>, Header, description = "Revision the deletion is based on"),
+    ),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)),
+    security(("bearer" = [])), tag = "plugins"
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    who: Principal,
+    meta: RequestMeta,
+    Path((tenant, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    who.read(&tenant, || format!("plugin {name}"))?;
+    objects::authorize_write(&state, &who, &meta, Kind::Plugin, &tenant, &name, "delete").await?;
+    let target = format!("tenants/{tenant}/plugins/{name}");
+    objects::audited(
+        &state,
+        &who,
+        &meta,
+        "plugin.delete",
+        &tenant,
+        target,
+        async {
+            let mut tx = state.store.begin_write().await?;
+            let using = users(&mut tx, &tenant, &name).await?;
+            if !using.is_empty() {
+                return Err(objects::in_use(&format!("plugin {name}"), &using));
+            }
+            objects::delete(
+                &mut tx,
+                &who,
+                &meta,
+                &headers,
+                Kind::Plugin,
+                &tenant,
+                &name,
+                objects::no_secrets,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,847 @@
+//! Versioned configuration: publish the draft, list and read versions, diff
+//! them, roll back.
+//!
+//! Publishing takes the publisher's scope (one tenant, or every tenant for a
+//! platform admin without `tenant`) from the draft, keeps every other tenant's
+//! part as last published, validates the whole result with gatehouse-config
+//! (the proxy's own validation) and stores it as version N+1 with its hash.
+//! Validation happens before the write transaction (it may resolve DNS); the
+//! transaction then checks that no other publish slipped in and retries if
+//! one did. A rollback publishes an old version's part as N+1 and resets the
+//! draft to it, so the next publish does not bring the bad change back.
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::audit::{self, Event};
+use crate::auth::{Principal, RequestMeta, Role};
+use crate::document::{self, Document, Entry, TenantPart};
+use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody, FieldProblem};
+use crate::objects::{self, with_etag};
+use crate::store::now_ms;
+use crate::AppState;
+
+/// Validates one object on its own: `fill` adds it to an empty config of
+/// `tenant`, and only problems under `prefix` are reported (without it).
+pub async fn check_alone(
+    tenant: &str,
+    fill: impl FnOnce(&mut gatehouse_config::file::FileConfig),
+    prefix: &str,
+) -> Result<(), ApiError> {
+    let mut cfg = gatehouse_config::file::FileConfig::default();
+    cfg.tenants.push(gatehouse_config::file::Tenant {
+        name: tenant.to_string(),
+    });
+    fill(&mut cfg);
+    match document::validate(cfg, document::ObjectPaths::default()).await {
+        Ok(()) => Ok(()),
+        Err(problems) => {
+            let mut mine: Vec<FieldProblem> = problems
+                .into_iter()
+                .filter_map(|p| {
+                    p.field.strip_prefix(prefix).map(|rest| FieldProblem {
+                        field: rest.to_string(),
+                        message: p.message,
+                    })
+                })
+                .collect();
+            match mine.len() {
+                0 => Ok(()),
+                1 => {
+                    let p = mine.remove(0);
+                    Err(ApiError::invalid(p.field, p.message))
+                }
+                _ => Err(ApiError::InvalidConfig(mine)),
+            }
+        }
+    }
+}
+
+/// A published version, without its content.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Version {
+    /// Version number, 1 and up.
+    pub version: i64,
+    /// SHA-256 of the published document.
+    pub hash: String,
+    /// When it was published (Unix milliseconds).
+    pub created_ms: i64,
+    /// Token prefix of the publisher.
+    pub created_by: String,
+    /// Tenant whose draft was published; absent when every tenant's was.
+    pub scope: Option<String>,
+    /// The publisher's note.
+    pub note: Option<String>,
+    /// For a rollback: the version restored.
+    pub rollback_of: Option<i64>,
+}
+
+/// A version with its content.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionDetail {
+    /// The version.
+    #[serde(flatten)]
+    pub version: Version,
+    /// Tenant → kind → name → object (private keys omitted). A tenant token
+    /// sees its own tenant only.
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+}
+
+/// A list of versions, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VersionList {
+    /// Versions.
+    pub versions: Vec<Version>,
+}
+
+/// Body of `POST /v1/publish`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// Tenant to publish (a tenant token's own by default; a platform admin
+    /// without it publishes every tenant's draft).
+    pub tenant: Option<String>,
+    /// A note kept with the version (at most 500 characters).
+    #[schema(max_length = 500)]
+    pub note: Option<String>,
+}
+
+/// Body of a rollback.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// Tenant to roll back (a tenant token's own; a platform admin without it
+    /// rolls back every tenant).
+    pub tenant: Option<String>,
+    /// A note kept with the new version.
+    #[schema(max_length = 500)]
+    pub note: Option<String>,
+}
+
+/// The outcome of a publish or rollback.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Published {
+    /// The version now current.
+    pub version: Version,
+    /// False when the draft equalled the current version (nothing new was stored).
+    pub changed: bool,
+    /// What changed against the previous version.
+    pub changes: Vec<Change>,
+}
+
+/// One object that differs between two versions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Change {
+    /// Owning tenant.
+    pub tenant: String,
+    /// `pool`, `domain`, `route`, `certificate` or `plugin`.
+    pub kind: String,
+    /// Object name (routes: `<host>/<route>`).
+    pub name: String,
+    /// `added`, `removed` or `changed`.
+    pub change: ChangeKind,
+    /// The object before (absent when added; private keys omitted).
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    /// The object after (absent when removed; private keys omitted).
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<serde_json::Value>,
+}
+
+/// How an object changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Only in the newer version.
+    Added,
+    /// Only in the older version.
+    Removed,
+    /// In both, different.
+    Changed,
+}
+
+/// A diff between two configurations.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Diff {
+    /// Older side: a version number (0 = empty).
+    pub from: i64,
+    /// Newer side: a version number, or absent for the draft.
+    pub to: Option<i64>,
+    /// Objects that differ.
+    pub changes: Vec<Change>,
+}
+
+/// Objects that differ between `old` and `new` (both already redacted).
+pub fn diff(old: &Document, new: &Document) -> Vec<Change> {
+    let mut out = Vec::new();
+    let tenants: BTreeSet<&String> = old.tenants.keys().chain(new.tenants.keys()).collect();
+    let empty = TenantPart::new();
+    for t in tenants {
+        let (a, b) = (
+            old.tenants.get(t).unwrap_or(&empty),
+            new.tenants.get(t).unwrap_or(&empty),
+        );
+        let kinds: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in kinds {
+            let none = Default::default();
+            let (ka, kb) = (a.get(k).unwrap_or(&none), b.get(k).unwrap_or(&none));
+            let names: BTreeSet<&String> = ka.keys().chain(kb.keys()).collect();
+            for n in names {
+                let (x, y) = (ka.get(n), kb.get(n));
+                let change = match (x, y) {
+                    (None, Some(_)) => ChangeKind::Added,
+                    (Some(_), None) => ChangeKind::Removed,
+                    (Some(x), Some(y)) if x != y => ChangeKind::Changed,
+                    _ => continue,
+                };
+                let show = |e: Option<&Entry>| e.and_then(|e| serde_json::to_value(e).ok());
+                out.push(Change {
+                    tenant: t.clone(),
+                    kind: k.clone(),
+                    name: n.clone(),
+                    change,
+                    before: show(x),
+                    after: show(y),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn version_from_row(row: &sqlx::any::AnyRow) -> Result<Version, ApiError> {
+    Ok(Version {
+        version: row.try_get("version")?,
+        hash: row.try_get("hash")?,
+        created_ms: row.try_get("created_ms")?,
+        created_by: row.try_get("created_by")?,
+        scope: row.try_get("scope")?,
+        note: row.try_get("note")?,
+        rollback_of: row.try_get("rollback_of")?,
+    })
+}
+
+const VERSION_COLUMNS: &str = "version, hash, created_ms, created_by, scope, note, rollback_of";
+
+/// The latest version and its document (version 0 and empty when none).
+pub async fn latest(conn: &mut AnyConnection) -> Result<(Option<Version>, Document), ApiError> {
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS}, document FROM snapshots ORDER BY version DESC LIMIT 1"
+    ))
+    .fetch_optional(conn)
+    .await?;
+    match row {
+        Some(row) => Ok((
+            Some(version_from_row(&row)?),
+            Document::parse(&row.try_get::<String, _>("document")?)?,
+        )),
+        None => Ok((None, Document::default())),
+    }
+}
+
+/// One version and its document.
+pub async fn load_version(
+    conn: &mut AnyConnection,
+    version: i64,
+) -> Result<Option<(Version, Document)>, ApiError> {
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS}, document FROM snapshots WHERE version = $1"
+    ))
+    .bind(version)
+    .fetch_optional(conn)
+    .await?;
+    match row {
+        Some(row) => Ok(Some((
+            version_from_row(&row)?,
+            Document::parse(&row.try_get::<String, _>("document")?)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// The tenant a publish or rollback applies to (`None`: all), checking the role.
+fn scope(who: &Principal, requested: Option<String>) -> Result<Option<String>, ApiError> {
+    match (who.role, requested) {
+        (Role::PlatformAdmin, t) => Ok(t),
+        (_, Some(t)) if who.tenant.as_deref() != Some(t.as_str()) => {
+            Err(ApiError::NotFound(format!("tenant {t}")))
+        }
+        (role, _) if role < Role::Operator => Err(ApiError::Forbidden("publish configuration")),
+        _ => Ok(who.tenant.clone()),
+    }
+}
+
+/// Builds the next document: `base` with the scope's parts replaced by
+/// `parts`, and tenants that no longer exist dropped.
+async fn next_document(
+    conn: &mut AnyConnection,
+    base: &Document,
+    scope: Option<&str>,
+    parts: impl FnOnce(&[String]) -> std::collections::BTreeMap<String, TenantPart>,
+) -> Result<Document, ApiError> {
+    let existing: Vec<String> = sqlx::query("SELECT name FROM tenants ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get("name"))
+        .collect::<Result<_, _>>()?;
+    let mut next = base.clone();
+    next.tenants.retain(|t, _| existing.contains(t));
+    let in_scope: Vec<String> = match scope {
+        Some(t) => existing
+            .iter()
+            .filter(|e| e.as_str() == t)
+            .cloned()
+            .collect(),
+        None => existing.clone(),
+    };
+    if scope.is_none() {
+        next.tenants.clear();
+    }
+    for (t, part) in parts(&in_scope) {
+        if part.is_empty() {
+            next.tenants.remove(&t);
+        } else {
+            next.tenants.insert(t, part);
+        }
+    }
+    Ok(next)
+}
+
+/// Validates `doc` as a whole; problems in other tenants' parts are not
+/// shown to a tenant token.
+async fn validate_document(
+    state: &AppState,
+    who: &Principal,
+    doc: &Document,
+) -> Result<(), ApiError> {
+    let (cfg, paths) = document::render(doc, &state.keys)?;
+    match document::validate(cfg, paths).await {
+        Ok(()) => Ok(()),
+        Err(problems) => {
+            let problems = problems
+                .into_iter()
+                .map(|p| match (&who.tenant, document::ObjectPaths::tenant_of(&p.field)) {
+                    (Some(mine), Some(t)) if t != mine => FieldProblem {
+                        field: format!("tenants/{t}"),
+                        message: "another tenant's published configuration is invalid; the platform operators have to fix it".into(),
+                    },
+                    _ => p,
+                })
+                .collect();
+            Err(ApiError::InvalidConfig(problems))
+        }
+    }
+}
+
+/// Stores `next` as the version after `base` unless another publish got
+/// there first (then `Ok(None)`: retry).
+#[allow(clippy::too_many_arguments)]
+async fn store_version(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    base: Option<i64>,
+    next: &Document,
+    scope: Option<&str>,
+    note: Option<&str>,
+    rollback_of: Option<i64>,
+    restore_draft: bool,
+) -> Result<Option<Version>, ApiError> {
+    let mut tx = state.store.begin_write().await?;
+    let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM snapshots")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("v")?;
+    if current != base {
+        return Ok(None);
+    }
+    let version = Version {
+        version: base.unwrap_or(0) + 1,
+        hash: next.hash(),
+        created_ms: now_ms(),
+        created_by: who.prefix.clone(),
+        scope: scope.map(str::to_string),
+        note: note.map(str::to_string),
+        rollback_of,
+    };
+    sqlx::query(&format!(
+        "INSERT INTO snapshots ({VERSION_COLUMNS}, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(version.version)
+    .bind(&version.hash)
+    .bind(version.created_ms)
+    .bind(&version.created_by)
+    .bind(&version.scope)
+    .bind(&version.note)
+    .bind(version.rollback_of)
+    .bind(next.to_text())
+    .execute(&mut *tx)
+    .await?;
+    if restore_draft {
+        restore(&mut tx, next, scope).await?;
+    }
+    let action = if rollback_of.is_some() {
+        "config.rollback"
+    } else {
+        "config.publish"
+    };
+    let event = Event::ok(action, scope, format!("versions/{}", version.version)).after(&version);
+    audit::record(&mut tx, who, meta, event).await?;
+    tx.commit().await?;
+    state.published.send_replace(version.version);
+    Ok(Some(version))
+}
+
+/// Replaces the draft of the scope's tenants with their parts of `doc`.
+async fn restore(
+    conn: &mut AnyConnection,
+    doc: &Document,
+    scope: Option<&str>,
+) -> Result<(), ApiError> {
+    let tenants: Vec<String> = match scope {
+        Some(t) => vec![t.to_string()],
+        None => sqlx::query("SELECT name FROM tenants")
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get("name"))
+            .collect::<Result<_, _>>()?,
+    };
+    let now = now_ms();
+    for t in tenants {
+        sqlx::query("DELETE FROM objects WHERE tenant = $1")
+            .bind(&t)
+            .execute(&mut *conn)
+            .await?;
+        let Some(part) = doc.tenants.get(&t) else {
+            continue;
+        };
+        for (kind, entries) in part {
+            for (name, e) in entries {
+                sqlx::query(
+                    "INSERT INTO objects (kind, tenant, name, spec, status, revision, created_ms, updated_ms) \
+                     VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+                )
+                .bind(kind)
+                .bind(&t)
+                .bind(name)
+                .bind(e.spec.to_string())
+                .bind(&e.status)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes the draft (operator and up for their tenant; platform admins for
+/// one tenant or all). `If-Match` with the current version number refuses the
+/// publish (412) when someone else published since.
+#[utoipa::path(
+    post, path = "/v1/publish", request_body = PublishRequest,
+    params(("If-Match" = Option<String>, Header, description = "The version the publish is based on")),
+    responses(
+        (status = 201, body = Published, description = "Published as a new version"),
+        (status = 200, body = Published, description = "Nothing changed"),
+        (status = 403, body = ErrorBody), (status = 412, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The configuration is invalid: every problem in `details`"),
+    ),
+    security(("bearer" = [])), tag = "versions"
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    who: Principal,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PublishRequest>,
+) -> Result<Response, ApiError> {
+    let scope = match scope(&who, body.tenant.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let tenant = body.tenant.as_deref().or(who.tenant.as_deref());
+            return Err(audit::refused(
+                &state,
+                &who,
+                &meta,
+                "config.publish",
+                tenant,
+                "versions".into(),
+                e,
+            )
+            .await);
+        }
+    };
+    check_note(body.note.as_deref())?;
+    for _ in 0..5 {
+        let mut conn = state.store.pool().acquire().await?;
+        let (current, base) = latest(&mut conn).await?;
+        let base_version = current.as_ref().map(|v| v.version);
+        if let Err(e) = objects::check_preconditions(&headers, Some(base_version.unwrap_or(0))) {
+            drop(conn);
+            return Err(audit::refused(
+                &state,
+                &who,
+                &meta,
+                "config.publish",
+                scope.as_deref(),
+                "versions".into(),
+                e,
+            )
+            .await);
+        }
+        let mut drafts = std::collections::BTreeMap::new();
+        let tenants = match &scope {
+            Some(t) => {
+                objects::require_tenant(&mut conn, t).await?;
+                vec![t.clone()]
+            }
+            None => sqlx::query("SELECT name FROM tenants")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.try_get("name"))
+                .collect::<Result<_, _>>()?,
+        };
+        for t in tenants {
+            drafts.insert(
+                t.clone(),
+                document::part_of(objects::all_of_tenant(&mut conn, &t).await?),
+            );
+        }
+        let next = next_document(&mut conn, &base, scope.as_deref(), |_| drafts).await?;
+        drop(conn);
+        if current.is_some() && next == base {
+            let version = current.expect("checked");
+            return Ok(with_etag(
+                StatusCode::OK,
+                version.version,
+                Published {
+                    version,
+                    changed: false,
+                    changes: Vec::new(),
+                },
+            ));
+        }
+        validate_document(&state, &who, &next).await?;
+        if let Some(version) = store_version(
+            &state,
+            &who,
+            &meta,
+            base_version,
+            &next,
+            scope.as_deref(),
+            body.note.as_deref(),
+            None,
+            false,
+        )
+        .await?
+        {
+            let changes = visible_diff(&who, &base, &next);
+            return Ok(with_etag(
+                StatusCode::CREATED,
+                version.version,
+                Published {
+                    version,
+                    changed: true,
+                    changes,
+                },
+            ));
+        }
+    }
+    Err(ApiError::Conflict {
+        message: "other publishes kept landing first; retry".into(),
+        field: None,
+    })
+}
+
+fn check_note(note: Option<&str>) -> Result<(), ApiError> {
+    match note {
+        Some(n) if n.chars().count() > 500 => {
+            Err(ApiError::invalid("note", "at most 500 characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn visible_diff(who: &Principal, old: &Document, new: &Document) -> Vec<Change> {
+    match (&who.role, &who.tenant) {
+        (Role::PlatformAdmin, _) | (_, None) => diff(&old.redacted(), &new.redacted()),
+        (_, Some(t)) => diff(&old.only(t).redacted(), &new.only(t).redacted()),
+    }
+}
+
+/// Rolls back: publishes version `n`'s configuration (of the token's tenant,
+/// or of `tenant` / everyone for platform admins) as a new version, and
+/// resets the draft to it.
+#[utoipa::path(
+    post, path = "/v1/versions/{version}/rollback", request_body = RollbackRequest,
+    params(("version" = i64, Path, description = "Version to restore")),
+    responses(
+        (status = 201, body = Published), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "The old configuration no longer validates"),
+    ),
+    security(("bearer" = [])), tag = "versions"
+)]
+pub async fn rollback(
+    State(state): State<AppState>,
+    who: Principal,
+    meta: RequestMeta,
+    Path(n): Path<i64>,
+    ApiJson(body): ApiJson<RollbackRequest>,
+) -> Result<Response, ApiError> {
+    let scope = match scope(&who, body.tenant.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let tenant = body.tenant.as_deref().or(who.tenant.as_deref());
+            return Err(audit::refused(
+                &state,
+                &who,
+                &meta,
+                "config.rollback",
+                tenant,
+                format!("versions/{n}"),
+                e,
+            )
+            .await);
+        }
+    };
+    check_note(body.note.as_deref())?;
+    for _ in 0..5 {
+        let mut conn = state.store.pool().acquire().await?;
+        let (_, old) = load_version(&mut conn, n)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("version {n}")))?;
+        let (current, base) = latest(&mut conn).await?;
+        let base_version = current.as_ref().map(|v| v.version);
+        let next = next_document(&mut conn, &base, scope.as_deref(), |in_scope| {
+            in_scope
+                .iter()
+                .map(|t| (t.clone(), old.tenants.get(t).cloned().unwrap_or_default()))
+                .collect()
+        })
+        .await?;
+        drop(conn);
+        validate_document(&state, &who, &next).await?;
+        if let Some(version) = store_version(
+            &state,
+            &who,
+            &meta,
+            base_version,
+            &next,
+            scope.as_deref(),
+            body.note.as_deref(),
+            Some(n),
+            true,
+        )
+        .await?
+        {
+            let changes = visible_diff(&who, &base, &next);
+            return Ok(with_etag(
+                StatusCode::CREATED,
+                version.version,
+                Published {
+                    version,
+                    changed: true,
+                    changes,
+                },
+            ));
+        }
+    }
+    Err(ApiError::Conflict {
+        message: "other publishes kept landing first; retry".into(),
+        field: None,
+    })
+}
+
+/// Paging of the version list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    /// Only versions older than this one.
+    pub before: Option<i64>,
+    /// At most this many (1 to 500, default 50).
+    #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "crate::error::integral::option_u32")]
+    pub limit: Option<u32>,
+}
+
+/// Lists published versions, newest first (`ETag`: the current version). A
+/// tenant token sees the versions that published its tenant or everyone.
+#[utoipa::path(
+    get, path = "/v1/versions", params(VersionQuery),
+    responses((status = 200, body = VersionList, headers(("ETag" = String, description = "Current version")))),
+    security(("bearer" = [])), tag = "versions"
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<VersionQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::Invalid {
+            code: "invalid_query",
+            message: "must be 1 to 500".into(),
+            field: Some("limit".into()),
+        });
+    }
+    let mine = match who.role {
+        Role::PlatformAdmin => None,
+        _ => who.tenant.clone(),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM snapshots \
+         WHERE ($1 IS NULL OR version < $1) AND ($2 IS NULL OR scope IS NULL OR scope = $2) \
+         ORDER BY version DESC LIMIT $3"
+    ))
+    .bind(q.before)
+    .bind(&mine)
+    .bind(i64::from(limit))
+    .fetch_all(state.store.pool())
+    .await?;
+    let versions: Vec<Version> = rows
+        .iter()
+        .map(version_from_row)
+        .collect::<Result<_, _>>()?;
+    let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM snapshots")
+        .fetch_one(state.store.pool())
+        .await?
+        .try_get("v")?;
+    Ok(with_etag(
+        StatusCode::OK,
+        current.unwrap_or(0),
+        VersionList { versions },
+    ))
+}
+
+fn visible(who: &Principal, doc: &Document) -> Document {
+    match (&who.role, &who.tenant) {
+        (Role::PlatformAdmin, _) | (_, None) => doc.redacted(),
+        (_, Some(t)) => doc.only(t).redacted(),
+    }
+}
+
+/// Reads a version with its content (a tenant token sees its own part).
+#[utoipa::path(
+    get, path = "/v1/versions/{version}",
+    params(("version" = i64, Path, description = "Version")),
+    responses((status = 200, body = VersionDetail)),
+    security(("bearer" = [])), tag = "versions"
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(n): Path<i64>,
+) -> Result<Json<VersionDetail>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let (version, doc) = load_version(&mut conn, n)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("version {n}")))?;
+    Ok(Json(VersionDetail {
+        version,
+        document: serde_json::to_value(visible(&who, &doc))
+            .map_err(|e| ApiError::Internal(e.into()))?,
+    }))
+}
+
+/// What to compare.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// Older side (default: the current version; 0 = empty).
+    pub from: Option<i64>,
+    /// Newer side (default: the draft of `tenant` or of the token's tenant).
+    pub to: Option<i64>,
+    /// Tenant whose draft is the newer side (platform admins; default: every tenant's).
+    pub tenant: Option<String>,
+}
+
+/// Compares two versions, or a version with the draft (a preview of what
+/// publishing would change). A tenant token sees its own objects only.
+#[utoipa::path(
+    get, path = "/v1/diff", params(DiffQuery),
+    responses((status = 200, body = Diff)),
+    security(("bearer" = [])), tag = "versions"
+)]
+pub async fn compare(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<DiffQuery>,
+) -> Result<Json<Diff>, ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let load = |doc: Option<(Version, Document)>, n: i64| {
+        doc.map(|(_, d)| d)
+            .ok_or_else(|| ApiError::NotFound(format!("version {n}")))
+    };
+    let (from, old) = match q.from {
+        Some(0) => (0, Document::default()),
+        Some(n) => (n, load(load_version(&mut conn, n).await?, n)?),
+        None => {
+            let (v, d) = latest(&mut conn).await?;
+            (v.map_or(0, |v| v.version), d)
+        }
+    };
+    let new = match q.to {
+        Some(0) => Document::default(),
+        Some(n) => load(load_version(&mut conn, n).await?, n)?,
+        None => {
+            let tenants: Vec<String> = match (who.role, &who.tenant, &q.tenant) {
+                (Role::PlatformAdmin, _, Some(t)) => vec![t.clone()],
+                (Role::PlatformAdmin, _, None) => sqlx::query("SELECT name FROM tenants")
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get("name"))
+                    .collect::<Result<_, _>>()?,
+                (_, Some(mine), Some(t)) if mine != t => {
+                    return Err(ApiError::NotFound(format!("tenant {t}")))
+                }
+                (_, Some(mine), _) => vec![mine.clone()],
+                (_, None, _) => Vec::new(),
+            };
+            let mut draft = Document::default();
+            for t in tenants {
+                let part = document::part_of(objects::all_of_tenant(&mut conn, &t).await?);
+                if !part.is_empty() {
+                    draft.tenants.insert(t, part);
+                }
+            }
+            // Compare like with like: only the drafted tenants' published parts.
+            let old_scoped = Document {
+                tenants: old
+                    .tenants
+                    .iter()
+                    .filter(|(t, _)| {
+                        q.tenant.is_none()
+                            || q.tenant.as_ref() == Some(*t)
+                            || who.role != Role::PlatformAdmin
+                    })
+                    .map(|(t, p)| (t.clone(), p.clone()))
+                    .collect(),
+            };
+            return Ok(Json(Diff {
+                from,
+                to: None,
+                changes: visible_diff(&who, &old_scoped, &draft),
+            }));
+        }
+    };
+    Ok(Json(Diff {
+        from,
+        to: q.to,
+        changes: visible_diff(&who, &old, &new),
+    }))
+}

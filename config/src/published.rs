@@ -1,0 +1,83 @@
+//! What the admin API publishes to proxies, and what they report back.
+//!
+//! A node's own config file keeps its listeners, limits and server settings;
+//! the admin publishes the tenant-owned sections ([`Sections`]) as numbered
+//! [`Snapshot`]s. The node merges them into its file config
+//! ([`FileConfig::merge_published`]), validates and compiles the result like
+//! any config, and answers with a [`Report`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::file::{self, FileConfig};
+
+/// The tenant-owned sections of a config.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Sections {
+    /// Tenants.
+    #[serde(default)]
+    pub tenants: Vec<file::Tenant>,
+    /// Domains (names qualified by tenant).
+    #[serde(default)]
+    pub domains: Vec<file::Domain>,
+    /// Upstream pools.
+    #[serde(default)]
+    pub pools: Vec<file::Pool>,
+    /// Certificates with inline PEM.
+    #[serde(default)]
+    pub certificates: Vec<file::Certificate>,
+    /// Plugins, as `plugins/<sha256>.wasm` relative to the node's state directory.
+    #[serde(default)]
+    pub plugins: Vec<file::Plugin>,
+}
+
+impl Sections {
+    /// True when nothing is published (no tenant, no domain).
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty() && self.domains.is_empty()
+    }
+}
+
+/// One published version as a node receives it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Version number (1 and up).
+    pub version: u64,
+    /// SHA-256 of the published document (identifies the content).
+    pub hash: String,
+    /// When it was published (Unix milliseconds).
+    pub created_ms: i64,
+    /// The configuration.
+    pub config: Sections,
+}
+
+/// A node's answer to a snapshot.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// The node's id (as in its polls).
+    pub node: String,
+    /// The version the report is about.
+    pub version: u64,
+    /// Its hash.
+    pub hash: String,
+    /// True: applied (ACK). False: rejected (NACK), see `error`.
+    pub applied: bool,
+    /// Why it was rejected (every problem, one per line).
+    pub error: Option<String>,
+}
+
+impl FileConfig {
+    /// Appends published sections to this (node) config.
+    pub fn merge_published(&mut self, published: Sections) {
+        self.tenants.extend(published.tenants);
+        self.domains.extend(published.domains);
+        self.pools.extend(published.pools);
+        self.certificates.extend(published.certificates);
+        self.plugins.extend(published.plugins);
+    }
+}

@@ -1,0 +1,339 @@
+//! Following a control plane: poll the admin API for published versions,
+//! apply them, keep the last good one on disk, report ACK or NACK.
+//!
+//! The loop long-polls `GET /v1/dataplane/snapshot?after=<last seen>&wait=30s`.
+//! A new version's plugins are fetched by digest into the state directory
+//! (checked against their SHA-256), then the node's file config with the
+//! published sections merged in is validated and compiled off the request
+//! path and swapped in by the [`Reloader`]. Only then is the version written
+//! to `<state dir>/snapshot.json` (temp file, fsync, rename, fsync of the
+//! directory) and acknowledged. A version that fails anywhere is reported
+//! with its errors and the node keeps serving what it had. A version older
+//! than the applied one, or an empty one replacing a non-empty one, is
+//! refused unless the node was started with `force`: both are what a
+//! restored or wiped admin database looks like.
+//!
+//! At start, [`boot_sections`] reads the last good snapshot, so a node whose
+//! admin is down serves what it served before.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_config::published::{Report, Sections, Snapshot};
+use pingora::server::ShutdownWatch;
+
+use crate::reload::Reloader;
+
+/// How long one poll asks the admin to wait.
+const POLL_WAIT: Duration = Duration::from_secs(30);
+/// Pause after a failed poll (admin down, network), doubling up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// File holding the last applied snapshot.
+const SNAPSHOT_FILE: &str = "snapshot.json";
+
+/// Where and how a proxy follows a control plane.
+#[derive(Clone)]
+pub struct ControlPlane {
+    /// Admin API base URL (`http://127.0.0.1:9900`).
+    pub url: String,
+    /// Node token (`gh_…`, role `node`).
+    pub token: String,
+    /// This node's id in the admin's node list.
+    pub node_id: String,
+    /// Directory for the last good snapshot and plugin components.
+    pub state_dir: PathBuf,
+    /// Accept an older or empty version (once the operator means it).
+    pub force: bool,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("ControlPlane")
+            .field("url", &self.url)
+            .field("node_id", &self.node_id)
+            .field("state_dir", &self.state_dir)
+            .field("force", &self.force)
+            .finish()
+    }
+}
+
+/// The version a node runs: number, hash, and the published sections with
+/// plugin paths made absolute.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// Version number.
+    pub version: u64,
+    /// Content hash.
+    pub hash: String,
+    /// Sections as merged into the config.
+    pub sections: Sections,
+}
+
+/// Reads the last good snapshot of `state_dir`, if there is one.
+pub fn boot_sections(state_dir: &Path) -> anyhow::Result<Option<Applied>> {
+    let path = state_dir.join(SNAPSHOT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    };
+    let snap: Snapshot = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a snapshot: {e}", path.display()))?;
+    Ok(Some(Applied {
+        version: snap.version,
+        hash: snap.hash,
+        sections: localize(snap.config, state_dir),
+    }))
+}
+
+/// Points plugin paths (relative, `plugins/<sha>.wasm`) into `state_dir`.
+fn localize(mut sections: Sections, state_dir: &Path) -> Sections {
+    for p in &mut sections.plugins {
+        p.path = state_dir.join(&p.path).display().to_string();
+    }
+    sections
+}
+
+/// Writes `bytes` to `path` atomically and durably: temp file, fsync, rename,
+/// fsync of the directory. Private to the proxy's user (it may hold keys).
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The polling loop and what it last saw.
+pub struct Follower {
+    cp: ControlPlane,
+    client: reqwest::Client,
+    reloader: Arc<Reloader>,
+    applied: Option<Applied>,
+    /// The version last received (applied or refused): the next poll's `after`.
+    seen: u64,
+}
+
+impl Follower {
+    /// A follower that applies through `reloader`, starting from `applied`.
+    pub fn new(
+        cp: ControlPlane,
+        reloader: Arc<Reloader>,
+        applied: Option<Applied>,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(POLL_WAIT + Duration::from_secs(30))
+            .build()?;
+        let seen = applied.as_ref().map_or(0, |a| a.version);
+        Ok(Follower {
+            cp,
+            client,
+            reloader,
+            applied,
+            seen,
+        })
+    }
+
+    /// Polls until shutdown.
+    pub async fn run(mut self, mut shutdown: ShutdownWatch) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let step = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = self.poll_once() => r,
+            };
+            match step {
+                Ok(()) => backoff = MIN_BACKOFF,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), url = %self.cp.url, "control plane poll failed; serving the current config");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.cp.url.trim_end_matches('/'))
+    }
+
+    /// One long poll, and applying what it brings.
+    async fn poll_once(&mut self) -> anyhow::Result<()> {
+        let resp = self
+            .client
+            .get(self.url("/v1/dataplane/snapshot"))
+            .bearer_auth(&self.cp.token)
+            .query(&[
+                ("after", self.seen.to_string()),
+                ("wait", format!("{}s", POLL_WAIT.as_secs())),
+                ("node", self.cp.node_id.clone()),
+            ])
+            .send()
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(());
+        }
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            anyhow::bail!("admin answered {status}: {body}");
+        }
+        let snap: Snapshot = resp.json().await?;
+        self.seen = snap.version;
+        let (version, hash) = (snap.version, snap.hash.clone());
+        let outcome = self.apply(snap).await;
+        let report = Report {
+            node: self.cp.node_id.clone(),
+            version,
+            hash,
+            applied: outcome.is_ok(),
+            error: outcome.as_ref().err().cloned(),
+        };
+        match &outcome {
+            Ok(()) => tracing::info!(version, "applied published configuration"),
+            Err(e) => {
+                tracing::error!(version, error = %e, "refused published configuration; still serving the previous one")
+            }
+        }
+        self.report(&report).await
+    }
+
+    async fn report(&self, report: &Report) -> anyhow::Result<()> {
+        let resp = self
+            .client
+            .post(self.url("/v1/dataplane/report"))
+            .bearer_auth(&self.cp.token)
+            .json(report)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            anyhow::bail!("report refused: {}", resp.status());
+        }
+        Ok(())
+    }
+
+    /// Checks, fetches plugins, compiles and swaps, persists. The error is what
+    /// the NACK says.
+    async fn apply(&mut self, snap: Snapshot) -> Result<(), String> {
+        if let Some(current) = &self.applied {
+            if snap.version < current.version && !self.cp.force {
+                return Err(format!(
+                    "version {} is older than the applied version {}: refused (start the proxy with --force-snapshot to accept it)",
+                    snap.version, current.version
+                ));
+            }
+            if snap.config.is_empty() && !current.sections.is_empty() && !self.cp.force {
+                return Err(format!(
+                    "version {} is empty and would stop serving every domain: refused (start the proxy with --force-snapshot to accept it)",
+                    snap.version
+                ));
+            }
+            if snap.version == current.version && snap.hash == current.hash {
+                return Ok(());
+            }
+        }
+        for p in &snap.config.plugins {
+            let sha = p.sha256.clone().unwrap_or_default();
+            self.fetch_plugin(&sha)
+                .await
+                .map_err(|e| format!("plugin {}: cannot fetch component {sha}: {e:#}", p.name))?;
+        }
+        let sections = localize(snap.config.clone(), &self.cp.state_dir);
+        self.reloader
+            .apply_published(sections.clone())
+            .await
+            .map_err(|errors| errors.to_string())?;
+        let text = serde_json::to_vec(&snap).map_err(|e| e.to_string())?;
+        let path = self.cp.state_dir.join(SNAPSHOT_FILE);
+        if let Err(e) = tokio::task::spawn_blocking(move || write_durably(&path, &text))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        {
+            // Serving the new version already; only the restart fallback is stale.
+            tracing::error!(error = %e, "could not save the applied snapshot; a restart without the admin would serve an older one");
+        }
+        self.applied = Some(Applied {
+            version: snap.version,
+            hash: snap.hash,
+            sections,
+        });
+        Ok(())
+    }
+
+    /// Makes sure `<state dir>/plugins/<sha>.wasm` holds the component.
+    async fn fetch_plugin(&self, sha: &str) -> anyhow::Result<()> {
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anyhow::bail!("invalid digest");
+        }
+        let path = self
+            .cp
+            .state_dir
+            .join("plugins")
+            .join(format!("{sha}.wasm"));
+        if let Ok(bytes) = tokio::fs::read(&path).await {
+            if sha256_hex(&bytes) == sha {
+                return Ok(());
+            }
+        }
+        let resp = self
+            .client
+            .get(self.url(&format!("/v1/dataplane/plugins/{sha}")))
+            .bearer_auth(&self.cp.token)
+            .send()
+            .await?
+            .error_for_status()?;
+        let bytes = resp.bytes().await?;
+        if sha256_hex(&bytes) != sha {
+            anyhow::bail!("the admin sent a component with another digest");
+        }
+        tokio::task::spawn_blocking(move || write_durably(&path, &bytes)).await??;
+        Ok(())
+    }
+}
+
+/// The follower as a Pingora background service.
+pub struct FollowerService(std::sync::Mutex<Option<Follower>>);
+
+impl FollowerService {
+    /// Wraps `follower`; it runs when the server starts its services.
+    pub fn new(follower: Follower) -> Self {
+        FollowerService(std::sync::Mutex::new(Some(follower)))
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for FollowerService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let follower = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(f) = follower {
+            f.run(shutdown).await;
+        }
+    }
+}
