@@ -246,24 +246,26 @@ pub fn plugin_path(sha256: &str) -> String {
     format!("plugins/{sha256}.wasm")
 }
 
-/// The listeners the admin validates with: any valid HTTP listener (nodes use their own).
-pub fn with_validation_listener(mut cfg: file::FileConfig) -> file::FileConfig {
+/// Validates a rendered config with the proxy's validation, as a node with
+/// HTTP and HTTPS listeners would (a node's own listeners are its business:
+/// a node without HTTPS refuses `force_https` domains with a NACK). Runs off
+/// the async runtime (it resolves target hostnames); problems come back by object.
+pub async fn validate(
+    mut cfg: file::FileConfig,
+    paths: ObjectPaths,
+) -> Result<(), Vec<FieldProblem>> {
+    use gatehouse_config::validate::{validate_with, Mode};
     cfg.listeners.http = Some("127.0.0.1:0".into());
-    cfg
-}
-
-/// Validates a rendered config with the proxy's validation, off the async
-/// runtime (it resolves target hostnames). Problems come back by object.
-pub async fn validate(cfg: file::FileConfig, paths: ObjectPaths) -> Result<(), Vec<FieldProblem>> {
-    let cfg = with_validation_listener(cfg);
+    cfg.listeners.https = Some("127.0.0.1:0".into());
     let result = tokio::task::spawn_blocking(move || {
-        gatehouse_config::validate::validate(&cfg, std::path::Path::new("/nonexistent")).map(|_| ())
+        validate_with(&cfg, std::path::Path::new("/nonexistent"), Mode::Node).map(|_| ())
     })
     .await;
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(errors)) => Err(errors
             .iter()
+            .filter(|e| !e.path.starts_with("listeners"))
             .map(|e| FieldProblem {
                 field: paths.map(&e.path),
                 message: e.message.clone(),

@@ -9,7 +9,14 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+#[path = "api/drafts.rs"]
+mod drafts;
 mod support;
+#[path = "api/versions.rs"]
+mod versions;
+
+use drafts::*;
+use versions::*;
 
 /// Which database a test runs on: every test here runs on both.
 #[derive(Clone, Copy)]
@@ -43,6 +50,16 @@ struct Api {
     admin: String,
     db: Db,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Api {
+    /// The same API and database, sending ownership checks to `edge`.
+    fn with_verify_via(mut self, edge: std::net::SocketAddr) -> Api {
+        let mut state = AppState::new(self.store.clone(), test_keys());
+        state.verify_via = Some(edge);
+        self.app = router(state);
+        self
+    }
 }
 
 struct Reply {
@@ -773,4 +790,11 @@ on_both_databases!(
     bad_input_gets_a_4xx_naming_the_field,
     the_audit_log_is_append_only,
     a_preset_bootstrap_token_is_used_as_given,
+    pools_routes_and_domains_keep_their_references,
+    hostnames_are_canonical_and_unique_across_tenants,
+    domain_ownership_is_verified_over_http,
+    certificates_are_checked_and_their_keys_never_shown,
+    publishing_validates_everything_and_versions_roll_back,
+    nodes_poll_versions_and_report_on_them,
+    a_tenant_sees_only_its_part_of_versions,
 );

@@ -23,6 +23,26 @@ pub const PARSER_MAX_HEADERS: usize = 256;
 /// Validates `cfg`; relative paths are resolved against `base_dir`
 /// (the directory of the config file).
 pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    validate_with(cfg, base_dir, Mode::File)
+}
+
+/// What the config is for, where that changes the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A complete config file.
+    File,
+    /// A node following a control plane: domains and certificates arrive
+    /// with published versions, so an https listener without a certificate
+    /// yet is fine (handshakes are refused until one is published).
+    Node,
+}
+
+/// [`validate`] for a given [`Mode`].
+pub fn validate_with(
+    cfg: &file::FileConfig,
+    base_dir: &Path,
+    mode: Mode,
+) -> Result<Config, ConfigErrors> {
     let mut v = Validator {
         errors: ConfigErrors::default(),
         base_dir,
@@ -66,7 +86,8 @@ pub fn validate(cfg: &file::FileConfig, base_dir: &Path) -> Result<Config, Confi
     }
     let serves_default =
         tls.unknown_sni == UnknownSni::DefaultCertificate && tls.default_certificate.is_some();
-    if listeners.https.is_some()
+    if mode == Mode::File
+        && listeners.https.is_some()
         && !domains.iter().any(|d| d.certificate.is_some())
         && !serves_default
     {

@@ -88,12 +88,16 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         }),
         None => None,
     };
-    let cfg = match reload::load_merged(&opts.config, applied.as_ref().map(|a| &a.sections)) {
+    let empty = opts.control.as_ref().map(|_| Default::default());
+    let cfg = match reload::load_merged(
+        &opts.config,
+        applied.as_ref().map(|a| &a.sections).or(empty.as_ref()),
+    ) {
         Ok(cfg) => cfg,
         Err(e) if applied.is_some() => {
             tracing::error!(errors = %e, "the last snapshot does not validate with this config file; starting without it");
             applied = None;
-            reload::load_merged(&opts.config, None)
+            reload::load_merged(&opts.config, empty.as_ref())
                 .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?
         }
         Err(e) => {
@@ -109,6 +113,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             "serving the last applied snapshot until the control plane answers"
         );
     }
+    // A follower merges published sections (none yet: empty ones) into every rebuild.
+    let published = opts.control.as_ref().map(|_| {
+        applied
+            .as_ref()
+            .map(|a| a.sections.clone())
+            .unwrap_or_default()
+    });
     let snapshot = Snapshot::compile(cfg, 1, None, CertGeneration::Generate)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
     let config = snapshot.config.clone();
@@ -175,7 +186,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         opts.config.clone(),
         store,
         loaded_stamp,
-        applied.as_ref().map(|a| a.sections.clone()),
+        published,
     ));
     if let Some(cp) = opts.control.clone() {
         let follower = control::Follower::new(cp, reloader.clone(), applied)?;

@@ -58,22 +58,28 @@ impl FileStamp {
 }
 
 /// Reads the config file and validates it with `published` (the sections a
-/// control plane published, if any) merged in.
+/// control plane published) merged in. `Some` means the proxy follows a
+/// control plane, even before anything was published (`Some` of empty sections).
 pub fn load_merged(
     path: &std::path::Path,
     published: Option<&Sections>,
 ) -> Result<gatehouse_config::Config, ConfigErrors> {
+    use gatehouse_config::validate::Mode;
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
     let mut file = gatehouse_config::parse_yaml(&text)?;
-    if let Some(p) = published {
-        file.merge_published(p.clone());
-    }
+    let mode = match published {
+        Some(p) => {
+            file.merge_published(p.clone());
+            Mode::Node
+        }
+        None => Mode::File,
+    };
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    gatehouse_config::validate::validate(&file, base)
+    gatehouse_config::validate::validate_with(&file, base, mode)
 }
 
 /// Rebuilds and publishes snapshots from the config file (and the sections

@@ -1,0 +1,487 @@
+//! Draft objects: pools, domains, routes, certificates.
+
+use super::*;
+
+/// A self-signed certificate for `names`, valid from `from` to `to` (years).
+pub fn certificate(names: &[&str], from: i32, to: i32) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.not_before = rcgen::date_time_ymd(from, 1, 1);
+    params.not_after = rcgen::date_time_ymd(to, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+pub async fn pools_routes_and_domains_keep_their_references(api: Api) {
+    api.tenant("acme").await;
+    let t = Some(api.admin.as_str());
+    let pool = json!({ "targets": [{ "addr": "127.0.0.1:9000", "weight": 2 }] });
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            t,
+            Some(pool.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers[header::ETAG], "\"1\"");
+    assert_eq!(r.body["spec"]["targets"][0]["weight"], 2);
+
+    // Invalid specs fail with the field, checked by the proxy's own validation.
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/pools/bad",
+            t,
+            Some(json!({ "targets": [{ "addr": "no-port" }] })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "targets[0].addr");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/pools/bad",
+            t,
+            Some(json!({ "targets": [], "colour": 1 })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "colour");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/pools/Bad!",
+            t,
+            Some(pool.clone()),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+
+    // A route needs its domain and its pool.
+    let route = json!({ "path": "/api", "pool": "web" });
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/app.example.com/routes/api",
+            t,
+            Some(route.clone()),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/App.Example.COM",
+            t,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["name"], "app.example.com");
+    assert_eq!(r.body["status"], "pending");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/app.example.com/routes/api",
+            t,
+            Some(json!({ "pool": "nope" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "pool");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/app.example.com/routes/api",
+            t,
+            Some(json!({ "path": "api", "pool": "web" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "path");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/app.example.com/routes/api",
+            t,
+            Some(route.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["name"], "api");
+
+    // A pool in use cannot go; the route can, then the pool.
+    let r = api
+        .call(Method::DELETE, "/v1/tenants/acme/pools/web", t, None)
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    // Lost updates are refused: stale If-Match, create-only on an existing object.
+    let r = api
+        .raw(
+            Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            t,
+            Some(pool.to_string()),
+            &[("if-match", "\"7\"")],
+        )
+        .await;
+    assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    let r = api
+        .raw(
+            Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            t,
+            Some(pool.to_string()),
+            &[("if-none-match", "*")],
+        )
+        .await;
+    assert_error(&r, StatusCode::PRECONDITION_FAILED, "precondition_failed");
+    let r = api
+        .raw(
+            Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            t,
+            Some(pool.to_string()),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.headers[header::ETAG], "\"2\"");
+
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/domains/app.example.com/routes",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.body["routes"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        r.body
+    );
+    // Deleting the domain takes its routes with it; then the pool is free.
+    let r = api
+        .call(
+            Method::DELETE,
+            "/v1/tenants/acme/domains/app.example.com",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let r = api
+        .call(Method::DELETE, "/v1/tenants/acme/pools/web", t, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+
+    let actions: Vec<String> = api
+        .audit("?tenant=acme")
+        .await
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "pool.create ok",
+        "pool.update ok",
+        "pool.put precondition_failed",
+        "pool.delete conflict",
+        "domain.create ok",
+        "route.create ok",
+        "route.delete ok",
+        "domain.delete ok",
+        "pool.delete ok",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "no {want:?} in {actions:#?}"
+        );
+    }
+}
+
+pub async fn hostnames_are_canonical_and_unique_across_tenants(api: Api) {
+    api.tenant("acme").await;
+    api.tenant("beta").await;
+    let beta = api.token(&api.admin, "owner", Some("beta")).await;
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/B%C3%BCcher.example.",
+            Some(&api.admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["name"], "xn--bcher-kva.example");
+    let token = r.body["verification"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(token.len(), 32);
+    assert_eq!(
+        r.body["verification"]["http_url"],
+        format!("http://xn--bcher-kva.example/.well-known/gatehouse-challenge/{token}")
+    );
+    // Another spelling of the same name, by another tenant: taken.
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/beta/domains/XN--BCHER-KVA.example",
+            Some(&beta),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    for bad in ["10.0.0.1", "localhost", "a..b", "*.*.example"] {
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("/v1/tenants/beta/domains/{bad}"),
+                Some(&beta),
+                Some(json!({})),
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    }
+    // And it cannot see it.
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/domains/xn--bcher-kva.example",
+            Some(&beta),
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+pub async fn domain_ownership_is_verified_over_http(api: Api) {
+    api.tenant("acme").await;
+    let owner = api.token(&api.admin, "owner", Some("acme")).await;
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/shop.example.com",
+            Some(&owner),
+            Some(json!({})),
+        )
+        .await;
+    let token = r.body["verification"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The "edge": answers the challenge path for this host only.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let edge = listener.local_addr().unwrap();
+    let served = token.clone();
+    let app = axum::Router::new().route(
+        &format!("/.well-known/gatehouse-challenge/{served}"),
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let served = served.clone();
+            async move {
+                if headers[header::HOST] == "shop.example.com" {
+                    (StatusCode::OK, served)
+                } else {
+                    (StatusCode::NOT_FOUND, String::new())
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let verify = json!({ "method": "http" });
+    // Without a way to reach the edge, verification fails and the domain stays pending.
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/domains/shop.example.com/verify",
+            Some(&owner),
+            Some(verify.clone()),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    // Skipping the check is for platform admins only.
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/domains/shop.example.com/verify",
+            Some(&owner),
+            Some(json!({ "method": "skip" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let api = api.with_verify_via(edge);
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants/acme/domains/shop.example.com/verify",
+            Some(&owner),
+            Some(verify),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "active");
+    let events = api.audit("?action=domain.verify").await;
+    let outcomes: Vec<&str> = events
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == "ok").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
+}
+
+pub async fn certificates_are_checked_and_their_keys_never_shown(api: Api) {
+    api.tenant("acme").await;
+    let t = Some(api.admin.as_str());
+    let (cert, key) = certificate(&["*.example.com", "example.com"], 2020, 2090);
+    let (_, other_key) = certificate(&["example.com"], 2020, 2090);
+    let (expired, expired_key) = certificate(&["example.com"], 2000, 2001);
+    let put = |cert: &str, key: &str| json!({ "cert_pem": cert, "key_pem": key });
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/certificates/main",
+            t,
+            Some(put(&cert, &other_key)),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "key_pem");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/certificates/main",
+            t,
+            Some(put(&expired, &expired_key)),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "cert_pem");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/certificates/main",
+            t,
+            Some(put("junk", &key)),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/certificates/main",
+            t,
+            Some(put(&cert, &key)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        r.body["spec"]["names"],
+        json!(["*.example.com", "example.com"])
+    );
+    assert!(!r.body.to_string().contains("PRIVATE KEY"), "{}", r.body);
+
+    // The domain's name must be covered.
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/a.b.example.com",
+            t,
+            Some(json!({ "certificate": "main" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "certificate");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/www.example.com",
+            t,
+            Some(json!({ "certificate": "main" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // A replacement that no longer covers a user is refused; deleting a used one too.
+    let (narrow, narrow_key) = certificate(&["example.com"], 2020, 2090);
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/certificates/main",
+            t,
+            Some(put(&narrow, &narrow_key)),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    let r = api
+        .call(
+            Method::DELETE,
+            "/v1/tenants/acme/certificates/main",
+            t,
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+
+    // Expiry filter: this one ends in 2090.
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/certificates?expiring_within=30d",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.body["certificates"], json!([]), "{:?}", r.body);
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/certificates?expiring_within=36500d",
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(
+        r.body["certificates"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        r.body
+    );
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/certificates?expiring_within=soon",
+            t,
+            None,
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query");
+
+    // At rest the key is sealed; the audit log never has it.
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let stored: String = sqlx::query_scalar("SELECT spec FROM objects WHERE kind = 'certificate'")
+        .fetch_one(api.store.pool())
+        .await
+        .unwrap();
+    assert!(
+        !stored.contains(&key_body[..40]) && stored.contains("\"key_sealed\":\"gh1."),
+        "{stored}"
+    );
+    let audit = api.audit("?tenant=acme").await;
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(!text.contains(&key_body[..40]) && !text.contains("key_sealed"));
+}
