@@ -408,9 +408,11 @@ pub async fn delete(
                 &who,
                 &meta,
                 &headers,
-                Kind::Certificate,
-                &tenant,
-                &name,
+                objects::Key {
+                    kind: Kind::Certificate,
+                    tenant: &tenant,
+                    name: &name,
+                },
                 redact,
             )
             .await?;

@@ -336,9 +336,11 @@ pub async fn delete(
                 &who,
                 &meta,
                 &headers,
-                Kind::Domain,
-                &tenant,
-                &host,
+                objects::Key {
+                    kind: Kind::Domain,
+                    tenant: &tenant,
+                    name: &host,
+                },
                 objects::no_secrets,
             )
             .await?;
@@ -349,9 +351,11 @@ pub async fn delete(
                     &who,
                     &meta,
                     &HeaderMap::new(),
-                    Kind::Route,
-                    &tenant,
-                    &route.name,
+                    objects::Key {
+                        kind: Kind::Route,
+                        tenant: &tenant,
+                        name: &route.name,
+                    },
                     objects::no_secrets,
                 )
                 .await?;

@@ -337,17 +337,27 @@ pub async fn put(
     Ok((after, before.is_none()))
 }
 
+/// Which object: kind, tenant, name.
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    /// Kind of object.
+    pub kind: Kind,
+    /// Owning tenant.
+    pub tenant: &'a str,
+    /// Name.
+    pub name: &'a str,
+}
+
 /// Deletes an object in `tx` after checking `If-Match`, and audits it.
 pub async fn delete(
     tx: &mut AnyConnection,
     who: &Principal,
     meta: &RequestMeta,
     headers: &HeaderMap,
-    kind: Kind,
-    tenant: &str,
-    name: &str,
+    key: Key<'_>,
     redact: fn(&Stored) -> serde_json::Value,
 ) -> Result<Stored, ApiError> {
+    let Key { kind, tenant, name } = key;
     let before = load(tx, tenant, kind, name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{} {name}", kind.as_str())))?;

@@ -270,9 +270,11 @@ pub async fn delete(
                 &who,
                 &meta,
                 &headers,
-                Kind::Plugin,
-                &tenant,
-                &name,
+                objects::Key {
+                    kind: Kind::Plugin,
+                    tenant: &tenant,
+                    name: &name,
+                },
                 objects::no_secrets,
             )
             .await?;

@@ -236,9 +236,11 @@ pub async fn delete(
             &who,
             &meta,
             &headers,
-            Kind::Pool,
-            &tenant,
-            &name,
+            objects::Key {
+                kind: Kind::Pool,
+                tenant: &tenant,
+                name: &name,
+            },
             objects::no_secrets,
         )
         .await?;

@@ -521,8 +521,7 @@ pub async fn publish(
         }
         let next = next_document(&mut conn, &base, scope.as_deref(), |_| drafts).await?;
         drop(conn);
-        if current.is_some() && next == base {
-            let version = current.expect("checked");
+        if let Some(version) = current.filter(|_| next == base) {
             return Ok(with_etag(
                 StatusCode::OK,
                 version.version,

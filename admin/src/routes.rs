@@ -283,9 +283,11 @@ pub async fn delete(
                 &who,
                 &meta,
                 &headers,
-                Kind::Route,
-                &tenant,
-                &name,
+                objects::Key {
+                    kind: Kind::Route,
+                    tenant: &tenant,
+                    name: &name,
+                },
                 objects::no_secrets,
             )
             .await?;

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-struct Admin {
+pub struct Admin {
     child: Child,
-    base: String,
+    pub base: String,
     /// Standard error (the bootstrap token is printed there).
     stderr: Arc<Mutex<Vec<String>>>,
     /// Standard output (the JSON log).
@@ -27,8 +27,14 @@ fn collect_lines(pipe: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<
 }
 
 impl Admin {
-    async fn start(db: &str, env: &[(&str, &str)]) -> Admin {
+    /// Starts `gatehouse admin` on `db`; the key file goes next to a SQLite
+    /// database (else into a fresh temp dir), never into the working directory.
+    pub async fn start(db: &str, env: &[(&str, &str)]) -> Admin {
         let port = free_port();
+        let key_file = match db.strip_prefix("sqlite://") {
+            Some(path) => std::path::Path::new(path).with_file_name("secrets.key"),
+            None => tempfile::tempdir().unwrap().keep().join("secrets.key"),
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
         cmd.args([
             "admin",
@@ -37,6 +43,8 @@ impl Admin {
             "--database",
             db,
         ])
+        .arg("--secrets-key-file")
+        .arg(&key_file)
         .env_remove("GATEHOUSE_ADMIN_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -75,7 +83,7 @@ impl Admin {
             .find_map(|l| l.split("store it now): ").nth(1).map(str::to_string))
     }
 
-    fn kill(&mut self) {
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

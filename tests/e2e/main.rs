@@ -7,6 +7,7 @@
 mod admin;
 mod balancing;
 mod cli;
+mod control_plane;
 mod plugins;
 mod protocol;
 mod reload;

@@ -289,11 +289,22 @@ impl Proxy {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> Proxy {
+        Self::start_command(dir, yaml, &["run"], &[]).await
+    }
+
+    /// Starts `gatehouse <command…> --config <file>` with `env` added, e.g.
+    /// `["proxy", "--admin-url", …]` for a node following an admin.
+    pub async fn start_command(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         // free_port() hands the port back to the OS before gatehouse binds it,
         // so a parallel test can take it first: retry with fresh ports then.
         let mut dir = Some(dir);
         for _ in 0..5 {
-            match Self::try_start(dir.take().unwrap(), yaml).await {
+            match Self::try_start(dir.take().unwrap(), yaml, command, env).await {
                 Ok(proxy) => return proxy,
                 Err(returned) => dir = Some(returned),
             }
@@ -301,7 +312,12 @@ impl Proxy {
         panic!("gatehouse could not bind its ports after 5 attempts");
     }
 
-    async fn try_start(dir: tempfile::TempDir, yaml: &str) -> Result<Proxy, tempfile::TempDir> {
+    async fn try_start(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Proxy, tempfile::TempDir> {
         let ports = Ports {
             http: free_port(),
             https: free_port(),
@@ -313,9 +329,11 @@ impl Proxy {
         let log_path = dir.path().join("gatehouse.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(["run", "--config"])
+            .args(command)
+            .arg("--config")
             .arg(&config_path)
             .env("GATEHOUSE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()

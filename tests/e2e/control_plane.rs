@@ -1,0 +1,509 @@
+//! The control plane end to end: an admin process, proxies following it
+//! (`gatehouse proxy`, and `gatehouse run` with an in-process admin), real
+//! upstreams, publishing, rollback, NACKs and restarts without the admin.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::admin::Admin;
+use crate::support::*;
+
+/// A platform-admin token preset for the admin processes of these tests.
+fn preset_token() -> String {
+    format!("gh_e2etests_{}", "c".repeat(40))
+}
+
+/// The admin API as a client.
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: &str, token: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Sends and requires a 2xx; returns the body.
+    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, body) = self.send(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {body}"
+        );
+        body
+    }
+
+    /// Tenant `acme` with pool `web` → `target`, active domain `host`, route `/` → `web`.
+    async fn site(&self, host: &str, target: std::net::SocketAddr) {
+        use reqwest::Method;
+        let (status, _) = self
+            .send(Method::POST, "/v1/tenants", Some(json!({ "name": "acme" })))
+            .await;
+        assert!(status == 201 || status == 409, "{status}");
+        self.ok(
+            Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            Some(json!({ "targets": [{ "addr": target.to_string() }] })),
+        )
+        .await;
+        self.ok(
+            Method::PUT,
+            &format!("/v1/tenants/acme/domains/{host}"),
+            Some(json!({})),
+        )
+        .await;
+        self.ok(
+            Method::PUT,
+            &format!("/v1/tenants/acme/domains/{host}/routes/root"),
+            Some(json!({ "pool": "web" })),
+        )
+        .await;
+        self.ok(
+            Method::POST,
+            &format!("/v1/tenants/acme/domains/{host}/verify"),
+            Some(json!({ "method": "skip" })),
+        )
+        .await;
+    }
+
+    async fn publish(&self) -> u64 {
+        let body = self
+            .ok(reqwest::Method::POST, "/v1/publish", Some(json!({})))
+            .await;
+        body["version"]["version"].as_u64().unwrap()
+    }
+
+    async fn node_token(&self, name: &str) -> String {
+        let body = self
+            .ok(
+                reqwest::Method::POST,
+                "/v1/tokens",
+                Some(json!({ "name": name, "role": "node" })),
+            )
+            .await;
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    async fn node(&self, id: &str) -> Value {
+        let body = self.ok(reqwest::Method::GET, "/v1/nodes", None).await;
+        body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// Which upstream answers `host` through `proxy`, if any.
+async fn served_by(proxy: &Proxy, host: &str) -> Option<String> {
+    let r = proxy
+        .client(&[host])
+        .get(proxy.url(host, "/"))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let body: Value = r.json().await.ok()?;
+    body["server"].as_str().map(str::to_string)
+}
+
+/// Waits until `host` is served by `server`; returns how long that took.
+async fn until_served(proxy: &Proxy, host: &str, server: &str, deadline: Duration) -> Duration {
+    let started = Instant::now();
+    eventually(deadline, &format!("{host} served by {server}"), || async {
+        (served_by(proxy, host).await.as_deref() == Some(server)).then_some(())
+    })
+    .await;
+    started.elapsed()
+}
+
+const NODE: &str = r#"
+listeners:
+  http: "127.0.0.1:{http}"
+  internal: "127.0.0.1:{internal}"
+server:
+  threads: 1
+  grace_period: 1s
+  upgrade_sock: "{dir}/upgrade.sock"
+  plugin_cache_dir: "{dir}/plugin-cache"
+"#;
+
+/// Starts `gatehouse proxy` following `admin` with `token`, keeping its state in `state`.
+async fn start_node(admin_url: &str, token: &str, state: &std::path::Path, id: &str) -> Proxy {
+    start_node_with(admin_url, token, state, id, &[]).await
+}
+
+async fn start_node_with(
+    admin_url: &str,
+    token: &str,
+    state: &std::path::Path,
+    id: &str,
+    extra: &[&str],
+) -> Proxy {
+    let state = state.display().to_string();
+    let mut command = vec![
+        "proxy",
+        "--admin-url",
+        admin_url,
+        "--state-dir",
+        &state,
+        "--node-id",
+        id,
+    ];
+    command.extend_from_slice(extra);
+    Proxy::start_command(
+        tempfile::tempdir().unwrap(),
+        NODE,
+        &command,
+        &[("GATEHOUSE_NODE_TOKEN", token)],
+    )
+    .await
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: String,
+    admin: Admin,
+    api: Api,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/data/gatehouse.db", dir.path().display());
+    let token = preset_token();
+    let admin = Admin::start(&db, &[("GATEHOUSE_ADMIN_TOKEN", &token)]).await;
+    let api = Api::new(&admin.base, &token);
+    Fixture {
+        _dir: dir,
+        db,
+        admin,
+        api,
+    }
+}
+
+#[tokio::test]
+async fn a_published_site_reaches_a_separate_proxy_within_a_second_and_rolls_back() {
+    let f = fixture().await;
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    // Nothing published yet: the node serves nothing.
+    assert_eq!(served_by(&proxy, "app.example.com").await, None);
+
+    f.api.site("app.example.com", a.addr).await;
+    let v1 = f.api.publish().await;
+    let took = until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "the first publish took {took:?} to reach the proxy"
+    );
+
+    f.api
+        .ok(
+            reqwest::Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            Some(json!({ "targets": [{ "addr": b.addr.to_string() }] })),
+        )
+        .await;
+    // A draft edit changes nothing until it is published.
+    assert_eq!(
+        served_by(&proxy, "app.example.com").await.as_deref(),
+        Some("a")
+    );
+    let v2 = f.api.publish().await;
+    let took = until_served(&proxy, "app.example.com", "b", Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(1), "publish took {took:?}");
+
+    let body = f
+        .api
+        .ok(
+            reqwest::Method::POST,
+            &format!("/v1/versions/{v1}/rollback"),
+            Some(json!({})),
+        )
+        .await;
+    let v3 = body["version"]["version"].as_u64().unwrap();
+    assert_eq!(v3, v2 + 1);
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    eventually(
+        Duration::from_secs(5),
+        "the node to report version 3",
+        || async { (f.api.node("edge-1").await["applied_version"] == v3).then_some(()) },
+    )
+    .await;
+    // The applied version is on disk, private to the proxy's user.
+    let file = state.path().join("snapshot.json");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(saved["version"], v3);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[tokio::test]
+async fn a_version_the_node_cannot_load_is_nacked_and_the_old_one_keeps_serving() {
+    let f = fixture().await;
+    let a = Upstream::start("a");
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    f.api.site("app.example.com", a.addr).await;
+
+    // A real plugin, uploaded and bound: served with its header.
+    let wasm = std::fs::read(plugin("examples/add-headers")).unwrap();
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/tenants/acme/plugins/tagger", f.admin.base))
+        .bearer_auth(&f.api.token)
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let binding = json!({ "plugins": [{ "plugin": "tagger", "config": { "response": { "x-tagged": "yes" } } }] });
+    f.api
+        .ok(
+            reqwest::Method::PUT,
+            "/v1/tenants/acme/domains/app.example.com",
+            Some(binding),
+        )
+        .await;
+    let v1 = f.api.publish().await;
+    let client = proxy.client(&["app.example.com"]);
+    eventually(Duration::from_secs(10), "the plugin's header", || async {
+        let r = client
+            .get(proxy.url("app.example.com", "/"))
+            .send()
+            .await
+            .ok()?;
+        (r.headers().get("x-tagged")? == "yes").then_some(())
+    })
+    .await;
+
+    // The next version names a component this node cannot compile (say, an
+    // admin newer than the node let it through): written straight into the
+    // store, as the API would refuse it.
+    let garbage = b"\0asm\x0d\0\x01\0 not a component".to_vec();
+    let sha = ring_sha256(&garbage);
+    let store = gatehouse_admin::store::Store::connect(&f.db).await.unwrap();
+    sqlx::query("INSERT INTO blobs (sha256, bytes, size, created_ms) VALUES ($1, $2, $3, 0)")
+        .bind(&sha)
+        .bind(garbage.clone())
+        .bind(garbage.len() as i64)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let spec: String =
+        sqlx::query_scalar("SELECT spec FROM objects WHERE kind = 'plugin' AND name = 'tagger'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    let mut spec: Value = serde_json::from_str(&spec).unwrap();
+    spec["sha256"] = json!(sha);
+    sqlx::query("UPDATE objects SET spec = $1 WHERE kind = 'plugin' AND name = 'tagger'")
+        .bind(spec.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let v2 = f.api.publish().await;
+    assert_eq!(v2, v1 + 1);
+
+    let node = eventually(
+        Duration::from_secs(10),
+        "the node to NACK version 2",
+        || async {
+            let n = f.api.node("edge-1").await;
+            (n["last_error_version"] == v2).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(node["applied_version"], v1, "{node}");
+    let error = node["last_error"].as_str().unwrap();
+    assert!(error.contains("plugins[0]"), "{error}");
+    // Still serving version 1, plugin and all.
+    let r = client
+        .get(proxy.url("app.example.com", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-tagged"], "yes");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.path().join("snapshot.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["version"], v1);
+}
+
+fn ring_sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_restarted_proxy_serves_its_last_snapshot_while_the_admin_is_down() {
+    let mut f = fixture().await;
+    let a = Upstream::start("a");
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    f.api.site("app.example.com", a.addr).await;
+    let v1 = f.api.publish().await;
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    eventually(Duration::from_secs(5), "the ACK", || async {
+        (f.api.node("edge-1").await["applied_version"] == v1).then_some(())
+    })
+    .await;
+
+    f.admin.kill();
+    drop(proxy);
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    // Ready means serving: no waiting for an admin that is not there.
+    assert_eq!(
+        served_by(&proxy, "app.example.com").await.as_deref(),
+        Some("a")
+    );
+    assert!(
+        proxy.log().contains("serving the last applied snapshot"),
+        "{}",
+        proxy.log()
+    );
+}
+
+#[tokio::test]
+async fn a_node_refuses_an_older_version_unless_forced() {
+    let f = fixture().await;
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    f.api.site("app.example.com", a.addr).await;
+    f.api.publish().await;
+    f.api
+        .ok(
+            reqwest::Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            Some(json!({ "targets": [{ "addr": b.addr.to_string() }] })),
+        )
+        .await;
+    let v2 = f.api.publish().await;
+    until_served(&proxy, "app.example.com", "b", Duration::from_secs(5)).await;
+    // The admin's database loses its last version (a restore from an older backup).
+    let store = gatehouse_admin::store::Store::connect(&f.db).await.unwrap();
+    sqlx::query("DELETE FROM snapshots WHERE version = $1")
+        .bind(v2 as i64)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    // The node's waiting poll sees the current version change (to 1) within a second.
+    let node = eventually(
+        Duration::from_secs(40),
+        "the node to refuse version 1",
+        || async {
+            let n = f.api.node("edge-1").await;
+            (n["last_error_version"] == 1).then_some(n)
+        },
+    )
+    .await;
+    assert!(
+        node["last_error"].as_str().unwrap().contains("older"),
+        "{node}"
+    );
+    assert_eq!(
+        served_by(&proxy, "app.example.com").await.as_deref(),
+        Some("b")
+    );
+
+    // Told to, the node takes it.
+    drop(proxy);
+    let proxy = start_node_with(
+        &f.admin.base,
+        &node_token,
+        state.path(),
+        "edge-1",
+        &["--force-snapshot"],
+    )
+    .await;
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn gatehouse_run_with_an_admin_section_serves_what_is_published() {
+    let a = Upstream::start("a");
+    let admin_port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  http: "127.0.0.1:{{http}}"
+  internal: "127.0.0.1:{{internal}}"
+server:
+  threads: 1
+  grace_period: 1s
+  upgrade_sock: "{{dir}}/upgrade.sock"
+admin:
+  listen: "127.0.0.1:{admin_port}"
+  database: "sqlite://{{dir}}/data/gatehouse.db"
+  secrets_key_file: "{{dir}}/data/secrets.key"
+  state_dir: "{{dir}}/data/node"
+"#
+    );
+    let proxy = Proxy::start_command(
+        tempfile::tempdir().unwrap(),
+        &yaml,
+        &["run"],
+        &[("GATEHOUSE_ADMIN_TOKEN", "")],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{admin_port}");
+    // The bootstrap token is printed once on standard error (here: the log file).
+    let token = eventually(Duration::from_secs(20), "the bootstrap token", || async {
+        proxy
+            .log()
+            .lines()
+            .find_map(|l| l.split("store it now): ").nth(1).map(str::to_string))
+    })
+    .await;
+    let api = Api::new(&base, &token);
+    api.site("app.example.com", a.addr).await;
+    api.publish().await;
+    let took = until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // The ACK follows the swap.
+    eventually(Duration::from_secs(5), "the local node's ACK", || async {
+        (api.node("local").await["applied_version"] == 1).then_some(())
+    })
+    .await;
+}
