@@ -20,7 +20,8 @@ work=$(mktemp -d)
 token="gh_schemath_$(python3 -c 'import secrets; print(secrets.token_hex(20))')"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 GATEHOUSE_ADMIN_TOKEN="$token" "$bin" admin --listen "127.0.0.1:$port" \
-  --database "sqlite://$work/admin.db" > "$work/admin.log" 2>&1 &
+  --database "sqlite://$work/admin.db" --secrets-key-file "$work/secrets.key" \
+  --auth-failures-per-minute 1000000 > "$work/admin.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 spec="http://127.0.0.1:$port/v1/openapi.json"

@@ -4,7 +4,8 @@
 # Extra requirements may be passed as COMMAND=PACKAGE, e.g. `setup.sh wrk=wrk`;
 # `--wasm` adds a toolchain that can build WebAssembly plugins; `--postgres` adds
 # Debian's PostgreSQL server (the admin's tests run their suite on it too); `--venv`
-# Python's venv (schemathesis, from PyPI, fuzzes the admin API).
+# Python's venv (schemathesis, from PyPI, fuzzes the admin API); `--pebble` Debian's
+# Pebble ACME server and its pebble-challtestsrv (DNS for ownership checks in tests).
 set -euo pipefail
 
 need=()
@@ -25,6 +26,10 @@ for arg in "$@"; do
     # --postgres: the server binaries the admin tests start a throwaway cluster with.
     --postgres)
       compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
+      ;;
+    # --pebble: the ACME test server and its DNS/HTTP challenge test server.
+    --pebble)
+      command -v pebble-challtestsrv >/dev/null 2>&1 || need+=(pebble)
       ;;
     # --venv: Python with venv, for PyPI tools the tests use (schemathesis).
     --venv)

@@ -2,10 +2,11 @@
 # The whole test suite, exactly as CI runs it: formatting, lints, unit and
 # end-to-end tests (which start real gatehouse processes and upstream servers
 # and build the plugins in plugins/ to WebAssembly); the admin API suite runs on
-# SQLite and on a throwaway PostgreSQL server, then schemathesis fuzzes the API.
+# SQLite and on a throwaway PostgreSQL server (DNS ownership checks against Debian's
+# pebble-challtestsrv), then schemathesis fuzzes the API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh --wasm --postgres --venv
+./scripts/setup.sh --wasm --postgres --venv --pebble
 cargo fmt --all -- --check
 cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

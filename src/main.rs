@@ -76,6 +76,13 @@ enum Command {
         /// e.g. the edge's HTTP listener when DNS seen from the admin does not lead there.
         #[arg(long)]
         verify_via: Option<std::net::SocketAddr>,
+        /// DNS server (ip:port) for ownership checks by TXT record (default: the system's).
+        #[arg(long)]
+        dns_resolver: Option<std::net::SocketAddr>,
+        /// Failed authentications a client may make (at once, and per minute) before it is
+        /// refused (429) for a while.
+        #[arg(long, default_value_t = gatehouse_admin::auth::AUTH_FAILURES_PER_MINUTE)]
+        auth_failures_per_minute: u32,
     },
     /// Run a proxy that follows an admin API: the config file gives listeners and limits,
     /// the admin the tenants, domains, pools, certificates and plugins. The node token is
@@ -194,6 +201,8 @@ fn main() -> ExitCode {
             database,
             secrets_key_file,
             verify_via,
+            dns_resolver,
+            auth_failures_per_minute,
         } => {
             init_logging();
             let options = gatehouse_admin::ServeOptions {
@@ -202,6 +211,8 @@ fn main() -> ExitCode {
                 preset_token: preset_admin_token(),
                 secrets_key_file,
                 verify_via,
+                dns_resolver,
+                auth_failures_per_minute,
                 local_node_token: None,
             };
             let runtime = match tokio::runtime::Runtime::new() {
@@ -346,6 +357,8 @@ fn start_local_admin(
             .unwrap_or_else(|| "data/secrets.key".into())
             .into(),
         verify_via,
+        dns_resolver: None,
+        auth_failures_per_minute: gatehouse_admin::auth::AUTH_FAILURES_PER_MINUTE,
         local_node_token: Some(node_token.clone()),
     };
     std::thread::Builder::new()

@@ -104,7 +104,7 @@ pub async fn refused(
         ApiError::NotFound(_) => "not_found",
         ApiError::Conflict { .. } => "conflict",
         ApiError::PreconditionFailed(_) => "precondition_failed",
-        ApiError::Invalid { .. } => "invalid",
+        ApiError::Invalid { .. } | ApiError::InvalidFields(_) => "invalid",
         _ => "failed",
     };
     let write = async {

@@ -180,10 +180,9 @@ fn meta(parts: &Parts) -> RequestMeta {
     }
 }
 
-/// Failed authentications allowed per client before it is refused for a while.
-const AUTH_FAILURES_BURST: u32 = 10;
-/// Failed authentications regained per minute.
-const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+/// Failed authentications allowed per client before it is refused for a while,
+/// and regained per minute (the default of `--auth-failures-per-minute`).
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 10;
 
 /// Counts failed authentications per client address.
 pub struct AuthFailures {
@@ -193,10 +192,16 @@ pub struct AuthFailures {
 
 impl Default for AuthFailures {
     fn default() -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(AUTH_FAILURES_PER_MINUTE).expect("non-zero"))
-            .allow_burst(NonZeroU32::new(AUTH_FAILURES_BURST).expect("non-zero"));
+        AuthFailures::new(AUTH_FAILURES_PER_MINUTE)
+    }
+}
+
+impl AuthFailures {
+    /// Allows `per_minute` failures per client in a burst, regained at that rate.
+    pub fn new(per_minute: u32) -> Self {
+        let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         AuthFailures {
-            limiter: RateLimiter::keyed(quota),
+            limiter: RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)),
             blocked: Mutex::new(HashMap::new()),
         }
     }
@@ -385,7 +390,7 @@ mod tests {
         let f = AuthFailures::default();
         let bad: IpAddr = "203.0.113.9".parse().unwrap();
         let good: IpAddr = "198.51.100.1".parse().unwrap();
-        for _ in 0..=AUTH_FAILURES_BURST {
+        for _ in 0..=AUTH_FAILURES_PER_MINUTE {
             assert!(!f.is_blocked(bad));
             f.failed(bad);
         }

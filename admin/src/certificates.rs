@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{Principal, RequestMeta};
 use crate::domains::StoredDomain;
-use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::objects::{self, Kind, Object, Stored, Write};
 use crate::store::now_ms;
 use crate::{names, AppState};
@@ -77,6 +77,7 @@ pub struct CertificateList {
 #[serde(deny_unknown_fields)]
 pub struct CertificateQuery {
     /// Only certificates that expire within this duration (`30d`, `12h`).
+    #[param(pattern = r"^[0-9]{1,6}(s|m|h|d|w)$")]
     pub expiring_within: Option<String>,
 }
 
@@ -226,22 +227,24 @@ async fn users(
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiQuery(query): ApiQuery<CertificateQuery>,
 ) -> Result<Json<CertificateList>, ApiError> {
     who.read(&tenant, || format!("tenant {tenant}"))?;
-    let horizon = match &query.expiring_within {
-        Some(text) => {
-            let d: Duration = humantime::parse_duration(text).map_err(|e| ApiError::Invalid {
-                code: "invalid_query",
-                message: format!("expected a duration like 30d or 12h: {e}"),
-                field: Some("expiring_within".into()),
-            })?;
-            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-            Some(now_ms().saturating_add(ms))
-        }
-        None => None,
-    };
+    let horizon =
+        match &query.expiring_within {
+            Some(text) => {
+                let d: Duration = crate::duration::parse(text, &["s", "m", "h", "d", "w"])
+                    .ok_or_else(|| ApiError::Invalid {
+                        code: "invalid_query",
+                        message: "expected a number and a unit (s, m, h, d, w), like 30d".into(),
+                        field: Some("expiring_within".into()),
+                    })?;
+                let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+                Some(now_ms().saturating_add(ms))
+            }
+            None => None,
+        };
     let mut conn = state.store.pool().acquire().await?;
     objects::require_tenant(&mut conn, &tenant).await?;
     let mut certificates = Vec::new();
@@ -257,14 +260,14 @@ pub async fn list(
 /// Reads a certificate (its public part).
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/certificates/{name}",
-    params(("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Certificate")),
+    params(("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Certificate", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")),
     responses((status = 200, body = Object<CertificateInfo>, headers(("ETag" = String, description = "Revision")))),
     security(("bearer" = [])), tag = "certificates"
 )]
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     who.read(&tenant, || format!("certificate {name}"))?;
     let mut conn = state.store.pool().acquire().await?;
@@ -283,7 +286,7 @@ pub async fn get(
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant}/certificates/{name}", request_body = CertificateUpload,
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Certificate"),
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Certificate", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the change is based on"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: only create"),
     ),
@@ -298,7 +301,7 @@ pub async fn put(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiJson(upload): ApiJson<CertificateUpload>,
 ) -> Result<Response, ApiError> {
@@ -364,7 +367,7 @@ pub async fn put(
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant}/certificates/{name}",
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Certificate"),
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Certificate", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the deletion is based on"),
     ),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)),
@@ -374,7 +377,7 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("certificate {name}"))?;

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{NodeCaller, Principal, RequestMeta};
 use crate::document;
-use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::publish;
 use crate::store::now_ms;
 use crate::AppState;
@@ -38,10 +38,13 @@ const RECHECK: Duration = Duration::from_secs(1);
 #[serde(deny_unknown_fields)]
 pub struct PollQuery {
     /// The version the node runs (0 or absent: none).
-    pub after: Option<i64>,
+    #[param(minimum = 0)]
+    pub after: Option<u64>,
     /// How long to wait for a different version (`30s`; at most 60s; default 0).
+    #[param(pattern = r"^[0-9]{1,6}(ms|s|m)$")]
     pub wait: Option<String>,
     /// The node's id: 1-128 of `A-Z a-z 0-9 . _ -` (default: the token's prefix).
+    #[param(pattern = r"^[A-Za-z0-9._-]{1,128}$")]
     pub node: Option<String>,
 }
 
@@ -108,15 +111,21 @@ pub async fn snapshot(
     let node = q.node.clone().unwrap_or_else(|| who.prefix.clone());
     check_node_id(&node)?;
     let wait = match &q.wait {
-        Some(w) => humantime::parse_duration(w).map_err(|e| ApiError::Invalid {
-            code: "invalid_query",
-            message: format!("expected a duration like 30s: {e}"),
-            field: Some("wait".into()),
-        })?,
+        Some(w) => {
+            crate::duration::parse(w, &["ms", "s", "m"]).ok_or_else(|| ApiError::Invalid {
+                code: "invalid_query",
+                message: "expected a number and a unit (ms, s, m), like 30s".into(),
+                field: Some("wait".into()),
+            })?
+        }
         None => Duration::ZERO,
     }
     .min(MAX_WAIT);
-    let after = q.after.unwrap_or(0);
+    let after = i64::try_from(q.after.unwrap_or(0)).map_err(|_| ApiError::Invalid {
+        code: "invalid_query",
+        message: "out of range".into(),
+        field: Some("after".into()),
+    })?;
     seen(&state, &node, &who, &meta).await?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut published = state.published.subscribe();
@@ -176,7 +185,7 @@ async fn render_version(state: &AppState, v: i64) -> Result<Response, ApiError> 
 pub async fn plugin(
     State(state): State<AppState>,
     NodeCaller(_who): NodeCaller,
-    Path(sha256): Path<String>,
+    ApiPath(sha256): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let row = sqlx::query("SELECT bytes FROM blobs WHERE sha256 = $1")
         .bind(sha256.to_ascii_lowercase())

@@ -277,3 +277,67 @@ pub async fn validate(
         }]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_paths_map_back_to_the_object_they_came_from() {
+        let mut paths = ObjectPaths::default();
+        paths.add("domains[1]".into(), "tenants/acme/domains/a.example".into());
+        paths.add(
+            "domains[1].routes[0]".into(),
+            "tenants/acme/domains/a.example/routes/api".into(),
+        );
+        paths.add(
+            "domains[10]".into(),
+            "tenants/beta/domains/b.example".into(),
+        );
+        assert_eq!(
+            paths.map("domains[1].routes[0].pool"),
+            "tenants/acme/domains/a.example/routes/api.pool"
+        );
+        assert_eq!(
+            paths.map("domains[1].certificate"),
+            "tenants/acme/domains/a.example.certificate"
+        );
+        // `domains[1]` is not a prefix of `domains[10]`.
+        assert_eq!(
+            paths.map("domains[10].hosts[0]"),
+            "tenants/beta/domains/b.example.hosts[0]"
+        );
+        assert_eq!(paths.map("listeners.http"), "listeners.http");
+        assert_eq!(
+            ObjectPaths::tenant_of("tenants/acme/pools/web.targets[0]"),
+            Some("acme")
+        );
+    }
+
+    #[test]
+    fn equal_documents_hash_equal_and_redaction_drops_sealed_keys() {
+        let mut a = Document::default();
+        let entry = |v: serde_json::Value| Entry {
+            spec: v,
+            status: None,
+        };
+        a.tenants
+            .entry("acme".into())
+            .or_default()
+            .entry("certificate".into())
+            .or_default()
+            .insert(
+                "main".into(),
+                entry(serde_json::json!({ "names": ["a.example"], "key_sealed": "gh1.x.y" })),
+            );
+        let b = Document::parse(&a.to_text()).unwrap();
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.hash().len(), 64);
+        let shown = a.redacted().to_text();
+        assert!(
+            !shown.contains("key_sealed") && shown.contains("a.example"),
+            "{shown}"
+        );
+        assert!(a.only("beta").tenants.is_empty());
+    }
+}

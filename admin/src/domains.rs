@@ -7,7 +7,7 @@
 //! routes. Routes are objects of their own (`…/domains/{host}/routes/{route}`)
 //! so that automation can own one route without rewriting the domain.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{self, Event};
 use crate::auth::{Principal, RequestMeta};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::objects::{self, Kind, Stored, Write};
 use crate::{certificates, hostname, names, publish, AppState};
 
@@ -134,8 +134,15 @@ fn view(o: &Stored) -> Result<Domain, ApiError> {
     })
 }
 
+/// The canonical form of a hostname being registered (400 when invalid).
 fn canonical(host: &str) -> Result<String, ApiError> {
     hostname::canonical(host).map_err(|e| ApiError::invalid("name", format!("hostname {e}")))
+}
+
+/// The canonical form of a hostname being looked up: one that cannot be
+/// canonical names no domain (404).
+pub fn existing(host: &str) -> Result<String, ApiError> {
+    hostname::canonical(host).map_err(|_| ApiError::NotFound(format!("domain {host}")))
 }
 
 /// Checks that each plugin a chain binds exists in the tenant's draft.
@@ -165,7 +172,7 @@ pub async fn check_plugin_refs(
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<DomainList>, ApiError> {
     who.read(&tenant, || format!("tenant {tenant}"))?;
     let mut conn = state.store.pool().acquire().await?;
@@ -181,17 +188,17 @@ pub async fn list(
 /// Reads a domain.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/domains/{host}",
-    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname")),
+    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")),
     responses((status = 200, body = Domain, headers(("ETag" = String, description = "Revision")))),
     security(("bearer" = [])), tag = "domains"
 )]
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
-    Path((tenant, host)): Path<(String, String)>,
+    ApiPath((tenant, host)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     who.read(&tenant, || format!("domain {host}"))?;
-    let host = canonical(&host)?;
+    let host = existing(&host)?;
     let mut conn = state.store.pool().acquire().await?;
     let o = objects::load(&mut conn, &tenant, Kind::Domain, &host)
         .await?
@@ -204,7 +211,7 @@ pub async fn get(
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant}/domains/{host}", request_body = DomainSpec,
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname"),
+        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"),
         ("If-Match" = Option<String>, Header, description = "Revision the change is based on"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: only create"),
     ),
@@ -219,7 +226,7 @@ pub async fn put(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, host)): Path<(String, String)>,
+    ApiPath((tenant, host)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiJson(spec): ApiJson<DomainSpec>,
 ) -> Result<Response, ApiError> {
@@ -305,7 +312,7 @@ pub async fn put(
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant}/domains/{host}",
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname"),
+        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"),
         ("If-Match" = Option<String>, Header, description = "Revision the deletion is based on"),
     ),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 412, body = ErrorBody)),
@@ -315,12 +322,12 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, host)): Path<(String, String)>,
+    ApiPath((tenant, host)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("domain {host}"))?;
     objects::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "delete").await?;
-    let host = canonical(&host)?;
+    let host = existing(&host)?;
     let target = format!("tenants/{tenant}/domains/{host}");
     objects::audited(
         &state,
@@ -375,6 +382,8 @@ pub enum VerifyMethod {
     /// Fetch `http://<host>/.well-known/gatehouse-challenge/<token>` and compare (default).
     #[default]
     Http,
+    /// Look up the TXT record `_gatehouse-challenge.<host>` (works for wildcards too).
+    Dns,
     /// Mark active without a check (platform admins only: for names the platform controls).
     Skip,
 }
@@ -383,7 +392,7 @@ pub enum VerifyMethod {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
-    /// `http` (default) or `skip`.
+    /// `http` (default), `dns` or `skip`.
     #[serde(default)]
     pub method: VerifyMethod,
 }
@@ -393,7 +402,7 @@ pub struct VerifyRequest {
 /// edge serves its token.
 #[utoipa::path(
     post, path = "/v1/tenants/{tenant}/domains/{host}/verify", request_body = VerifyRequest,
-    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname")),
+    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")),
     responses((status = 200, body = Domain), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])), tag = "domains"
 )]
@@ -401,11 +410,11 @@ pub async fn verify(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, host)): Path<(String, String)>,
+    ApiPath((tenant, host)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     objects::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "verify").await?;
-    let host = canonical(&host)?;
+    let host = existing(&host)?;
     let target = format!("tenants/{tenant}/domains/{host}");
     let mut conn = state.store.pool().acquire().await?;
     let o = objects::load(&mut conn, &tenant, Kind::Domain, &host)
@@ -416,6 +425,7 @@ pub async fn verify(
     let checked = match body.method {
         VerifyMethod::Skip => who.platform("skip ownership verification"),
         VerifyMethod::Http => http_check(&state, &host, &token).await,
+        VerifyMethod::Dns => dns_check(&state, &host, &token).await,
     };
     if let Err(e) = checked {
         return Err(audit::refused(
@@ -487,6 +497,52 @@ async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(), Api
         Err(failed(format!(
             "http://{host}{path} did not answer with the token"
         )))
+    }
+}
+
+/// Looks for the token in the TXT records of `_gatehouse-challenge.<host>`,
+/// asking `dns_resolver` when set, else the system's resolvers. A resolver is
+/// made per check so that no cached answer (or cached absence) is reused.
+async fn dns_check(state: &AppState, host: &str, token: &str) -> Result<(), ApiError> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    use hickory_resolver::TokioResolver;
+    let failed = |why: String| ApiError::Conflict {
+        message: format!("ownership of {host} not verified: {why}"),
+        field: None,
+    };
+    let mut builder = match state.dns_resolver {
+        Some(addr) => {
+            let servers = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, Vec::new(), servers),
+                TokioConnectionProvider::default(),
+            )
+        }
+        None => TokioResolver::builder_tokio()
+            .map_err(|e| failed(format!("no DNS resolver configured: {e}")))?,
+    };
+    let opts = builder.options_mut();
+    opts.cache_size = 0;
+    opts.timeout = std::time::Duration::from_secs(5);
+    let resolver = builder.build();
+    let name = format!("_gatehouse-challenge.{}.", host.trim_start_matches("*."));
+    let records = resolver
+        .txt_lookup(name.clone())
+        .await
+        .map_err(|e| failed(format!("TXT {name}: {e}")))?;
+    let found = records.iter().any(|txt| {
+        let value: Vec<u8> = txt
+            .txt_data()
+            .iter()
+            .flat_map(|part| part.iter().copied())
+            .collect();
+        value == token.as_bytes()
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(failed(format!("no TXT record {name} with the token")))
     }
 }
 

@@ -53,6 +53,9 @@ pub enum ApiError {
     /// 429: too many failed authentications from this client.
     #[error("too many failed authentications; retry later")]
     TooManyAuthFailures,
+    /// 400: several fields of one object are invalid; every problem with its path.
+    #[error("{} fields are invalid", .0.len())]
+    InvalidFields(Vec<FieldProblem>),
     /// 422: the configuration to publish does not validate; every problem with its path.
     #[error("the configuration is invalid ({} error(s)); nothing was published", .0.len())]
     InvalidConfig(Vec<FieldProblem>),
@@ -73,7 +76,7 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid { .. } | ApiError::InvalidFields(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -90,6 +93,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::Invalid { code, .. } => code,
+            ApiError::InvalidFields(_) => "invalid_field",
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -106,7 +110,9 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             ApiError::Invalid { field, .. } | ApiError::Conflict { field, .. } => field.as_deref(),
-            ApiError::InvalidConfig(problems) => problems.first().map(|p| p.field.as_str()),
+            ApiError::InvalidConfig(problems) | ApiError::InvalidFields(problems) => {
+                problems.first().map(|p| p.field.as_str())
+            }
             _ => None,
         }
     }
@@ -134,7 +140,7 @@ pub struct ErrorDetail {
     pub message: String,
     /// Path of the offending field, when one is to blame.
     pub field: Option<String>,
-    /// For `invalid_config`: every problem found, each with its field path.
+    /// Every problem found, each with its field path (an invalid object or configuration).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<FieldProblem>,
 }
@@ -160,7 +166,9 @@ impl IntoResponse for ApiError {
                 message: self.to_string(),
                 field: self.field().map(str::to_string),
                 details: match self {
-                    ApiError::InvalidConfig(problems) => problems,
+                    ApiError::InvalidConfig(problems) | ApiError::InvalidFields(problems) => {
+                        problems
+                    }
                     _ => Vec::new(),
                 },
             },
@@ -254,8 +262,40 @@ where
     }
 }
 
-/// Parses `bytes` as `T`, naming the field that failed.
+/// Path parameters; a path whose parameters do not parse (not a number,
+/// not UTF-8) names nothing that exists: 404 in the API's error shape.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(_) => Err(ApiError::NotFound("resource".into())),
+        }
+    }
+}
+
+/// Parses `bytes` as `T`, naming the field that failed. Bodies are JSON
+/// objects: serde would also read a struct from an array of its fields.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::Invalid {
+            code: "invalid_body",
+            message: "the body must be a JSON object".into(),
+            field: None,
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

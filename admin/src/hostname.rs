@@ -1,8 +1,8 @@
 //! Hostnames as tenants type them, made canonical for storage and matching.
 //!
-//! A domain is stored in its ASCII form (IDNA/UTS #46 with strict rules:
-//! lowercase, Punycode for non-ASCII labels, letters-digits-hyphens only,
-//! label and name lengths checked), without a trailing dot, so `Bücher.Example.`
+//! A domain is stored in its ASCII form (IDNA/UTS #46 with STD3 rules:
+//! lowercase, Punycode for non-ASCII labels, letters-digits-hyphens only, no
+//! hyphen first or last in a label, label and name lengths checked), without a trailing dot, so `Bücher.Example.`
 //! and `xn--bcher-kva.example` are the same domain and uniqueness holds
 //! across spellings. A leading `*.` wildcard label is kept as is. IP
 //! addresses are refused: domains are names a certificate can cover.
@@ -24,8 +24,17 @@ pub fn canonical(input: &str) -> Result<String, String> {
     if rest.parse::<std::net::IpAddr>().is_ok() {
         return Err("is an IP address, not a hostname".into());
     }
-    let ascii = idna::domain_to_ascii_strict(rest)
-        .map_err(|_| format!("{input:?} is not a valid hostname"))?;
+    // UTS #46 with STD3 rules and DNS lengths, hyphens barred only first and
+    // last in a label: CDN names such as `r3---sn-x.googlevideo.com` are real.
+    let ascii = idna::uts46::Uts46::new()
+        .to_ascii(
+            rest.as_bytes(),
+            idna::uts46::AsciiDenyList::STD3,
+            idna::uts46::Hyphens::CheckFirstLast,
+            idna::uts46::DnsLength::Verify,
+        )
+        .map_err(|_| format!("{input:?} is not a valid hostname"))?
+        .into_owned();
     if !ascii.contains('.') {
         return Err("needs at least two labels (example.com)".into());
     }
@@ -50,6 +59,16 @@ pub fn canonical(input: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hyphens_are_barred_only_at_label_edges() {
+        assert_eq!(
+            canonical("r3---sn-4g5e6nsz.googlevideo.com").unwrap(),
+            "r3---sn-4g5e6nsz.googlevideo.com"
+        );
+        assert!(canonical("-a.example.com").is_err());
+        assert!(canonical("a-.example.com").is_err());
+    }
 
     #[test]
     fn spellings_of_one_name_are_one_name() {

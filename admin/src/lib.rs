@@ -21,6 +21,7 @@ pub mod certificates;
 pub mod dataplane;
 pub mod document;
 pub mod domains;
+mod duration;
 pub mod error;
 pub mod hostname;
 mod http_get;
@@ -73,6 +74,8 @@ pub struct AppState {
     /// hostname's address (the edge's HTTP listener, when DNS from the admin
     /// does not lead there).
     pub verify_via: Option<std::net::SocketAddr>,
+    /// DNS server for ownership checks by TXT record (default: the system's).
+    pub dns_resolver: Option<std::net::SocketAddr>,
 }
 
 impl AppState {
@@ -84,6 +87,7 @@ impl AppState {
             keys: Arc::new(keys),
             published: Arc::new(tokio::sync::watch::Sender::new(0)),
             verify_via: None,
+            dns_resolver: None,
         }
     }
 }
@@ -325,6 +329,11 @@ pub struct ServeOptions {
     pub secrets_key_file: std::path::PathBuf,
     /// Send domain ownership checks to this address (see [`AppState::verify_via`]).
     pub verify_via: Option<std::net::SocketAddr>,
+    /// DNS server for TXT ownership checks (default: the system's resolvers).
+    pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Failed authentications a client may make (in a burst, and per minute)
+    /// before it is refused for a while.
+    pub auth_failures_per_minute: u32,
     /// A node token for the proxy running in the same process (`gatehouse run`):
     /// installed at start, replacing the previous one.
     pub local_node_token: Option<String>,
@@ -339,6 +348,8 @@ impl std::fmt::Debug for ServeOptions {
             .field("preset_token", &self.preset_token.as_ref().map(|_| "<set>"))
             .field("secrets_key_file", &self.secrets_key_file)
             .field("verify_via", &self.verify_via)
+            .field("dns_resolver", &self.dns_resolver)
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field(
                 "local_node_token",
                 &self.local_node_token.as_ref().map(|_| "<set>"),
@@ -414,6 +425,8 @@ pub async fn serve(
     let mut state = AppState::new(store, keys);
     state.published.send_replace(current.unwrap_or(0));
     state.verify_via = options.verify_via;
+    state.dns_resolver = options.dns_resolver;
+    state.auth_failures = Arc::new(AuthFailures::new(options.auth_failures_per_minute));
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -8,7 +8,7 @@
 //! their config (see `domains`, `routes`).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Principal, RequestMeta};
 use crate::domains::StoredDomain;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ApiPath, ErrorBody};
 use crate::objects::{self, Kind, Object, Stored, Write};
 use crate::routes::RouteSpec;
 use crate::store::now_ms;
@@ -67,7 +67,7 @@ fn response(o: &Stored) -> Result<Object<PluginInfo>, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<PluginList>, ApiError> {
     who.read(&tenant, || format!("tenant {tenant}"))?;
     let mut conn = state.store.pool().acquire().await?;
@@ -83,14 +83,14 @@ pub async fn list(
 /// Reads a plugin's description.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/plugins/{name}",
-    params(("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin")),
+    params(("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")),
     responses((status = 200, body = Object<PluginInfo>, headers(("ETag" = String, description = "Revision")))),
     security(("bearer" = [])), tag = "plugins"
 )]
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     who.read(&tenant, || format!("plugin {name}"))?;
     let mut conn = state.store.pool().acquire().await?;
@@ -108,9 +108,11 @@ pub async fn get(
 /// component (`application/wasm`), validated as the proxy would load it.
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant}/plugins/{name}",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component"),
+    request_body(description = "The component", content(
+        (Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"),
+    )),
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin"),
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the change is based on"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: only create"),
     ),
@@ -125,7 +127,7 @@ pub async fn put(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -134,11 +136,15 @@ pub async fn put(
     let is_wasm = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/wasm");
+        .is_some_and(|v| {
+            let media = v.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("application/wasm")
+                || media.eq_ignore_ascii_case("application/octet-stream")
+        });
     if !is_wasm {
         return Err(ApiError::Invalid {
             code: "unsupported_media_type",
-            message: "upload the component itself with Content-Type: application/wasm".into(),
+            message: "upload the component itself with Content-Type: application/wasm (or application/octet-stream)".into(),
             field: None,
         });
     }
@@ -236,7 +242,7 @@ async fn users(
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant}/plugins/{name}",
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin"),
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Plugin", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the deletion is based on"),
     ),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)),
@@ -246,7 +252,7 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("plugin {name}"))?;

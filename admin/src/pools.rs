@@ -6,7 +6,7 @@
 //! runs, on a one-pool config, so a bad target fails here with its field path
 //! and not at publish time.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{Principal, RequestMeta};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::objects::{self, Kind, Object, Stored, Write};
 use crate::{names, publish, AppState};
 
@@ -101,7 +101,7 @@ fn response(o: &Stored) -> Result<Object<PoolSpec>, ApiError> {
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<PoolList>, ApiError> {
     who.read(&tenant, || format!("tenant {tenant}"))?;
     let mut conn = state.store.pool().acquire().await?;
@@ -117,14 +117,14 @@ pub async fn list(
 /// Reads a pool (draft).
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/pools/{name}",
-    params(("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Pool")),
+    params(("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Pool", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")),
     responses((status = 200, body = Object<PoolSpec>, headers(("ETag" = String, description = "Revision")))),
     security(("bearer" = [])), tag = "pools"
 )]
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     who.read(&tenant, || format!("pool {name}"))?;
     let mut conn = state.store.pool().acquire().await?;
@@ -143,7 +143,7 @@ pub async fn get(
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant}/pools/{name}", request_body = PoolSpec,
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Pool"),
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Pool", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the change is based on"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: only create"),
     ),
@@ -158,7 +158,7 @@ pub async fn put(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiJson(spec): ApiJson<PoolSpec>,
 ) -> Result<Response, ApiError> {
@@ -204,7 +204,7 @@ pub async fn put(
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant}/pools/{name}",
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Pool"),
+        ("tenant" = String, Path, description = "Tenant"), ("name" = String, Path, description = "Pool", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the deletion is based on"),
     ),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)),
@@ -214,7 +214,7 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, name)): Path<(String, String)>,
+    ApiPath((tenant, name)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("pool {name}"))?;

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -23,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::audit::{self, Event};
 use crate::auth::{Principal, RequestMeta, Role};
 use crate::document::{self, Document, Entry, TenantPart};
-use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody, FieldProblem};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, FieldProblem};
 use crate::objects::{self, with_etag};
 use crate::store::now_ms;
 use crate::AppState;
@@ -58,7 +58,7 @@ pub async fn check_alone(
                     let p = mine.remove(0);
                     Err(ApiError::invalid(p.field, p.message))
                 }
-                _ => Err(ApiError::InvalidConfig(mine)),
+                _ => Err(ApiError::InvalidFields(mine)),
             }
         }
     }
@@ -596,7 +596,7 @@ pub async fn rollback(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path(n): Path<i64>,
+    ApiPath(n): ApiPath<i64>,
     ApiJson(body): ApiJson<RollbackRequest>,
 ) -> Result<Response, ApiError> {
     let scope = match scope(&who, body.tenant.clone()) {
@@ -672,7 +672,6 @@ pub struct VersionQuery {
     pub before: Option<i64>,
     /// At most this many (1 to 500, default 50).
     #[param(minimum = 1, maximum = 500)]
-    #[serde(default, deserialize_with = "crate::error::integral::option_u32")]
     pub limit: Option<u32>,
 }
 
@@ -742,7 +741,7 @@ fn visible(who: &Principal, doc: &Document) -> Document {
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
-    Path(n): Path<i64>,
+    ApiPath(n): ApiPath<i64>,
 ) -> Result<Json<VersionDetail>, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let (version, doc) = load_version(&mut conn, n)

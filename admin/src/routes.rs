@@ -6,7 +6,7 @@
 //! on every node). Routes are matched by longest path, so their order does not
 //! matter and each can be edited on its own.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -16,9 +16,9 @@ use utoipa::ToSchema;
 
 use crate::auth::{Principal, RequestMeta};
 use crate::domains::{check_plugin_refs, qualify_bindings};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::objects::{self, Kind, Object, Stored, Write};
-use crate::{hostname, names, publish, AppState};
+use crate::{names, publish, AppState};
 
 /// A route.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -76,20 +76,20 @@ fn response(o: &Stored) -> Result<Object<RouteSpec>, ApiError> {
 }
 
 fn canonical(host: &str) -> Result<String, ApiError> {
-    hostname::canonical(host).map_err(|e| ApiError::invalid("host", format!("hostname {e}")))
+    crate::domains::existing(host)
 }
 
 /// Lists a domain's routes.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/domains/{host}/routes",
-    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname")),
+    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")),
     responses((status = 200, body = RouteList)),
     security(("bearer" = [])), tag = "domains"
 )]
 pub async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Path((tenant, host)): Path<(String, String)>,
+    ApiPath((tenant, host)): ApiPath<(String, String)>,
 ) -> Result<Json<RouteList>, ApiError> {
     who.read(&tenant, || format!("domain {host}"))?;
     let host = canonical(&host)?;
@@ -109,8 +109,8 @@ pub async fn list(
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/domains/{host}/routes/{route}",
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname"),
-        ("route" = String, Path, description = "Route"),
+        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"),
+        ("route" = String, Path, description = "Route", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
     ),
     responses((status = 200, body = Object<RouteSpec>, headers(("ETag" = String, description = "Revision")))),
     security(("bearer" = [])), tag = "domains"
@@ -118,7 +118,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
-    Path((tenant, host, route)): Path<(String, String, String)>,
+    ApiPath((tenant, host, route)): ApiPath<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     who.read(&tenant, || format!("route {route}"))?;
     let host = canonical(&host)?;
@@ -138,8 +138,8 @@ pub async fn get(
 #[utoipa::path(
     put, path = "/v1/tenants/{tenant}/domains/{host}/routes/{route}", request_body = RouteSpec,
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname"),
-        ("route" = String, Path, description = "Route"),
+        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"),
+        ("route" = String, Path, description = "Route", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the change is based on"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: only create"),
     ),
@@ -154,7 +154,7 @@ pub async fn put(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, host, route)): Path<(String, String, String)>,
+    ApiPath((tenant, host, route)): ApiPath<(String, String, String)>,
     headers: HeaderMap,
     ApiJson(spec): ApiJson<RouteSpec>,
 ) -> Result<Response, ApiError> {
@@ -250,8 +250,8 @@ pub async fn put(
 #[utoipa::path(
     delete, path = "/v1/tenants/{tenant}/domains/{host}/routes/{route}",
     params(
-        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname"),
-        ("route" = String, Path, description = "Route"),
+        ("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"),
+        ("route" = String, Path, description = "Route", pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"),
         ("If-Match" = Option<String>, Header, description = "Revision the deletion is based on"),
     ),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 412, body = ErrorBody)),
@@ -261,7 +261,7 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path((tenant, host, route)): Path<(String, String, String)>,
+    ApiPath((tenant, host, route)): ApiPath<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("route {route}"))?;

@@ -4,7 +4,7 @@
 //! it and, from `admin` up, rename it. Every change carries a revision: the
 //! `ETag` of a read, checked against `If-Match` on writes (412 when stale).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{self, Event};
 use crate::auth::{Principal, RequestMeta, Role};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::store::now_ms;
 use crate::AppState;
 
@@ -231,7 +231,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || format!("tenant {name}");
     who.read(&name, not_found)?;
@@ -260,7 +260,7 @@ pub async fn update(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<Response, ApiError> {
@@ -326,7 +326,7 @@ pub async fn delete(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let target = format!("tenant/{name}");

@@ -5,7 +5,7 @@
 //! `Principal::may_manage_token`; a tenant's tokens are invisible (404) to
 //! other tenants' tokens.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::audit::{self, Event};
 use crate::auth::{Principal, RequestMeta, Role};
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::store::now_ms;
 use crate::token;
 use crate::AppState;
@@ -253,7 +253,7 @@ pub async fn create_in_tenant(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(body): ApiJson<CreateTenantToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     who.read(&tenant, || format!("tenant {tenant}"))?;
@@ -368,7 +368,7 @@ pub async fn list(
 pub async fn list_in_tenant(
     State(state): State<AppState>,
     who: Principal,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<TokenList>, ApiError> {
     who.read(&tenant, || format!("tenant {tenant}"))?;
     let exists = sqlx::query("SELECT 1 FROM tenants WHERE name = $1")
@@ -405,7 +405,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     who: Principal,
     meta: RequestMeta,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || format!("token {id}");
     let mut tx = state.store.begin_write().await?;

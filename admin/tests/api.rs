@@ -60,6 +60,14 @@ impl Api {
         self.app = router(state);
         self
     }
+
+    /// The same API and database, asking `dns` for TXT records.
+    fn with_dns_resolver(mut self, dns: std::net::SocketAddr) -> Api {
+        let mut state = AppState::new(self.store.clone(), test_keys());
+        state.dns_resolver = Some(dns);
+        self.app = router(state);
+        self
+    }
 }
 
 struct Reply {
@@ -931,6 +939,7 @@ on_both_databases!(
     pools_routes_and_domains_keep_their_references,
     hostnames_are_canonical_and_unique_across_tenants,
     domain_ownership_is_verified_over_http,
+    domain_ownership_is_verified_by_dns,
     certificates_are_checked_and_their_keys_never_shown,
     publishing_validates_everything_and_versions_roll_back,
     nodes_poll_versions_and_report_on_them,

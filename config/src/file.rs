@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// Root of a Gatehouse config file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::FileConfig))]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Addresses the proxy binds. Changing them requires a restart.
@@ -51,6 +52,7 @@ pub struct FileConfig {
 /// the working directory (as with `gatehouse admin`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Admin))]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Address of the admin API (default `127.0.0.1:9900`; keep it private).
@@ -68,6 +70,7 @@ pub struct Admin {
 /// `http`/`https` must be set.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Listeners))]
 #[serde(deny_unknown_fields)]
 pub struct Listeners {
     /// Plain HTTP/1.1 listener, e.g. `0.0.0.0:80`.
@@ -82,6 +85,7 @@ pub struct Listeners {
 /// Process-wide settings. These take effect at start only.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Server))]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// Worker threads per listener service; default: number of CPU cores.
@@ -105,6 +109,7 @@ pub struct Server {
 /// Limits enforced on every request before routing.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Limits))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Maximum total size of request header names and values in bytes (default 32768); larger → 431.
@@ -134,6 +139,7 @@ pub struct Limits {
 /// What to do with a TLS handshake whose SNI matches no configured certificate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::UnknownSni))]
 #[serde(rename_all = "snake_case")]
 pub enum UnknownSni {
     /// Abort the handshake (the default): never present a certificate for a name we do not serve.
@@ -146,6 +152,7 @@ pub enum UnknownSni {
 /// TLS termination policy for the `https` listener.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Tls))]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
     /// Behaviour for an unknown or missing SNI (default `reject`).
@@ -158,6 +165,7 @@ pub struct Tls {
 /// A tenant: the unit of ownership and isolation.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Tenant))]
 #[serde(deny_unknown_fields)]
 pub struct Tenant {
     /// Unique name, `[a-z0-9_-]`, at most 63 characters.
@@ -167,6 +175,7 @@ pub struct Tenant {
 /// A virtual host and its routes.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Domain))]
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     /// Hostnames served: exact (`example.com`) or a one-label wildcard (`*.example.com`).
@@ -192,6 +201,7 @@ pub struct Domain {
 /// Request and response header edits.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::HeaderRules))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRules {
     /// Edits applied to the request before it is forwarded upstream.
@@ -207,6 +217,7 @@ pub struct HeaderRules {
 /// `$request_uri`, `$tenant`; write `$$` for a literal `$`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::HeaderEdits))]
 #[serde(deny_unknown_fields)]
 pub struct HeaderEdits {
     /// Header names to remove.
@@ -223,6 +234,7 @@ pub struct HeaderEdits {
 /// How a route's `path` is compared with the request path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::PathMatch))]
 #[serde(rename_all = "snake_case")]
 pub enum PathMatch {
     /// Segment-aware prefix: `/api` matches `/api`, `/api/` and `/api/x` but not `/apix`.
@@ -235,6 +247,7 @@ pub enum PathMatch {
 /// One route: a path (and optional methods) mapped to exactly one action.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Route))]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Path to match, starting with `/` (default `/`).
@@ -262,6 +275,7 @@ pub struct Route {
 /// A fixed response.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Respond))]
 #[serde(deny_unknown_fields)]
 pub struct Respond {
     /// Status code (default 200).
@@ -277,6 +291,7 @@ pub struct Respond {
 /// A redirect.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Redirect))]
 #[serde(deny_unknown_fields)]
 pub struct Redirect {
     /// Target URL. With `keep_path`, the request path and query are appended.
@@ -291,6 +306,7 @@ pub struct Redirect {
 /// Static file serving from a directory.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::StaticFiles))]
 #[serde(deny_unknown_fields)]
 pub struct StaticFiles {
     /// Directory served. Requests never escape it (no `..`, no symlinks out).
@@ -306,6 +322,7 @@ pub struct StaticFiles {
 /// Load-balancing algorithm.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Algorithm))]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// Smooth weighted round robin (default).
@@ -320,6 +337,7 @@ pub enum Algorithm {
 /// An upstream pool.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Pool))]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     /// Unique name.
@@ -354,6 +372,7 @@ pub struct Pool {
 /// One upstream server.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Target))]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// `ip:port` or `hostname:port` (resolved when the config is loaded).
@@ -365,6 +384,7 @@ pub struct Target {
 /// TLS towards an upstream.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::UpstreamTls))]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     /// SNI and verified name (default: the target's host part).
@@ -379,6 +399,7 @@ pub struct UpstreamTls {
 /// Upstream timeouts.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Timeouts))]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
     /// TCP (+TLS) connect timeout (default 3s).
@@ -402,6 +423,7 @@ pub struct Timeouts {
 /// Health checking for a pool.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::HealthCheck))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// Periodic probes (default off).
@@ -413,6 +435,7 @@ pub struct HealthCheck {
 /// Kind of active probe.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::ProbeKind))]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
     /// `GET path` must answer with an expected status (default).
@@ -425,6 +448,7 @@ pub enum ProbeKind {
 /// Active health check settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::ActiveHealthCheck))]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHealthCheck {
     /// `http` (default) or `tcp`.
@@ -433,6 +457,7 @@ pub struct ActiveHealthCheck {
     /// Path probed by `http` checks (default `/`).
     pub path: Option<String>,
     /// Statuses counted healthy (default 200..=399), as `[low, high]`.
+    #[cfg_attr(feature = "schema", schema(min_items = 2, max_items = 2))]
     pub expect_status: Option<[u16; 2]>,
     /// Time between probes (default 5s).
     #[serde(default, with = "humantime_serde")]
@@ -451,6 +476,7 @@ pub struct ActiveHealthCheck {
 /// Passive health check settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::PassiveHealthCheck))]
 #[serde(deny_unknown_fields)]
 pub struct PassiveHealthCheck {
     /// Consecutive connect failures / 5xx-free failures before ejection (default 5, 0 = off).
@@ -464,6 +490,7 @@ pub struct PassiveHealthCheck {
 /// A certificate chain and private key, in PEM.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Certificate))]
 #[serde(deny_unknown_fields)]
 pub struct Certificate {
     /// Unique name referenced by domains.
@@ -485,6 +512,7 @@ pub struct Certificate {
 /// A WebAssembly policy plugin (a component targeting `gatehouse:plugin`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Plugin))]
 #[serde(deny_unknown_fields)]
 pub struct Plugin {
     /// Unique name, used by bindings, logs and metrics.
@@ -501,6 +529,7 @@ pub struct Plugin {
 /// What a request gets when its plugin fails (trap, timeout, memory, invalid decision).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::FailureMode))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Answer with an error status (503 for timeouts and an open circuit,
@@ -514,6 +543,7 @@ pub enum FailureMode {
 /// One plugin in a domain's or route's chain.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::PluginBinding))]
 #[serde(deny_unknown_fields)]
 pub struct PluginBinding {
     /// Plugin name (same tenant as the domain).

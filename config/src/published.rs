@@ -13,6 +13,7 @@ use crate::file::{self, FileConfig};
 /// The tenant-owned sections of a config.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Sections))]
 #[serde(deny_unknown_fields)]
 pub struct Sections {
     /// Tenants.
@@ -42,6 +43,7 @@ impl Sections {
 /// One published version as a node receives it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Snapshot))]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// Version number (1 and up).
@@ -57,11 +59,14 @@ pub struct Snapshot {
 /// A node's answer to a snapshot.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Report))]
 #[serde(deny_unknown_fields)]
 pub struct Report {
-    /// The node's id (as in its polls).
+    /// The node's id (as in its polls): 1-128 of `A-Z a-z 0-9 . _ -`.
+    #[cfg_attr(feature = "schema", schema(pattern = "^[A-Za-z0-9._-]{1,128}$"))]
     pub node: String,
     /// The version the report is about.
+    #[serde(deserialize_with = "integral_u64")]
     pub version: u64,
     /// Its hash.
     pub hash: String,
@@ -79,5 +84,20 @@ impl FileConfig {
         self.pools.extend(published.pools);
         self.certificates.extend(published.certificates);
         self.plugins.extend(published.plugins);
+    }
+}
+
+/// A `u64` that may also be written as an integral float (`7.0`), as some
+/// JSON encoders do.
+fn integral_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(v) = n.as_u64() {
+        return Ok(v);
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a non-negative integer, got {n}"
+        ))),
     }
 }

@@ -485,3 +485,56 @@ pub async fn certificates_are_checked_and_their_keys_never_shown(api: Api) {
     let text = serde_json::to_string(&audit).unwrap();
     assert!(!text.contains(&key_body[..40]) && !text.contains("key_sealed"));
 }
+
+pub async fn domain_ownership_is_verified_by_dns(api: Api) {
+    api.tenant("acme").await;
+    let owner = api.token(&api.admin, "owner", Some("acme")).await;
+    let dns = support::dns::ChallTestSrv::start().await;
+    let api = api.with_dns_resolver(dns.dns);
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/*.apps.example.com",
+            Some(&owner),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let name = r.body["verification"]["dns_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(name, "_gatehouse-challenge.apps.example.com");
+    let token = r.body["verification"]["dns_value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    async fn verify(api: &Api, owner: &str) -> Reply {
+        api.call(
+            Method::POST,
+            "/v1/tenants/acme/domains/*.apps.example.com/verify",
+            Some(owner),
+            Some(json!({ "method": "dns" })),
+        )
+        .await
+    }
+    // No record, then a wrong one: still pending.
+    let r = verify(&api, &owner).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    dns.set_txt(&name, "someone-elses-token").await;
+    let r = verify(&api, &owner).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/tenants/acme/domains/*.apps.example.com",
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["status"], "pending");
+    dns.set_txt(&name, &token).await;
+    let r = verify(&api, &owner).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "active");
+}

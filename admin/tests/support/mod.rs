@@ -7,6 +7,8 @@
 //! (PostgreSQL refuses to run as root), and a watchdog stops it when the test
 //! process exits.
 
+pub mod dns;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
