@@ -142,6 +142,35 @@ impl Api {
         }
     }
 
+    /// Sends `bytes` with `content_type` (uploads).
+    async fn upload(
+        &self,
+        method: Method,
+        uri: &str,
+        token: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Reply {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(bytes))
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(format!("{} bytes", bytes.len())));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     async fn tenant(&self, name: &str) {
         let r = self
             .call(
@@ -941,6 +970,7 @@ on_both_databases!(
     domain_ownership_is_verified_over_http,
     domain_ownership_is_verified_by_dns,
     certificates_are_checked_and_their_keys_never_shown,
+    plugins_are_validated_as_the_proxy_loads_them_and_stored_by_digest,
     publishing_validates_everything_and_versions_roll_back,
     nodes_poll_versions_and_report_on_them,
     a_tenant_sees_only_its_part_of_versions,

@@ -538,3 +538,149 @@ pub async fn domain_ownership_is_verified_by_dns(api: Api) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "active");
 }
+
+/// A component of this repository's plugin world at `version`, whose functions do nothing.
+fn component(version: &str) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let wit = std::fs::read_to_string(root.join("wit/plugin.wit"))
+        .unwrap()
+        .replace(
+            "gatehouse:plugin@0.1.0",
+            &format!("gatehouse:plugin@{version}"),
+        );
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve.push_str("plugin.wit", &wit).unwrap();
+    let world = resolve.select_world(&[pkg], Some("policy")).unwrap();
+    let mut module =
+        wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+pub async fn plugins_are_validated_as_the_proxy_loads_them_and_stored_by_digest(api: Api) {
+    api.tenant("acme").await;
+    let admin = api.token(&api.admin, "admin", Some("acme")).await;
+    let good = component("0.1.0");
+    let uri = "/v1/tenants/acme/plugins/auth";
+    let r = api
+        .upload(Method::PUT, uri, &admin, "application/json", good.clone())
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "unsupported_media_type");
+    let r = api
+        .upload(
+            Method::PUT,
+            uri,
+            &admin,
+            "application/wasm",
+            b"\0asm junk".to_vec(),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "body");
+    let r = api
+        .upload(
+            Method::PUT,
+            uri,
+            &admin,
+            "application/wasm",
+            component("1.0.0"),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+
+    let r = api
+        .upload(Method::PUT, uri, &admin, "application/wasm", good.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let sha: String = ring::digest::digest(&ring::digest::SHA256, &good)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(r.body["spec"]["sha256"], sha.as_str());
+    assert_eq!(r.body["spec"]["size"], good.len());
+    assert_eq!(r.body["spec"]["version"], "0.1.0");
+    // The same bytes under another name are stored once.
+    let r = api
+        .upload(
+            Method::PUT,
+            "/v1/tenants/acme/plugins/auth2",
+            &admin,
+            "application/octet-stream",
+            good.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let blobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blobs")
+        .fetch_one(api.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(blobs, 1);
+
+    // Bindings name plugins of the tenant; a bound plugin cannot be deleted.
+    let bind = |name: &str| json!({ "plugins": [{ "plugin": name, "config": { "k": 1 }, "failure_mode": "open" }] });
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/a.example.com",
+            Some(&admin),
+            Some(bind("nope")),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "plugins[0].plugin");
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/a.example.com",
+            Some(&admin),
+            Some(bind("auth")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api.call(Method::DELETE, uri, Some(&admin), None).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    // An operator may not upload plugins.
+    let op = api.token(&api.admin, "operator", Some("acme")).await;
+    let r = api
+        .upload(
+            Method::PUT,
+            "/v1/tenants/acme/plugins/x",
+            &op,
+            "application/wasm",
+            good.clone(),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+
+    // Nodes fetch the bytes by digest.
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(json!({ "name": "n", "role": "node" })),
+        )
+        .await;
+    let node = r.body["token"].as_str().unwrap().to_string();
+    let req = Request::get(format!("/v1/dataplane/plugins/{sha}"))
+        .header(header::AUTHORIZATION, format!("Bearer {node}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/wasm");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(bytes.as_ref(), good.as_slice());
+}
