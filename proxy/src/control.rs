@@ -23,6 +23,7 @@ use std::time::Duration;
 use gatehouse_config::published::{Report, Sections, Snapshot};
 use pingora::server::ShutdownWatch;
 
+use crate::metrics::metrics;
 use crate::reload::Reloader;
 
 /// How long one poll asks the admin to wait.
@@ -160,6 +161,9 @@ impl Follower {
 
     /// Polls until shutdown.
     pub async fn run(mut self, mut shutdown: ShutdownWatch) {
+        if let Some(a) = &self.applied {
+            metrics().published_version.set(a.version as i64);
+        }
         let mut backoff = MIN_BACKOFF;
         loop {
             let step = tokio::select! {
@@ -169,6 +173,7 @@ impl Follower {
             match step {
                 Ok(()) => backoff = MIN_BACKOFF,
                 Err(e) => {
+                    metrics().control_plane_poll_failures.inc();
                     tracing::warn!(error = %format!("{e:#}"), url = %self.cp.url, "control plane poll failed; serving the current config");
                     tokio::select! {
                         _ = shutdown.changed() => return,
@@ -242,18 +247,25 @@ impl Follower {
     /// Checks, fetches plugins, compiles and swaps, persists. The error is what
     /// the NACK says.
     async fn apply(&mut self, snap: Snapshot) -> Result<(), String> {
+        let refused = |reason: &str, message: String| {
+            metrics()
+                .published_rejected
+                .with_label_values(&[reason])
+                .inc();
+            message
+        };
         if let Some(current) = &self.applied {
             if snap.version < current.version && !self.cp.force {
-                return Err(format!(
+                return Err(refused("older", format!(
                     "version {} is older than the applied version {}: refused (start the proxy with --force-snapshot to accept it)",
                     snap.version, current.version
-                ));
+                )));
             }
             if snap.config.is_empty() && !current.sections.is_empty() && !self.cp.force {
-                return Err(format!(
+                return Err(refused("empty", format!(
                     "version {} is empty and would stop serving every domain: refused (start the proxy with --force-snapshot to accept it)",
                     snap.version
-                ));
+                )));
             }
             if snap.version == current.version && snap.hash == current.hash {
                 return Ok(());
@@ -261,15 +273,18 @@ impl Follower {
         }
         for p in &snap.config.plugins {
             let sha = p.sha256.clone().unwrap_or_default();
-            self.fetch_plugin(&sha)
-                .await
-                .map_err(|e| format!("plugin {}: cannot fetch component {sha}: {e:#}", p.name))?;
+            if let Err(e) = self.fetch_plugin(&sha).await {
+                return Err(refused(
+                    "fetch",
+                    format!("plugin {}: cannot fetch component {sha}: {e:#}", p.name),
+                ));
+            }
         }
         let sections = localize(snap.config.clone(), &self.cp.state_dir);
-        self.reloader
-            .apply_published(sections.clone())
-            .await
-            .map_err(|errors| errors.to_string())?;
+        if let Err(errors) = self.reloader.apply_published(sections.clone()).await {
+            return Err(refused("invalid", errors.to_string()));
+        }
+        metrics().published_version.set(snap.version as i64);
         let text = serde_json::to_vec(&snap).map_err(|e| e.to_string())?;
         let path = self.cp.state_dir.join(SNAPSHOT_FILE);
         if let Err(e) = tokio::task::spawn_blocking(move || write_durably(&path, &text))

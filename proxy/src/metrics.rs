@@ -28,6 +28,12 @@ pub struct Metrics {
     pub config_reloads: IntCounter,
     /// Rejected config reloads (the previous config kept serving).
     pub config_reload_failures: IntCounter,
+    /// Version published by the control plane that this node applied (0: none).
+    pub published_version: IntGauge,
+    /// Published versions refused (NACKed), by reason.
+    pub published_rejected: IntCounterVec,
+    /// Failed polls of the control plane (unreachable, refused).
+    pub control_plane_poll_failures: IntCounter,
     /// Unix time of the last successful config load.
     pub config_last_success: IntGauge,
     /// Wall time of the last successful reload: read, validate, compile, swap.
@@ -95,6 +101,24 @@ impl Metrics {
         let config_reload_failures = IntCounter::new(
             "gatehouse_config_reload_failures_total",
             "Config reloads rejected; the previous config kept serving",
+        )
+        .expect("static metric definition");
+        let published_version = IntGauge::new(
+            "gatehouse_published_version",
+            "Version published by the control plane that this node runs (0: none)",
+        )
+        .expect("static metric definition");
+        let published_rejected = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_published_rejected_total",
+                "Published versions this node refused (NACK): invalid, older, empty, fetch",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        let control_plane_poll_failures = IntCounter::new(
+            "gatehouse_control_plane_poll_failures_total",
+            "Polls of the control plane that failed (the node keeps serving what it has)",
         )
         .expect("static metric definition");
         let config_last_reload_duration = prometheus::Gauge::new(
@@ -181,6 +205,9 @@ impl Metrics {
             Box::new(config_reload_failures.clone()),
             Box::new(config_last_success.clone()),
             Box::new(config_last_reload_duration.clone()),
+            Box::new(published_version.clone()),
+            Box::new(published_rejected.clone()),
+            Box::new(control_plane_poll_failures.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -193,6 +220,9 @@ impl Metrics {
             config_version,
             config_reloads,
             config_reload_failures,
+            published_version,
+            published_rejected,
+            control_plane_poll_failures,
             config_last_success,
             config_last_reload_duration,
             plugin_calls,

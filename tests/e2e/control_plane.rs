@@ -351,6 +351,15 @@ async fn a_version_the_node_cannot_load_is_nacked_and_the_old_one_keeps_serving(
     assert_eq!(node["applied_version"], v1, "{node}");
     let error = node["last_error"].as_str().unwrap();
     assert!(error.contains("plugins[0]"), "{error}");
+    let invalid = proxy.metric(
+        "gatehouse_published_rejected_total",
+        &[("reason", "invalid")],
+    );
+    assert_eq!(invalid.await, Some(1.0));
+    assert_eq!(
+        proxy.metric("gatehouse_published_version", &[]).await,
+        Some(v1 as f64)
+    );
     // Still serving version 1, plugin and all.
     let r = client
         .get(proxy.url("app.example.com", "/"))
@@ -446,6 +455,8 @@ async fn a_node_refuses_an_older_version_unless_forced() {
         served_by(&proxy, "app.example.com").await.as_deref(),
         Some("b")
     );
+    let older = proxy.metric("gatehouse_published_rejected_total", &[("reason", "older")]);
+    assert_eq!(older.await, Some(1.0));
 
     // Told to, the node takes it.
     drop(proxy);
@@ -458,6 +469,42 @@ async fn a_node_refuses_an_older_version_unless_forced() {
     )
     .await;
     until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_node_refuses_an_empty_version() {
+    let f = fixture().await;
+    let a = Upstream::start("a");
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    f.api.site("app.example.com", a.addr).await;
+    f.api.publish().await;
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    // The only tenant goes; publishing everything publishes nothing.
+    f.api
+        .ok(reqwest::Method::DELETE, "/v1/tenants/acme", None)
+        .await;
+    let v2 = f.api.publish().await;
+    let node = eventually(
+        Duration::from_secs(10),
+        "the node to refuse the empty version",
+        || async {
+            let n = f.api.node("edge-1").await;
+            (n["last_error_version"] == v2).then_some(n)
+        },
+    )
+    .await;
+    assert!(
+        node["last_error"].as_str().unwrap().contains("empty"),
+        "{node}"
+    );
+    assert_eq!(
+        served_by(&proxy, "app.example.com").await.as_deref(),
+        Some("a")
+    );
+    let empty = proxy.metric("gatehouse_published_rejected_total", &[("reason", "empty")]);
+    assert_eq!(empty.await, Some(1.0));
 }
 
 #[tokio::test]
