@@ -245,10 +245,8 @@ pub async fn list(
             }
             None => None,
         };
-    let mut conn = state.store.pool().acquire().await?;
-    objects::require_tenant(&mut conn, &tenant).await?;
     let mut certificates = Vec::new();
-    for o in objects::list(&mut conn, &tenant, Kind::Certificate, None).await? {
+    for o in objects::read_all(&state, &who, &tenant, Kind::Certificate, None).await? {
         let r = response(&o)?;
         if horizon.is_none_or(|h| r.spec.not_after_ms <= h) {
             certificates.push(r);
@@ -269,11 +267,12 @@ pub async fn get(
     who: Principal,
     ApiPath((tenant, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    who.read(&tenant, || format!("certificate {name}"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    let o = objects::load(&mut conn, &tenant, Kind::Certificate, &name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("certificate {name}")))?;
+    let key = objects::Key {
+        kind: Kind::Certificate,
+        tenant: &tenant,
+        name: &name,
+    };
+    let o = objects::read_one(&state, &who, key).await?;
     Ok(objects::with_etag(
         StatusCode::OK,
         o.revision,

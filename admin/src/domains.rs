@@ -174,10 +174,7 @@ pub async fn list(
     who: Principal,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<DomainList>, ApiError> {
-    who.read(&tenant, || format!("tenant {tenant}"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    objects::require_tenant(&mut conn, &tenant).await?;
-    let domains = objects::list(&mut conn, &tenant, Kind::Domain, None)
+    let domains = objects::read_all(&state, &who, &tenant, Kind::Domain, None)
         .await?
         .iter()
         .map(view)
@@ -199,10 +196,12 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     who.read(&tenant, || format!("domain {host}"))?;
     let host = existing(&host)?;
-    let mut conn = state.store.pool().acquire().await?;
-    let o = objects::load(&mut conn, &tenant, Kind::Domain, &host)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("domain {host}")))?;
+    let key = objects::Key {
+        kind: Kind::Domain,
+        tenant: &tenant,
+        name: &host,
+    };
+    let o = objects::read_one(&state, &who, key).await?;
     Ok(objects::with_etag(StatusCode::OK, o.revision, view(&o)?))
 }
 

@@ -212,6 +212,31 @@ pub async fn exists(
     Ok(load(conn, tenant, kind, name).await?.is_some())
 }
 
+/// Reads one object for `who`: 404 when it does not exist or is another tenant's.
+pub async fn read_one(state: &AppState, who: &Principal, key: Key<'_>) -> Result<Stored, ApiError> {
+    let missing = || format!("{} {}", key.kind.as_str(), key.name);
+    who.read(key.tenant, missing)?;
+    let mut conn = state.store.pool().acquire().await?;
+    load(&mut conn, key.tenant, key.kind, key.name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(missing()))
+}
+
+/// Lists `tenant`'s objects of `kind` for `who` (404 for another tenant or a
+/// missing one), optionally only names starting with `prefix`.
+pub async fn read_all(
+    state: &AppState,
+    who: &Principal,
+    tenant: &str,
+    kind: Kind,
+    prefix: Option<&str>,
+) -> Result<Vec<Stored>, ApiError> {
+    who.read(tenant, || format!("tenant {tenant}"))?;
+    let mut conn = state.store.pool().acquire().await?;
+    require_tenant(&mut conn, tenant).await?;
+    list(&mut conn, tenant, kind, prefix).await
+}
+
 /// Checks that the tenant exists (a missing tenant's objects are "not found").
 pub async fn require_tenant(conn: &mut AnyConnection, tenant: &str) -> Result<(), ApiError> {
     let found = sqlx::query("SELECT name FROM tenants WHERE name = $1")

@@ -69,10 +69,7 @@ pub async fn list(
     who: Principal,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<PluginList>, ApiError> {
-    who.read(&tenant, || format!("tenant {tenant}"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    objects::require_tenant(&mut conn, &tenant).await?;
-    let plugins = objects::list(&mut conn, &tenant, Kind::Plugin, None)
+    let plugins = objects::read_all(&state, &who, &tenant, Kind::Plugin, None)
         .await?
         .iter()
         .map(response)
@@ -92,11 +89,12 @@ pub async fn get(
     who: Principal,
     ApiPath((tenant, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    who.read(&tenant, || format!("plugin {name}"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    let o = objects::load(&mut conn, &tenant, Kind::Plugin, &name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("plugin {name}")))?;
+    let key = objects::Key {
+        kind: Kind::Plugin,
+        tenant: &tenant,
+        name: &name,
+    };
+    let o = objects::read_one(&state, &who, key).await?;
     Ok(objects::with_etag(
         StatusCode::OK,
         o.revision,

@@ -103,10 +103,7 @@ pub async fn list(
     who: Principal,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<PoolList>, ApiError> {
-    who.read(&tenant, || format!("tenant {tenant}"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    objects::require_tenant(&mut conn, &tenant).await?;
-    let pools = objects::list(&mut conn, &tenant, Kind::Pool, None)
+    let pools = objects::read_all(&state, &who, &tenant, Kind::Pool, None)
         .await?
         .iter()
         .map(response)
@@ -126,11 +123,12 @@ pub async fn get(
     who: Principal,
     ApiPath((tenant, name)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    who.read(&tenant, || format!("pool {name}"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    let o = objects::load(&mut conn, &tenant, Kind::Pool, &name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("pool {name}")))?;
+    let key = objects::Key {
+        kind: Kind::Pool,
+        tenant: &tenant,
+        name: &name,
+    };
+    let o = objects::read_one(&state, &who, key).await?;
     Ok(objects::with_etag(
         StatusCode::OK,
         o.revision,

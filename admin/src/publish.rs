@@ -279,38 +279,58 @@ fn scope(who: &Principal, requested: Option<String>) -> Result<Option<String>, A
     }
 }
 
-/// Builds the next document: `base` with the scope's parts replaced by
-/// `parts`, and tenants that no longer exist dropped.
-async fn next_document(
-    conn: &mut AnyConnection,
-    base: &Document,
-    scope: Option<&str>,
-    parts: impl FnOnce(&[String]) -> std::collections::BTreeMap<String, TenantPart>,
-) -> Result<Document, ApiError> {
-    let existing: Vec<String> = sqlx::query("SELECT name FROM tenants ORDER BY name")
+/// The tenants that exist, in name order.
+async fn tenant_names(conn: &mut AnyConnection) -> Result<Vec<String>, ApiError> {
+    Ok(sqlx::query("SELECT name FROM tenants ORDER BY name")
         .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(|r| r.try_get("name"))
-        .collect::<Result<_, _>>()?;
-    let mut next = base.clone();
-    next.tenants.retain(|t, _| existing.contains(t));
-    let in_scope: Vec<String> = match scope {
-        Some(t) => existing
-            .iter()
-            .filter(|e| e.as_str() == t)
-            .cloned()
-            .collect(),
-        None => existing.clone(),
+        .collect::<Result<_, _>>()?)
+}
+
+/// Where the scope's new parts come from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// The draft (a publish).
+    Draft,
+    /// An earlier version (a rollback to it).
+    Version(i64),
+}
+
+/// Builds the next document: `base` with the scope's tenants' parts taken
+/// from `source`, and tenants that no longer exist dropped.
+async fn next_document(
+    conn: &mut AnyConnection,
+    base: &Document,
+    scope: Option<&str>,
+    source: Source,
+) -> Result<Document, ApiError> {
+    let existing = tenant_names(conn).await?;
+    let old = match source {
+        Source::Draft => None,
+        Source::Version(n) => Some(
+            load_version(conn, n)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("version {n}")))?
+                .1,
+        ),
     };
-    if scope.is_none() {
-        next.tenants.clear();
-    }
-    for (t, part) in parts(&in_scope) {
+    let mut next = base.clone();
+    next.tenants
+        .retain(|t, _| scope.is_some() && existing.contains(t));
+    for t in existing
+        .iter()
+        .filter(|t| scope.is_none_or(|s| s == t.as_str()))
+    {
+        let part = match &old {
+            None => document::part_of(objects::all_of_tenant(conn, t).await?),
+            Some(doc) => doc.tenants.get(t).cloned().unwrap_or_default(),
+        };
         if part.is_empty() {
-            next.tenants.remove(&t);
+            next.tenants.remove(t);
         } else {
-            next.tenants.insert(t, part);
+            next.tenants.insert(t.clone(), part);
         }
     }
     Ok(next)
@@ -342,36 +362,41 @@ async fn validate_document(
     }
 }
 
-/// Stores `next` as the version after `base` unless another publish got
+/// A version about to be stored.
+struct NewVersion<'a> {
+    /// The version it follows (`None`: the first).
+    base: Option<i64>,
+    document: &'a Document,
+    scope: Option<&'a str>,
+    note: Option<&'a str>,
+    /// For a rollback: the version restored (the draft is reset to it too).
+    rollback_of: Option<i64>,
+}
+
+/// Stores `new` as the version after its base unless another publish got
 /// there first (then `Ok(None)`: retry).
-#[allow(clippy::too_many_arguments)]
 async fn store_version(
     state: &AppState,
     who: &Principal,
     meta: &RequestMeta,
-    base: Option<i64>,
-    next: &Document,
-    scope: Option<&str>,
-    note: Option<&str>,
-    rollback_of: Option<i64>,
-    restore_draft: bool,
+    new: NewVersion<'_>,
 ) -> Result<Option<Version>, ApiError> {
     let mut tx = state.store.begin_write().await?;
     let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM snapshots")
         .fetch_one(&mut *tx)
         .await?
         .try_get("v")?;
-    if current != base {
+    if current != new.base {
         return Ok(None);
     }
     let version = Version {
-        version: base.unwrap_or(0) + 1,
-        hash: next.hash(),
+        version: new.base.unwrap_or(0) + 1,
+        hash: new.document.hash(),
         created_ms: now_ms(),
         created_by: who.prefix.clone(),
-        scope: scope.map(str::to_string),
-        note: note.map(str::to_string),
-        rollback_of,
+        scope: new.scope.map(str::to_string),
+        note: new.note.map(str::to_string),
+        rollback_of: new.rollback_of,
     };
     sqlx::query(&format!(
         "INSERT INTO snapshots ({VERSION_COLUMNS}, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -383,18 +408,17 @@ async fn store_version(
     .bind(&version.scope)
     .bind(&version.note)
     .bind(version.rollback_of)
-    .bind(next.to_text())
+    .bind(new.document.to_text())
     .execute(&mut *tx)
     .await?;
-    if restore_draft {
-        restore(&mut tx, next, scope).await?;
-    }
-    let action = if rollback_of.is_some() {
+    let action = if new.rollback_of.is_some() {
+        restore(&mut tx, new.document, new.scope).await?;
         "config.rollback"
     } else {
         "config.publish"
     };
-    let event = Event::ok(action, scope, format!("versions/{}", version.version)).after(&version);
+    let event =
+        Event::ok(action, new.scope, format!("versions/{}", version.version)).after(&version);
     audit::record(&mut tx, who, meta, event).await?;
     tx.commit().await?;
     state.published.send_replace(version.version);
@@ -409,12 +433,7 @@ async fn restore(
 ) -> Result<(), ApiError> {
     let tenants: Vec<String> = match scope {
         Some(t) => vec![t.to_string()],
-        None => sqlx::query("SELECT name FROM tenants")
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get("name"))
-            .collect::<Result<_, _>>()?,
+        None => tenant_names(conn).await?,
     };
     let now = now_ms();
     for t in tenants {
@@ -466,95 +485,97 @@ pub async fn publish(
     headers: HeaderMap,
     ApiJson(body): ApiJson<PublishRequest>,
 ) -> Result<Response, ApiError> {
-    let scope = match scope(&who, body.tenant.clone()) {
+    let release = Release {
+        source: Source::Draft,
+        tenant: body.tenant,
+        note: body.note,
+        if_match: Some(headers),
+    };
+    release_version(&state, &who, &meta, release).await
+}
+
+/// A publish or a rollback, as requested.
+struct Release {
+    source: Source,
+    tenant: Option<String>,
+    note: Option<String>,
+    /// The publisher's `If-Match` (publishes only).
+    if_match: Option<HeaderMap>,
+}
+
+/// Stores the next version: validated as a whole, retried when another
+/// publish lands first, audited (refusals too).
+async fn release_version(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    release: Release,
+) -> Result<Response, ApiError> {
+    let (action, target, rollback_of) = match release.source {
+        Source::Draft => ("config.publish", "versions".to_string(), None),
+        Source::Version(n) => ("config.rollback", format!("versions/{n}"), Some(n)),
+    };
+    let refuse = |tenant: Option<String>, e: ApiError| {
+        let target = target.clone();
+        async move { audit::refused(state, who, meta, action, tenant.as_deref(), target, e).await }
+    };
+    let scope = match scope(who, release.tenant.clone()) {
         Ok(s) => s,
         Err(e) => {
-            let tenant = body.tenant.as_deref().or(who.tenant.as_deref());
-            return Err(audit::refused(
-                &state,
-                &who,
-                &meta,
-                "config.publish",
-                tenant,
-                "versions".into(),
-                e,
-            )
-            .await);
+            let tenant = release.tenant.clone().or_else(|| who.tenant.clone());
+            return Err(refuse(tenant, e).await);
         }
     };
-    check_note(body.note.as_deref())?;
+    check_note(release.note.as_deref())?;
     for _ in 0..5 {
         let mut conn = state.store.pool().acquire().await?;
         let (current, base) = latest(&mut conn).await?;
         let base_version = current.as_ref().map(|v| v.version);
-        if let Err(e) = objects::check_preconditions(&headers, Some(base_version.unwrap_or(0))) {
-            drop(conn);
-            return Err(audit::refused(
-                &state,
-                &who,
-                &meta,
-                "config.publish",
-                scope.as_deref(),
-                "versions".into(),
-                e,
-            )
-            .await);
-        }
-        let mut drafts = std::collections::BTreeMap::new();
-        let tenants = match &scope {
-            Some(t) => {
-                objects::require_tenant(&mut conn, t).await?;
-                vec![t.clone()]
+        if let Some(headers) = &release.if_match {
+            let based_on = Some(base_version.unwrap_or(0));
+            if let Err(e) = objects::check_preconditions(headers, based_on) {
+                drop(conn);
+                return Err(refuse(scope.clone(), e).await);
             }
-            None => sqlx::query("SELECT name FROM tenants")
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.try_get("name"))
-                .collect::<Result<_, _>>()?,
-        };
-        for t in tenants {
-            drafts.insert(
-                t.clone(),
-                document::part_of(objects::all_of_tenant(&mut conn, &t).await?),
-            );
         }
-        let next = next_document(&mut conn, &base, scope.as_deref(), |_| drafts).await?;
+        if let Some(t) = &scope {
+            objects::require_tenant(&mut conn, t).await?;
+        }
+        let next = next_document(&mut conn, &base, scope.as_deref(), release.source).await?;
         drop(conn);
-        if let Some(version) = current.filter(|_| next == base) {
-            return Ok(with_etag(
-                StatusCode::OK,
-                version.version,
-                Published {
+        if rollback_of.is_none() {
+            if let Some(version) = current.filter(|_| next == base) {
+                let unchanged = Published {
                     version,
                     changed: false,
                     changes: Vec::new(),
-                },
-            ));
+                };
+                return Ok(with_etag(
+                    StatusCode::OK,
+                    unchanged.version.version,
+                    unchanged,
+                ));
+            }
         }
-        validate_document(&state, &who, &next).await?;
-        if let Some(version) = store_version(
-            &state,
-            &who,
-            &meta,
-            base_version,
-            &next,
-            scope.as_deref(),
-            body.note.as_deref(),
-            None,
-            false,
-        )
-        .await?
-        {
-            let changes = visible_diff(&who, &base, &next);
+        validate_document(state, who, &next).await?;
+        let new = NewVersion {
+            base: base_version,
+            document: &next,
+            scope: scope.as_deref(),
+            note: release.note.as_deref(),
+            rollback_of,
+        };
+        if let Some(version) = store_version(state, who, meta, new).await? {
+            let changes = visible_diff(who, &base, &next);
+            let published = Published {
+                version,
+                changed: true,
+                changes,
+            };
             return Ok(with_etag(
                 StatusCode::CREATED,
-                version.version,
-                Published {
-                    version,
-                    changed: true,
-                    changes,
-                },
+                published.version.version,
+                published,
             ));
         }
     }
@@ -599,68 +620,13 @@ pub async fn rollback(
     ApiPath(n): ApiPath<i64>,
     ApiJson(body): ApiJson<RollbackRequest>,
 ) -> Result<Response, ApiError> {
-    let scope = match scope(&who, body.tenant.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            let tenant = body.tenant.as_deref().or(who.tenant.as_deref());
-            return Err(audit::refused(
-                &state,
-                &who,
-                &meta,
-                "config.rollback",
-                tenant,
-                format!("versions/{n}"),
-                e,
-            )
-            .await);
-        }
+    let release = Release {
+        source: Source::Version(n),
+        tenant: body.tenant,
+        note: body.note,
+        if_match: None,
     };
-    check_note(body.note.as_deref())?;
-    for _ in 0..5 {
-        let mut conn = state.store.pool().acquire().await?;
-        let (_, old) = load_version(&mut conn, n)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("version {n}")))?;
-        let (current, base) = latest(&mut conn).await?;
-        let base_version = current.as_ref().map(|v| v.version);
-        let next = next_document(&mut conn, &base, scope.as_deref(), |in_scope| {
-            in_scope
-                .iter()
-                .map(|t| (t.clone(), old.tenants.get(t).cloned().unwrap_or_default()))
-                .collect()
-        })
-        .await?;
-        drop(conn);
-        validate_document(&state, &who, &next).await?;
-        if let Some(version) = store_version(
-            &state,
-            &who,
-            &meta,
-            base_version,
-            &next,
-            scope.as_deref(),
-            body.note.as_deref(),
-            Some(n),
-            true,
-        )
-        .await?
-        {
-            let changes = visible_diff(&who, &base, &next);
-            return Ok(with_etag(
-                StatusCode::CREATED,
-                version.version,
-                Published {
-                    version,
-                    changed: true,
-                    changes,
-                },
-            ));
-        }
-    }
-    Err(ApiError::Conflict {
-        message: "other publishes kept landing first; retry".into(),
-        field: None,
-    })
+    release_version(&state, &who, &meta, release).await
 }
 
 /// Paging of the version list.

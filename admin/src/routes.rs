@@ -122,10 +122,13 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     who.read(&tenant, || format!("route {route}"))?;
     let host = canonical(&host)?;
-    let mut conn = state.store.pool().acquire().await?;
-    let o = objects::load(&mut conn, &tenant, Kind::Route, &format!("{host}/{route}"))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("route {route}")))?;
+    let name = format!("{host}/{route}");
+    let key = objects::Key {
+        kind: Kind::Route,
+        tenant: &tenant,
+        name: &name,
+    };
+    let o = objects::read_one(&state, &who, key).await?;
     Ok(objects::with_etag(
         StatusCode::OK,
         o.revision,
