@@ -72,10 +72,6 @@ enum Command {
             env = "GATEHOUSE_SECRETS_KEY_FILE"
         )]
         secrets_key_file: PathBuf,
-        /// Send domain ownership checks (HTTP) to this address instead of the hostname's,
-        /// e.g. the edge's HTTP listener when DNS seen from the admin does not lead there.
-        #[arg(long)]
-        verify_via: Option<std::net::SocketAddr>,
         /// DNS server (ip:port) for ownership checks by TXT record (default: the system's).
         #[arg(long)]
         dns_resolver: Option<std::net::SocketAddr>,
@@ -200,7 +196,6 @@ fn main() -> ExitCode {
             listen,
             database,
             secrets_key_file,
-            verify_via,
             dns_resolver,
             auth_failures_per_minute,
         } => {
@@ -210,7 +205,6 @@ fn main() -> ExitCode {
                 database,
                 preset_token: preset_admin_token(),
                 secrets_key_file,
-                verify_via,
                 dns_resolver,
                 auth_failures_per_minute,
                 local_node_token: None,
@@ -335,17 +329,6 @@ fn start_local_admin(
         .parse()
         .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?;
     let node_token = gatehouse_admin::token::generate().token;
-    let verify_via = file
-        .listeners
-        .http
-        .as_deref()
-        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-        .map(|mut a| {
-            if a.ip().is_unspecified() {
-                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            a
-        });
     let options = gatehouse_admin::ServeOptions {
         listen,
         database: admin
@@ -356,7 +339,6 @@ fn start_local_admin(
             .secrets_key_file
             .unwrap_or_else(|| "data/secrets.key".into())
             .into(),
-        verify_via,
         dns_resolver: None,
         auth_failures_per_minute: gatehouse_admin::auth::AUTH_FAILURES_PER_MINUTE,
         local_node_token: Some(node_token.clone()),

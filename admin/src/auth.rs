@@ -246,8 +246,8 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// A caller of the data-plane endpoints: a node token (or a platform admin's,
-/// for debugging).
+/// A caller of the data-plane endpoints: a node token only (snapshots carry
+/// private keys, which no management token may read).
 #[derive(Debug, Clone)]
 pub struct NodeCaller(pub Principal);
 
@@ -257,7 +257,7 @@ impl FromRequestParts<AppState> for NodeCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let who = authenticate_request(parts, state).await?;
         match who.role {
-            Role::Node | Role::PlatformAdmin => Ok(NodeCaller(who)),
+            Role::Node => Ok(NodeCaller(who)),
             _ => Err(ApiError::Forbidden("fetch snapshots (node tokens only)")),
         }
     }

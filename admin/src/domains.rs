@@ -145,6 +145,49 @@ pub fn existing(host: &str) -> Result<String, ApiError> {
     hostname::canonical(host).map_err(|_| ApiError::NotFound(format!("domain {host}")))
 }
 
+/// Another tenant's domain that `host` would overlap: the wildcard covering
+/// an exact name (its traffic would go to the exact name, which matches
+/// first), or an exact name a wildcard would cover.
+async fn overlapping(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    host: &str,
+) -> Result<Option<String>, ApiError> {
+    use sqlx::Row;
+    if let Some(parent) = host.strip_prefix("*.") {
+        let suffix = format!(".{parent}");
+        let rows = sqlx::query(
+            "SELECT name FROM objects WHERE kind = 'domain' AND tenant <> $1 AND name LIKE $2",
+        )
+        .bind(tenant)
+        .bind(format!("%{suffix}"))
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let name: String = row.try_get("name")?;
+            let one_label = name
+                .strip_suffix(&suffix)
+                .is_some_and(|label| !label.is_empty() && !label.contains('.'));
+            if one_label {
+                return Ok(Some(name));
+            }
+        }
+        return Ok(None);
+    }
+    let Some((_, parent)) = host.split_once('.') else {
+        return Ok(None);
+    };
+    let wildcard = format!("*.{parent}");
+    let held = sqlx::query(
+        "SELECT name FROM objects WHERE kind = 'domain' AND name = $1 AND tenant <> $2",
+    )
+    .bind(&wildcard)
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(held.map(|_| wildcard))
+}
+
 /// Checks that each plugin a chain binds exists in the tenant's draft.
 pub async fn check_plugin_refs(
     conn: &mut sqlx::AnyConnection,
@@ -272,6 +315,14 @@ pub async fn put(
                         field: Some("name".into()),
                     });
                 }
+            }
+            if let Some(other) = overlapping(&mut tx, &tenant, &host).await? {
+                return Err(ApiError::Conflict {
+                    message: format!(
+                        "hostname {host} overlaps {other}, registered by another tenant"
+                    ),
+                    field: Some("name".into()),
+                });
             }
             if let Some(cert) = &spec.certificate {
                 certificates::check_covers(&mut tx, &tenant, cert, &host).await?;

@@ -70,9 +70,10 @@ pub struct AppState {
     pub keys: Arc<secrets::Keys>,
     /// The latest version published through this admin; wakes snapshot polls.
     pub published: Arc<tokio::sync::watch::Sender<i64>>,
-    /// Where ownership checks send their HTTP request instead of the
-    /// hostname's address (the edge's HTTP listener, when DNS from the admin
-    /// does not lead there).
+    /// Tests only: where HTTP ownership checks connect instead of the
+    /// hostname's address. The HTTP method proves that the name's DNS leads to
+    /// the edge; sending the check to a fixed address skips that half of the
+    /// proof, so no command-line option sets this.
     pub verify_via: Option<std::net::SocketAddr>,
     /// DNS server for ownership checks by TXT record (default: the system's).
     pub dns_resolver: Option<std::net::SocketAddr>,
@@ -327,8 +328,6 @@ pub struct ServeOptions {
     /// Key file sealing private keys at rest (created, private, when missing).
     /// Every admin sharing a database needs the same file.
     pub secrets_key_file: std::path::PathBuf,
-    /// Send domain ownership checks to this address (see [`AppState::verify_via`]).
-    pub verify_via: Option<std::net::SocketAddr>,
     /// DNS server for TXT ownership checks (default: the system's resolvers).
     pub dns_resolver: Option<std::net::SocketAddr>,
     /// Failed authentications a client may make (in a burst, and per minute)
@@ -347,7 +346,6 @@ impl std::fmt::Debug for ServeOptions {
             .field("database", &self.database)
             .field("preset_token", &self.preset_token.as_ref().map(|_| "<set>"))
             .field("secrets_key_file", &self.secrets_key_file)
-            .field("verify_via", &self.verify_via)
             .field("dns_resolver", &self.dns_resolver)
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field(
@@ -424,7 +422,6 @@ pub async fn serve(
     )?;
     let mut state = AppState::new(store, keys);
     state.published.send_replace(current.unwrap_or(0));
-    state.verify_via = options.verify_via;
     state.dns_resolver = options.dns_resolver;
     state.auth_failures = Arc::new(AuthFailures::new(options.auth_failures_per_minute));
     axum::serve(

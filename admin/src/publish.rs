@@ -267,14 +267,24 @@ pub async fn load_version(
     }
 }
 
-/// The tenant a publish or rollback applies to (`None`: all), checking the role.
-fn scope(who: &Principal, requested: Option<String>) -> Result<Option<String>, ApiError> {
+/// The tenant a publish or rollback applies to (`None`: all), checking the
+/// role: operators publish, but a rollback also rewrites the draft's domains,
+/// certificates and plugins, which takes a tenant admin.
+fn scope(
+    who: &Principal,
+    requested: Option<String>,
+    source: Source,
+) -> Result<Option<String>, ApiError> {
+    let (needed, action) = match source {
+        Source::Draft => (Role::Operator, "publish configuration"),
+        Source::Version(_) => (Role::Admin, "roll back configuration"),
+    };
     match (who.role, requested) {
         (Role::PlatformAdmin, t) => Ok(t),
         (_, Some(t)) if who.tenant.as_deref() != Some(t.as_str()) => {
             Err(ApiError::NotFound(format!("tenant {t}")))
         }
-        (role, _) if role < Role::Operator => Err(ApiError::Forbidden("publish configuration")),
+        (role, _) if role < needed => Err(ApiError::Forbidden(action)),
         _ => Ok(who.tenant.clone()),
     }
 }
@@ -519,7 +529,7 @@ async fn release_version(
         let target = target.clone();
         async move { audit::refused(state, who, meta, action, tenant.as_deref(), target, e).await }
     };
-    let scope = match scope(who, release.tenant.clone()) {
+    let scope = match scope(who, release.tenant.clone(), release.source) {
         Ok(s) => s,
         Err(e) => {
             let tenant = release.tenant.clone().or_else(|| who.tenant.clone());
@@ -713,6 +723,14 @@ pub async fn get(
     let (version, doc) = load_version(&mut conn, n)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("version {n}")))?;
+    // Like the list: a tenant sees versions of its own scope or everyone's.
+    let foreign = match (&version.scope, who.role) {
+        (_, Role::PlatformAdmin) | (None, _) => false,
+        (Some(s), _) => who.tenant.as_ref() != Some(s),
+    };
+    if foreign {
+        return Err(ApiError::NotFound(format!("version {n}")));
+    }
     Ok(Json(VersionDetail {
         version,
         document: serde_json::to_value(visible(&who, &doc))

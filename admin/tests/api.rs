@@ -859,7 +859,7 @@ async fn rbac_matrix(api: Api) {
             Method::POST,
             "/v1/versions/1/rollback",
             Some(json!({ "tenant": "{t}" })),
-            [200, 200, 200, 200, 403],
+            [200, 200, 200, 403, 403],
             [200, 404, 404, 404, 404],
         ),
         // Nodes are the platform's.
@@ -870,12 +870,13 @@ async fn rbac_matrix(api: Api) {
             [200, 403, 403, 403, 403],
             [200, 403, 403, 403, 403],
         ),
+        // Snapshots carry private keys: node tokens only.
         (
             Method::GET,
             "/v1/dataplane/snapshot?wait=0s",
             None,
-            [200, 403, 403, 403, 403],
-            [200, 403, 403, 403, 403],
+            [403, 403, 403, 403, 403],
+            [403, 403, 403, 403, 403],
         ),
     ];
     // Created and replaced are both success here.

@@ -255,6 +255,56 @@ pub async fn hostnames_are_canonical_and_unique_across_tenants(api: Api) {
             .await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
     }
+    // Nor may one tenant's name overlap another's: an exact name under a
+    // wildcard would take the wildcard's traffic for it, and the reverse.
+    let put = |tenant: &'static str, host: &'static str, token: String| {
+        let api = &api;
+        async move {
+            api.call(
+                Method::PUT,
+                &format!("/v1/tenants/{tenant}/domains/{host}"),
+                Some(&token),
+                Some(json!({})),
+            )
+            .await
+            .status
+        }
+    };
+    let admin = api.admin.clone();
+    assert_eq!(
+        put("acme", "*.shop.example", admin.clone()).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("beta", "www.shop.example", beta.clone()).await,
+        StatusCode::CONFLICT
+    );
+    // Two labels down is not covered by the wildcard.
+    assert_eq!(
+        put("beta", "a.b.shop.example", beta.clone()).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("beta", "*.b.shop.example", beta.clone()).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("acme", "x.b.shop.example", admin.clone()).await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        put("acme", "*.c.shop.example", admin.clone()).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        put("beta", "c.shop.example", beta.clone()).await,
+        StatusCode::CONFLICT
+    );
+    // Within a tenant, overlapping names are the tenant's business.
+    assert_eq!(
+        put("acme", "www.shop.example", admin.clone()).await,
+        StatusCode::CREATED
+    );
     // And it cannot see it.
     let r = api
         .call(

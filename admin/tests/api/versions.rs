@@ -95,12 +95,23 @@ pub async fn publishing_validates_everything_and_versions_roll_back(api: Api) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["version"]["version"], 2);
 
-    // Rollback: version 1's content as version 3, and the draft follows.
+    // Rollback: version 1's content as version 3, and the draft follows. It
+    // rewrites domains, certificates and plugins too: a tenant admin's call.
     let r = api
         .call(
             Method::POST,
             "/v1/versions/1/rollback",
             Some(&op),
+            Some(json!({})),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let adm = api.token(&api.admin, "admin", Some("acme")).await;
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/versions/1/rollback",
+            Some(&adm),
             Some(json!({})),
         )
         .await;
@@ -158,7 +169,15 @@ pub async fn publishing_validates_everything_and_versions_roll_back(api: Api) {
         2,
         "{events:?}"
     );
-    assert_eq!(api.audit("?action=config.rollback").await.len(), 1);
+    let rollbacks = api.audit("?action=config.rollback").await;
+    assert_eq!(rollbacks.iter().filter(|e| e["outcome"] == "ok").count(), 1);
+    assert_eq!(
+        rollbacks
+            .iter()
+            .filter(|e| e["outcome"] == "forbidden")
+            .count(),
+        1
+    );
 }
 
 pub async fn nodes_poll_versions_and_report_on_them(api: Api) {
@@ -314,6 +333,7 @@ pub async fn a_tenant_sees_only_its_part_of_versions(api: Api) {
     let r = api
         .call(Method::GET, "/v1/versions/2", Some(&beta), None)
         .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let tenants: Vec<&String> = r.body["document"]["tenants"]
         .as_object()
         .unwrap()
@@ -330,6 +350,11 @@ pub async fn a_tenant_sees_only_its_part_of_versions(api: Api) {
         .map(|v| &v["scope"])
         .collect();
     assert_eq!(scopes, [&json!("acme")]);
+    // Version 1 was acme's publish: its note and publisher are acme's business.
+    let r = api
+        .call(Method::GET, "/v1/versions/1", Some(&beta), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     // A tenant cannot publish or roll back another.
     let r = publish(&api, &beta, json!({ "tenant": "acme" })).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
