@@ -145,6 +145,35 @@ pub fn existing(host: &str) -> Result<String, ApiError> {
     hostname::canonical(host).map_err(|_| ApiError::NotFound(format!("domain {host}")))
 }
 
+/// Refuses (409) a hostname another tenant registered, or one that would
+/// overlap another tenant's (see [`overlapping`]).
+pub async fn check_available(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    host: &str,
+) -> Result<(), ApiError> {
+    let holder = sqlx::query("SELECT tenant FROM objects WHERE kind = 'domain' AND name = $1")
+        .bind(host)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = holder {
+        let owner: String = sqlx::Row::try_get(&row, "tenant")?;
+        if owner != tenant {
+            return Err(ApiError::Conflict {
+                message: format!("hostname {host} is registered by another tenant"),
+                field: Some("name".into()),
+            });
+        }
+    }
+    if let Some(other) = overlapping(conn, tenant, host).await? {
+        return Err(ApiError::Conflict {
+            message: format!("hostname {host} overlaps {other}, registered by another tenant"),
+            field: Some("name".into()),
+        });
+    }
+    Ok(())
+}
+
 /// Another tenant's domain that `host` would overlap: the wildcard covering
 /// an exact name (its traffic would go to the exact name, which matches
 /// first), or an exact name a wildcard would cover.
@@ -302,28 +331,7 @@ pub async fn put(
         objects::audited(&state, &who, &meta, "domain.put", &tenant, target, async {
             let mut tx = state.store.begin_write().await?;
             objects::require_tenant(&mut tx, &tenant).await?;
-            let holder =
-                sqlx::query("SELECT tenant FROM objects WHERE kind = 'domain' AND name = $1")
-                    .bind(&host)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(row) = holder {
-                let owner: String = sqlx::Row::try_get(&row, "tenant")?;
-                if owner != tenant {
-                    return Err(ApiError::Conflict {
-                        message: format!("hostname {host} is registered by another tenant"),
-                        field: Some("name".into()),
-                    });
-                }
-            }
-            if let Some(other) = overlapping(&mut tx, &tenant, &host).await? {
-                return Err(ApiError::Conflict {
-                    message: format!(
-                        "hostname {host} overlaps {other}, registered by another tenant"
-                    ),
-                    field: Some("name".into()),
-                });
-            }
+            check_available(&mut tx, &tenant, &host).await?;
             if let Some(cert) = &spec.certificate {
                 certificates::check_covers(&mut tx, &tenant, cert, &host).await?;
             }

@@ -120,6 +120,17 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // Two requests creating the same thing at once (PostgreSQL runs them
+        // concurrently): the loser's insert breaks a unique key. Not a server fault.
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return ApiError::Conflict {
+                    message: "a concurrent change created the same object; fetch it and retry"
+                        .into(),
+                    field: None,
+                };
+            }
+        }
         ApiError::Internal(e.into())
     }
 }

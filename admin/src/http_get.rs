@@ -73,12 +73,12 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
         match httparse::parse_chunk_size(body) {
-            Ok(httparse::Status::Complete((start, 0))) => {
-                let _ = start;
-                return Ok(out);
-            }
+            Ok(httparse::Status::Complete((_, 0))) => return Ok(out),
             Ok(httparse::Status::Complete((start, size))) => {
-                let end = start + usize::try_from(size).map_err(|_| "chunk too large")?;
+                let end = usize::try_from(size)
+                    .ok()
+                    .and_then(|size| start.checked_add(size))
+                    .ok_or("chunk too large")?;
                 let data = body.get(start..end).ok_or("truncated chunk")?;
                 out.extend_from_slice(data);
                 body = body.get(end + 2..).ok_or("truncated chunk")?;

@@ -408,19 +408,13 @@ async fn store_version(
         note: new.note.map(str::to_string),
         rollback_of: new.rollback_of,
     };
-    sqlx::query(&format!(
-        "INSERT INTO snapshots ({VERSION_COLUMNS}, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    ))
-    .bind(version.version)
-    .bind(&version.hash)
-    .bind(version.created_ms)
-    .bind(&version.created_by)
-    .bind(&version.scope)
-    .bind(&version.note)
-    .bind(version.rollback_of)
-    .bind(new.document.to_text())
-    .execute(&mut *tx)
-    .await?;
+    match insert_version(&mut tx, &version, new.document).await {
+        Ok(_) => {}
+        // Another admin (PostgreSQL: concurrent transactions) stored this
+        // number first: the caller rebuilds on the new base and retries.
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
     let action = if new.rollback_of.is_some() {
         restore(&mut tx, new.document, new.scope).await?;
         "config.rollback"
@@ -435,6 +429,65 @@ async fn store_version(
     Ok(Some(version))
 }
 
+async fn insert_version(
+    conn: &mut AnyConnection,
+    version: &Version,
+    document: &Document,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO snapshots ({VERSION_COLUMNS}, document) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    ))
+    .bind(version.version)
+    .bind(&version.hash)
+    .bind(version.created_ms)
+    .bind(&version.created_by)
+    .bind(&version.scope)
+    .bind(&version.note)
+    .bind(version.rollback_of)
+    .bind(document.to_text())
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Stores, in `tx`, a version without `tenant` when the current one has it
+/// (the tenant is being deleted). Removing a tenant's part cannot make the
+/// rest invalid, so this needs no validation. Returns the new version.
+pub async fn unpublish_tenant(
+    tx: &mut AnyConnection,
+    who: &Principal,
+    meta: &RequestMeta,
+    tenant: &str,
+) -> Result<Option<i64>, ApiError> {
+    let (current, base) = latest(tx).await?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    if !base.tenants.contains_key(tenant) {
+        return Ok(None);
+    }
+    let mut next = base;
+    next.tenants.remove(tenant);
+    let version = Version {
+        version: current.version + 1,
+        hash: next.hash(),
+        created_ms: now_ms(),
+        created_by: who.prefix.clone(),
+        scope: Some(tenant.to_string()),
+        note: Some("tenant deleted".into()),
+        rollback_of: None,
+    };
+    insert_version(tx, &version, &next).await?;
+    let event = Event::ok(
+        "config.publish",
+        Some(tenant),
+        format!("versions/{}", version.version),
+    )
+    .after(&version);
+    audit::record(tx, who, meta, event).await?;
+    Ok(Some(version.version))
+}
+
 /// Replaces the draft of the scope's tenants with their parts of `doc`.
 async fn restore(
     conn: &mut AnyConnection,
@@ -447,6 +500,21 @@ async fn restore(
     };
     let now = now_ms();
     for t in tenants {
+        // Revisions go on from where they were, so an `If-Match` taken before
+        // the rollback cannot match the restored object by accident.
+        let revisions: std::collections::HashMap<(String, String), i64> =
+            sqlx::query("SELECT kind, name, revision FROM objects WHERE tenant = $1")
+                .bind(&t)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        (r.try_get("kind")?, r.try_get("name")?),
+                        r.try_get("revision")?,
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
         sqlx::query("DELETE FROM objects WHERE tenant = $1")
             .bind(&t)
             .execute(&mut *conn)
@@ -456,15 +524,22 @@ async fn restore(
         };
         for (kind, entries) in part {
             for (name, e) in entries {
+                if kind == objects::Kind::Domain.as_str() {
+                    crate::domains::check_available(conn, &t, name).await?;
+                }
+                let revision = revisions
+                    .get(&(kind.clone(), name.clone()))
+                    .map_or(1, |r| r + 1);
                 sqlx::query(
                     "INSERT INTO objects (kind, tenant, name, spec, status, revision, created_ms, updated_ms) \
-                     VALUES ($1, $2, $3, $4, $5, 1, $6, $6)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
                 )
                 .bind(kind)
                 .bind(&t)
                 .bind(name)
                 .bind(e.spec.to_string())
                 .bind(&e.status)
+                .bind(revision)
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;

@@ -180,6 +180,19 @@ pub async fn create(
             field: Some("name".into()),
         });
     }
+    let retired = sqlx::query("SELECT name FROM retired_tenants WHERE name = $1")
+        .bind(&tenant.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if retired.is_some() {
+        return Err(ApiError::Conflict {
+            message: format!(
+                "{} was the name of a deleted tenant; names are not reused (old versions hold its objects)",
+                tenant.name
+            ),
+            field: Some("name".into()),
+        });
+    }
     sqlx::query(
         "INSERT INTO tenants (name, display_name, revision, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -351,8 +364,18 @@ pub async fn delete(
         .bind(&name)
         .execute(&mut *tx)
         .await?;
+    sqlx::query("INSERT INTO retired_tenants (name, retired_ms) VALUES ($1, $2)")
+        .bind(&name)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
     let event = Event::ok("tenant.delete", Some(&name), target).before(&before);
     audit::record(&mut tx, &who, &meta, event).await?;
+    // Its domains stop being served now, not at someone's next publish.
+    let version = crate::publish::unpublish_tenant(&mut tx, &who, &meta, &name).await?;
     tx.commit().await?;
+    if let Some(v) = version {
+        state.published.send_replace(v);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -975,4 +975,5 @@ on_both_databases!(
     publishing_validates_everything_and_versions_roll_back,
     nodes_poll_versions_and_report_on_them,
     a_tenant_sees_only_its_part_of_versions,
+    deleting_a_tenant_unpublishes_it_and_retires_its_name,
 );

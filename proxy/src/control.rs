@@ -128,13 +128,23 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Why a version was not applied.
+#[derive(Debug)]
+struct Refusal {
+    /// What the NACK says.
+    message: String,
+    /// Retry the same version (a failed download) rather than wait for another.
+    temporary: bool,
+}
+
 /// The polling loop and what it last saw.
 pub struct Follower {
     cp: ControlPlane,
     client: reqwest::Client,
     reloader: Arc<Reloader>,
     applied: Option<Applied>,
-    /// The version last received (applied or refused): the next poll's `after`.
+    /// The version last settled (applied, or refused for good) and reported:
+    /// the next poll's `after`.
     seen: u64,
 }
 
@@ -211,7 +221,6 @@ impl Follower {
             anyhow::bail!("admin answered {status}: {body}");
         }
         let snap: Snapshot = resp.json().await?;
-        self.seen = snap.version;
         let (version, hash) = (snap.version, snap.hash.clone());
         let outcome = self.apply(snap).await;
         let report = Report {
@@ -219,15 +228,27 @@ impl Follower {
             version,
             hash,
             applied: outcome.is_ok(),
-            error: outcome.as_ref().err().cloned(),
+            error: outcome.as_ref().err().map(|r| r.message.clone()),
         };
         match &outcome {
             Ok(()) => tracing::info!(version, "applied published configuration"),
-            Err(e) => {
-                tracing::error!(version, error = %e, "refused published configuration; still serving the previous one")
+            Err(r) => {
+                tracing::error!(version, error = %r.message, temporary = r.temporary, "refused published configuration; still serving the previous one")
             }
         }
-        self.report(&report).await
+        self.report(&report).await?;
+        match outcome {
+            // Settled (and reported): wait for the next version.
+            Ok(())
+            | Err(Refusal {
+                temporary: false, ..
+            }) => {
+                self.seen = version;
+                Ok(())
+            }
+            // Worth another try: the same version comes back after the backoff.
+            Err(Refusal { message, .. }) => Err(anyhow::anyhow!(message)),
+        }
     }
 
     async fn report(&self, report: &Report) -> anyhow::Result<()> {
@@ -246,13 +267,17 @@ impl Follower {
 
     /// Checks, fetches plugins, compiles and swaps, persists. The error is what
     /// the NACK says.
-    async fn apply(&mut self, snap: Snapshot) -> Result<(), String> {
+    async fn apply(&mut self, snap: Snapshot) -> Result<(), Refusal> {
         let refused = |reason: &str, message: String| {
             metrics()
                 .published_rejected
                 .with_label_values(&[reason])
                 .inc();
-            message
+            Refusal {
+                message,
+                // A download can fail for a moment; the rest are verdicts.
+                temporary: reason == "fetch",
+            }
         };
         if let Some(current) = &self.applied {
             if snap.version < current.version && !self.cp.force {
@@ -285,7 +310,7 @@ impl Follower {
             return Err(refused("invalid", errors.to_string()));
         }
         metrics().published_version.set(snap.version as i64);
-        let text = serde_json::to_vec(&snap).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec(&snap).map_err(|e| refused("invalid", e.to_string()))?;
         let path = self.cp.state_dir.join(SNAPSHOT_FILE);
         if let Err(e) = tokio::task::spawn_blocking(move || write_durably(&path, &text))
             .await

@@ -372,3 +372,40 @@ pub async fn a_tenant_sees_only_its_part_of_versions(api: Api) {
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
+
+pub async fn deleting_a_tenant_unpublishes_it_and_retires_its_name(api: Api) {
+    api.tenant("acme").await;
+    api.tenant("beta").await;
+    site(&api, "acme", "a.example.com", "127.0.0.1:9001").await;
+    site(&api, "beta", "b.example.com", "127.0.0.1:9002").await;
+    let r = publish(&api, &api.admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api
+        .call(Method::DELETE, "/v1/tenants/acme", Some(&api.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // A new version without it, at once.
+    let r = api
+        .call(Method::GET, "/v1/versions/2", Some(&api.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["scope"], "acme");
+    assert_eq!(r.body["note"], "tenant deleted");
+    let tenants: Vec<&String> = r.body["document"]["tenants"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(tenants, ["beta"]);
+    // Its name is not given out again: old versions still hold its objects.
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            Some(&api.admin),
+            Some(json!({ "name": "acme" })),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert_eq!(r.body["error"]["field"], "name");
+}
