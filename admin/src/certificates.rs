@@ -24,13 +24,22 @@ use crate::store::now_ms;
 use crate::{names, AppState};
 
 /// Body of a certificate upload.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateUpload {
     /// PEM certificate chain, leaf first.
     pub cert_pem: String,
     /// PEM private key of the leaf (PKCS#8, PKCS#1 or SEC1). Never returned.
     pub key_pem: String,
+}
+
+impl std::fmt::Debug for CertificateUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateUpload")
+            .field("cert_pem", &self.cert_pem.len())
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What the API shows of a certificate (never its key).

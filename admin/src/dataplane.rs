@@ -148,13 +148,38 @@ pub async fn snapshot(
 }
 
 async fn render_version(state: &AppState, v: i64) -> Result<Response, ApiError> {
+    let cached = state
+        .rendered
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(version, _)| *version == v)
+        .map(|(_, body)| body.clone());
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let body = render_body(state, v).await?;
+            *state.rendered.lock().unwrap_or_else(|p| p.into_inner()) = Some((v, body.clone()));
+            body
+        }
+    };
+    let headers = [
+        (header::CONTENT_TYPE, "application/json"),
+        // Private keys travel in this body: never cache it anywhere.
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// Version `v` as the JSON a node receives.
+async fn render_body(state: &AppState, v: i64) -> Result<axum::body::Bytes, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
     let (version, doc) = publish::load_version(&mut conn, v)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("version {v}")))?;
     drop(conn);
     let (cfg, _) = document::render(&doc, &state.keys)?;
-    let body = Snapshot {
+    let snapshot = Snapshot {
         version: version.version as u64,
         hash: version.hash,
         created_ms: version.created_ms,
@@ -166,13 +191,9 @@ async fn render_version(state: &AppState, v: i64) -> Result<Response, ApiError> 
             plugins: cfg.plugins,
         },
     };
-    let mut resp = Json(body).into_response();
-    // Private keys travel in this body: never cache it anywhere.
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
+    serde_json::to_vec(&snapshot)
+        .map(Into::into)
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 /// Downloads a plugin component by SHA-256.

@@ -70,6 +70,9 @@ pub struct AppState {
     pub keys: Arc<secrets::Keys>,
     /// The latest version published through this admin; wakes snapshot polls.
     pub published: Arc<tokio::sync::watch::Sender<i64>>,
+    /// The last version rendered for nodes, so that N nodes woken by one
+    /// publish cost one rendering (and one unsealing of every key).
+    pub rendered: Arc<std::sync::Mutex<Option<(i64, axum::body::Bytes)>>>,
     /// Tests only: where HTTP ownership checks connect instead of the
     /// hostname's address. The HTTP method proves that the name's DNS leads to
     /// the edge; sending the check to a fixed address skips that half of the
@@ -87,6 +90,7 @@ impl AppState {
             auth_failures: Arc::new(AuthFailures::default()),
             keys: Arc::new(keys),
             published: Arc::new(tokio::sync::watch::Sender::new(0)),
+            rendered: Arc::new(std::sync::Mutex::new(None)),
             verify_via: None,
             dns_resolver: None,
         }

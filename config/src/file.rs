@@ -488,7 +488,7 @@ pub struct PassiveHealthCheck {
 }
 
 /// A certificate chain and private key, in PEM.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", schema(as = config::Certificate))]
 #[serde(deny_unknown_fields)]
@@ -507,6 +507,20 @@ pub struct Certificate {
     /// domains using it when the files do not exist yet (development and quickstart only).
     #[serde(default)]
     pub self_signed: bool,
+}
+
+// Written out to leave an inline private key out of every log and panic message.
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("name", &self.name)
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("cert_pem", &self.cert_pem.as_ref().map(|p| p.len()))
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "<redacted>"))
+            .field("self_signed", &self.self_signed)
+            .finish()
+    }
 }
 
 /// A WebAssembly policy plugin (a component targeting `gatehouse:plugin`).
