@@ -79,6 +79,11 @@ enum Command {
         /// refused (429) for a while.
         #[arg(long, default_value_t = gatehouse_admin::auth::AUTH_FAILURES_PER_MINUTE)]
         auth_failures_per_minute: u32,
+        /// Let tenants point pools at internal addresses (loopback, link-local such as
+        /// cloud metadata, multicast); refused by default so that no tenant reaches the
+        /// edge's own services. Private networks are always allowed.
+        #[arg(long)]
+        allow_internal_targets: bool,
     },
     /// Run a proxy that follows an admin API: the config file gives listeners and limits,
     /// the admin the tenants, domains, pools, certificates and plugins. The node token is
@@ -198,6 +203,7 @@ fn main() -> ExitCode {
             secrets_key_file,
             dns_resolver,
             auth_failures_per_minute,
+            allow_internal_targets,
         } => {
             init_logging();
             let options = gatehouse_admin::ServeOptions {
@@ -207,6 +213,7 @@ fn main() -> ExitCode {
                 secrets_key_file,
                 dns_resolver,
                 auth_failures_per_minute,
+                allow_internal_targets,
                 local_node_token: None,
             };
             let runtime = match tokio::runtime::Runtime::new() {
@@ -341,6 +348,8 @@ fn start_local_admin(
             .into(),
         dns_resolver: None,
         auth_failures_per_minute: gatehouse_admin::auth::AUTH_FAILURES_PER_MINUTE,
+        // One machine, one operator: its services on localhost are fair targets.
+        allow_internal_targets: true,
         local_node_token: Some(node_token.clone()),
     };
     std::thread::Builder::new()

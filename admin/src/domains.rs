@@ -545,6 +545,13 @@ async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(), Api
             .next()
             .ok_or_else(|| failed("no address".into()))?,
     };
+    if state.verify_via.is_none() && !state.internal_targets && crate::pools::is_internal(addr.ip())
+    {
+        return Err(failed(format!(
+            "{host} resolves to {}, an address of the edge itself",
+            addr.ip()
+        )));
+    }
     let path = format!("{CHALLENGE_PREFIX}{token}");
     let body = crate::http_get::get(addr, host, &path)
         .await

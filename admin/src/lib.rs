@@ -80,6 +80,9 @@ pub struct AppState {
     pub verify_via: Option<std::net::SocketAddr>,
     /// DNS server for ownership checks by TXT record (default: the system's).
     pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Whether tenants may point pools (and ownership checks) at internal
+    /// addresses: loopback, link-local, ... (see `pools::is_internal`).
+    pub internal_targets: bool,
 }
 
 impl AppState {
@@ -93,6 +96,7 @@ impl AppState {
             rendered: Arc::new(std::sync::Mutex::new(None)),
             verify_via: None,
             dns_resolver: None,
+            internal_targets: false,
         }
     }
 }
@@ -337,6 +341,8 @@ pub struct ServeOptions {
     /// Failed authentications a client may make (in a burst, and per minute)
     /// before it is refused for a while.
     pub auth_failures_per_minute: u32,
+    /// Let tenants target internal addresses (see [`AppState::internal_targets`]).
+    pub allow_internal_targets: bool,
     /// A node token for the proxy running in the same process (`gatehouse run`):
     /// installed at start, replacing the previous one.
     pub local_node_token: Option<String>,
@@ -352,6 +358,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("secrets_key_file", &self.secrets_key_file)
             .field("dns_resolver", &self.dns_resolver)
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("allow_internal_targets", &self.allow_internal_targets)
             .field(
                 "local_node_token",
                 &self.local_node_token.as_ref().map(|_| "<set>"),
@@ -427,6 +434,7 @@ pub async fn serve(
     let mut state = AppState::new(store, keys);
     state.published.send_replace(current.unwrap_or(0));
     state.dns_resolver = options.dns_resolver;
+    state.internal_targets = options.allow_internal_targets;
     state.auth_failures = Arc::new(AuthFailures::new(options.auth_failures_per_minute));
     axum::serve(
         listener,

@@ -80,6 +80,56 @@ impl PoolSpec {
     }
 }
 
+/// Whether `ip` is an address of this machine or its link: loopback (the
+/// admin API itself), unspecified, link-local (cloud metadata services at
+/// 169.254.169.254), multicast or broadcast. Private networks are not: tenants'
+/// upstreams often live there.
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_unicast_link_local()
+                    || v6.is_multicast()
+            }
+        },
+    }
+}
+
+/// Refuses targets that are, or resolve to, internal addresses (see
+/// [`is_internal`]): a tenant must not reach the edge's own services.
+async fn check_public_targets(targets: &[file::Target]) -> Result<(), ApiError> {
+    for (i, t) in targets.iter().enumerate() {
+        // Validation already checked the form and that it resolves.
+        let addrs = tokio::net::lookup_host(t.addr.as_str())
+            .await
+            .map_err(|e| ApiError::invalid(format!("targets[{i}].addr"), e.to_string()))?;
+        for a in addrs {
+            if is_internal(a.ip()) {
+                return Err(ApiError::invalid(
+                    format!("targets[{i}].addr"),
+                    format!(
+                        "{} is (or resolves to) {}, an address of the edge itself; targets must be elsewhere",
+                        t.addr,
+                        a.ip()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A list of pools.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PoolList {
@@ -168,6 +218,9 @@ pub async fn put(
         "pools[0].",
     )
     .await?;
+    if !state.internal_targets {
+        check_public_targets(&spec.targets).await?;
+    }
     let target = format!("tenants/{tenant}/pools/{name}");
     let (stored, created) =
         objects::audited(&state, &who, &meta, "pool.put", &tenant, target, async {

@@ -39,6 +39,14 @@ async fn fresh(db: Db) -> (String, Option<tempfile::TempDir>) {
     }
 }
 
+/// The state tests run with: fresh keys, and upstreams on loopback allowed
+/// (the test servers live there).
+fn test_state(store: &Store) -> AppState {
+    let mut state = AppState::new(store.clone(), test_keys());
+    state.internal_targets = true;
+    state
+}
+
 /// Fresh sealing keys for one test.
 fn test_keys() -> gatehouse_admin::secrets::Keys {
     gatehouse_admin::secrets::Keys::parse(&gatehouse_admin::token::random_hex(32)).unwrap()
@@ -55,15 +63,21 @@ struct Api {
 impl Api {
     /// The same API and database, sending ownership checks to `edge`.
     fn with_verify_via(mut self, edge: std::net::SocketAddr) -> Api {
-        let mut state = AppState::new(self.store.clone(), test_keys());
+        let mut state = test_state(&self.store);
         state.verify_via = Some(edge);
         self.app = router(state);
         self
     }
 
+    /// The same API and database with the production default: no internal targets.
+    fn refusing_internal_targets(mut self) -> Api {
+        self.app = router(AppState::new(self.store.clone(), test_keys()));
+        self
+    }
+
     /// The same API and database, asking `dns` for TXT records.
     fn with_dns_resolver(mut self, dns: std::net::SocketAddr) -> Api {
-        let mut state = AppState::new(self.store.clone(), test_keys());
+        let mut state = test_state(&self.store);
         state.dns_resolver = Some(dns);
         self.app = router(state);
         self
@@ -85,7 +99,7 @@ impl Api {
             .unwrap()
             .expect("first start creates a token");
         Api {
-            app: router(AppState::new(store.clone(), test_keys())),
+            app: router(test_state(&store)),
             store,
             admin,
             db,
@@ -967,6 +981,7 @@ on_both_databases!(
     the_audit_log_is_append_only,
     a_preset_bootstrap_token_is_used_as_given,
     pools_routes_and_domains_keep_their_references,
+    tenants_cannot_point_pools_at_the_edge_itself,
     hostnames_are_canonical_and_unique_across_tenants,
     domain_ownership_is_verified_over_http,
     domain_ownership_is_verified_by_dns,

@@ -45,6 +45,8 @@ impl Admin {
         ])
         .arg("--secrets-key-file")
         .arg(&key_file)
+        // The test upstreams listen on loopback.
+        .arg("--allow-internal-targets")
         .env_remove("GATEHOUSE_ADMIN_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -211,6 +211,33 @@ pub async fn pools_routes_and_domains_keep_their_references(api: Api) {
     }
 }
 
+pub async fn tenants_cannot_point_pools_at_the_edge_itself(api: Api) {
+    api.tenant("acme").await;
+    let api = api.refusing_internal_targets();
+    let t = Some(api.admin.as_str());
+    for internal in [
+        "127.0.0.1:9900",
+        "localhost:80",
+        "[::1]:80",
+        "169.254.169.254:80",
+        "0.0.0.0:80",
+        "[::ffff:127.0.0.1]:80",
+    ] {
+        let body = json!({ "targets": [{ "addr": "10.1.2.3:80" }, { "addr": internal }] });
+        let r = api
+            .call(Method::PUT, "/v1/tenants/acme/pools/web", t, Some(body))
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+        assert_eq!(r.body["error"]["field"], "targets[1].addr", "{internal}");
+    }
+    // Private networks are where upstreams usually are.
+    let body = json!({ "targets": [{ "addr": "10.1.2.3:80" }, { "addr": "192.168.0.10:8080" }] });
+    let r = api
+        .call(Method::PUT, "/v1/tenants/acme/pools/web", t, Some(body))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
 pub async fn hostnames_are_canonical_and_unique_across_tenants(api: Api) {
     api.tenant("acme").await;
     api.tenant("beta").await;
