@@ -321,3 +321,38 @@ pub async fn nodes(
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(Json(NodeList { nodes }))
 }
+
+/// Forgets a node (platform admins): for decommissioned nodes, which are
+/// otherwise listed forever. A node that polls again reappears.
+#[utoipa::path(
+    delete, path = "/v1/nodes/{id}",
+    params(("id" = String, Path, description = "Node id", pattern = r"^[A-Za-z0-9._-]{1,128}$")),
+    responses((status = 204), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])), tag = "dataplane"
+)]
+pub async fn forget_node(
+    State(state): State<AppState>,
+    who: Principal,
+    meta: RequestMeta,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let target = format!("nodes/{id}");
+    if let Err(e) = who.platform("forget nodes") {
+        return Err(
+            crate::audit::refused(&state, &who, &meta, "node.delete", None, target, e).await,
+        );
+    }
+    let mut tx = state.store.begin_write().await?;
+    let gone = sqlx::query("DELETE FROM nodes WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(ApiError::NotFound(format!("node {id}")));
+    }
+    let event = crate::audit::Event::ok("node.delete", None, target);
+    crate::audit::record(&mut tx, &who, &meta, event).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

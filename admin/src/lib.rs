@@ -221,6 +221,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dataplane::plugin))
         .routes(routes!(dataplane::report))
         .routes(routes!(dataplane::nodes))
+        .routes(routes!(dataplane::forget_node))
         .split_for_parts();
     // After the routes are merged in: the modifier walks every operation.
     utoipa::Modify::modify(&CommonErrors, &mut doc);

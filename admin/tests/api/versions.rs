@@ -285,6 +285,24 @@ pub async fn nodes_poll_versions_and_report_on_them(api: Api) {
     assert_eq!(n["last_error"], "plugins[0]: does not compile");
     let r = api.call(Method::GET, "/v1/nodes", Some(&owner), None).await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    // Decommissioned nodes can be forgotten (by platform admins).
+    let r = api
+        .call(Method::DELETE, "/v1/nodes/edge-1", Some(&owner), None)
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = api
+        .call(Method::DELETE, "/v1/nodes/edge-1", Some(&api.admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = api
+        .call(Method::GET, "/v1/nodes", Some(&api.admin), None)
+        .await;
+    assert_eq!(r.body["nodes"], json!([]));
+    let r = api
+        .call(Method::DELETE, "/v1/nodes/edge-1", Some(&api.admin), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(api.audit("?action=node.delete").await.len(), 2);
     let r = api
         .call(
             Method::GET,
