@@ -37,6 +37,9 @@ pub struct DomainSpec {
     /// Header edits applied to every request and response.
     #[serde(default)]
     pub headers: file::HeaderRules,
+    /// Security response headers (presets `basic`/`strict`, HSTS, framing, ...).
+    #[serde(default)]
+    pub security_headers: Option<file::SecurityHeaders>,
     /// Plugins (by name, same tenant) run on every request, before the route's.
     #[serde(default)]
     pub plugins: Vec<file::PluginBinding>,
@@ -628,6 +631,7 @@ pub fn render(
             .map(|c| names::qualified(tenant, c)),
         force_https: spec.force_https,
         headers: spec.headers.clone(),
+        security_headers: spec.security_headers.clone(),
         plugins: qualify_bindings(tenant, &spec.plugins),
         routes,
     }
@@ -641,6 +645,7 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
         certificate: None,
         force_https: false,
         headers: file::HeaderRules::default(),
+        security_headers: None,
         plugins: Vec::new(),
         routes: vec![file::Route {
             path: Some(format!("{CHALLENGE_PREFIX}{token}")),

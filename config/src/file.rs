@@ -190,12 +190,85 @@ pub struct Domain {
     /// Header edits applied to every request/response of this domain.
     #[serde(default)]
     pub headers: HeaderRules,
+    /// Security response headers (default: none added).
+    #[serde(default)]
+    pub security_headers: Option<SecurityHeaders>,
     /// Plugins run on every request of this domain, in order, before the route's.
     #[serde(default)]
     pub plugins: Vec<PluginBinding>,
     /// Routes, matched by longest path (exact beats prefix).
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// A starting set of security headers; the fields of [`SecurityHeaders`] override it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::SecurityPreset))]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityPreset {
+    /// `nosniff`, framing by the same origin only, `strict-origin-when-cross-origin`
+    /// referrers, `Server`/`X-Powered-By` removed; no HSTS.
+    Basic,
+    /// Basic, plus HSTS for a year with subdomains, no framing at all, no referrer,
+    /// and sensors, camera, microphone, geolocation, payment and USB disabled.
+    Strict,
+}
+
+/// How the domain's pages may be framed (`X-Frame-Options` and CSP `frame-ancestors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::FrameOptions))]
+#[serde(rename_all = "snake_case")]
+pub enum FrameOptions {
+    /// Never (`DENY`, `frame-ancestors 'none'`).
+    Deny,
+    /// By pages of the same origin (`SAMEORIGIN`, `frame-ancestors 'self'`).
+    Sameorigin,
+    /// No framing headers.
+    Off,
+}
+
+/// HTTP Strict Transport Security, sent on HTTPS responses only.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Hsts))]
+#[serde(deny_unknown_fields)]
+pub struct Hsts {
+    /// How long browsers remember to use HTTPS only (default 365d; 0s clears it).
+    #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "365d"))]
+    pub max_age: Option<Duration>,
+    /// Also for every subdomain.
+    #[serde(default)]
+    pub include_subdomains: bool,
+    /// Ask to be in browsers' preload lists (needs `include_subdomains` and at least a year).
+    #[serde(default)]
+    pub preload: bool,
+}
+
+/// Security response headers of a domain. Each is added only when the
+/// response does not already carry it, so an application can send a stricter
+/// policy of its own; `strip_server_headers` removes what the upstream sent.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::SecurityHeaders))]
+#[serde(deny_unknown_fields)]
+pub struct SecurityHeaders {
+    /// Start from `basic` or `strict` (default: nothing).
+    pub preset: Option<SecurityPreset>,
+    /// HSTS on HTTPS responses (`false`-like: leave out by not setting it and no `strict` preset).
+    pub hsts: Option<Hsts>,
+    /// `X-Content-Type-Options: nosniff`.
+    pub content_type_options: Option<bool>,
+    /// Framing policy.
+    pub frame_options: Option<FrameOptions>,
+    /// `Referrer-Policy`, e.g. `strict-origin-when-cross-origin`.
+    pub referrer_policy: Option<String>,
+    /// `Permissions-Policy`, e.g. `camera=(), microphone=()`.
+    pub permissions_policy: Option<String>,
+    /// Remove `Server` and `X-Powered-By` from upstream responses.
+    pub strip_server_headers: Option<bool>,
 }
 
 /// Request and response header edits.

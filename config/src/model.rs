@@ -122,10 +122,23 @@ pub struct Domain {
     pub request_headers: HeaderEdits,
     /// Header edits on the response.
     pub response_headers: HeaderEdits,
+    /// Security headers added to responses.
+    pub security_headers: SecurityHeaders,
     /// Plugin chain run on every request, before the route's.
     pub plugins: Vec<PluginBinding>,
     /// Routes in file order.
     pub routes: Vec<Route>,
+}
+
+/// Security headers of a domain, ready to apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityHeaders {
+    /// Added to every response that lacks them.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Strict-Transport-Security`, added to HTTPS responses that lack it.
+    pub hsts: Option<HeaderValue>,
+    /// Remove `Server` and `X-Powered-By`.
+    pub strip_server_headers: bool,
 }
 
 /// Header edits, applied in the order remove, set, add.

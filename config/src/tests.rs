@@ -392,3 +392,57 @@ domains:
         crate::file::PathMatch::Exact
     );
 }
+
+#[test]
+fn security_headers_resolve_presets_and_check_their_fields() {
+    let cfg = load(
+        r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme }]
+domains:
+  - hosts: [a.example]
+    tenant: acme
+    security_headers: { preset: basic, frame_options: deny, content_type_options: false }
+    routes: [{ path: /, respond: { status: 200 } }]
+"#,
+    )
+    .unwrap();
+    let sec = &cfg.domains[0].security_headers;
+    let names: Vec<&str> = sec.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "x-frame-options",
+            "content-security-policy",
+            "referrer-policy"
+        ]
+    );
+    assert_eq!(sec.headers[0].1, "DENY");
+    assert!(sec.hsts.is_none() && sec.strip_server_headers);
+
+    let errs = messages(
+        &load(
+            r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme }]
+domains:
+  - hosts: [a.example]
+    tenant: acme
+    security_headers:
+      referrer_policy: "sometimes"
+      permissions_policy: ""
+      hsts: { max_age: 30d, preload: true }
+    routes: [{ path: /, respond: { status: 200 } }]
+"#,
+        )
+        .unwrap_err(),
+    );
+    assert_exactly(
+        &errs,
+        &[
+            "domains[0].security_headers.referrer_policy",
+            "domains[0].security_headers.permissions_policy",
+            "domains[0].security_headers.hsts.preload",
+        ],
+    );
+}

@@ -510,6 +510,10 @@ impl Validator<'_> {
                 self.header_edits(&d.headers.request, &format!("{dpath}.headers.request"));
             let response_headers =
                 self.header_edits(&d.headers.response, &format!("{dpath}.headers.response"));
+            let security_headers = match &d.security_headers {
+                Some(h) => self.security_headers(h, &format!("{dpath}.security_headers")),
+                None => SecurityHeaders::default(),
+            };
             let plugins = self.plugin_chain(&d.plugins, &d.tenant, &format!("{dpath}.plugins"));
             let routes = d
                 .routes
@@ -532,9 +536,117 @@ impl Validator<'_> {
                 force_https: d.force_https,
                 request_headers,
                 response_headers,
+                security_headers,
                 plugins,
                 routes,
             });
+        }
+        out
+    }
+
+    /// Resolves a domain's security headers: the preset, then each field.
+    fn security_headers(&mut self, h: &file::SecurityHeaders, path: &str) -> SecurityHeaders {
+        use file::{FrameOptions, SecurityPreset};
+        const YEAR: Duration = Duration::from_secs(365 * 86_400);
+        let preset = h.preset;
+        let strict = preset == Some(SecurityPreset::Strict);
+        let any = preset.is_some();
+        let nosniff = h.content_type_options.unwrap_or(any);
+        let frame = h.frame_options.unwrap_or(match preset {
+            Some(SecurityPreset::Strict) => FrameOptions::Deny,
+            Some(SecurityPreset::Basic) => FrameOptions::Sameorigin,
+            None => FrameOptions::Off,
+        });
+        let referrer = h.referrer_policy.clone().or_else(|| match preset {
+            Some(SecurityPreset::Strict) => Some("no-referrer".into()),
+            Some(SecurityPreset::Basic) => Some("strict-origin-when-cross-origin".into()),
+            None => None,
+        });
+        let permissions = h.permissions_policy.clone().or_else(|| {
+            strict.then(|| {
+                "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), \
+                 microphone=(), payment=(), usb=()"
+                    .into()
+            })
+        });
+        let hsts = h.hsts.clone().or(strict.then_some(file::Hsts {
+            max_age: Some(YEAR),
+            include_subdomains: true,
+            preload: false,
+        }));
+        let mut out = SecurityHeaders {
+            strip_server_headers: h.strip_server_headers.unwrap_or(any),
+            ..SecurityHeaders::default()
+        };
+        let mut add = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                out.headers.push((HeaderName::from_static(name), v));
+            }
+        };
+        if nosniff {
+            add("x-content-type-options", "nosniff");
+        }
+        match frame {
+            FrameOptions::Deny => {
+                add("x-frame-options", "DENY");
+                add("content-security-policy", "frame-ancestors 'none'");
+            }
+            FrameOptions::Sameorigin => {
+                add("x-frame-options", "SAMEORIGIN");
+                add("content-security-policy", "frame-ancestors 'self'");
+            }
+            FrameOptions::Off => {}
+        }
+        if let Some(r) = &referrer {
+            const POLICIES: [&str; 8] = [
+                "no-referrer",
+                "no-referrer-when-downgrade",
+                "origin",
+                "origin-when-cross-origin",
+                "same-origin",
+                "strict-origin",
+                "strict-origin-when-cross-origin",
+                "unsafe-url",
+            ];
+            // A comma list is allowed: browsers use the last token they know.
+            if r.split(',').all(|t| POLICIES.contains(&t.trim())) {
+                add("referrer-policy", r);
+            } else {
+                self.err(
+                    format!("{path}.referrer_policy"),
+                    format!(
+                        "unknown referrer policy {r:?}; one of {}",
+                        POLICIES.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(p) = &permissions {
+            if HeaderValue::from_str(p).is_ok() && !p.trim().is_empty() {
+                add("permissions-policy", p);
+            } else {
+                self.err(
+                    format!("{path}.permissions_policy"),
+                    "must be a non-empty header value, e.g. \"camera=(), microphone=()\"",
+                );
+            }
+        }
+        if let Some(hsts) = hsts {
+            let max_age = hsts.max_age.unwrap_or(YEAR);
+            if hsts.preload && (!hsts.include_subdomains || max_age < YEAR) {
+                self.err(
+                    format!("{path}.hsts.preload"),
+                    "preload lists require include_subdomains and a max_age of at least 365d",
+                );
+            }
+            let mut v = format!("max-age={}", max_age.as_secs());
+            if hsts.include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            if hsts.preload {
+                v.push_str("; preload");
+            }
+            out.hsts = HeaderValue::from_str(&v).ok();
         }
         out
     }

@@ -89,3 +89,31 @@ pub fn apply(edits: &HeaderEdits, head: &mut impl EditableHead, vars: &RequestVa
         head.add(name, vars.render(t));
     }
 }
+
+/// Adds a domain's security headers the response lacks (an application's own
+/// stricter policy wins), HSTS on HTTPS only (browsers ignore it over HTTP,
+/// and RFC 6797 says not to send it there), and strips `Server` /
+/// `X-Powered-By` when asked.
+pub fn apply_security(
+    sec: &gatehouse_config::model::SecurityHeaders,
+    head: &mut pingora::http::ResponseHeader,
+    https: bool,
+) {
+    if sec.strip_server_headers {
+        head.remove_header(&http::header::SERVER);
+        head.remove_header("x-powered-by");
+    }
+    for (name, value) in &sec.headers {
+        if !head.headers.contains_key(name) {
+            let _ = head.insert_header(name.clone(), value.clone());
+        }
+    }
+    if let (true, Some(hsts)) = (https, &sec.hsts) {
+        if !head
+            .headers
+            .contains_key(http::header::STRICT_TRANSPORT_SECURITY)
+        {
+            let _ = head.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+}

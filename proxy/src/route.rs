@@ -37,6 +37,8 @@ pub struct DomainPolicy {
     pub request_headers: HeaderEdits,
     /// Response header edits.
     pub response_headers: HeaderEdits,
+    /// Security headers added to responses.
+    pub security_headers: gatehouse_config::model::SecurityHeaders,
     /// Routes, most specific first.
     routes: Vec<CompiledRoute>,
 }
@@ -118,6 +120,7 @@ impl DomainPolicy {
             force_https: d.force_https,
             request_headers: d.request_headers.clone(),
             response_headers: d.response_headers.clone(),
+            security_headers: d.security_headers.clone(),
             routes,
         }
     }

@@ -144,6 +144,8 @@ impl Gatehouse {
         if let Some(snap) = ctx.snapshot.clone() {
             if let Some(d) = ctx.domain_policy(&snap) {
                 headers::apply(&d.response_headers, &mut resp.head, &ctx.vars);
+                let https = ctx.vars.scheme == "https";
+                headers::apply_security(&d.security_headers, &mut resp.head, https);
             }
         }
         if !ctx.vars.request_id.is_empty() {
@@ -669,6 +671,8 @@ impl ProxyHttp for Gatehouse {
         if let Some(snap) = ctx.snapshot.clone() {
             if let Some(d) = ctx.domain_policy(&snap) {
                 headers::apply(&d.response_headers, upstream_response, &ctx.vars);
+                let https = ctx.vars.scheme == "https";
+                headers::apply_security(&d.security_headers, upstream_response, https);
             }
         }
         upstream_response.insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str())?;

@@ -12,6 +12,7 @@ mod plugins;
 mod protocol;
 mod reload;
 mod routing;
+mod security_headers;
 mod support;
 mod tls;
 mod upstream_tls;

@@ -139,6 +139,20 @@ async fn slow(
     s.name.clone()
 }
 
+/// A response as many application servers send it: product headers, and a
+/// framing policy of its own.
+async fn branded(State(s): State<UpState>) -> impl IntoResponse {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    (
+        [
+            ("server", "Apache/2.4.1 (Unix)"),
+            ("x-powered-by", "PHP/5.6.40"),
+            ("x-frame-options", "SAMEORIGIN"),
+        ],
+        s.name.clone(),
+    )
+}
+
 async fn hold(State(s): State<UpState>) -> impl IntoResponse {
     s.hits.fetch_add(1, Ordering::SeqCst);
     s.in_hold.fetch_add(1, Ordering::SeqCst);
@@ -201,6 +215,7 @@ impl Upstream {
             .route("/slow", get(slow).post(slow))
             .route("/hold", get(hold))
             .route("/ws", get(ws))
+            .route("/branded", get(branded))
             .fallback(echo)
             .with_state(state.clone());
         match tls {

@@ -72,12 +72,24 @@ pub async fn pools_routes_and_domains_keep_their_references(api: Api) {
         )
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    // Domain policies are checked by the proxy's validation too.
+    let bad = json!({ "security_headers": { "preset": "strict", "referrer_policy": "sometimes" } });
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/app.example.com",
+            t,
+            Some(bad),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "security_headers.referrer_policy");
     let r = api
         .call(
             Method::PUT,
             "/v1/tenants/acme/domains/App.Example.COM",
             t,
-            Some(json!({})),
+            Some(json!({ "security_headers": { "preset": "basic" } })),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
