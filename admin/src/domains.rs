@@ -40,6 +40,9 @@ pub struct DomainSpec {
     /// Security response headers (presets `basic`/`strict`, HSTS, framing, ...).
     #[serde(default)]
     pub security_headers: Option<file::SecurityHeaders>,
+    /// Client addresses (CIDRs) allowed and denied.
+    #[serde(default)]
+    pub ip_rules: file::IpRules,
     /// Plugins (by name, same tenant) run on every request, before the route's.
     #[serde(default)]
     pub plugins: Vec<file::PluginBinding>,
@@ -632,6 +635,7 @@ pub fn render(
         force_https: spec.force_https,
         headers: spec.headers.clone(),
         security_headers: spec.security_headers.clone(),
+        ip_rules: spec.ip_rules.clone(),
         plugins: qualify_bindings(tenant, &spec.plugins),
         routes,
     }
@@ -646,6 +650,8 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
         force_https: false,
         headers: file::HeaderRules::default(),
         security_headers: None,
+        // The ownership challenge must be reachable by whoever verifies it.
+        ip_rules: file::IpRules::default(),
         plugins: Vec::new(),
         routes: vec![file::Route {
             path: Some(format!("{CHALLENGE_PREFIX}{token}")),

@@ -27,6 +27,9 @@ pub struct FileConfig {
     /// TLS termination policy.
     #[serde(default)]
     pub tls: Tls,
+    /// Where the real client address comes from behind other proxies.
+    #[serde(default)]
+    pub client_ip: ClientIp,
     /// Tenants: the owners of domains and pools.
     #[serde(default)]
     pub tenants: Vec<Tenant>,
@@ -193,12 +196,59 @@ pub struct Domain {
     /// Security response headers (default: none added).
     #[serde(default)]
     pub security_headers: Option<SecurityHeaders>,
+    /// Client addresses allowed or denied (CIDRs), checked before routing.
+    #[serde(default)]
+    pub ip_rules: IpRules,
     /// Plugins run on every request of this domain, in order, before the route's.
     #[serde(default)]
     pub plugins: Vec<PluginBinding>,
     /// Routes, matched by longest path (exact beats prefix).
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// The header a trusted proxy reports the client address in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::ClientIpHeader))]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For` (default).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), its `for=` parameters.
+    Forwarded,
+}
+
+/// How the client address is found. Without trusted proxies it is the
+/// connection's peer address and forwarding headers are not believed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::ClientIp))]
+#[serde(deny_unknown_fields)]
+pub struct ClientIp {
+    /// Proxies (CIDRs) whose forwarding header is believed; the client is the
+    /// rightmost address in it that is not itself a trusted proxy.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// `x-forwarded-for` (default) or `forwarded`.
+    #[serde(default)]
+    pub header: ClientIpHeader,
+}
+
+/// Per-domain client address rules (IPv4 and IPv6 CIDRs). `deny` always
+/// wins; a non-empty `allow` admits only its addresses. Refused: 403.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::IpRules))]
+#[serde(deny_unknown_fields)]
+pub struct IpRules {
+    /// Only these addresses (empty: everyone).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Never these addresses.
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 /// A starting set of security headers; the fields of [`SecurityHeaders`] override it.

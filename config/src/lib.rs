@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod file;
+pub mod ipset;
 pub mod model;
 pub mod published;
 pub mod validate;

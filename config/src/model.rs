@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+pub use crate::ipset::IpSet;
+
 pub use crate::file::{Algorithm, FailureMode, PathMatch, ProbeKind, UnknownSni};
 
 /// A complete, validated Gatehouse config.
@@ -23,6 +25,8 @@ pub struct Config {
     pub limits: Limits,
     /// TLS termination policy.
     pub tls: Tls,
+    /// Where the client address comes from.
+    pub client_ip: ClientIp,
     /// Tenant names.
     pub tenants: Vec<String>,
     /// Virtual hosts.
@@ -124,10 +128,37 @@ pub struct Domain {
     pub response_headers: HeaderEdits,
     /// Security headers added to responses.
     pub security_headers: SecurityHeaders,
+    /// Client addresses allowed and denied.
+    pub ip_rules: IpRules,
     /// Plugin chain run on every request, before the route's.
     pub plugins: Vec<PluginBinding>,
     /// Routes in file order.
     pub routes: Vec<Route>,
+}
+
+/// How the client address is found (see `file::ClientIp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIp {
+    /// Proxies whose forwarding header is believed.
+    pub trusted_proxies: IpSet,
+    /// The header they use.
+    pub header: crate::file::ClientIpHeader,
+}
+
+/// A domain's client address rules: `deny` wins; a non-empty `allow` admits only its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpRules {
+    /// Admitted addresses; `None`: everyone.
+    pub allow: Option<IpSet>,
+    /// Refused addresses.
+    pub deny: IpSet,
+}
+
+impl IpRules {
+    /// Whether `ip` may use the domain.
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        !self.deny.contains(ip) && self.allow.as_ref().is_none_or(|a| a.contains(ip))
+    }
 }
 
 /// Security headers of a domain, ready to apply.

@@ -77,6 +77,10 @@ pub fn validate_with(
         }
     }
     let tls = v.tls(&cfg.tls, &cert_index);
+    let client_ip = ClientIp {
+        trusted_proxies: v.ip_set(&cfg.client_ip.trusted_proxies, "client_ip.trusted_proxies"),
+        header: cfg.client_ip.header,
+    };
     if let Some(admin) = &cfg.admin {
         v.listen_addr(&admin.listen, "admin.listen");
     }
@@ -113,6 +117,7 @@ pub fn validate_with(
             server,
             limits,
             tls,
+            client_ip,
             tenants: tenants.into_iter().collect(),
             domains,
             pools,
@@ -510,6 +515,11 @@ impl Validator<'_> {
                 self.header_edits(&d.headers.request, &format!("{dpath}.headers.request"));
             let response_headers =
                 self.header_edits(&d.headers.response, &format!("{dpath}.headers.response"));
+            let ip_rules = IpRules {
+                allow: (!d.ip_rules.allow.is_empty())
+                    .then(|| self.ip_set(&d.ip_rules.allow, &format!("{dpath}.ip_rules.allow"))),
+                deny: self.ip_set(&d.ip_rules.deny, &format!("{dpath}.ip_rules.deny")),
+            };
             let security_headers = match &d.security_headers {
                 Some(h) => self.security_headers(h, &format!("{dpath}.security_headers")),
                 None => SecurityHeaders::default(),
@@ -537,11 +547,26 @@ impl Validator<'_> {
                 request_headers,
                 response_headers,
                 security_headers,
+                ip_rules,
                 plugins,
                 routes,
             });
         }
         out
+    }
+
+    /// Parses CIDRs (or bare addresses) into a set, naming a bad entry.
+    fn ip_set(&mut self, cidrs: &[String], path: &str) -> IpSet {
+        match IpSet::parse(cidrs) {
+            Ok(set) => set,
+            Err((i, text)) => {
+                self.err(
+                    format!("{path}[{i}]"),
+                    format!("invalid CIDR {text:?}: expected e.g. 10.0.0.0/8, 2001:db8::/32 or an address"),
+                );
+                IpSet::default()
+            }
+        }
     }
 
     /// Resolves a domain's security headers: the preset, then each field.

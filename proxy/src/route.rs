@@ -39,6 +39,8 @@ pub struct DomainPolicy {
     pub response_headers: HeaderEdits,
     /// Security headers added to responses.
     pub security_headers: gatehouse_config::model::SecurityHeaders,
+    /// Client addresses allowed and denied.
+    pub ip_rules: gatehouse_config::model::IpRules,
     /// Routes, most specific first.
     routes: Vec<CompiledRoute>,
 }
@@ -121,6 +123,7 @@ impl DomainPolicy {
             request_headers: d.request_headers.clone(),
             response_headers: d.response_headers.clone(),
             security_headers: d.security_headers.clone(),
+            ip_rules: d.ip_rules.clone(),
             routes,
         }
     }

@@ -65,6 +65,10 @@ pub struct RequestCtx {
     vars: RequestVars,
     /// Host (with port) as the client sent it.
     raw_host: String,
+    /// The connection's peer (the client, or the proxy in front of us).
+    peer_ip: Option<std::net::IpAddr>,
+    /// The client, from a trusted proxy's forwarding header or the peer.
+    client_addr: Option<std::net::IpAddr>,
     /// Matched domain (index into the router) and its metrics label.
     domain: Option<usize>,
     domain_label: Option<Arc<str>>,
@@ -107,6 +111,11 @@ impl RequestCtx {
         self.pool.map(|i| &snap.pools[i])
     }
 
+    /// The peer's address as forwarding headers carry it.
+    fn peer_ip_text(&self) -> String {
+        self.peer_ip.map(|ip| ip.to_string()).unwrap_or_default()
+    }
+
     fn domain_policy<'s>(&self, snap: &'s Snapshot) -> Option<&'s crate::route::DomainPolicy> {
         self.domain.and_then(|i| snap.router.domain(i))
     }
@@ -122,12 +131,12 @@ fn valid_request_id(v: &HeaderValue) -> bool {
     !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
-fn client_ip(session: &Session) -> String {
+/// The address of the connection's peer (a client, or a proxy in front of us).
+fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+        .map(|a| a.ip())
 }
 
 impl Gatehouse {
@@ -319,6 +328,8 @@ impl ProxyHttp for Gatehouse {
             plugin_response: None,
             plugin_replaced: false,
             plugin_instances: Vec::new(),
+            peer_ip: None,
+            client_addr: None,
         }
     }
 
@@ -335,9 +346,13 @@ impl ProxyHttp for Gatehouse {
 
         let tls = is_tls(session);
         ctx.vars.scheme = if tls { "https" } else { "http" };
-        ctx.vars.client_ip = client_ip(session);
-
         let req = session.req_header();
+        ctx.peer_ip = peer_ip(session);
+        ctx.client_addr = ctx
+            .peer_ip
+            .map(|peer| crate::client_ip::resolve(peer, &req.headers, &snap.config.client_ip));
+        ctx.vars.client_ip = ctx.client_addr.map(|a| a.to_string()).unwrap_or_default();
+
         ctx.vars.request_id = match req.headers.get(X_REQUEST_ID) {
             Some(v) if valid_request_id(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => uuid::Uuid::new_v4().simple().to_string(),
@@ -418,6 +433,15 @@ impl ProxyHttp for Gatehouse {
         ctx.domain = Some(found.index);
         ctx.domain_label = Some(found.label.clone());
         ctx.vars.tenant = domain.tenant.clone();
+        let admitted = match ctx.client_addr {
+            Some(ip) => domain.ip_rules.admits(ip),
+            None => domain.ip_rules.allow.is_none(),
+        };
+        if !admitted {
+            return self
+                .reject(session, ctx, StatusCode::FORBIDDEN, "ip_denied")
+                .await;
+        }
 
         // A TLS connection may only carry requests for names its certificate
         // covers: otherwise a connection made for one tenant's name could
@@ -609,8 +633,8 @@ impl ProxyHttp for Gatehouse {
             .get("x-forwarded-for")
             .and_then(|h| h.to_str().ok())
         {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {}", v.client_ip),
-            _ => v.client_ip.clone(),
+            Some(prev) if !prev.is_empty() => format!("{prev}, {}", ctx.peer_ip_text()),
+            _ => ctx.peer_ip_text(),
         };
         upstream_request.insert_header("x-forwarded-for", xff)?;
         upstream_request.insert_header("x-forwarded-proto", v.scheme)?;

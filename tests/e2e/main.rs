@@ -8,6 +8,7 @@ mod admin;
 mod balancing;
 mod cli;
 mod control_plane;
+mod ip_rules;
 mod plugins;
 mod protocol;
 mod reload;
