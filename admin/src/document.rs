@@ -157,6 +157,7 @@ pub fn render(doc: &Document, keys: &Keys) -> Result<(file::FileConfig, ObjectPa
         let kind = |k: Kind| part.get(k.as_str()).unwrap_or(&empty);
         cfg.tenants.push(file::Tenant {
             name: tenant.clone(),
+            rate_limit: None,
         });
         for (name, e) in kind(Kind::Pool) {
             let spec: PoolSpec = parse(e, "pool")?;

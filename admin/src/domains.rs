@@ -43,6 +43,9 @@ pub struct DomainSpec {
     /// Client addresses (CIDRs) allowed and denied.
     #[serde(default)]
     pub ip_rules: file::IpRules,
+    /// Rate limits on every request of the domain.
+    #[serde(default)]
+    pub rate_limits: Vec<file::RateLimit>,
     /// Plugins (by name, same tenant) run on every request, before the route's.
     #[serde(default)]
     pub plugins: Vec<file::PluginBinding>,
@@ -636,6 +639,7 @@ pub fn render(
         headers: spec.headers.clone(),
         security_headers: spec.security_headers.clone(),
         ip_rules: spec.ip_rules.clone(),
+        rate_limits: spec.rate_limits.clone(),
         plugins: qualify_bindings(tenant, &spec.plugins),
         routes,
     }
@@ -652,6 +656,7 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
         security_headers: None,
         // The ownership challenge must be reachable by whoever verifies it.
         ip_rules: file::IpRules::default(),
+        rate_limits: Vec::new(),
         plugins: Vec::new(),
         routes: vec![file::Route {
             path: Some(format!("{CHALLENGE_PREFIX}{token}")),
@@ -666,6 +671,7 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
             redirect: None,
             static_files: None,
             plugins: Vec::new(),
+            rate_limits: Vec::new(),
         }],
     }
 }

@@ -38,6 +38,7 @@ pub async fn check_alone(
     let mut cfg = gatehouse_config::file::FileConfig::default();
     cfg.tenants.push(gatehouse_config::file::Tenant {
         name: tenant.to_string(),
+        rate_limit: None,
     });
     fill(&mut cfg);
     match document::validate(cfg, document::ObjectPaths::default()).await {

@@ -41,6 +41,9 @@ pub struct RouteSpec {
     /// Plugins (by name, same tenant) run after the domain's.
     #[serde(default)]
     pub plugins: Vec<file::PluginBinding>,
+    /// Rate limits on this route's requests, after the domain's.
+    #[serde(default)]
+    pub rate_limits: Vec<file::RateLimit>,
 }
 
 impl RouteSpec {
@@ -55,6 +58,7 @@ impl RouteSpec {
             redirect: self.redirect.clone(),
             static_files: None,
             plugins: qualify_bindings(tenant, &self.plugins),
+            rate_limits: self.rate_limits.clone(),
         }
     }
 }

@@ -173,6 +173,46 @@ pub struct Tls {
 pub struct Tenant {
     /// Unique name, `[a-z0-9_-]`, at most 63 characters.
     pub name: String,
+    /// A ceiling on all of the tenant's requests together (every domain, every client).
+    #[serde(default)]
+    pub rate_limit: Option<Quota>,
+}
+
+/// A number of requests per period, with a burst.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Quota))]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Requests allowed per `per`, at least 1.
+    pub requests: u32,
+    /// The period (1s to 1d).
+    #[serde(with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = String, example = "1m"))]
+    pub per: Duration,
+    /// Requests allowed at once after a quiet time (default `requests`).
+    pub burst: Option<u32>,
+}
+
+/// A rate limit of a domain or route: a token bucket per key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::RateLimit))]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Name shown in `RateLimit-Policy` and metrics, unique within its domain or route.
+    pub name: String,
+    /// Requests allowed per `per`, at least 1.
+    pub requests: u32,
+    /// The period (1s to 1d).
+    #[serde(with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = String, example = "1m"))]
+    pub per: Duration,
+    /// Requests allowed at once after a quiet time (default `requests`).
+    pub burst: Option<u32>,
+    /// What the buckets are per: `client_ip` (default), `header:<name>` (an API key),
+    /// `cookie:<name>`, or `global` (one bucket for everyone).
+    pub key: Option<String>,
 }
 
 /// A virtual host and its routes.
@@ -199,6 +239,9 @@ pub struct Domain {
     /// Client addresses allowed or denied (CIDRs), checked before routing.
     #[serde(default)]
     pub ip_rules: IpRules,
+    /// Rate limits on every request of this domain.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimit>,
     /// Plugins run on every request of this domain, in order, before the route's.
     #[serde(default)]
     pub plugins: Vec<PluginBinding>,
@@ -393,6 +436,9 @@ pub struct Route {
     /// Plugins run on this route's requests, in order, after the domain's.
     #[serde(default)]
     pub plugins: Vec<PluginBinding>,
+    /// Rate limits on this route's requests, after the domain's.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimit>,
 }
 
 /// A fixed response.

@@ -29,6 +29,8 @@ pub struct Config {
     pub client_ip: ClientIp,
     /// Tenant names.
     pub tenants: Vec<String>,
+    /// Tenants' aggregate request ceilings.
+    pub tenant_rate_limits: Vec<(String, RateQuota)>,
     /// Virtual hosts.
     pub domains: Vec<Domain>,
     /// Upstream pools, referenced by index from routes.
@@ -130,6 +132,8 @@ pub struct Domain {
     pub security_headers: SecurityHeaders,
     /// Client addresses allowed and denied.
     pub ip_rules: IpRules,
+    /// Rate limits on every request.
+    pub rate_limits: Vec<RateLimitRule>,
     /// Plugin chain run on every request, before the route's.
     pub plugins: Vec<PluginBinding>,
     /// Routes in file order.
@@ -241,6 +245,44 @@ pub struct Route {
     pub action: RouteAction,
     /// Plugin chain run after the domain's.
     pub plugins: Vec<PluginBinding>,
+    /// Rate limits, after the domain's.
+    pub rate_limits: Vec<RateLimitRule>,
+}
+
+/// A validated request quota: `burst` requests at once, refilled at
+/// `requests` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateQuota {
+    /// Requests per period.
+    pub requests: u32,
+    /// The period.
+    pub per: Duration,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// What rate-limit buckets are per.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateLimitKey {
+    /// The client address.
+    ClientIp,
+    /// A request header's value (lowercase name).
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// One bucket for all.
+    Global,
+}
+
+/// A named rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateLimitRule {
+    /// Name (policy name in headers, metrics label).
+    pub name: String,
+    /// The quota.
+    pub quota: RateQuota,
+    /// Bucket key.
+    pub key: RateLimitKey,
 }
 
 /// What a route does.

@@ -446,3 +446,39 @@ domains:
         ],
     );
 }
+
+#[test]
+fn rate_limits_are_checked_with_their_paths() {
+    let errs = messages(
+        &load(
+            r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme, rate_limit: { requests: 0, per: 1s } }]
+domains:
+  - hosts: [a.example]
+    tenant: acme
+    rate_limits:
+      - { name: a, requests: 10, per: 500ms }
+      - { name: a, requests: 10, per: 1m, burst: 0 }
+      - { name: b, requests: 10, per: 1m, key: "query:x" }
+    routes:
+      - path: /
+        respond: { status: 200 }
+        rate_limits: [{ name: "Bad Name", requests: 1, per: 2d }]
+"#,
+        )
+        .unwrap_err(),
+    );
+    assert_exactly(
+        &errs,
+        &[
+            "tenants[0].rate_limit.requests",
+            "domains[0].rate_limits[0].per",
+            "domains[0].rate_limits[1].name: duplicate",
+            "domains[0].rate_limits[1].burst",
+            "domains[0].rate_limits[2].key",
+            "domains[0].routes[0].rate_limits[0].name",
+            "domains[0].routes[0].rate_limits[0].per",
+        ],
+    );
+}

@@ -52,6 +52,17 @@ pub fn validate_with(
     let server = v.server(&cfg.server);
     let limits = v.limits(&cfg.limits);
     let tenants = v.tenants(&cfg.tenants);
+    let tenant_rate_limits = cfg
+        .tenants
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let q = t.rate_limit.as_ref()?;
+            let path = format!("tenants[{i}].rate_limit");
+            v.quota(q.requests, q.per, q.burst, &path)
+                .map(|quota| (t.name.clone(), quota))
+        })
+        .collect();
     let cert_index = v.name_index(
         cfg.certificates.iter().map(|c| c.name.as_str()),
         "certificates",
@@ -119,6 +130,7 @@ pub fn validate_with(
             tls,
             client_ip,
             tenants: tenants.into_iter().collect(),
+            tenant_rate_limits,
             domains,
             pools,
             certificates,
@@ -520,6 +532,7 @@ impl Validator<'_> {
                     .then(|| self.ip_set(&d.ip_rules.allow, &format!("{dpath}.ip_rules.allow"))),
                 deny: self.ip_set(&d.ip_rules.deny, &format!("{dpath}.ip_rules.deny")),
             };
+            let rate_limits = self.rate_limits(&d.rate_limits, &format!("{dpath}.rate_limits"));
             let security_headers = match &d.security_headers {
                 Some(h) => self.security_headers(h, &format!("{dpath}.security_headers")),
                 None => SecurityHeaders::default(),
@@ -548,9 +561,89 @@ impl Validator<'_> {
                 response_headers,
                 security_headers,
                 ip_rules,
+                rate_limits,
                 plugins,
                 routes,
             });
+        }
+        out
+    }
+
+    /// Checks a quota: at least one request, a period of 1s to 1d, a burst of
+    /// at least 1 (default: `requests`).
+    fn quota(
+        &mut self,
+        requests: u32,
+        per: Duration,
+        burst: Option<u32>,
+        path: &str,
+    ) -> Option<RateQuota> {
+        let mut ok = true;
+        if requests == 0 {
+            self.err(format!("{path}.requests"), "must be at least 1");
+            ok = false;
+        }
+        if per < Duration::from_secs(1) || per > Duration::from_secs(86_400) {
+            self.err(format!("{path}.per"), "must be between 1s and 1d");
+            ok = false;
+        }
+        if burst == Some(0) {
+            self.err(format!("{path}.burst"), "must be at least 1");
+            ok = false;
+        }
+        ok.then(|| RateQuota {
+            requests,
+            per,
+            burst: burst.unwrap_or(requests),
+        })
+    }
+
+    fn rate_limits(&mut self, limits: &[file::RateLimit], path: &str) -> Vec<RateLimitRule> {
+        let mut out = Vec::with_capacity(limits.len());
+        let mut names = HashSet::new();
+        for (i, l) in limits.iter().enumerate() {
+            let lpath = format!("{path}[{i}]");
+            if !valid_simple_name(&l.name) {
+                self.err(
+                    format!("{lpath}.name"),
+                    "use 1-63 characters of a-z, 0-9, '-' and '_'",
+                );
+            } else if !names.insert(l.name.as_str()) {
+                self.err(
+                    format!("{lpath}.name"),
+                    format!("duplicate rate limit {:?}", l.name),
+                );
+            }
+            let key = match l.key.as_deref().unwrap_or("client_ip") {
+                "client_ip" => Some(RateLimitKey::ClientIp),
+                "global" => Some(RateLimitKey::Global),
+                other => match other.split_once(':') {
+                    Some(("header", name)) => {
+                        match HeaderName::from_bytes(name.trim().as_bytes()) {
+                            Ok(h) => Some(RateLimitKey::Header(h)),
+                            Err(_) => None,
+                        }
+                    }
+                    Some(("cookie", name)) if !name.trim().is_empty() => {
+                        Some(RateLimitKey::Cookie(name.trim().to_string()))
+                    }
+                    _ => None,
+                },
+            };
+            if key.is_none() {
+                self.err(
+                    format!("{lpath}.key"),
+                    "expected client_ip, global, header:<name> or cookie:<name>",
+                );
+            }
+            let quota = self.quota(l.requests, l.per, l.burst, &lpath);
+            if let (Some(key), Some(quota)) = (key, quota) {
+                out.push(RateLimitRule {
+                    name: l.name.clone(),
+                    quota,
+                    key,
+                });
+            }
         }
         out
     }
@@ -739,12 +832,14 @@ impl Validator<'_> {
             RouteAction::Static(self.static_files(s, &format!("{path}.static"))?)
         };
         let plugins = self.plugin_chain(&r.plugins, tenant, &format!("{path}.plugins"));
+        let rate_limits = self.rate_limits(&r.rate_limits, &format!("{path}.rate_limits"));
         Some(Route {
             path: route_path,
             path_match: r.path_match,
             methods,
             action,
             plugins,
+            rate_limits,
         })
     }
 

@@ -19,6 +19,7 @@ pub mod internal;
 pub mod local;
 pub mod metrics;
 pub mod plugin;
+pub mod ratelimit;
 pub mod reload;
 pub mod route;
 pub mod service;

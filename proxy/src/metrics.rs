@@ -28,6 +28,8 @@ pub struct Metrics {
     pub config_reloads: IntCounter,
     /// Rejected config reloads (the previous config kept serving).
     pub config_reload_failures: IntCounter,
+    /// Requests refused by a rate limit.
+    pub rate_limited: IntCounterVec,
     /// Version published by the control plane that this node applied (0: none).
     pub published_version: IntGauge,
     /// Published versions refused (NACKed), by reason.
@@ -101,6 +103,14 @@ impl Metrics {
         let config_reload_failures = IntCounter::new(
             "gatehouse_config_reload_failures_total",
             "Config reloads rejected; the previous config kept serving",
+        )
+        .expect("static metric definition");
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_rate_limited_total",
+                "Requests refused (429) by a rate limit",
+            ),
+            &["tenant", "domain", "limit"],
         )
         .expect("static metric definition");
         let published_version = IntGauge::new(
@@ -205,6 +215,7 @@ impl Metrics {
             Box::new(config_reload_failures.clone()),
             Box::new(config_last_success.clone()),
             Box::new(config_last_reload_duration.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(published_version.clone()),
             Box::new(published_rejected.clone()),
             Box::new(control_plane_poll_failures.clone()),
@@ -220,6 +231,7 @@ impl Metrics {
             config_version,
             config_reloads,
             config_reload_failures,
+            rate_limited,
             published_version,
             published_rejected,
             control_plane_poll_failures,

@@ -28,6 +28,8 @@ use crate::tls::CertGeneration;
 
 /// How often the config file's metadata is checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Rate-limit buckets that refilled are dropped every this many watch ticks (10 s).
+const HOUSEKEEPING_TICKS: u64 = 20;
 
 /// Identity of a config file version, cheap to compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +315,7 @@ impl BackgroundService for ControlLoop {
                 None
             }
         };
+        let mut ticks: u64 = 0;
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -325,6 +328,10 @@ impl BackgroundService for ControlLoop {
                     let _ = self.reloader.reload().await;
                 }
                 _ = tick.tick() => {
+                    ticks += 1;
+                    if ticks % HOUSEKEEPING_TICKS == 0 {
+                        crate::ratelimit::housekeeping();
+                    }
                     // Passive ejections expire without an event: keep the gauges current.
                     for pool in &self.reloader.store.load().pools {
                         for t in &pool.targets {

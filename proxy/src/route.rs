@@ -58,6 +58,8 @@ pub struct CompiledRoute {
     pub action: RouteAction,
     /// Plugins to run: the domain's chain, then the route's.
     pub plugins: Arc<[BoundPlugin]>,
+    /// Rate limits: the domain's, then the route's.
+    pub rate_limits: Vec<Arc<crate::ratelimit::Limiter>>,
 }
 
 impl CompiledRoute {
@@ -88,6 +90,14 @@ pub enum RouteMatch<'a> {
 
 impl DomainPolicy {
     fn new(d: &Domain, plugins: &[Arc<CompiledPlugin>]) -> Self {
+        // Where each rule sits, so that a reload keeping it keeps its buckets.
+        let hosts: Vec<String> = d.hosts.iter().map(|h| format!("{h:?}")).collect();
+        let domain_scope = format!("domain:{}:{}", d.tenant, hosts.join(","));
+        let domain_limits: Vec<Arc<crate::ratelimit::Limiter>> = d
+            .rate_limits
+            .iter()
+            .map(|r| crate::ratelimit::limiter(&domain_scope, r))
+            .collect();
         let bind = |b: &PluginBinding| {
             plugins.get(b.plugin).map(|p| BoundPlugin {
                 plugin: p.clone(),
@@ -108,6 +118,18 @@ impl DomainPolicy {
                     .chain(&r.plugins)
                     .filter_map(bind)
                     .collect(),
+                rate_limits: {
+                    let scope = format!("{domain_scope}:route:{:?}:{}", r.path_match, r.path);
+                    domain_limits
+                        .iter()
+                        .cloned()
+                        .chain(
+                            r.rate_limits
+                                .iter()
+                                .map(|l| crate::ratelimit::limiter(&scope, l)),
+                        )
+                        .collect()
+                },
             })
             .collect();
         // Stable sort keeps file order among equally specific routes.
@@ -169,6 +191,8 @@ pub struct Router {
     exact: HashMap<String, (usize, Arc<str>)>,
     wildcard: HashMap<String, (usize, Arc<str>)>,
     domains: Vec<DomainPolicy>,
+    /// Tenants' aggregate ceilings.
+    tenant_limits: HashMap<String, Arc<crate::ratelimit::Limiter>>,
 }
 
 impl Router {
@@ -176,6 +200,10 @@ impl Router {
     /// `cfg.plugins`, in order (bindings refer to them by index).
     pub fn new(cfg: &Config, plugins: &[Arc<CompiledPlugin>]) -> Self {
         let mut r = Router::default();
+        for (tenant, quota) in &cfg.tenant_rate_limits {
+            let limiter = crate::ratelimit::tenant_limiter(tenant, *quota);
+            r.tenant_limits.insert(tenant.clone(), limiter);
+        }
         for (i, d) in cfg.domains.iter().enumerate() {
             r.domains.push(DomainPolicy::new(d, plugins));
             for h in &d.hosts {
@@ -205,6 +233,11 @@ impl Router {
     /// The domain at `index` (as returned in [`HostMatch::index`]).
     pub fn domain(&self, index: usize) -> Option<&DomainPolicy> {
         self.domains.get(index)
+    }
+
+    /// The aggregate ceiling of `tenant`, if it has one.
+    pub fn tenant_limit(&self, tenant: &str) -> Option<&Arc<crate::ratelimit::Limiter>> {
+        self.tenant_limits.get(tenant)
     }
 }
 

@@ -69,6 +69,8 @@ pub struct RequestCtx {
     peer_ip: Option<std::net::IpAddr>,
     /// The client, from a trusted proxy's forwarding header or the peer.
     client_addr: Option<std::net::IpAddr>,
+    /// `RateLimit-Policy` and `RateLimit` values for the response.
+    rate_limit_headers: Option<(String, String)>,
     /// Matched domain (index into the router) and its metrics label.
     domain: Option<usize>,
     domain_label: Option<Arc<str>>,
@@ -157,6 +159,10 @@ impl Gatehouse {
                 headers::apply_security(&d.security_headers, &mut resp.head, https);
             }
         }
+        if let Some((policy, state)) = &ctx.rate_limit_headers {
+            let _ = resp.head.insert_header("ratelimit-policy", policy.as_str());
+            let _ = resp.head.insert_header("ratelimit", state.as_str());
+        }
         if !ctx.vars.request_id.is_empty() {
             let _ = resp
                 .head
@@ -166,6 +172,66 @@ impl Gatehouse {
         let head_only = session.req_header().method == http::Method::HEAD;
         resp.write(session, head_only).await?;
         Ok(true)
+    }
+
+    /// Takes a token from the tenant's ceiling and from each of the route's
+    /// limits (the domain's first). Returns the 429 to send when one is empty;
+    /// otherwise remembers the policies for the response headers.
+    fn rate_limit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        snap: &Snapshot,
+        route: &CompiledRoute,
+    ) -> Option<LocalResponse> {
+        use crate::ratelimit::{request_key, Outcome};
+        let headers = &session.req_header().headers;
+        let tenant_limit = snap.router.tenant_limit(&ctx.vars.tenant);
+        let mut policies = Vec::new();
+        let mut states = Vec::new();
+        for (limiter, shown) in tenant_limit
+            .map(|l| (l, false))
+            .into_iter()
+            .chain(route.rate_limits.iter().map(|l| (l, true)))
+        {
+            let key = request_key(&limiter.rule.key, &ctx.vars.client_ip, headers);
+            match limiter.check(&key) {
+                Outcome::Allowed { remaining } => {
+                    if shown {
+                        policies.push(limiter.policy());
+                        states.push(format!("\"{}\";r={remaining}", limiter.rule.name));
+                    }
+                }
+                Outcome::Limited { retry_after } => {
+                    let label = ctx.domain_label.clone().unwrap_or_else(|| Arc::from(""));
+                    metrics()
+                        .rate_limited
+                        .with_label_values(&[&*ctx.vars.tenant, &*label, &limiter.rule.name])
+                        .inc();
+                    ctx.failure = Some("rate_limited".into());
+                    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                    let mut resp =
+                        LocalResponse::json_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+                    let _ = resp
+                        .head
+                        .insert_header(header::RETRY_AFTER, secs.to_string());
+                    if shown {
+                        let _ = resp
+                            .head
+                            .insert_header("ratelimit-policy", limiter.policy());
+                        let _ = resp.head.insert_header(
+                            "ratelimit",
+                            format!("\"{}\";r=0;t={secs}", limiter.rule.name),
+                        );
+                    }
+                    return Some(resp);
+                }
+            }
+        }
+        if !policies.is_empty() {
+            ctx.rate_limit_headers = Some((policies.join(", "), states.join(", ")));
+        }
+        None
     }
 
     /// Runs the route's plugin chain (`on-request`). Returns the response to
@@ -330,6 +396,7 @@ impl ProxyHttp for Gatehouse {
             plugin_instances: Vec::new(),
             peer_ip: None,
             client_addr: None,
+            rate_limit_headers: None,
         }
     }
 
@@ -508,6 +575,9 @@ impl ProxyHttp for Gatehouse {
                 return self.send_local(session, ctx, resp).await;
             }
         };
+        if let Some(resp) = self.rate_limit(session, ctx, &snap, route) {
+            return self.send_local(session, ctx, resp).await;
+        }
         if !route.plugins.is_empty() {
             if let Some(resp) = self.request_plugins(session, ctx, &snap, route) {
                 return self.send_local(session, ctx, resp).await;
@@ -698,6 +768,10 @@ impl ProxyHttp for Gatehouse {
                 let https = ctx.vars.scheme == "https";
                 headers::apply_security(&d.security_headers, upstream_response, https);
             }
+        }
+        if let Some((policy, state)) = &ctx.rate_limit_headers {
+            upstream_response.insert_header("ratelimit-policy", policy.as_str())?;
+            upstream_response.insert_header("ratelimit", state.as_str())?;
         }
         upstream_response.insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str())?;
         Ok(())

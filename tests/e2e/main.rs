@@ -11,6 +11,7 @@ mod control_plane;
 mod ip_rules;
 mod plugins;
 mod protocol;
+mod rate_limits;
 mod reload;
 mod routing;
 mod security_headers;
