@@ -20,14 +20,18 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+// Buckets are keyed by a keyed 64-bit hash of the key: no allocation per
+// check, 8 bytes per bucket key, and (the hash being seeded per process)
+// clients cannot choose keys that share a victim's bucket.
 type Keyed =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+    RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock, StateInformationMiddleware>;
 
 /// One rule's buckets.
 pub struct Limiter {
     /// The rule (name, quota, key).
     pub rule: RateLimitRule,
     buckets: Keyed,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -65,13 +69,17 @@ impl Limiter {
     fn new(rule: RateLimitRule) -> Self {
         let buckets = RateLimiter::keyed(governor_quota(&rule.quota))
             .with_middleware::<StateInformationMiddleware>();
-        Limiter { rule, buckets }
+        Limiter {
+            rule,
+            buckets,
+            hasher: Default::default(),
+        }
     }
 
     /// Takes one token from `key`'s bucket.
     pub fn check(&self, key: &str) -> Outcome {
-        // `check_key` wants an owned key only to insert a new bucket.
-        match self.buckets.check_key(&key.to_string()) {
+        use std::hash::BuildHasher;
+        match self.buckets.check_key(&self.hasher.hash_one(key)) {
             Ok(state) => Outcome::Allowed {
                 remaining: state.remaining_burst_capacity(),
             },
