@@ -46,6 +46,9 @@ pub struct DomainSpec {
     /// Rate limits on every request of the domain.
     #[serde(default)]
     pub rate_limits: Vec<file::RateLimit>,
+    /// Automatic bans of clients that keep failing.
+    #[serde(default)]
+    pub bans: Option<file::Bans>,
     /// Plugins (by name, same tenant) run on every request, before the route's.
     #[serde(default)]
     pub plugins: Vec<file::PluginBinding>,
@@ -640,6 +643,7 @@ pub fn render(
         security_headers: spec.security_headers.clone(),
         ip_rules: spec.ip_rules.clone(),
         rate_limits: spec.rate_limits.clone(),
+        bans: spec.bans.clone(),
         plugins: qualify_bindings(tenant, &spec.plugins),
         routes,
     }
@@ -657,6 +661,7 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
         // The ownership challenge must be reachable by whoever verifies it.
         ip_rules: file::IpRules::default(),
         rate_limits: Vec::new(),
+        bans: None,
         plugins: Vec::new(),
         routes: vec![file::Route {
             path: Some(format!("{CHALLENGE_PREFIX}{token}")),

@@ -194,6 +194,25 @@ pub struct Quota {
     pub burst: Option<u32>,
 }
 
+/// Automatic bans (fail2ban-like): a client that gets `after[status]` responses
+/// of a status within `window` is refused (403) on this domain for `duration`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Bans))]
+#[serde(deny_unknown_fields)]
+pub struct Bans {
+    /// Status (400-599) → how many within the window ban the client, e.g. `{401: 20, 404: 100}`.
+    pub after: BTreeMap<u16, u32>,
+    /// The counting window (default 1m, at most 1d).
+    #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "1m"))]
+    pub window: Option<Duration>,
+    /// How long a ban lasts (default 10m, at most 1d).
+    #[serde(default, with = "humantime_serde")]
+    #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "10m"))]
+    pub duration: Option<Duration>,
+}
+
 /// A rate limit of a domain or route: a token bucket per key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
@@ -242,6 +261,9 @@ pub struct Domain {
     /// Rate limits on every request of this domain.
     #[serde(default)]
     pub rate_limits: Vec<RateLimit>,
+    /// Automatic bans of clients that keep failing (default off).
+    #[serde(default)]
+    pub bans: Option<Bans>,
     /// Plugins run on every request of this domain, in order, before the route's.
     #[serde(default)]
     pub plugins: Vec<PluginBinding>,

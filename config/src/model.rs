@@ -134,6 +134,8 @@ pub struct Domain {
     pub ip_rules: IpRules,
     /// Rate limits on every request.
     pub rate_limits: Vec<RateLimitRule>,
+    /// Automatic bans.
+    pub bans: Option<BanPolicy>,
     /// Plugin chain run on every request, before the route's.
     pub plugins: Vec<PluginBinding>,
     /// Routes in file order.
@@ -247,6 +249,27 @@ pub struct Route {
     pub plugins: Vec<PluginBinding>,
     /// Rate limits, after the domain's.
     pub rate_limits: Vec<RateLimitRule>,
+}
+
+/// When a domain bans a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanPolicy {
+    /// Status → responses within `window` that ban.
+    pub after: Vec<(u16, u32)>,
+    /// Counting window.
+    pub window: Duration,
+    /// Ban length.
+    pub duration: Duration,
+}
+
+impl BanPolicy {
+    /// The threshold for `status`, if it counts.
+    pub fn threshold(&self, status: u16) -> Option<u32> {
+        self.after
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map(|(_, n)| *n)
+    }
 }
 
 /// A validated request quota: `burst` requests at once, refilled at

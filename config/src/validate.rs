@@ -533,6 +533,10 @@ impl Validator<'_> {
                 deny: self.ip_set(&d.ip_rules.deny, &format!("{dpath}.ip_rules.deny")),
             };
             let rate_limits = self.rate_limits(&d.rate_limits, &format!("{dpath}.rate_limits"));
+            let bans = d
+                .bans
+                .as_ref()
+                .map(|b| self.bans(b, &format!("{dpath}.bans")));
             let security_headers = match &d.security_headers {
                 Some(h) => self.security_headers(h, &format!("{dpath}.security_headers")),
                 None => SecurityHeaders::default(),
@@ -562,6 +566,7 @@ impl Validator<'_> {
                 security_headers,
                 ip_rules,
                 rate_limits,
+                bans,
                 plugins,
                 routes,
             });
@@ -646,6 +651,43 @@ impl Validator<'_> {
             }
         }
         out
+    }
+
+    fn bans(&mut self, b: &file::Bans, path: &str) -> BanPolicy {
+        const DAY: Duration = Duration::from_secs(86_400);
+        let mut after = Vec::with_capacity(b.after.len());
+        for (status, n) in &b.after {
+            if !(400..=599).contains(status) {
+                self.err(
+                    format!("{path}.after.{status}"),
+                    "only 4xx and 5xx statuses count",
+                );
+            } else if *n == 0 {
+                self.err(format!("{path}.after.{status}"), "must be at least 1");
+            } else {
+                after.push((*status, *n));
+            }
+        }
+        if b.after.is_empty() {
+            self.err(
+                format!("{path}.after"),
+                "name at least one status, e.g. {401: 20}",
+            );
+        }
+        let mut bounded = |v: Option<Duration>, default: Duration, field: &str| {
+            let d = v.unwrap_or(default);
+            if d < Duration::from_secs(1) || d > DAY {
+                self.err(format!("{path}.{field}"), "must be between 1s and 1d");
+            }
+            d
+        };
+        let window = bounded(b.window, Duration::from_secs(60), "window");
+        let duration = bounded(b.duration, Duration::from_secs(600), "duration");
+        BanPolicy {
+            after,
+            window,
+            duration,
+        }
     }
 
     /// Parses CIDRs (or bare addresses) into a set, naming a bad entry.

@@ -1,6 +1,8 @@
 //! The internal listener: `/metrics` (Prometheus text), `/healthz` (the
-//! process is alive) and `/readyz` (a config is loaded and the traffic
-//! listeners accept connections). Bind it to loopback or a private network.
+//! process is alive), `/readyz` (a config is loaded and the traffic
+//! listeners accept connections) and `/bans` (list with GET, lift with
+//! `DELETE /bans?ip=<addr>[&domain=<hosts>]`). Bind it to loopback or a
+//! private network.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,11 +66,55 @@ impl ServeHttp for InternalApi {
                     )
                 }
             }
+            "/bans" => bans_endpoint(session),
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "application/json",
                 br#"{"error":"not_found"}"#.to_vec(),
             ),
         }
+    }
+}
+
+/// `GET /bans` lists the bans in force; `DELETE /bans?ip=..[&domain=..]` lifts them.
+fn bans_endpoint(session: &ServerSession) -> Response<Vec<u8>> {
+    let req = session.req_header();
+    let json = |status, v: serde_json::Value| {
+        reply(status, "application/json", v.to_string().into_bytes())
+    };
+    match req.method {
+        http::Method::GET => json(
+            StatusCode::OK,
+            serde_json::json!({ "bans": crate::bans::list() }),
+        ),
+        http::Method::DELETE => {
+            let mut ip = None;
+            let mut domain = None;
+            for pair in req.uri.query().unwrap_or("").split('&') {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let v = percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                match k {
+                    "ip" => ip = v.parse::<std::net::IpAddr>().ok(),
+                    "domain" => domain = Some(v),
+                    _ => {}
+                }
+            }
+            match ip {
+                Some(ip) => {
+                    let lifted = crate::bans::lift(ip, domain.as_deref());
+                    json(StatusCode::OK, serde_json::json!({ "lifted": lifted }))
+                }
+                None => json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": "ip: expected ?ip=<address>" }),
+                ),
+            }
+        }
+        _ => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({ "error": "method_not_allowed" }),
+        ),
     }
 }

@@ -11,6 +11,7 @@
 // private cache (see `plugin::runtime::deserialize`).
 #![deny(unsafe_code)]
 
+pub mod bans;
 pub mod client_ip;
 pub mod control;
 pub mod headers;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub config_reload_failures: IntCounter,
     /// Requests refused by a rate limit.
     pub rate_limited: IntCounterVec,
+    /// Clients banned automatically.
+    pub bans: IntCounterVec,
     /// Version published by the control plane that this node applied (0: none).
     pub published_version: IntGauge,
     /// Published versions refused (NACKed), by reason.
@@ -111,6 +113,14 @@ impl Metrics {
                 "Requests refused (429) by a rate limit",
             ),
             &["tenant", "domain", "limit"],
+        )
+        .expect("static metric definition");
+        let bans = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_bans_total",
+                "Clients banned automatically (bans.after reached)",
+            ),
+            &["tenant", "domain"],
         )
         .expect("static metric definition");
         let published_version = IntGauge::new(
@@ -216,6 +226,7 @@ impl Metrics {
             Box::new(config_last_success.clone()),
             Box::new(config_last_reload_duration.clone()),
             Box::new(rate_limited.clone()),
+            Box::new(bans.clone()),
             Box::new(published_version.clone()),
             Box::new(published_rejected.clone()),
             Box::new(control_plane_poll_failures.clone()),
@@ -232,6 +243,7 @@ impl Metrics {
             config_reloads,
             config_reload_failures,
             rate_limited,
+            bans,
             published_version,
             published_rejected,
             control_plane_poll_failures,

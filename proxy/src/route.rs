@@ -41,6 +41,8 @@ pub struct DomainPolicy {
     pub security_headers: gatehouse_config::model::SecurityHeaders,
     /// Client addresses allowed and denied.
     pub ip_rules: gatehouse_config::model::IpRules,
+    /// Automatic bans.
+    pub bans: Option<gatehouse_config::model::BanPolicy>,
     /// Routes, most specific first.
     routes: Vec<CompiledRoute>,
 }
@@ -146,6 +148,7 @@ impl DomainPolicy {
             response_headers: d.response_headers.clone(),
             security_headers: d.security_headers.clone(),
             ip_rules: d.ip_rules.clone(),
+            bans: d.bans.clone(),
             routes,
         }
     }

@@ -509,6 +509,13 @@ impl ProxyHttp for Gatehouse {
                 .reject(session, ctx, StatusCode::FORBIDDEN, "ip_denied")
                 .await;
         }
+        if let (Some(_), Some(ip)) = (&domain.bans, ctx.client_addr) {
+            if crate::bans::is_banned(found.label, ip) {
+                return self
+                    .reject(session, ctx, StatusCode::FORBIDDEN, "banned")
+                    .await;
+            }
+        }
 
         // A TLS connection may only carry requests for names its certificate
         // covers: otherwise a connection made for one tenant's name could
@@ -936,6 +943,20 @@ impl ProxyHttp for Gatehouse {
         let tenant: &str = &ctx.vars.tenant;
         let domain = ctx.domain_label.as_deref().unwrap_or("unknown");
         let m = metrics();
+        let already_banned = ctx.failure.as_deref() == Some("banned");
+        if let (Some(snap), Some(label), Some(ip), false) = (
+            &ctx.snapshot,
+            &ctx.domain_label,
+            ctx.client_addr,
+            already_banned,
+        ) {
+            let policy = ctx.domain_policy(snap).and_then(|d| d.bans.as_ref());
+            if let Some(policy) = policy {
+                if crate::bans::strike(label, ip, status, policy) {
+                    m.bans.with_label_values(&[tenant, domain]).inc();
+                }
+            }
+        }
         m.requests
             .with_label_values(&[tenant, domain, status_class(status)])
             .inc();

@@ -6,6 +6,7 @@
 
 mod admin;
 mod balancing;
+mod bans;
 mod cli;
 mod control_plane;
 mod ip_rules;
