@@ -139,6 +139,11 @@ impl Api {
         let req = req
             .body(body.map(Body::from).unwrap_or_else(Body::empty))
             .unwrap();
+        self.send(req).await
+    }
+
+    /// Sends `req` through the router; the body as JSON (or as text when it is not).
+    async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -172,17 +177,7 @@ impl Api {
             .header(header::CONTENT_TYPE, content_type)
             .body(Body::from(bytes))
             .unwrap();
-        let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(format!("{} bytes", bytes.len())));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        self.send(req).await
     }
 
     async fn tenant(&self, name: &str) {
