@@ -565,7 +565,7 @@ async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(), Api
         )));
     }
     let path = format!("{CHALLENGE_PREFIX}{token}");
-    let body = crate::http_get::get(addr, host, &path)
+    let body = fetch_challenge(addr, host, &path)
         .await
         .map_err(|e| failed(format!("GET http://{host}{path}: {e}")))?;
     if body.trim() == token {
@@ -575,6 +575,39 @@ async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(), Api
             "http://{host}{path} did not answer with the token"
         )))
     }
+}
+
+/// GETs `path` of `host` from `addr`: no redirects, 5 s, at most 16 KiB; the
+/// body of a 200.
+async fn fetch_challenge(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<String, String> {
+    const MAX_BODY: usize = 16 * 1024;
+    let client = reqwest::Client::builder()
+        .resolve(host, addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(5))
+        .user_agent("gatehouse-admin")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut resp = client
+        .get(format!("http://{host}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(format!("status {}", resp.status().as_u16()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err("response too large".into());
+        }
+    }
+    String::from_utf8(body).map_err(|_| "body is not UTF-8".into())
 }
 
 /// Looks for the token in the TXT records of `_gatehouse-challenge.<host>`,

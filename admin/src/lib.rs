@@ -24,7 +24,6 @@ pub mod domains;
 mod duration;
 pub mod error;
 pub mod hostname;
-mod http_get;
 pub mod names;
 pub mod objects;
 pub mod plugins;
