@@ -46,9 +46,12 @@ pub struct DomainSpec {
     /// Rate limits on every request of the domain.
     #[serde(default)]
     pub rate_limits: Vec<file::RateLimit>,
-    /// Automatic bans of clients that keep failing.
+    /// Automatic bans of clients that keep failing (statuses, WAF blocks).
     #[serde(default)]
     pub bans: Option<file::Bans>,
+    /// Request inspection (WAF): mode, paranoia level, exclusions.
+    #[serde(default)]
+    pub waf: Option<gatehouse_config::waf::Waf>,
     /// Plugins (by name, same tenant) run on every request, before the route's.
     #[serde(default)]
     pub plugins: Vec<file::PluginBinding>,
@@ -677,6 +680,7 @@ pub fn render(
         ip_rules: spec.ip_rules.clone(),
         rate_limits: spec.rate_limits.clone(),
         bans: spec.bans.clone(),
+        waf: spec.waf.clone(),
         plugins: qualify_bindings(tenant, &spec.plugins),
         routes,
     }
@@ -695,6 +699,7 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
         ip_rules: file::IpRules::default(),
         rate_limits: Vec::new(),
         bans: None,
+        waf: None,
         plugins: Vec::new(),
         routes: vec![file::Route {
             path: Some(format!("{CHALLENGE_PREFIX}{token}")),

@@ -202,7 +202,10 @@ pub struct Quota {
 #[serde(deny_unknown_fields)]
 pub struct Bans {
     /// Status (400-599) → how many within the window ban the client, e.g. `{401: 20, 404: 100}`.
+    #[serde(default)]
     pub after: BTreeMap<u16, u32>,
+    /// Requests blocked by the WAF within the window that ban the client.
+    pub waf_blocks: Option<u32>,
     /// The counting window (default 1m, at most 1d).
     #[serde(default, with = "humantime_serde")]
     #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "1m"))]
@@ -264,6 +267,9 @@ pub struct Domain {
     /// Automatic bans of clients that keep failing (default off).
     #[serde(default)]
     pub bans: Option<Bans>,
+    /// Request inspection (WAF): attacks scored and blocked (default off).
+    #[serde(default)]
+    pub waf: Option<crate::waf::Waf>,
     /// Plugins run on every request of this domain, in order, before the route's.
     #[serde(default)]
     pub plugins: Vec<PluginBinding>,

@@ -15,6 +15,7 @@ pub mod ipset;
 pub mod model;
 pub mod published;
 pub mod validate;
+pub mod waf;
 
 use std::path::Path;
 

@@ -136,6 +136,8 @@ pub struct Domain {
     pub rate_limits: Vec<RateLimitRule>,
     /// Automatic bans.
     pub bans: Option<BanPolicy>,
+    /// Request inspection, unless off.
+    pub waf: Option<crate::waf::WafPolicy>,
     /// Plugin chain run on every request, before the route's.
     pub plugins: Vec<PluginBinding>,
     /// Routes in file order.
@@ -254,7 +256,8 @@ pub struct Route {
 /// When a domain bans a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanPolicy {
-    /// Status → responses within `window` that ban.
+    /// Status → responses within `window` that ban; WAF blocks count as
+    /// status [`BanPolicy::WAF_BLOCK`].
     pub after: Vec<(u16, u32)>,
     /// Counting window.
     pub window: Duration,
@@ -263,6 +266,9 @@ pub struct BanPolicy {
 }
 
 impl BanPolicy {
+    /// The pseudo-status WAF blocks are counted under.
+    pub const WAF_BLOCK: u16 = 0;
+
     /// The threshold for `status`, if it counts.
     pub fn threshold(&self, status: u16) -> Option<u32> {
         self.after

@@ -537,6 +537,11 @@ impl Validator<'_> {
                 .bans
                 .as_ref()
                 .map(|b| self.bans(b, &format!("{dpath}.bans")));
+            let waf = d.waf.as_ref().and_then(|w| {
+                let policy =
+                    crate::waf::check(w, &format!("{dpath}.waf"), &mut |p, m| self.err(p, m));
+                (policy.mode != crate::waf::WafMode::Off).then_some(policy)
+            });
             let security_headers = match &d.security_headers {
                 Some(h) => self.security_headers(h, &format!("{dpath}.security_headers")),
                 None => SecurityHeaders::default(),
@@ -567,6 +572,7 @@ impl Validator<'_> {
                 ip_rules,
                 rate_limits,
                 bans,
+                waf,
                 plugins,
                 routes,
             });
@@ -668,11 +674,14 @@ impl Validator<'_> {
                 after.push((*status, *n));
             }
         }
-        if b.after.is_empty() {
-            self.err(
+        match b.waf_blocks {
+            Some(0) => self.err(format!("{path}.waf_blocks"), "must be at least 1"),
+            Some(n) => after.push((BanPolicy::WAF_BLOCK, n)),
+            None if b.after.is_empty() => self.err(
                 format!("{path}.after"),
-                "name at least one status, e.g. {401: 20}",
-            );
+                "name at least one status, e.g. {401: 20}, or waf_blocks",
+            ),
+            None => {}
         }
         let mut bounded = |v: Option<Duration>, default: Duration, field: &str| {
             let d = v.unwrap_or(default);

@@ -27,6 +27,7 @@ pub mod service;
 pub mod snapshot;
 pub mod tls;
 pub mod upstream;
+pub mod waf;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     /// Clients banned automatically.
     pub bans: IntCounterVec,
+    /// WAF rule detections, by family and what was done (`blocked`, `logged`).
+    pub waf_detections: IntCounterVec,
+    /// Requests the WAF blocked.
+    pub waf_blocked: IntCounterVec,
     /// Version published by the control plane that this node applied (0: none).
     pub published_version: IntGauge,
     /// Published versions refused (NACKed), by reason.
@@ -113,6 +117,22 @@ impl Metrics {
                 "Requests refused (429) by a rate limit",
             ),
             &["tenant", "domain", "limit"],
+        )
+        .expect("static metric definition");
+        let waf_detections = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_waf_detections_total",
+                "WAF rule detections (one per rule per request)",
+            ),
+            &["tenant", "domain", "family", "action"],
+        )
+        .expect("static metric definition");
+        let waf_blocked = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_waf_blocked_total",
+                "Requests the WAF answered with 403",
+            ),
+            &["tenant", "domain"],
         )
         .expect("static metric definition");
         let bans = IntCounterVec::new(
@@ -227,6 +247,8 @@ impl Metrics {
             Box::new(config_last_reload_duration.clone()),
             Box::new(rate_limited.clone()),
             Box::new(bans.clone()),
+            Box::new(waf_detections.clone()),
+            Box::new(waf_blocked.clone()),
             Box::new(published_version.clone()),
             Box::new(published_rejected.clone()),
             Box::new(control_plane_poll_failures.clone()),
@@ -244,6 +266,8 @@ impl Metrics {
             config_reload_failures,
             rate_limited,
             bans,
+            waf_detections,
+            waf_blocked,
             published_version,
             published_rejected,
             control_plane_poll_failures,

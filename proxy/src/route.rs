@@ -43,6 +43,8 @@ pub struct DomainPolicy {
     pub ip_rules: gatehouse_config::model::IpRules,
     /// Automatic bans.
     pub bans: Option<gatehouse_config::model::BanPolicy>,
+    /// Request inspection, unless off.
+    pub waf: Option<Arc<crate::waf::Waf>>,
     /// Routes, most specific first.
     routes: Vec<CompiledRoute>,
 }
@@ -91,7 +93,7 @@ pub enum RouteMatch<'a> {
 }
 
 impl DomainPolicy {
-    fn new(d: &Domain, plugins: &[Arc<CompiledPlugin>]) -> Self {
+    fn new(d: &Domain, plugins: &[Arc<CompiledPlugin>], waf: Option<Arc<crate::waf::Waf>>) -> Self {
         // Where each rule sits, so that a reload keeping it keeps its buckets.
         let hosts: Vec<String> = d.hosts.iter().map(|h| format!("{h:?}")).collect();
         let domain_scope = format!("domain:{}:{}", d.tenant, hosts.join(","));
@@ -149,6 +151,7 @@ impl DomainPolicy {
             security_headers: d.security_headers.clone(),
             ip_rules: d.ip_rules.clone(),
             bans: d.bans.clone(),
+            waf,
             routes,
         }
     }
@@ -201,14 +204,20 @@ pub struct Router {
 impl Router {
     /// Compiles the routing table of `cfg`; `plugins` are the loaded
     /// `cfg.plugins`, in order (bindings refer to them by index).
-    pub fn new(cfg: &Config, plugins: &[Arc<CompiledPlugin>]) -> Self {
+    /// `wafs[i]` is domain `i`'s compiled WAF.
+    pub fn new(
+        cfg: &Config,
+        plugins: &[Arc<CompiledPlugin>],
+        wafs: &[Option<Arc<crate::waf::Waf>>],
+    ) -> Self {
         let mut r = Router::default();
         for (tenant, quota) in &cfg.tenant_rate_limits {
             let limiter = crate::ratelimit::tenant_limiter(tenant, *quota);
             r.tenant_limits.insert(tenant.clone(), limiter);
         }
         for (i, d) in cfg.domains.iter().enumerate() {
-            r.domains.push(DomainPolicy::new(d, plugins));
+            let waf = wafs.get(i).cloned().flatten();
+            r.domains.push(DomainPolicy::new(d, plugins, waf));
             for h in &d.hosts {
                 let label: Arc<str> = Arc::from(h.to_string().as_str());
                 match h {
@@ -374,6 +383,7 @@ domains:
         Router::new(
             &gatehouse_config::load_str(yaml, Path::new(".")).unwrap(),
             &[],
+            &[],
         )
     }
 
@@ -478,6 +488,7 @@ domains:
 "#;
         let r = Router::new(
             &gatehouse_config::load_str(yaml, Path::new(".")).unwrap(),
+            &[],
             &[],
         );
         assert_eq!(body(&r, "a.com", "GET", "/w"), "405 [PUT, DELETE]");

@@ -44,6 +44,10 @@ use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::tls::TlsSni;
 use crate::upstream::{HashInput, Selection};
 
+mod inspect;
+
+use inspect::WafHold;
+
 const X_REQUEST_ID: &str = "x-request-id";
 
 /// The data plane's request handler.
@@ -71,6 +75,15 @@ pub struct RequestCtx {
     client_addr: Option<std::net::IpAddr>,
     /// `RateLimit-Policy` and `RateLimit` values for the response.
     rate_limit_headers: Option<(String, String)>,
+    /// The request target as received, when path normalisation rewrote it
+    /// (the WAF inspects what the client sent).
+    original_uri: Option<Vec<u8>>,
+    /// A body still to be inspected as it streams in (too big to replay).
+    waf_hold: Option<WafHold>,
+    /// The WAF's score and the rules that fired, for the access log.
+    waf_outcome: Option<(u32, String)>,
+    /// The WAF blocked this request (counts toward `bans.waf_blocks`).
+    waf_blocked: bool,
     /// Matched domain (index into the router) and its metrics label.
     domain: Option<usize>,
     domain_label: Option<Arc<str>>,
@@ -397,6 +410,10 @@ impl ProxyHttp for Gatehouse {
             peer_ip: None,
             client_addr: None,
             rate_limit_headers: None,
+            original_uri: None,
+            waf_hold: None,
+            waf_outcome: None,
+            waf_blocked: false,
         }
     }
 
@@ -445,6 +462,7 @@ impl ProxyHttp for Gatehouse {
                 let query = req.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
                 match http::Uri::try_from(format!("{p}{query}")) {
                     Ok(uri) => {
+                        ctx.original_uri = Some(req.raw_path().to_vec());
                         session.req_header_mut().set_uri(uri);
                         p
                     }
@@ -535,6 +553,12 @@ impl ProxyHttp for Gatehouse {
                         "misdirected_request",
                     )
                     .await;
+            }
+        }
+
+        if let Some(waf) = domain.waf.clone() {
+            if let Some(resp) = self.inspect_request(session, ctx, waf, &path).await? {
+                return self.send_local(session, ctx, resp).await;
             }
         }
 
@@ -672,13 +696,13 @@ impl ProxyHttp for Gatehouse {
     /// (chunked or HTTP/2 bodies declare no length up front).
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        let Some(chunk) = body else { return Ok(()) };
-        ctx.body_bytes += chunk.len() as u64;
+        let chunk_len = body.as_ref().map_or(0, |c| c.len());
+        ctx.body_bytes += chunk_len as u64;
         let max = ctx
             .snapshot
             .as_ref()
@@ -689,6 +713,9 @@ impl ProxyHttp for Gatehouse {
                 ErrorType::HTTPStatus(413),
                 "request body over limits.max_body_bytes",
             );
+        }
+        if ctx.waf_hold.is_some() {
+            self.inspect_streamed_body(session, body, end_of_stream, ctx)?;
         }
         Ok(())
     }
@@ -898,6 +925,7 @@ impl ProxyHttp for Gatehouse {
         }
         let (code, label) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, "payload_too_large"),
+            ErrorType::HTTPStatus(403) if ctx.waf_blocked => (403, "waf_blocked"),
             ErrorType::HTTPStatus(code) => (*code, "http_status"),
             t if e.esource() == &ErrorSource::Upstream && is_timeout(t) => {
                 (504, "upstream_timeout")
@@ -952,8 +980,13 @@ impl ProxyHttp for Gatehouse {
         ) {
             let policy = ctx.domain_policy(snap).and_then(|d| d.bans.as_ref());
             if let Some(policy) = policy {
-                if crate::bans::strike(label, ip, status, policy) {
-                    m.bans.with_label_values(&[tenant, domain]).inc();
+                let waf = ctx
+                    .waf_blocked
+                    .then_some(gatehouse_config::model::BanPolicy::WAF_BLOCK);
+                for strike in std::iter::once(status).chain(waf) {
+                    if crate::bans::strike(label, ip, strike, policy) {
+                        m.bans.with_label_values(&[tenant, domain]).inc();
+                    }
                 }
             }
         }
@@ -997,6 +1030,8 @@ impl ProxyHttp for Gatehouse {
             upstream,
             attempts = ctx.tried.len(),
             error = %error,
+            waf_score = ctx.waf_outcome.as_ref().map(|w| w.0),
+            waf_rules = ctx.waf_outcome.as_ref().map(|w| w.1.as_str()),
             user_agent = req.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
     }

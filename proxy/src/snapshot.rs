@@ -72,12 +72,28 @@ impl Snapshot {
             };
             pools.push(UpstreamPool::new(p, ca, &states));
         }
+        // WAF rule sets are shared between domains (and kept across reloads).
+        let wafs: Vec<Option<Arc<crate::waf::Waf>>> = config
+            .domains
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let policy = d.waf.clone()?;
+                match crate::waf::Waf::new(policy) {
+                    Ok(w) => Some(Arc::new(w)),
+                    Err(e) => {
+                        errors.push(format!("domains[{i}].waf"), e.to_string());
+                        None
+                    }
+                }
+            })
+            .collect();
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Snapshot {
             version,
-            router: Router::new(&config, &plugins),
+            router: Router::new(&config, &plugins, &wafs),
             pools,
             certs,
             plugins,

