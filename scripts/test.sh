@@ -14,5 +14,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --manifest-path plugins/Cargo.toml --workspace --locked -- -D warnings
 # The end-to-end tests build the example and hostile plugins from source.
 cargo test --workspace --locked
+# The WAF against the OWASP CRS regression corpus and the benign corpus: fails
+# when detection drops below, or false positives rise above, benches/waf/floors.txt.
+benches/waf/run.sh --check
 # The admin API fuzzed against its own OpenAPI document (schemathesis from PyPI).
 ./scripts/schemathesis.sh

@@ -19,3 +19,4 @@ mod security_headers;
 mod support;
 mod tls;
 mod upstream_tls;
+mod waf;

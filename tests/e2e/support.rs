@@ -116,6 +116,7 @@ async fn echo(
     version: axum::http::Version,
     headers: HeaderMap,
     uri: axum::http::Uri,
+    body: axum::body::Bytes,
 ) -> impl IntoResponse {
     s.hits.fetch_add(1, Ordering::SeqCst);
     let h: HashMap<String, String> = headers
@@ -127,7 +128,17 @@ async fn echo(
         "path": uri.to_string(),
         "version": format!("{version:?}"),
         "headers": h,
+        "body_len": body.len(),
+        "body_sha256": hex_sha256(&body),
     }))
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn slow(

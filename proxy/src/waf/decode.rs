@@ -38,6 +38,16 @@ const MAX_ROUNDS: usize = 4;
 /// Decodes repeatedly until the value stops changing.
 pub(crate) fn decode(input: &[u8]) -> Vec<u8> {
     let mut cur: Cow<[u8]> = Cow::Borrowed(input);
+    // A value still carrying `%XX` escapes was form-encoded once more, so its
+    // `+` are spaces too.
+    if has_escape(input) && input.contains(&b'+') {
+        cur = Cow::Owned(
+            input
+                .iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        );
+    }
     for _ in 0..MAX_ROUNDS {
         let mut changed = false;
         let mut next = url_decode(&cur, &mut changed);
@@ -51,6 +61,11 @@ pub(crate) fn decode(input: &[u8]) -> Vec<u8> {
     }
     // NUL bytes split keywords for some parsers and are never legitimate text.
     cur.iter().copied().filter(|&b| b != 0).collect()
+}
+
+fn has_escape(s: &[u8]) -> bool {
+    s.windows(3)
+        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some())
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -364,6 +379,16 @@ pub(crate) fn shell(s: &[u8]) -> Vec<u8> {
                 }
                 if rest.first() == Some(&b'{') && rest.get(1) == Some(&b'}') {
                     i += 3;
+                    continue;
+                }
+                // `$u`, `$xy`: a short unset variable expands to nothing.
+                let short = rest.iter().take_while(|c| c.is_ascii_lowercase()).count();
+                if (1..=2).contains(&short)
+                    && rest
+                        .get(short)
+                        .is_none_or(|c| !c.is_ascii_alphanumeric() && *c != b'_')
+                {
+                    i += 1 + short;
                     continue;
                 }
                 out.push(b);

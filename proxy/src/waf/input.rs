@@ -196,7 +196,7 @@ pub(crate) fn parse<'r>(req: &'r RequestInput<'r>) -> Parsed<'r> {
 
 /// Percent-decodes (and, in forms, reads `+` as a space).
 fn percent_decode(s: &[u8], plus_is_space: bool) -> Cow<'_, [u8]> {
-    if !s.contains(&b'%') && !(plus_is_space && s.contains(&b'+')) {
+    if !(s.contains(&b'%') || plus_is_space && s.contains(&b'+')) {
         return Cow::Borrowed(s);
     }
     let replaced: Cow<[u8]> = if plus_is_space && s.contains(&b'+') {

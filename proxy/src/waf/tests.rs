@@ -287,3 +287,68 @@ fn methods_and_content_types_are_enforced() {
     assert_blocked(&w, &post("/", "application/x-foo", "x"), "protocol");
     assert_passes(&w, &post("/", "application/json", "{}"));
 }
+
+/// Tuning aid: which rules fire on the benign corpus (`cargo test -p
+/// gatehouse-proxy --lib benign_corpus_histogram -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn benign_corpus_histogram() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../benches/waf/benign/requests.jsonl"
+    );
+    let text = std::fs::read_to_string(path).expect("benign corpus");
+    let w = Waf::new(policy("{mode: detect}")).unwrap();
+    let mut counts: std::collections::BTreeMap<u32, (usize, Vec<String>)> = Default::default();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut headers = HeaderMap::new();
+        for h in v["headers"].as_array().unwrap() {
+            let (Some(n), Some(val)) = (h[0].as_str(), h[1].as_str()) else {
+                continue;
+            };
+            if let (Ok(n), Ok(val)) = (
+                http::HeaderName::from_bytes(n.as_bytes()),
+                http::HeaderValue::from_str(val),
+            ) {
+                headers.append(n, val);
+            }
+        }
+        let text_body = v["body"].as_str().unwrap_or("");
+        let body = if v["body_encoding"] == "base64" {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(text_body)
+                .unwrap()
+        } else {
+            text_body.as_bytes().to_vec()
+        };
+        let r = Req {
+            method: Box::leak(v["method"].as_str().unwrap().to_string().into_boxed_str()),
+            uri: v["uri"].as_str().unwrap().to_string(),
+            headers,
+            body,
+        };
+        let verdict = inspect(&w, &r);
+        if verdict.score >= 5 {
+            for d in verdict.detections {
+                let e = counts.entry(d.rule).or_default();
+                e.0 += 1;
+                if e.1.len() < 4 {
+                    e.1.push(format!(
+                        "{} [{}] {:?}",
+                        d.variable,
+                        d.fragment,
+                        &r.uri[..r.uri.len().min(100)]
+                    ));
+                }
+            }
+        }
+    }
+    for (rule, (n, samples)) in counts {
+        println!("{rule}: {n}");
+        for s in samples {
+            println!("    {s}");
+        }
+    }
+}

@@ -35,7 +35,7 @@ pub(super) fn content_type_allowed(ctx: &CheckCtx<'_>) -> Option<String> {
         return None;
     }
     let media = input::media_type(ct);
-    (!ctx.policy.allowed_content_types.iter().any(|a| *a == media)).then_some(media)
+    (!ctx.policy.allowed_content_types.contains(&media)).then_some(media)
 }
 
 pub(super) fn content_type_syntax(ctx: &CheckCtx<'_>) -> Option<String> {
@@ -434,4 +434,76 @@ pub(super) fn invalid_utf8_args(ctx: &CheckCtx<'_>) -> Option<String> {
     std::str::from_utf8(&decoded)
         .is_err()
         .then(|| "invalid UTF-8 in query".into())
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    matches!(
+        host,
+        "localhost"
+            | "localhost.localdomain"
+            | "localhost4"
+            | "localhost4.localdomain4"
+            | "localhost6"
+            | "localhost6.localdomain6"
+            | "ip6-localhost"
+            | "ip6-loopback"
+    )
+}
+
+/// An argument naming a loopback host (`http://localhost/...`,
+/// `localhost:8080`), unless the site itself is served under that name.
+pub(super) fn loopback_url(ctx: &CheckCtx<'_>) -> Option<String> {
+    if request_host(ctx).is_some_and(|h| is_loopback_name(&h)) {
+        return None;
+    }
+    ctx.parsed
+        .vars
+        .iter()
+        .filter(|v| v.source == Source::Arg)
+        .find_map(|v| {
+            let text = String::from_utf8_lossy(&v.value)
+                .trim()
+                .to_ascii_lowercase();
+            let rest = match text.split_once("://") {
+                Some((scheme, rest))
+                    if scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b)) =>
+                {
+                    rest
+                }
+                _ => text.as_str(),
+            };
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let host = authority
+                .rsplit('@')
+                .next()
+                .unwrap_or("")
+                .split(':')
+                .next()
+                .unwrap_or("");
+            is_loopback_name(host).then(|| text.clone())
+        })
+}
+
+/// `Accept:` or `User-Agent:` sent with nothing in it: clients either send a
+/// value or leave the header out; a blank one is a hand-made request.
+pub(super) fn empty_accept_or_agent(ctx: &CheckCtx<'_>) -> Option<String> {
+    [header::ACCEPT, header::USER_AGENT]
+        .into_iter()
+        .find(|h| {
+            ctx.req
+                .headers
+                .get(h)
+                .is_some_and(|v| v.as_bytes().trim_ascii().is_empty())
+        })
+        .map(|h| format!("empty {h}"))
+}
+
+/// `GET http://host/ HTTP/1.1`: the form meant for forward proxies, sent to
+/// an origin to confuse routing and cache keys.
+pub(super) fn absolute_form(ctx: &CheckCtx<'_>) -> Option<String> {
+    let target = ctx.req.raw_uri;
+    (!target.is_empty() && target[0] != b'/' && target != b"*")
+        .then(|| String::from_utf8_lossy(target).into_owned())
 }

@@ -91,8 +91,6 @@ pub(crate) static SENSITIVE_FILES: &[&str] = &[
     "etc/group",
     "etc/gshadow",
     "etc/sudoers",
-    "etc/issue",
-    "etc/motd",
     "etc/crontab",
     "etc/hostname",
     "etc/security/",
@@ -200,6 +198,14 @@ pub(crate) static SENSITIVE_FILES: &[&str] = &[
     "dockerfile",
     ".dockerenv",
     "etc/shells",
+    "/sys/class",
+    "/sys/kernel",
+    "/sys/devices",
+    "/sys/firmware",
+    "/sys/module",
+    ".docker/",
+    "backup.sql",
+    "dump.sql",
 ];
 
 /// Paths nobody should fetch from a web server.
@@ -247,6 +253,8 @@ pub(crate) static RESTRICTED_PATHS: &[&str] = &[
     "/id_rsa",
     "/.netrc",
     "/.pgpass",
+    "/@id/",
+    "/@vite/env",
     "/.mysql_history",
     "/web-inf/",
     "/meta-inf/",
@@ -283,21 +291,21 @@ macro_rules! english_commands {
 /// A command word right after a separator, followed by the end, a space or
 /// shell punctuation. Non-English command names only; see [`UNIX_GLUED`].
 pub(crate) const UNIX_AFTER_SEPARATOR: &str = concat!(
-    r"(?:[;|&`\n]|\$\(|\|\||&&|^\s*\(|\{)\s*",
-    "(?:whoami|uname|ifconfig|netstat|ncat|netcat|nc|socat|wget|bash|zsh|ksh|csh|tcsh|busybox|awk|gawk|mawk|nawk|sed|xargs|chmod|chown|chgrp|rm|cp|mv|mkdir|rmdir|ls|tac|nl|base64|base32|xxd|hexdump|dd|gzip|gunzip|zcat|bzip2|bunzip2|bzcat|xz|unxz|xzcat|unzip|7z|traceroute|nslookup|pkill|killall|crontab|sudo|su|passwd|useradd|adduser|usermod|userdel|groupadd|umount|printenv|telnet|ssh|scp|sftp|ftp|tftp|rsync|openssl|gcc|c89|c99|clang|vi|vim|emacs|grep|egrep|fgrep|zgrep|ldd|strace|ltrace|gdb|systemctl|journalctl|kubectl|mkfifo|mknod|chattr|iptables|nmap|hostname|whois|lastlog|pwd|uptime|lsof|dmesg|sysctl|modprobe|insmod|shred|lynx|w3m|aria2c|lwp-download|lwp-request|getent|readlink|mktemp|pgrep|chroot|setsid|nsenter|pkexec|doas|sh|tclsh|python[23]?(?:\\.\\d+)*|perl5?|php[5-8]?|ruby|nodejs)",
+    r"(?:[;|&\n]|\$\(|\|\||&&|^\s*\(|\{)\s*(?:(?:time|strace|nohup|nice|sudo|env|timeout|exec|command|builtin|xargs)\s+)?",
+    "(?:whoami|uname|ifconfig|netstat|ncat|netcat|nc|socat|wget|bash|zsh|ksh|csh|tcsh|busybox|awk|gawk|mawk|nawk|sed|xargs|chmod|chown|chgrp|rm|cp|mv|mkdir|rmdir|ls|tac|nl|base64|base32|xxd|hexdump|dd|gzip|gunzip|zcat|bzip2|bunzip2|bzcat|xz|unxz|xzcat|unzip|7z|traceroute|nslookup|pkill|killall|crontab|sudo|su|passwd|useradd|adduser|usermod|userdel|groupadd|umount|printenv|telnet|ssh|scp|sftp|ftp|tftp|rsync|openssl|gcc|c89|c99|clang|vi|vim|emacs|grep|egrep|fgrep|zgrep|ldd|strace|ltrace|gdb|systemctl|journalctl|kubectl|mkfifo|mknod|chattr|iptables|nmap|hostname|whois|lastlog|pwd|uptime|lsof|dmesg|sysctl|modprobe|insmod|shred|lynx|w3m|aria2c|lwp-download|lwp-request|getent|readlink|mktemp|pgrep|chroot|setsid|nsenter|pkexec|doas|sh|ansible(?:-[a-z]+)?|chef-[a-z]+|cscli|visudo|rmt(?:-[a-z]+)?|flock|cpulimit|zstdcat|zstd|bsdtar|lastlogin|aptitude|apt-get|dpkg|rpm|yum|dnf|htop|irb|puppet|terraform|docker|podman|crictl|runc|systemd-run|setcap|getcap|aa-[a-z]+|perf|strace|ltrace|trap|xterm|nohup|stdbuf|ionice|taskset|unbuffer)",
     r"(?:\s|$|[<>|;&`)}])",
     // An English-looking command word after a separator, when its argument
     // looks like a shell argument (an option, a path, a variable).
-    r"|(?:[;|&`\n]|\$\(|\|\||&&)\s*",
+    r"|(?:[;|&\n]|\$\(|\|\||&&)\s*",
     english_commands!(),
     r"\s+(?:-{1,2}[a-z]|[/~$]|\.{1,2}/)"
 );
 
 /// An English-looking command word glued to a separator: `;ps`, `|more`, `` `id` ``.
 pub(crate) const UNIX_GLUED: &str = concat!(
-    r"(?:[;|`]|\$\(|&&|\|\|)",
+    r"(?:[;|]|\$\(|&&|\|\|)",
     english_commands!(),
-    r"(?:\s|$|[<>|;&`)])"
+    r"(?:\s*$|\s+(?:-{1,2}[a-z]|[/~$])|\s*[<>|;&`)])"
 );
 
 /// A command at the very start of a value, followed by something only a
@@ -305,7 +313,8 @@ pub(crate) const UNIX_GLUED: &str = concat!(
 /// and "python -c ..." does not); a few commands that take no argument count
 /// on their own.
 pub(crate) const UNIX_AT_START: &str = concat!(
-    r"^\s*",
+    r"^\s*(?:(?:time|strace|nohup|nice|sudo|timeout)\s+(?:sh|bash|ifconfig|whoami|id|uname|bsdtar|\S+\s+-c)\b|ansible(?:-[a-z]+)?\b|chef-[a-z]+\b|cscli\b|visudo\b|zstdcat\b|perf\s+-|aa-[a-z]+\s)",
+    r"|^\s*",
     unix_commands!(),
     r"\s+(?:-{1,2}[a-z0-9]|[/~$]|\.{1,2}/|\S*[|`<>])",
     r"|^\s*(?:whoami|ifconfig|ipconfig|uname|netstat|printenv|lsof|dmesg|getent|lastlog)\s*$"
@@ -405,6 +414,15 @@ pub(crate) static JAVA_BASE64: &[&str] = &["amF2YS5sYW5nL", "phdmEubGFuZy", "qYX
 
 /// Session id parameter names (session fixation when they arrive in arguments).
 pub(crate) static SESSION_PARAMS: &[&str] = &[
+    "next-auth.session-token",
+    "__secure-next-auth.session-token",
+    "meteor_login_token",
+    "play_session",
+    "sails.sid",
+    "koa.sess",
+    "koa:sess",
+    "shiny-token",
+    "weblogic_session",
     "jsessionid",
     "phpsessid",
     "aspsessionid",
@@ -478,3 +496,8 @@ pub(crate) static RESTRICTED_UPLOADS: &[&str] = &[
     ".ssh",
     ".git",
 ];
+
+/// SQL function names followed directly by a parenthesis (`hex(`, `md5(`),
+/// or a value that is nothing but such a call's start. `(s)` plurals
+/// ("user(s)") are not calls.
+pub(crate) const SQL_CALLS: &str = r#"\b(?:coalesce|compress|uncompress|concat|cos|sin|tan|cot|decode|encode|hex|unhex|insert|trim|ltrim|rtrim|md5|sha1|sha2|mid|ord|pow|power|rand|sysdate|strcmp|starts_with|unistr|sqlite_\w+|substr|ascii|lower|upper|repeat|reverse|soundex|now|abs|floor|ceil|ceiling|round|sleep|benchmark|if|iif|isnull|nullif|ifnull|greatest|least|position|locate|instr|lpad|rpad|elt|oct|conv|crc32|old_password|des_encrypt|aes_encrypt|load_file|last_insert_id|row_count|found_rows|connection_id|randomblob|typeof|zeroblob|likelihood|char_length|octet_length|bit_length|make_set|export_set|current_user|session_user|system_user|collation|charset|coercibility)\((?:[^s)]|s[^)]|$|\))|^\s*(?:coalesce|compress|uncompress|concat|cos|sin|decode|encode|hex|insert|trim|rtrim|ltrim|md5|mid|ord|pow|rand|sysdate|strcmp|ascii|char|cast|convert|substring|substr|sleep|benchmark|version|database|user)\s*\("#;

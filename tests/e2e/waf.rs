@@ -1,0 +1,326 @@
+//! The WAF through the real proxy: attacks (and their evasions) are refused
+//! with 403 before the upstream sees them, ordinary requests and their bodies
+//! pass unchanged, big bodies are inspected as they stream, detect mode only
+//! logs, exclusions fix false positives, and WAF blocks feed automatic bans.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn config(up: &Upstream, waf: &str, extra: &str) -> String {
+    format!(
+        r#"{LISTENERS}
+tenants: [{{ name: t }}]
+pools: [{{ name: p, tenant: t, targets: [{{ addr: "{}" }}] }}]
+domains:
+  - hosts: [shop.test]
+    tenant: t
+    waf: {waf}
+{extra}
+    routes: [{{ path: /, pool: p }}]
+"#,
+        up.addr
+    )
+}
+
+async fn status_of(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn attacks_are_refused_before_the_upstream_and_the_rest_passes_intact() {
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&config(&up, "{ mode: block, paranoia: 1 }", "")).await;
+    let client = proxy.client(&["shop.test"]);
+
+    let (status, body) = status_of(
+        client
+            .get(proxy.url("shop.test", "/search?q=%3Cscript%3Ealert(1)%3C/script%3E"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"], "waf_blocked");
+    let json_attack = r#"{"user":{"id":"1' OR '1'='1"}}"#;
+    let r = client
+        .post(proxy.url("shop.test", "/api/login"))
+        .header("content-type", "application/json")
+        .body(json_attack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(up.hits(), 0, "blocked requests never reach the upstream");
+
+    // Ordinary traffic, with its body forwarded byte for byte.
+    let order = r#"{"items":[{"sku":"B-7","qty":1,"note":"Ring twice; the bell's broken."}],"coupon":null}"#;
+    let r = client
+        .post(proxy.url("shop.test", "/api/orders"))
+        .header("content-type", "application/json")
+        .body(order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echoed: Value = r.json().await.unwrap();
+    assert_eq!(echoed["body_len"], order.len());
+    assert_eq!(echoed["body_sha256"], sha256_hex(order.as_bytes()));
+    let r = client
+        .get(proxy.url("shop.test", "/search?q=union+station+opening+hours"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.hits(), 2);
+
+    assert_eq!(
+        proxy
+            .metric("gatehouse_waf_blocked_total", &[("domain", "shop.test")])
+            .await,
+        Some(2.0)
+    );
+    assert!(
+        proxy
+            .metric(
+                "gatehouse_waf_detections_total",
+                &[("family", "sqli"), ("action", "blocked")]
+            )
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    let log = proxy.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("gatehouse::waf") && l.contains("\"family\":\"xss\""))
+        .expect("a WAF log line for the XSS");
+    let entry: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["variable"], "args:q");
+    assert_eq!(entry["action"], "blocked");
+    assert!(entry["rule"].as_u64().unwrap() / 1000 == 941, "{entry}");
+    assert!(entry["matched"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("script"));
+}
+
+#[tokio::test]
+async fn evasions_and_header_injection_are_caught() {
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&config(&up, "{ mode: block }", "")).await;
+    let client = proxy.client(&["shop.test"]);
+    for path in [
+        // Double encoding.
+        "/?q=%253Cscript%253Ealert(1)%253C%252Fscript%253E",
+        // Mixed case.
+        "/?q=%3CScRiPt%3Ealert(1)%3C/sCrIpT%3E",
+        // SQL split by comments.
+        "/?id=1/**/UnIoN/**/SeLeCt/**/password/**/FrOm/**/users",
+        // Overlong UTF-8 dots and slashes.
+        "/?file=%c0%ae%c0%ae%c0%af%c0%ae%c0%ae%c0%afetc%c0%afpasswd",
+        // CRLF injection of a header through an argument.
+        "/redirect?to=%0d%0aSet-Cookie:%20admin=1",
+    ] {
+        let r = client
+            .get(proxy.url("shop.test", path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // A header whose value smuggles an encoded line break.
+    let r = client
+        .get(proxy.url("shop.test", "/"))
+        .header("x-note", "a%0d%0aX-Injected: 1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Raw overlong UTF-8 bytes in the request target.
+    let raw = raw_request(
+        proxy.http,
+        b"GET /?f=\xc0\xae\xc0\xae/\xc0\xae\xc0\xae/etc/passwd HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let status = raw.split(' ').nth(1).unwrap_or("");
+    assert!(status == "403" || status == "400", "{raw}");
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn large_bodies_are_inspected_as_they_stream() {
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&config(
+        &up,
+        "{ mode: block, inspect_body_bytes: 131072 }",
+        "",
+    ))
+    .await;
+    let client = proxy.client(&["shop.test"]);
+    let filler = "lorem ipsum dolor sit amet ".repeat(8000); // ~216 KB
+    let benign = format!(r#"{{"text":"{filler}"}}"#);
+    let r = client
+        .post(proxy.url("shop.test", "/upload"))
+        .header("content-type", "application/json")
+        .body(benign.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echoed: Value = r.json().await.unwrap();
+    assert_eq!(echoed["body_len"], benign.len());
+    assert_eq!(echoed["body_sha256"], sha256_hex(benign.as_bytes()));
+
+    // The attack sits in the first 128 KiB of a body too big to replay,
+    // sent chunked (no length up front).
+    let attack =
+        format!("{{\"a\":\"x' union select password from users --\",\"text\":\"{filler}\"}}");
+    let stream = futures_util::stream::iter(
+        attack
+            .into_bytes()
+            .chunks(16 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let r = client
+        .post(proxy.url("shop.test", "/upload"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(up.hits(), 1, "the blocked body never completed upstream");
+}
+
+#[tokio::test]
+async fn detect_mode_logs_and_forwards() {
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&config(&up, "{ mode: detect }", "")).await;
+    let client = proxy.client(&["shop.test"]);
+    let r = client
+        .get(proxy.url("shop.test", "/?q=%3Cscript%3Ealert(1)%3C/script%3E"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.hits(), 1);
+    assert!(
+        proxy
+            .metric("gatehouse_waf_detections_total", &[("action", "logged")])
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(proxy.log().contains("\"action\":\"logged\""));
+}
+
+#[tokio::test]
+async fn exclusions_let_a_known_false_positive_through() {
+    let up = Upstream::start("app");
+    let waf =
+        "{ mode: block, exclusions: [{ path: /cms, families: [xss], variables: ['args:body'] }] }";
+    let proxy = Proxy::start(&config(&up, waf, "")).await;
+    let client = proxy.client(&["shop.test"]);
+    let html = [(
+        "body",
+        "<p onclick=\"track()\">Hello <script>ga()</script></p>",
+    )];
+    let r = client
+        .post(proxy.url("shop.test", "/cms/pages"))
+        .form(&html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "excluded argument on the excluded path");
+    // The same argument elsewhere, or another argument there, still blocks.
+    let r = client
+        .post(proxy.url("shop.test", "/blog"))
+        .form(&html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .post(proxy.url("shop.test", "/cms/pages"))
+        .form(&[("title", "<script>alert(1)</script>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn waf_blocks_count_toward_bans() {
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&config(
+        &up,
+        "{ mode: block }",
+        "    bans: { waf_blocks: 2, window: 1m, duration: 10m }",
+    ))
+    .await;
+    let client = proxy.client(&["shop.test"]);
+    for _ in 0..2 {
+        let r = client
+            .get(proxy.url("shop.test", "/?f=../../../../etc/passwd"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let (status, body) = status_of(
+        client
+            .get(proxy.url("shop.test", "/"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"], "banned");
+    assert_eq!(up.hits(), 0);
+}
+
+#[test]
+fn invalid_waf_settings_are_reported_with_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        r#"
+tenants: [{ name: t }]
+domains:
+  - hosts: [a.test]
+    tenant: t
+    waf: { paranoia: 7, exclusions: [{ rules: [12] }, { variables: [cookie] }] }
+    routes: [{ path: /, respond: { body: ok } }]
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in [
+        "domains[0].waf.paranoia",
+        "domains[0].waf.exclusions[0].rules[0]",
+        "domains[0].waf.exclusions[1].variables[0]",
+    ] {
+        assert!(err.contains(field), "{field} missing from: {err}");
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
