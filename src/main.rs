@@ -48,6 +48,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// List the WAF's rules (id, family, paranoia level, severity, what it detects):
+    /// the ids `waf.exclusions[].rules` take.
+    WafRules {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build and inspect WebAssembly policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -148,6 +155,26 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::WafRules { json } => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for r in gatehouse_proxy::waf::catalog() {
+                let written = if json {
+                    writeln!(out, "{}", serde_json::to_string(&r).unwrap_or_default())
+                } else {
+                    writeln!(
+                        out,
+                        "{}  {:<16} pl{}  {:<8}  {}",
+                        r.id, r.family, r.paranoia, r.severity, r.description
+                    )
+                };
+                // A closed pipe (`| head`) ends the listing quietly.
+                if written.is_err() {
+                    break;
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Check { config } => match gatehouse_proxy::check(&config) {
             Ok(snapshot) => {
                 println!(
