@@ -77,6 +77,16 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The byte spelled by two hex digits at `s[at..at + 2]`.
+fn hex2(s: &[u8], at: usize) -> Option<u8> {
+    Some(hex(*s.get(at)?)? << 4 | hex(*s.get(at + 1)?)?)
+}
+
+/// The code point spelled by four hex digits at `s[at..at + 4]`.
+fn hex4(s: &[u8], at: usize) -> Option<u32> {
+    (at..at + 4).try_fold(0u32, |acc, k| Some(acc << 4 | u32::from(hex(*s.get(k)?)?)))
+}
+
 fn push_char(out: &mut Vec<u8>, cp: u32) {
     let c = char::from_u32(cp).unwrap_or('\u{fffd}');
     let mut buf = [0; 4];
@@ -93,20 +103,14 @@ fn url_decode(s: &[u8], changed: &mut bool) -> Vec<u8> {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
-            if let (Some(h), Some(l)) = (
-                s.get(i + 1).and_then(|&b| hex(b)),
-                s.get(i + 2).and_then(|&b| hex(b)),
-            ) {
-                out.push(h << 4 | l);
+            if let Some(b) = hex2(s, i + 1) {
+                out.push(b);
                 i += 3;
                 *changed = true;
                 continue;
             }
             if matches!(s.get(i + 1), Some(b'u' | b'U')) {
-                let digits: Option<Vec<u8>> =
-                    (2..6).map(|k| s.get(i + k).and_then(|&b| hex(b))).collect();
-                if let Some(d) = digits {
-                    let cp = d.iter().fold(0u32, |acc, &x| acc << 4 | u32::from(x));
+                if let Some(cp) = hex4(s, i + 2) {
                     push_char(&mut out, fold_fullwidth(cp));
                     i += 6;
                     *changed = true;
@@ -215,11 +219,8 @@ fn js_decode(s: &[u8], changed: &mut bool) -> Vec<u8> {
         if s[i] == b'\\' {
             match s.get(i + 1) {
                 Some(b'x' | b'X') => {
-                    if let (Some(h), Some(l)) = (
-                        s.get(i + 2).and_then(|&b| hex(b)),
-                        s.get(i + 3).and_then(|&b| hex(b)),
-                    ) {
-                        out.push(h << 4 | l);
+                    if let Some(b) = hex2(s, i + 2) {
+                        out.push(b);
                         i += 4;
                         *changed = true;
                         continue;
@@ -243,10 +244,7 @@ fn js_decode(s: &[u8], changed: &mut bool) -> Vec<u8> {
                             continue;
                         }
                     } else {
-                        let digits: Option<Vec<u8>> =
-                            (2..6).map(|k| s.get(i + k).and_then(|&b| hex(b))).collect();
-                        if let Some(d) = digits {
-                            let cp = d.iter().fold(0u32, |acc, &x| acc << 4 | u32::from(x));
+                        if let Some(cp) = hex4(s, i + 2) {
                             push_char(&mut out, fold_fullwidth(cp));
                             i += 6;
                             *changed = true;
