@@ -687,6 +687,9 @@ impl ProxyHttp for Gatehouse {
         ctx.upstream_started.get_or_insert_with(Instant::now);
         // A retry replays the buffered body through `request_body_filter`.
         ctx.body_bytes = 0;
+        if let Some(hold) = ctx.waf_hold.as_mut() {
+            hold.restart();
+        }
         ctx.tried.push(selection.index);
         ctx.attempt = Some(selection);
         Ok(Box::new(peer))
@@ -983,7 +986,9 @@ impl ProxyHttp for Gatehouse {
                 let waf = ctx
                     .waf_blocked
                     .then_some(gatehouse_config::model::BanPolicy::WAF_BLOCK);
-                for strike in std::iter::once(status).chain(waf) {
+                // Only real failures count (0: the client went away before a response).
+                let failed = (status >= 400).then_some(status);
+                for strike in failed.into_iter().chain(waf) {
                     if crate::bans::strike(label, ip, strike, policy) {
                         m.bans.with_label_values(&[tenant, domain]).inc();
                     }

@@ -31,6 +31,16 @@ pub(super) struct WafHold {
     buf: BytesMut,
 }
 
+impl WafHold {
+    /// Forgets held bytes: a retry replays the whole body from the start.
+    pub(super) fn restart(&mut self) {
+        self.buf.clear();
+    }
+}
+
+/// Detections logged per request at most (the rest are counted only).
+const LOGGED_DETECTIONS: usize = 16;
+
 impl Gatehouse {
     /// Runs the domain's WAF. Returns the 403 to send when it blocks.
     pub(super) async fn inspect_request(
@@ -130,10 +140,13 @@ impl Gatehouse {
         let domain = ctx.domain_label.as_deref().unwrap_or("");
         let action = if verdict.blocked { "blocked" } else { "logged" };
         let m = metrics();
-        for d in &verdict.detections {
+        for (n, d) in verdict.detections.iter().enumerate() {
             m.waf_detections
                 .with_label_values(&[tenant, domain, d.family, action])
                 .inc();
+            if n >= LOGGED_DETECTIONS {
+                continue;
+            }
             tracing::warn!(
                 target: "gatehouse::waf",
                 request_id = %ctx.vars.request_id,
@@ -185,6 +198,7 @@ fn inspect(
         method: req.method.as_str(),
         raw_uri: ctx.original_uri.as_deref().unwrap_or(req.raw_path()),
         version: req.version,
+        host: Some(ctx.vars.host.as_str()),
         headers: &req.headers,
         body,
         body_truncated,

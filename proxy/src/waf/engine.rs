@@ -146,6 +146,7 @@ impl RuleSet {
                     own = Some(
                         regex::bytes::RegexBuilder::new(pattern)
                             .case_insensitive(true)
+                            .unicode(false)
                             .size_limit(1 << 24)
                             .build()
                             .map_err(|e| anyhow::anyhow!("WAF rule {}: {e}", r.id))?,
@@ -179,8 +180,9 @@ impl RuleSet {
                 }
                 let set = RegexSetBuilder::new(list.iter().map(|(_, p)| *p))
                     .case_insensitive(true)
+                    .unicode(false)
                     .size_limit(1 << 26)
-                    .dfa_size_limit(1 << 24)
+                    .dfa_size_limit(4 << 20)
                     .build()
                     .map_err(|e| anyhow::anyhow!("WAF rule set: {e}"))?;
                 Ok(Some((set, list.into_iter().map(|(i, _)| i).collect())))
@@ -264,13 +266,19 @@ impl Waf {
         let mut record = |i: usize, variable: String, fragment: &[u8], fired: &mut Vec<bool>| {
             fired[i] = true;
             let r = set.rules[i];
+            // Cookies and credentials never reach the logs, even in part.
+            let fragment = if is_secret(&variable) {
+                format!("<redacted {} bytes>", fragment.len())
+            } else {
+                printable(fragment)
+            };
             detections.push(Detection {
                 rule: r.id,
                 family: r.family().name(),
                 severity: r.severity.name(),
                 score: r.severity.score(),
                 variable,
-                fragment: printable(fragment),
+                fragment,
                 description: r.msg,
             });
         };
@@ -356,6 +364,9 @@ impl Waf {
                 if fired[i] || r.targets & bit == 0 || var_excluded(r) {
                     continue;
                 }
+                if !worth_libinjection(&decoded, is_sqli) {
+                    continue;
+                }
                 let hit = if is_sqli {
                     libinjectionrs::detect_sqli(&decoded).is_injection()
                 } else {
@@ -372,6 +383,31 @@ impl Waf {
             blocked: self.blocks() && score >= self.policy.anomaly_threshold,
             detections,
         }
+    }
+}
+
+/// Whether a variable's content must not be logged.
+fn is_secret(variable: &str) -> bool {
+    let v = variable.to_ascii_lowercase();
+    v.starts_with("cookies")
+        || v.starts_with("headers:authorization")
+        || v.starts_with("headers:proxy-authorization")
+        || v.starts_with("headers:x-api-key")
+        || (v.starts_with("args")
+            && ["password", "passwd", "token", "secret", "api_key", "apikey"]
+                .iter()
+                .any(|s| v.contains(s)))
+}
+
+/// libinjection can only find something in a value with SQL or HTML
+/// punctuation or spaces in it; most values are plain words and numbers,
+/// which this skips cheaply.
+fn worth_libinjection(value: &[u8], sqli: bool) -> bool {
+    if sqli {
+        value.iter().any(|b| b"'\"`;()=#-/*|&@<>!^%+~".contains(b))
+            || (value.len() > 5 && value.contains(&b' '))
+    } else {
+        value.iter().any(|b| b"<>\"'`=:(".contains(b))
     }
 }
 

@@ -82,6 +82,8 @@ pub(crate) enum Problem {
     MultipartTransferEncoding,
     /// Multipart: a part or `_charset_` names a charset outside the allowed ones.
     MultipartCharset(String),
+    /// More inputs than are inspected (`MAX_VARS`).
+    TooManyInputs,
 }
 
 /// A request, as the WAF needs it.
@@ -92,6 +94,8 @@ pub struct RequestInput<'a> {
     pub raw_uri: &'a [u8],
     /// Protocol version.
     pub version: http::Version,
+    /// The host the request was routed by (HTTP/2 has no `Host` header).
+    pub host: Option<&'a str>,
     /// Request headers.
     pub headers: &'a HeaderMap,
     /// The inspected prefix of the body (empty without one).
@@ -113,6 +117,8 @@ pub(crate) struct Parsed<'r> {
 
 /// Most inputs taken from one request: bounds the work a crafted body can cause.
 const MAX_VARS: usize = 2048;
+/// Longest input name kept (JSON paths).
+const MAX_NAME: usize = 256;
 /// Deepest JSON/XML nesting followed.
 const MAX_DEPTH: usize = 64;
 
@@ -191,6 +197,9 @@ pub(crate) fn parse<'r>(req: &'r RequestInput<'r>) -> Parsed<'r> {
     } else if let Some(ct) = req.headers.get(http::header::CONTENT_TYPE) {
         p.media_type = ct.to_str().ok().map(media_type);
     }
+    if p.vars.len() >= MAX_VARS && !p.problems.contains(&Problem::TooManyInputs) {
+        p.problems.push(Problem::TooManyInputs);
+    }
     p
 }
 
@@ -229,6 +238,9 @@ impl<'r> Parsed<'r> {
                 name,
                 value,
             });
+        } else if !self.problems.contains(&Problem::TooManyInputs) {
+            // What is not inspected must not pass quietly: the request is refused.
+            self.problems.push(Problem::TooManyInputs);
         }
     }
 
@@ -330,7 +342,7 @@ impl<'r> Parsed<'r> {
                     self.json_value(&v, String::new(), 0);
                     any = true;
                 }
-                Err(_) if truncated => return any,
+                Err(_) if truncated => return false,
                 Err(_) => {
                     self.problems.push(Problem::BodyUnparsable("json"));
                     return false;
@@ -348,11 +360,20 @@ impl<'r> Parsed<'r> {
         match v {
             Value::Object(map) => {
                 for (k, child) in map {
-                    let name = if path.is_empty() {
+                    let mut name = if path.is_empty() {
                         k.clone()
                     } else {
                         format!("{path}.{k}")
                     };
+                    // Names only label inputs: bounded, so deep documents cannot
+                    // make every leaf carry a huge copy.
+                    if name.len() > MAX_NAME {
+                        let mut cut = MAX_NAME;
+                        while !name.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        name.truncate(cut);
+                    }
                     // The key itself is attacker-controlled input too.
                     self.arg_count += 1;
                     self.args_bytes += k.len();
@@ -443,7 +464,8 @@ impl<'r> Parsed<'r> {
                 }
                 Ok(Event::Eof) => return true,
                 Ok(_) => {}
-                Err(_) if truncated => return true,
+                // A truncated body may end mid-construct: inspect it raw as well.
+                Err(_) if truncated => return false,
                 Err(_) => {
                     self.problems.push(Problem::BodyUnparsable("xml"));
                     return false;
@@ -470,7 +492,7 @@ impl<'r> Parsed<'r> {
             let next = match mp.next_field().now_or_never() {
                 Some(Ok(Some(field))) => field,
                 Some(Ok(None)) => return true,
-                Some(Err(_)) | None if truncated => return true,
+                Some(Err(_)) | None if truncated => return false,
                 Some(Err(_)) | None => {
                     self.problems.push(Problem::BodyUnparsable("multipart"));
                     return false;
@@ -497,7 +519,7 @@ impl<'r> Parsed<'r> {
             let file = next.file_name().map(str::to_string);
             let data = match next.bytes().now_or_never() {
                 Some(Ok(b)) => b,
-                _ if truncated => return true,
+                _ if truncated => return false,
                 _ => {
                     self.problems.push(Problem::BodyUnparsable("multipart"));
                     return false;
@@ -579,6 +601,7 @@ mod tests {
             method: "POST",
             raw_uri: uri.as_bytes(),
             version: http::Version::HTTP_11,
+            host: None,
             headers,
             body,
             body_truncated: false,

@@ -61,6 +61,7 @@ fn inspect(w: &Waf, r: &Req) -> Verdict {
         method: r.method,
         raw_uri: r.uri.as_bytes(),
         version: http::Version::HTTP_11,
+        host: None,
         headers: &r.headers,
         body: &r.body,
         body_truncated: false,

@@ -85,6 +85,7 @@ pub(super) fn content_length_syntax(ctx: &CheckCtx<'_>) -> Option<String> {
 pub(super) fn body_unparsable(ctx: &CheckCtx<'_>) -> Option<String> {
     ctx.parsed.problems.iter().find_map(|p| match p {
         Problem::BodyUnparsable(kind) => Some(format!("invalid {kind} body")),
+        Problem::TooManyInputs => Some("more inputs than are inspected".into()),
         _ => None,
     })
 }
@@ -234,6 +235,9 @@ pub(super) fn multipart_transfer_encoding(ctx: &CheckCtx<'_>) -> Option<String> 
 }
 
 fn request_host(ctx: &CheckCtx<'_>) -> Option<String> {
+    if let Some(host) = ctx.req.host {
+        return Some(host.to_ascii_lowercase());
+    }
     let h = header_str(ctx, header::HOST)?.trim().to_ascii_lowercase();
     let h = match h.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or("").to_string(),

@@ -440,8 +440,6 @@ pub(crate) static SESSION_PARAMS: &[&str] = &[
     "ci_session",
     "cakephp",
     "symfony",
-    "sid",
-    "session",
     "_rails_session",
     "express.sid",
     "jsession",
