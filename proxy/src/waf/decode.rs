@@ -35,8 +35,18 @@ impl View {
 /// crafted value cannot make us loop.
 const MAX_ROUNDS: usize = 4;
 
-/// Decodes repeatedly until the value stops changing.
-pub(crate) fn decode(input: &[u8]) -> Vec<u8> {
+/// Bytes that start something [`decode`] changes: escapes of every kind,
+/// NUL, and the lead bytes of overlong UTF-8.
+fn starts_encoding(b: u8) -> bool {
+    matches!(b, b'%' | b'&' | b'\\' | 0 | 0xc0 | 0xc1 | 0xe0)
+}
+
+/// Decodes repeatedly until the value stops changing. Most values have
+/// nothing to decode and are borrowed as they are.
+pub(crate) fn decode(input: &[u8]) -> Cow<'_, [u8]> {
+    if !input.iter().any(|&b| starts_encoding(b)) {
+        return Cow::Borrowed(input);
+    }
     let mut cur: Cow<[u8]> = Cow::Borrowed(input);
     // A value still carrying `%XX` escapes was form-encoded once more, so its
     // `+` are spaces too.
@@ -60,7 +70,15 @@ pub(crate) fn decode(input: &[u8]) -> Vec<u8> {
         cur = Cow::Owned(next);
     }
     // NUL bytes split keywords for some parsers and are never legitimate text.
-    cur.iter().copied().filter(|&b| b != 0).collect()
+    Cow::Owned(cur.iter().copied().filter(|&b| b != 0).collect())
+}
+
+/// Whether `s` has whitespace other than single spaces (which
+/// [`strip_comments`] and [`shell`] compress).
+fn uncompressed_space(s: &[u8]) -> bool {
+    s.iter()
+        .any(|&b| b.is_ascii_whitespace() && b != b' ' || b == 0x0b)
+        || memchr::memmem::find(s, b"  ").is_some()
 }
 
 fn has_escape(s: &[u8]) -> bool {
@@ -302,7 +320,10 @@ fn overlong_utf8(s: &[u8], changed: &mut bool) -> Vec<u8> {
 /// Replaces `/* ... */` comments (keeping the body of MySQL `/*! ... */`
 /// executable comments) and `--`/`#` line tails are left alone; runs of
 /// whitespace become one space.
-pub(crate) fn strip_comments(s: &[u8]) -> Vec<u8> {
+pub(crate) fn strip_comments(s: &[u8]) -> Cow<'_, [u8]> {
+    if !s.contains(&b'*') && !uncompressed_space(s) {
+        return Cow::Borrowed(s);
+    }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -336,7 +357,7 @@ pub(crate) fn strip_comments(s: &[u8]) -> Vec<u8> {
         out.push(s[i]);
         i += 1;
     }
-    out
+    Cow::Owned(out)
 }
 
 fn push_space(out: &mut Vec<u8>) {
@@ -349,7 +370,14 @@ fn push_space(out: &mut Vec<u8>) {
 /// line breaks read as `;`, quotes, backslashes and carets removed (`c'a't`, `c\at`, `c^at` are
 /// `cat`), `$IFS`-style separators and empty expansions (`$@`, `$*`, `${x}`
 /// of one short name) read as nothing or a space, whitespace compressed.
-pub(crate) fn shell(s: &[u8]) -> Vec<u8> {
+pub(crate) fn shell(s: &[u8]) -> Cow<'_, [u8]> {
+    if !s
+        .iter()
+        .any(|b| matches!(b, b'\'' | b'"' | b'\\' | b'^' | b'$' | b'\n' | b'\r'))
+        && !uncompressed_space(s)
+    {
+        return Cow::Borrowed(s);
+    }
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -405,7 +433,7 @@ pub(crate) fn shell(s: &[u8]) -> Vec<u8> {
         }
         i += 1;
     }
-    out
+    Cow::Owned(out)
 }
 
 fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
@@ -434,28 +462,28 @@ mod tests {
 
     #[test]
     fn overlong_utf8_spells_ascii() {
-        assert_eq!(decode(b"\xc0\xae\xc0\xae\xc0\xaf"), b"../");
-        assert_eq!(decode(b"%c0%ae%c0%ae/etc"), b"../etc");
-        assert_eq!(decode(b"\xe0\x80\xae"), b".");
+        assert_eq!(&*decode(b"\xc0\xae\xc0\xae\xc0\xaf"), b"../");
+        assert_eq!(&*decode(b"%c0%ae%c0%ae/etc"), b"../etc");
+        assert_eq!(&*decode(b"\xe0\x80\xae"), b".");
         // Real two-byte characters are untouched.
-        assert_eq!(decode("é".as_bytes()), "é".as_bytes());
+        assert_eq!(&*decode("é".as_bytes()), "é".as_bytes());
     }
 
     #[test]
     fn nul_bytes_are_dropped() {
-        assert_eq!(decode(b"sel%00ect"), b"select");
+        assert_eq!(&*decode(b"sel%00ect"), b"select");
     }
 
     #[test]
     fn comments_and_whitespace_collapse() {
-        assert_eq!(strip_comments(b"UNION/**/SELECT\t\n1"), b"UNION SELECT 1");
-        assert_eq!(strip_comments(b"/*!50000select*/ 1"), b" select 1");
+        assert_eq!(&*strip_comments(b"UNION/**/SELECT\t\n1"), b"UNION SELECT 1");
+        assert_eq!(&*strip_comments(b"/*!50000select*/ 1"), b" select 1");
     }
 
     #[test]
     fn shell_view_removes_quoting_tricks() {
-        assert_eq!(shell(b"c'a't /e\"t\"c/pa\\sswd"), b"cat /etc/passwd");
-        assert_eq!(shell(b"cat${IFS}/etc/passwd"), b"cat /etc/passwd");
-        assert_eq!(shell(b"w$@ho^ami"), b"whoami");
+        assert_eq!(&*shell(b"c'a't /e\"t\"c/pa\\sswd"), b"cat /etc/passwd");
+        assert_eq!(&*shell(b"cat${IFS}/etc/passwd"), b"cat /etc/passwd");
+        assert_eq!(&*shell(b"w$@ho^ami"), b"whoami");
     }
 }

@@ -3,10 +3,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use aho_corasick::AhoCorasick;
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use gatehouse_config::waf::{WafExclusionRule, WafFamily, WafMode, WafPolicy, WafVariable};
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
+use super::atoms;
 use super::decode::{self, View};
 use super::input::{self, Parsed, RequestInput, Source, Var};
 use super::rules::{self, Kind, RuleDef};
@@ -90,21 +93,101 @@ pub struct Verdict {
 /// Longest matched fragment written to logs.
 const FRAGMENT_CHARS: usize = 64;
 
+/// What finding an atom makes a candidate (or decides outright).
+#[derive(Debug, Clone, Copy)]
+enum Hit {
+    /// One set of a regex rule's clause (see [`atoms::filter`]): the
+    /// clause's number and the set's bit.
+    Clause(usize, u8),
+    /// A phrase of this rule's list, whole words only when set.
+    Phrase(usize, bool),
+    /// A reason to run libinjection (SQL injection when set, else XSS).
+    Gate(bool, Context),
+}
+
+/// Where a gate atom counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    Anywhere,
+    WholeWord,
+    /// Not between two letters: `nobody's` is prose, `1'` or `' or` is not.
+    OutsideWord,
+}
+
 /// Rules compiled for one paranoia level and set of families.
 pub(crate) struct RuleSet {
     rules: Vec<&'static RuleDef>,
-    /// Per view: the regex rules using it, matched in one pass.
-    sets: Vec<Option<(RegexSet, Vec<usize>)>>,
-    /// Per rule (by index): its own regex, for the fragment.
+    /// Every atom of every rule (regex atoms, phrase lists, libinjection
+    /// gates), ASCII-case-insensitive, one pass per distinct view text.
+    atoms: AhoCorasick,
+    /// Per atom: the view it is looked for in, and what it means.
+    hits: Vec<Vec<(View, Hit)>>,
+    /// Per clause: its rule and the bits of all its sets.
+    clauses: Vec<(usize, u8)>,
+    /// Per view: regex rules without usable atoms, matched in one pass.
+    unfiltered: Vec<Option<(RegexSet, Vec<usize>)>>,
+    /// Per rule (by index): its own regex.
     regexes: Vec<Option<Regex>>,
-    /// Phrase-list rules: automaton, view, rule index, whole-word matching.
-    phrases: Vec<(AhoCorasick, View, usize, bool)>,
     /// Per view: the sources any rule of the view looks at.
     view_targets: [u16; 4],
     sqli: Option<usize>,
     xss: Option<usize>,
     checks: Vec<usize>,
 }
+
+/// Atoms that make running libinjection's SQL tokenizer worthwhile (it is
+/// the costliest matcher): SQL operators and comments, quotes that are not
+/// an apostrophe inside a word, and keywords an unquoted injection needs.
+const SQLI_GATES: &[(&str, Context)] = &[
+    ("'", Context::OutsideWord),
+    ("\"", Context::Anywhere),
+    ("`", Context::Anywhere),
+    ("=", Context::Anywhere),
+    ("<", Context::Anywhere),
+    (">", Context::Anywhere),
+    ("|", Context::Anywhere),
+    ("&", Context::Anywhere),
+    ("#", Context::Anywhere),
+    ("--", Context::Anywhere),
+    ("/*", Context::Anywhere),
+    ("@@", Context::Anywhere),
+    ("::", Context::Anywhere),
+    ("\\", Context::Anywhere),
+];
+const SQLI_GATE_WORDS: &[&str] = &[
+    "union",
+    "select",
+    "or",
+    "and",
+    "xor",
+    "div",
+    "having",
+    "order",
+    "group",
+    "where",
+    "like",
+    "rlike",
+    "regexp",
+    "between",
+    "sleep",
+    "benchmark",
+    "waitfor",
+    "exec",
+    "execute",
+    "null",
+    "not",
+    "into",
+    "from",
+    "insert",
+    "update",
+    "delete",
+    "drop",
+    "case",
+    "procedure",
+    "limit",
+];
+/// Atoms that make running libinjection's HTML tokenizer worthwhile.
+const XSS_GATES: &[&str] = &["<", ">", "=", "`", "script:", "data:"];
 
 type SetKey = (u8, Vec<WafFamily>);
 
@@ -132,17 +215,31 @@ impl RuleSet {
             .iter()
             .filter(|r| r.paranoia <= paranoia && !disabled.contains(&r.family()))
             .collect();
-        let mut per_view: Vec<Vec<(usize, &'static str)>> = vec![Vec::new(); View::ALL.len()];
+        let mut atoms = AtomTable::default();
+        let mut clauses = Vec::new();
+        let mut unfiltered: Vec<Vec<(usize, &'static str)>> = vec![Vec::new(); View::ALL.len()];
         let mut regexes = Vec::with_capacity(rules.len());
-        let mut phrases = Vec::new();
         let mut view_targets = [0u16; 4];
         let (mut sqli, mut xss, mut checks) = (None, None, Vec::new());
         for (i, r) in rules.iter().enumerate() {
             let mut own = None;
             match &r.kind {
                 Kind::Regex(view, pattern) => {
-                    per_view[view.index()].push((i, pattern));
                     view_targets[view.index()] |= r.targets;
+                    match atoms::filter(pattern) {
+                        Some(found) => {
+                            for sets in found {
+                                let clause = clauses.len();
+                                clauses.push((i, (1u8 << sets.len()) - 1));
+                                for (k, set) in sets.into_iter().enumerate() {
+                                    for atom in set {
+                                        atoms.add(atom, *view, Hit::Clause(clause, 1 << k));
+                                    }
+                                }
+                            }
+                        }
+                        None => unfiltered[view.index()].push((i, pattern)),
+                    }
                     own = Some(
                         regex::bytes::RegexBuilder::new(pattern)
                             .case_insensitive(true)
@@ -153,26 +250,43 @@ impl RuleSet {
                     );
                 }
                 Kind::Phrases(view, words, whole_word) => {
-                    let ac = AhoCorasick::builder()
-                        .ascii_case_insensitive(true)
-                        .build(words.iter())
-                        .map_err(|e| anyhow::anyhow!("WAF rule {}: {e}", r.id))?;
                     view_targets[view.index()] |= r.targets;
-                    phrases.push((ac, *view, i, *whole_word));
+                    for w in *words {
+                        atoms.add(
+                            w.as_bytes().to_ascii_lowercase(),
+                            *view,
+                            Hit::Phrase(i, *whole_word),
+                        );
+                    }
                 }
                 Kind::Sqli => {
                     sqli = Some(i);
                     view_targets[View::Decoded.index()] |= r.targets;
+                    for (g, context) in SQLI_GATES {
+                        atoms.add(
+                            g.as_bytes().to_vec(),
+                            View::Decoded,
+                            Hit::Gate(true, *context),
+                        );
+                    }
+                    for g in SQLI_GATE_WORDS {
+                        let hit = Hit::Gate(true, Context::WholeWord);
+                        atoms.add(g.as_bytes().to_vec(), View::Decoded, hit);
+                    }
                 }
                 Kind::Xss => {
                     xss = Some(i);
                     view_targets[View::Decoded.index()] |= r.targets;
+                    for g in XSS_GATES {
+                        let hit = Hit::Gate(false, Context::Anywhere);
+                        atoms.add(g.as_bytes().to_vec(), View::Decoded, hit);
+                    }
                 }
                 Kind::Check(_) => checks.push(i),
             }
             regexes.push(own);
         }
-        let sets = per_view
+        let unfiltered = unfiltered
             .into_iter()
             .map(|list| {
                 if list.is_empty() {
@@ -188,16 +302,47 @@ impl RuleSet {
                 Ok(Some((set, list.into_iter().map(|(i, _)| i).collect())))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let automaton = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&atoms.patterns)
+            .map_err(|e| anyhow::anyhow!("WAF atoms: {e}"))?;
         Ok(RuleSet {
             rules,
-            sets,
+            atoms: automaton,
+            hits: atoms.hits,
+            clauses,
+            unfiltered,
             regexes,
-            phrases,
             view_targets,
             sqli,
             xss,
             checks,
         })
+    }
+}
+
+/// Atoms being collected, each pattern once.
+#[derive(Default)]
+struct AtomTable {
+    patterns: Vec<Vec<u8>>,
+    hits: Vec<Vec<(View, Hit)>>,
+    index: HashMap<Vec<u8>, usize>,
+}
+
+impl AtomTable {
+    fn add(&mut self, atom: Vec<u8>, view: View, hit: Hit) {
+        let n = match self.index.get(&atom) {
+            Some(&n) => n,
+            None => {
+                let n = self.patterns.len();
+                self.index.insert(atom.clone(), n);
+                self.patterns.push(atom);
+                self.hits.push(Vec::new());
+                n
+            }
+        };
+        self.hits[n].push((view, hit));
     }
 }
 
@@ -300,71 +445,136 @@ impl Waf {
             }
         }
 
-        for var in &parsed.vars {
+        // Regex rules found to be candidates for the current input, by
+        // stamp (the input's number), so nothing is cleared per input.
+        let mut stamp = vec![usize::MAX; set.rules.len()];
+        // Sets found so far of each clause, valid for the input `clause_stamp` says.
+        let mut clause_found = vec![0u8; set.clauses.len()];
+        let mut clause_stamp = vec![usize::MAX; set.clauses.len()];
+        let mut candidates: Vec<(usize, View)> = Vec::new();
+        for (n, var) in parsed.vars.iter().enumerate() {
             if var.value.is_empty() {
                 continue;
             }
             let bit = var.source.bit();
             let var_excluded = |r: &RuleDef| excluded(&exclusions, r, Some(var));
-            let mut decoded: Option<Vec<u8>> = None;
-            for view in View::ALL {
-                if set.view_targets[view.index()] & bit == 0 {
+            let wanted = |view: View| set.view_targets[view.index()] & bit != 0;
+            let raw: &[u8] = &var.value;
+            let decoded = decode::decode(raw);
+            let stripped = if wanted(View::Stripped) {
+                decode::strip_comments(&decoded)
+            } else {
+                Cow::Borrowed(&decoded[..])
+            };
+            let shell = if wanted(View::Shell) {
+                decode::shell(&decoded)
+            } else {
+                Cow::Borrowed(&decoded[..])
+            };
+            let texts: [&[u8]; 4] = [raw, &decoded, &stripped, &shell];
+            let text_of = |view: View| texts[view.index()];
+
+            // One automaton pass per distinct text; a hit counts for the
+            // views showing that text.
+            candidates.clear();
+            let mut gates = [false; 2];
+            let mut scanned = 0u8;
+            for first in View::ALL {
+                if scanned & (1 << first.index()) != 0 || !wanted(first) {
                     continue;
                 }
-                let text: std::borrow::Cow<[u8]> = match view {
-                    View::Raw => std::borrow::Cow::Borrowed(&var.value[..]),
-                    View::Decoded => std::borrow::Cow::Borrowed(
-                        decoded
-                            .get_or_insert_with(|| decode::decode(&var.value))
-                            .as_slice(),
-                    ),
-                    View::Stripped => std::borrow::Cow::Owned(decode::strip_comments(
-                        decoded.get_or_insert_with(|| decode::decode(&var.value)),
-                    )),
-                    View::Shell => std::borrow::Cow::Owned(decode::shell(
-                        decoded.get_or_insert_with(|| decode::decode(&var.value)),
-                    )),
-                };
-                if let Some((regex_set, index)) = &set.sets[view.index()] {
-                    for m in regex_set.matches(&text).iter() {
-                        let i = index[m];
-                        let r = set.rules[i];
-                        if fired[i] || r.targets & bit == 0 || var_excluded(r) {
-                            continue;
-                        }
-                        let fragment = set.regexes[i]
-                            .as_ref()
-                            .and_then(|re| re.find(&text))
-                            .map(|m| m.as_bytes().to_vec())
-                            .unwrap_or_default();
-                        record(i, var_label(var), &fragment, &mut fired);
+                let text = text_of(first);
+                let mut views = 0u8;
+                for v in View::ALL {
+                    if wanted(v) && same(text_of(v), text) {
+                        views |= 1 << v.index();
                     }
                 }
-                for (ac, pview, i, whole_word) in &set.phrases {
-                    let r = set.rules[*i];
-                    if *pview != view || fired[*i] || r.targets & bit == 0 {
-                        continue;
-                    }
-                    let found = ac.find_iter(&*text).find(|m| {
-                        !*whole_word
-                            || (m.start() == 0 || !text[m.start() - 1].is_ascii_alphanumeric())
-                                && text.get(m.end()).is_none_or(|c| !c.is_ascii_alphanumeric())
-                    });
-                    if let Some(m) = found {
-                        if !var_excluded(r) {
-                            record(*i, var_label(var), &text[m.start()..m.end()], &mut fired);
+                scanned |= views;
+                for m in set.atoms.find_overlapping_iter(text) {
+                    for &(view, hit) in &set.hits[m.pattern().as_usize()] {
+                        if views & (1 << view.index()) == 0 {
+                            continue;
+                        }
+                        let whole = |ww: bool| !ww || whole_word(text, m.start(), m.end());
+                        match hit {
+                            Hit::Clause(c, set_bit) => {
+                                let (i, all) = set.clauses[c];
+                                if clause_stamp[c] != n {
+                                    clause_stamp[c] = n;
+                                    clause_found[c] = 0;
+                                }
+                                clause_found[c] |= set_bit;
+                                if clause_found[c] == all
+                                    && stamp[i] != n
+                                    && !fired[i]
+                                    && set.rules[i].targets & bit != 0
+                                {
+                                    stamp[i] = n;
+                                    candidates.push((i, view));
+                                }
+                            }
+                            Hit::Phrase(i, ww) => {
+                                let r = set.rules[i];
+                                if !fired[i]
+                                    && r.targets & bit != 0
+                                    && whole(ww)
+                                    && !var_excluded(r)
+                                {
+                                    record(
+                                        i,
+                                        var_label(var),
+                                        &text[m.start()..m.end()],
+                                        &mut fired,
+                                    );
+                                }
+                            }
+                            Hit::Gate(is_sqli, context) => {
+                                let counts = match context {
+                                    Context::Anywhere => true,
+                                    Context::WholeWord => whole(true),
+                                    Context::OutsideWord => !inside_word(text, m.start(), m.end()),
+                                };
+                                gates[usize::from(is_sqli)] |= counts;
+                            }
                         }
                     }
                 }
             }
-            let decoded = decoded.unwrap_or_else(|| decode::decode(&var.value));
+            for view in View::ALL {
+                let Some((regex_set, index)) = &set.unfiltered[view.index()] else {
+                    continue;
+                };
+                if !wanted(view) {
+                    continue;
+                }
+                for m in regex_set.matches(text_of(view)).iter() {
+                    let i = index[m];
+                    if stamp[i] != n && !fired[i] && set.rules[i].targets & bit != 0 {
+                        stamp[i] = n;
+                        candidates.push((i, view));
+                    }
+                }
+            }
+            for &(i, view) in &candidates {
+                let r = set.rules[i];
+                if fired[i] || var_excluded(r) {
+                    continue;
+                }
+                let text = text_of(view);
+                if let Some(m) = set.regexes[i].as_ref().and_then(|re| re.find(text)) {
+                    record(i, var_label(var), m.as_bytes(), &mut fired);
+                }
+            }
+
             for (which, is_sqli) in [(set.sqli, true), (set.xss, false)] {
                 let Some(i) = which else { continue };
                 let r = set.rules[i];
-                if fired[i] || r.targets & bit == 0 || var_excluded(r) {
-                    continue;
-                }
-                if !worth_libinjection(&decoded, is_sqli) {
+                if !gates[usize::from(is_sqli)]
+                    || fired[i]
+                    || r.targets & bit == 0
+                    || var_excluded(r)
+                {
                     continue;
                 }
                 let hit = if is_sqli {
@@ -399,16 +609,22 @@ fn is_secret(variable: &str) -> bool {
                 .any(|s| v.contains(s)))
 }
 
-/// libinjection can only find something in a value with SQL or HTML
-/// punctuation or spaces in it; most values are plain words and numbers,
-/// which this skips cheaply.
-fn worth_libinjection(value: &[u8], sqli: bool) -> bool {
-    if sqli {
-        value.iter().any(|b| b"'\"`;()=#-/*|&@<>!^%+~".contains(b))
-            || (value.len() > 5 && value.contains(&b' '))
-    } else {
-        value.iter().any(|b| b"<>\"'`=:(".contains(b))
-    }
+/// Whether `text[start..end]` is a whole word.
+fn whole_word(text: &[u8], start: usize, end: usize) -> bool {
+    (start == 0 || !text[start - 1].is_ascii_alphanumeric())
+        && text.get(end).is_none_or(|c| !c.is_ascii_alphanumeric())
+}
+
+/// Whether `text[start..end]` sits between two letters.
+fn inside_word(text: &[u8], start: usize, end: usize) -> bool {
+    start > 0
+        && text[start - 1].is_ascii_alphabetic()
+        && text.get(end).is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// Whether two views show the same bytes (borrowed from one buffer).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    std::ptr::eq(a, b) || a == b
 }
 
 /// `args:q`, `headers:user-agent`, `path`, ...

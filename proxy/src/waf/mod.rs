@@ -3,18 +3,21 @@
 //! A request is taken apart into inputs ([`input`]), each input is looked at
 //! in a few decoded forms ([`decode`]), and the rules of the catalog
 //! ([`rules`]) that run at the domain's paranoia level score what they find.
-//! Regex rules of one form are matched together through a `RegexSet` (one
-//! pass over the input finds every candidate; the single rule's regex then
-//! runs only to report the matched fragment), phrase lists through
-//! Aho-Corasick automatons, and SQL injection and XSS additionally through
-//! libinjection's tokenizers (`libinjectionrs`). Request-level protocol rules
-//! are plain functions.
+//! Every rule's required literals ([`atoms`]) share one Aho-Corasick
+//! automaton: one pass over an input finds which few regexes could match at
+//! all (a rule's clause needs all of its literal sets present), and only
+//! those run; phrase lists are atoms themselves, and libinjection's SQL
+//! injection and XSS tokenizers (`libinjectionrs`) run only when gate atoms
+//! (SQL punctuation and keywords, markup) are present. Regexes without
+//! selective literals share a `RegexSet`. Request-level protocol rules are
+//! plain functions.
 //!
 //! The severities of the rules that fire add up; at the domain's threshold
 //! the request is blocked (mode `block`) or only logged (mode `detect`).
 //! Compiled rule sets are shared by every domain with the same paranoia level
 //! and families, and survive reloads that keep them.
 
+mod atoms;
 mod decode;
 mod engine;
 mod input;

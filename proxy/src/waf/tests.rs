@@ -353,3 +353,36 @@ fn benign_corpus_histogram() {
         }
     }
 }
+
+/// Tuning aid: every regex rule's prefilter clauses.
+/// `cargo test -p gatehouse-proxy --lib waf_atoms -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn waf_atoms() {
+    for r in super::rules::all() {
+        if let super::rules::Kind::Regex(_, p) = &r.kind {
+            match super::atoms::filter(p) {
+                Some(clauses) => {
+                    let shown: Vec<String> = clauses
+                        .iter()
+                        .map(|c| {
+                            c.iter()
+                                .map(|set| {
+                                    let atoms: Vec<_> = set
+                                        .iter()
+                                        .take(6)
+                                        .map(|a| String::from_utf8_lossy(a))
+                                        .collect();
+                                    format!("{}({})", atoms.join("|"), set.len())
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" & ")
+                        })
+                        .collect();
+                    println!("{} {}", r.id, shown.join("  OR  "));
+                }
+                None => println!("{} NONE", r.id),
+            }
+        }
+    }
+}
