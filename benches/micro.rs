@@ -385,16 +385,35 @@ fn waf_inspect(c: &mut Criterion) {
     ] {
         headers.insert(k, v.parse().unwrap());
     }
+    // Distinct values per item (as in real orders); only the keys repeat.
+    let products = [
+        "Organic cotton t-shirt, relaxed fit (navy)",
+        "Merino wool socks, 3-pack",
+        "Stainless steel water bottle 750 ml",
+        "Recycled polyester rain jacket - men's M",
+        "Bamboo toothbrush (soft), set of 4",
+        "Trail running shoes, size 42 / UK 8",
+        "Linen tea towel: lemons & leaves",
+        "Ceramic pour-over coffee dripper",
+    ];
+    let notes = [
+        "Leave it with the neighbour if nobody's home; thanks!",
+        "Gift wrap please, it's a birthday present",
+        "Ring twice, the bell is broken.",
+        "Deliver after 5pm if possible",
+        "",
+        "Please don't fold the tea towels",
+    ];
     let mut items = Vec::new();
     while serde_json::to_string(&items).unwrap().len() < 1900 {
         let n = items.len();
         items.push(serde_json::json!({
-            "sku": format!("SKU-{n:05}"),
-            "name": "Organic cotton t-shirt, relaxed fit (navy)",
+            "sku": format!("SKU-{:05}", 7919 * (n + 1) % 100_000),
+            "name": products[n % products.len()],
             "qty": n % 3 + 1,
-            "price": 19.95,
+            "price": 4.95 + n as f64 * 3.5,
             "gift": n % 2 == 0,
-            "note": "Leave it with the neighbour if nobody's home; thanks!"
+            "note": notes[n % notes.len()]
         }));
     }
     let body = serde_json::to_vec(&serde_json::json!({

@@ -1,6 +1,6 @@
 //! Compiling the catalog for a policy and scoring a request against it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use std::borrow::Cow;
@@ -112,6 +112,9 @@ enum Context {
     WholeWord,
     /// Not between two letters: `nobody's` is prose, `1'` or `' or` is not.
     OutsideWord,
+    /// Not between two letters or digits: `step=2&page=3` is a query
+    /// string, `1 = 1`, `'='` or `)=` is not.
+    Operator,
 }
 
 /// Rules compiled for one paranoia level and set of families.
@@ -120,8 +123,8 @@ pub(crate) struct RuleSet {
     /// Every atom of every rule (regex atoms, phrase lists, libinjection
     /// gates), ASCII-case-insensitive, one pass per distinct view text.
     atoms: AhoCorasick,
-    /// Per atom: the view it is looked for in, and what it means.
-    hits: Vec<Vec<(View, Hit)>>,
+    /// Per atom: the views it is looked for in, and what it means.
+    hits: Vec<AtomHits>,
     /// Per clause: its rule and the bits of all its sets.
     clauses: Vec<(usize, u8)>,
     /// Per view: regex rules without usable atoms, matched in one pass.
@@ -142,52 +145,36 @@ const SQLI_GATES: &[(&str, Context)] = &[
     ("'", Context::OutsideWord),
     ("\"", Context::Anywhere),
     ("`", Context::Anywhere),
-    ("=", Context::Anywhere),
+    ("=", Context::Operator),
     ("<", Context::Anywhere),
     (">", Context::Anywhere),
     ("|", Context::Anywhere),
-    ("&", Context::Anywhere),
-    ("#", Context::Anywhere),
+    ("&", Context::Operator),
+    ("#", Context::Operator),
     ("--", Context::Anywhere),
     ("/*", Context::Anywhere),
     ("@@", Context::Anywhere),
     ("::", Context::Anywhere),
     ("\\", Context::Anywhere),
 ];
+#[rustfmt::skip]
 const SQLI_GATE_WORDS: &[&str] = &[
-    "union",
-    "select",
-    "or",
-    "and",
-    "xor",
-    "div",
-    "having",
-    "order",
-    "group",
-    "where",
-    "like",
-    "rlike",
-    "regexp",
-    "between",
-    "sleep",
-    "benchmark",
-    "waitfor",
-    "exec",
-    "execute",
-    "null",
-    "not",
-    "into",
-    "from",
-    "insert",
-    "update",
-    "delete",
-    "drop",
-    "case",
-    "procedure",
-    "limit",
+    "union", "select", "or", "and", "xor", "div", "having", "order", "group", "where", "rlike",
+    "regexp", "between", "sleep", "benchmark", "waitfor", "exec", "execute", "null", "not", "into",
+    "from", "insert", "update", "delete", "drop", "case", "procedure", "limit",
 ];
-/// Atoms that make running libinjection's HTML tokenizer worthwhile.
-const XSS_GATES: &[&str] = &["<", ">", "=", "`", "script:", "data:"];
+/// Atoms that make running libinjection's HTML tokenizer worthwhile: markup,
+/// quotes that can close an attribute, and `=` that is not in a query string.
+const XSS_GATES: &[(&str, Context)] = &[
+    ("<", Context::Anywhere),
+    (">", Context::Anywhere),
+    ("\"", Context::Anywhere),
+    ("'", Context::OutsideWord),
+    ("`", Context::Anywhere),
+    ("=", Context::Operator),
+    ("script:", Context::Anywhere),
+    ("data:", Context::Anywhere),
+];
 
 type SetKey = (u8, Vec<WafFamily>);
 
@@ -233,7 +220,12 @@ impl RuleSet {
                                 clauses.push((i, (1u8 << sets.len()) - 1));
                                 for (k, set) in sets.into_iter().enumerate() {
                                     for atom in set {
-                                        atoms.add(atom, *view, Hit::Clause(clause, 1 << k));
+                                        atoms.add(
+                                            atom,
+                                            *view,
+                                            Hit::Clause(clause, 1 << k),
+                                            r.targets,
+                                        );
                                     }
                                 }
                             }
@@ -256,6 +248,7 @@ impl RuleSet {
                             w.as_bytes().to_ascii_lowercase(),
                             *view,
                             Hit::Phrase(i, *whole_word),
+                            r.targets,
                         );
                     }
                 }
@@ -267,19 +260,20 @@ impl RuleSet {
                             g.as_bytes().to_vec(),
                             View::Decoded,
                             Hit::Gate(true, *context),
+                            r.targets,
                         );
                     }
                     for g in SQLI_GATE_WORDS {
                         let hit = Hit::Gate(true, Context::WholeWord);
-                        atoms.add(g.as_bytes().to_vec(), View::Decoded, hit);
+                        atoms.add(g.as_bytes().to_vec(), View::Decoded, hit, r.targets);
                     }
                 }
                 Kind::Xss => {
                     xss = Some(i);
                     view_targets[View::Decoded.index()] |= r.targets;
-                    for g in XSS_GATES {
-                        let hit = Hit::Gate(false, Context::Anywhere);
-                        atoms.add(g.as_bytes().to_vec(), View::Decoded, hit);
+                    for (g, context) in XSS_GATES {
+                        let hit = Hit::Gate(false, *context);
+                        atoms.add(g.as_bytes().to_vec(), View::Decoded, hit, r.targets);
                     }
                 }
                 Kind::Check(_) => checks.push(i),
@@ -322,27 +316,66 @@ impl RuleSet {
     }
 }
 
+#[cfg(test)]
+impl RuleSet {
+    pub(crate) fn debug_compile(paranoia: u8) -> String {
+        let s = RuleSet::compile(paranoia, &[]).unwrap();
+        format!(
+            "{} patterns, {} bytes, {} clauses",
+            s.atoms.patterns_len(),
+            s.atoms.memory_usage(),
+            s.clauses.len()
+        )
+    }
+}
+
+/// What one atom means, with summaries that let most occurrences be
+/// skipped without looking at the list.
+#[derive(Default)]
+struct AtomHits {
+    /// Bits of the views any entry is for.
+    views: u8,
+    /// Per view: the sources any entry's rule targets.
+    targets: [u16; 4],
+    list: Vec<(View, Hit)>,
+}
+
+impl AtomHits {
+    /// Whether an occurrence in a text shown by `views` of an input from
+    /// `source` can mean anything.
+    fn relevant(&self, views: u8, source: u16) -> bool {
+        let both = self.views & views;
+        both != 0
+            && View::ALL
+                .iter()
+                .any(|v| both & (1 << v.index()) != 0 && self.targets[v.index()] & source != 0)
+    }
+}
+
 /// Atoms being collected, each pattern once.
 #[derive(Default)]
 struct AtomTable {
     patterns: Vec<Vec<u8>>,
-    hits: Vec<Vec<(View, Hit)>>,
+    hits: Vec<AtomHits>,
     index: HashMap<Vec<u8>, usize>,
 }
 
 impl AtomTable {
-    fn add(&mut self, atom: Vec<u8>, view: View, hit: Hit) {
+    fn add(&mut self, atom: Vec<u8>, view: View, hit: Hit, targets: u16) {
         let n = match self.index.get(&atom) {
             Some(&n) => n,
             None => {
                 let n = self.patterns.len();
                 self.index.insert(atom.clone(), n);
                 self.patterns.push(atom);
-                self.hits.push(Vec::new());
+                self.hits.push(AtomHits::default());
                 n
             }
         };
-        self.hits[n].push((view, hit));
+        let entry = &mut self.hits[n];
+        entry.views |= 1 << view.index();
+        entry.targets[view.index()] |= targets;
+        entry.list.push((view, hit));
     }
 }
 
@@ -452,8 +485,13 @@ impl Waf {
         let mut clause_found = vec![0u8; set.clauses.len()];
         let mut clause_stamp = vec![usize::MAX; set.clauses.len()];
         let mut candidates: Vec<(usize, View)> = Vec::new();
+        // An input seen before under the same name cannot add anything (the
+        // same rules, exclusions and texts apply): arrays of JSON objects
+        // repeat every key, forms and cookies repeat values.
+        let mut seen: HashSet<(Source, &str, &[u8]), foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(parsed.vars.len(), Default::default());
         for (n, var) in parsed.vars.iter().enumerate() {
-            if var.value.is_empty() {
+            if var.value.is_empty() || !seen.insert((var.source, &var.name, &var.value)) {
                 continue;
             }
             let bit = var.source.bit();
@@ -492,7 +530,11 @@ impl Waf {
                 }
                 scanned |= views;
                 for m in set.atoms.find_overlapping_iter(text) {
-                    for &(view, hit) in &set.hits[m.pattern().as_usize()] {
+                    let entry = &set.hits[m.pattern().as_usize()];
+                    if !entry.relevant(views, bit) {
+                        continue;
+                    }
+                    for &(view, hit) in &entry.list {
                         if views & (1 << view.index()) == 0 {
                             continue;
                         }
@@ -534,6 +576,7 @@ impl Waf {
                                     Context::Anywhere => true,
                                     Context::WholeWord => whole(true),
                                     Context::OutsideWord => !inside_word(text, m.start(), m.end()),
+                                    Context::Operator => !between_words(text, m.start(), m.end()),
                                 };
                                 gates[usize::from(is_sqli)] |= counts;
                             }
@@ -620,6 +663,13 @@ fn inside_word(text: &[u8], start: usize, end: usize) -> bool {
     start > 0
         && text[start - 1].is_ascii_alphabetic()
         && text.get(end).is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// Whether `text[start..end]` sits between two letters or digits.
+fn between_words(text: &[u8], start: usize, end: usize) -> bool {
+    start > 0
+        && text[start - 1].is_ascii_alphanumeric()
+        && text.get(end).is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 /// Whether two views show the same bytes (borrowed from one buffer).

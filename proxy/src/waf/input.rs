@@ -9,8 +9,10 @@ use std::borrow::Cow;
 
 use http::HeaderMap;
 
+mod json;
+
 /// Where an input came from; each is one bit of a rule's targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Source {
     /// The request path, URL-decoded once.
     Path,
@@ -318,30 +320,20 @@ impl<'r> Parsed<'r> {
     }
 
     fn json(&mut self, body: &'r [u8], truncated: bool) -> bool {
-        // NDJSON: one document per line.
-        let mut any = false;
-        let docs: Vec<&[u8]> = if body.trim_ascii_start().starts_with(b"{")
-            || body.trim_ascii_start().starts_with(b"[")
+        // One document, or NDJSON: one document per line.
+        let trimmed = body.trim_ascii_start();
+        if (trimmed.starts_with(b"{") || trimmed.starts_with(b"["))
+            && json::walk(self, body).is_ok()
         {
-            match serde_json::from_slice::<serde_json::Value>(body) {
-                Ok(v) => {
-                    self.json_value(&v, String::new(), 0);
-                    return true;
-                }
-                Err(_) => body.split(|&b| b == b'\n').collect(),
-            }
-        } else {
-            vec![body]
-        };
-        for line in docs {
+            return true;
+        }
+        let mut any = false;
+        for line in body.split(|&b| b == b'\n') {
             if line.trim_ascii().is_empty() {
                 continue;
             }
-            match serde_json::from_slice::<serde_json::Value>(line) {
-                Ok(v) => {
-                    self.json_value(&v, String::new(), 0);
-                    any = true;
-                }
+            match json::walk(self, line) {
+                Ok(()) => any = true,
                 Err(_) if truncated => return false,
                 Err(_) => {
                     self.problems.push(Problem::BodyUnparsable("json"));
@@ -350,63 +342,6 @@ impl<'r> Parsed<'r> {
             }
         }
         any
-    }
-
-    fn json_value(&mut self, v: &serde_json::Value, path: String, depth: usize) {
-        use serde_json::Value;
-        if depth > MAX_DEPTH || self.vars.len() >= MAX_VARS {
-            return;
-        }
-        match v {
-            Value::Object(map) => {
-                for (k, child) in map {
-                    let mut name = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    // Names only label inputs: bounded, so deep documents cannot
-                    // make every leaf carry a huge copy.
-                    if name.len() > MAX_NAME {
-                        let mut cut = MAX_NAME;
-                        while !name.is_char_boundary(cut) {
-                            cut -= 1;
-                        }
-                        name.truncate(cut);
-                    }
-                    // The key itself is attacker-controlled input too.
-                    self.arg_count += 1;
-                    self.args_bytes += k.len();
-                    self.push(
-                        Source::ArgName,
-                        Cow::Owned(name.clone()),
-                        Cow::Owned(k.as_bytes().to_vec()),
-                    );
-                    self.json_value(child, name, depth + 1);
-                }
-            }
-            Value::Array(items) => {
-                for item in items {
-                    self.json_value(item, path.clone(), depth + 1);
-                }
-            }
-            Value::String(s) => {
-                self.args_bytes += s.len();
-                self.push(
-                    Source::Arg,
-                    Cow::Owned(path),
-                    Cow::Owned(s.as_bytes().to_vec()),
-                );
-            }
-            Value::Number(n) => {
-                self.push(
-                    Source::Arg,
-                    Cow::Owned(path),
-                    Cow::Owned(n.to_string().into_bytes()),
-                );
-            }
-            Value::Bool(_) | Value::Null => {}
-        }
     }
 
     fn xml(&mut self, body: &'r [u8], truncated: bool) -> bool {

@@ -386,3 +386,12 @@ fn waf_atoms() {
         }
     }
 }
+
+#[test]
+#[ignore]
+fn waf_automaton_size() {
+    for pl in 1..=4u8 {
+        let set = super::engine::RuleSet::debug_compile(pl);
+        println!("pl{pl}: {set}");
+    }
+}

@@ -362,6 +362,8 @@ pub(super) fn duplicate_args(ctx: &CheckCtx<'_>) -> Option<String> {
 
 /// Host of an absolute URL (lowercase), if `value` is one.
 fn url_host(value: &[u8]) -> Option<String> {
+    // Cheap refusal first: most values are not URLs.
+    memchr::memmem::find(value, b"://")?;
     let text = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
     let rest = ["http://", "https://", "ftp://", "ftps://", "file://"]
         .iter()
@@ -403,8 +405,24 @@ pub(super) fn session_id_param(ctx: &CheckCtx<'_>) -> Option<String> {
         .vars
         .iter()
         .filter(|v| v.source == Source::ArgName)
-        .map(|v| String::from_utf8_lossy(&v.value).to_ascii_lowercase())
-        .find(|n| lists::SESSION_PARAMS.contains(&n.as_str()))?;
+        .find_map(|v| {
+            static NAMES: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
+            let names = NAMES.get_or_init(|| {
+                aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .start_kind(aho_corasick::StartKind::Anchored)
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(lists::SESSION_PARAMS)
+                    .expect("session parameter names compile")
+            });
+            let whole =
+                aho_corasick::Input::new(&v.value[..]).anchored(aho_corasick::Anchored::Yes);
+            // The longest name starting the value must be all of it.
+            names
+                .find(whole)
+                .filter(|m| m.end() == v.value.len())
+                .map(|m| lists::SESSION_PARAMS[m.pattern().as_usize()])
+        })?;
     match header_str(ctx, header::REFERER) {
         None => Some(format!("{name} without Referer")),
         Some(r) => {
@@ -464,6 +482,18 @@ pub(super) fn loopback_url(ctx: &CheckCtx<'_>) -> Option<String> {
         .vars
         .iter()
         .filter(|v| v.source == Source::Arg)
+        // Every loopback name contains one of these; most values neither.
+        .filter(|v| {
+            static HINTS: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
+            HINTS
+                .get_or_init(|| {
+                    aho_corasick::AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .build(["localhost", "ip6-"])
+                        .expect("loopback hints compile")
+                })
+                .is_match(&v.value[..])
+        })
         .find_map(|v| {
             let text = String::from_utf8_lossy(&v.value)
                 .trim()

@@ -1,0 +1,194 @@
+//! JSON bodies, walked with serde_json's streaming deserializer: no document
+//! tree is built, and keys and strings without escapes are borrowed from the
+//! body, so a large API payload costs little more than reading it once.
+//!
+//! Every key is an argument name (`ArgName`, named by its dotted path) and
+//! every string or number leaf an argument (`Arg`, named by the path of its
+//! object member; array items share their array's path).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::{Parsed, Source, MAX_DEPTH, MAX_NAME, MAX_VARS};
+
+/// Adds the inputs of one JSON document to `p`. On a syntax error the
+/// inputs added so far are taken back, so the caller can inspect the body
+/// another way without counting anything twice.
+pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_json::Error> {
+    let (vars, count, bytes) = (p.vars.len(), p.arg_count, p.args_bytes);
+    let mut de = serde_json::Deserializer::from_slice(doc);
+    let walked = Node {
+        p: &mut *p,
+        path: Cow::Borrowed(""),
+        depth: 0,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    if walked.is_err() {
+        p.vars.truncate(vars);
+        p.arg_count = count;
+        p.args_bytes = bytes;
+    }
+    walked
+}
+
+/// One value at `path`.
+struct Node<'a, 'r> {
+    p: &'a mut Parsed<'r>,
+    path: Cow<'r, str>,
+    depth: usize,
+}
+
+impl<'r> Node<'_, 'r> {
+    fn leaf(self, value: Cow<'r, [u8]>) {
+        self.p.args_bytes += value.len();
+        self.p.push(Source::Arg, self.path, value);
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if self.depth > MAX_DEPTH || self.p.vars.len() >= MAX_VARS {
+            d.deserialize_ignored_any(IgnoredAny)?;
+            return Ok(());
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key_seed(Text)? {
+            let mut name = if self.path.is_empty() {
+                key.clone()
+            } else {
+                // Built by hand: `format!` costs more than the rest of the key.
+                let mut dotted = String::with_capacity(self.path.len() + 1 + key.len());
+                dotted.push_str(&self.path);
+                dotted.push('.');
+                dotted.push_str(&key);
+                Cow::Owned(dotted)
+            };
+            // Names only label inputs: bounded, so deep documents cannot
+            // make every leaf carry a huge copy.
+            if name.len() > MAX_NAME {
+                let mut cut = MAX_NAME;
+                while !name.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                name.to_mut().truncate(cut);
+            }
+            // The key itself is attacker-controlled input too.
+            self.p.arg_count += 1;
+            self.p.args_bytes += key.len();
+            let key_bytes = match key {
+                Cow::Borrowed(k) => Cow::Borrowed(k.as_bytes()),
+                Cow::Owned(k) => Cow::Owned(k.into_bytes()),
+            };
+            self.p.push(Source::ArgName, name.clone(), key_bytes);
+            map.next_value_seed(Node {
+                p: &mut *self.p,
+                path: name,
+                depth: self.depth + 1,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Node {
+                p: &mut *self.p,
+                path: self.path.clone(),
+                depth: self.depth + 1,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.leaf(Cow::Borrowed(v.as_bytes()));
+        Ok(())
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.leaf(Cow::Owned(v.as_bytes().to_vec()));
+        Ok(())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
+        self.leaf(Cow::Owned(v.into_bytes()));
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.leaf(Cow::Owned(
+            itoa::Buffer::new().format(v).as_bytes().to_vec(),
+        ));
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.leaf(Cow::Owned(
+            itoa::Buffer::new().format(v).as_bytes().to_vec(),
+        ));
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        // Written the way serde_json writes numbers (`1.0e20`, not `100000000000000000000`).
+        let text = serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string());
+        self.leaf(Cow::Owned(text.into_bytes()));
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// A key: borrowed from the document unless it had escapes.
+struct Text;
+
+impl<'de> DeserializeSeed<'de> for Text {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
