@@ -305,6 +305,12 @@ pub struct ClientIp {
     /// `x-forwarded-for` (default) or `forwarded`.
     #[serde(default)]
     pub header: ClientIpHeader,
+    /// Load balancers (CIDRs) that open every connection with a PROXY
+    /// protocol v1 or v2 header (HAProxy, AWS NLB, ...): the client is the
+    /// source address in it. Connections from these peers without a valid
+    /// header are closed; other peers' connections are never read as PROXY.
+    #[serde(default)]
+    pub proxy_protocol: Vec<String>,
 }
 
 /// Per-domain client address rules (IPv4 and IPv6 CIDRs). `deny` always

@@ -151,6 +151,8 @@ pub struct ClientIp {
     pub trusted_proxies: IpSet,
     /// The header they use.
     pub header: crate::file::ClientIpHeader,
+    /// Peers whose connections start with a PROXY protocol header.
+    pub proxy_protocol: IpSet,
 }
 
 /// A domain's client address rules: `deny` wins; a non-empty `allow` admits only its own.

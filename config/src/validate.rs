@@ -91,6 +91,7 @@ pub fn validate_with(
     let client_ip = ClientIp {
         trusted_proxies: v.ip_set(&cfg.client_ip.trusted_proxies, "client_ip.trusted_proxies"),
         header: cfg.client_ip.header,
+        proxy_protocol: v.ip_set(&cfg.client_ip.proxy_protocol, "client_ip.proxy_protocol"),
     };
     if let Some(admin) = &cfg.admin {
         v.listen_addr(&admin.listen, "admin.listen");

@@ -88,6 +88,7 @@ mod tests {
         ClientIp {
             trusted_proxies: IpSet::parse(trusted).unwrap(),
             header,
+            ..ClientIp::default()
         }
     }
 

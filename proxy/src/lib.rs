@@ -20,6 +20,7 @@ pub mod internal;
 pub mod local;
 pub mod metrics;
 pub mod plugin;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod reload;
 pub mod route;
@@ -37,7 +38,6 @@ use anyhow::Context;
 use gatehouse_config::ConfigErrors;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -156,10 +156,16 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, Gatehouse::new(store.clone()))
-        .name("gatehouse-proxy")
-        .server_options(server_options(&config.limits))
-        .build();
+    let mut app = pingora::proxy::http_proxy(&server.configuration, Gatehouse::new(store.clone()));
+    app.server_options = Some(server_options(&config.limits));
+    // PROXY protocol headers are read before HTTP (plain) or TLS.
+    let mut proxy = Service::new(
+        "gatehouse-proxy".to_string(),
+        proxy_protocol::ProxyProtocolApp::new(app, store.clone()),
+    );
+    proxy
+        .endpoints()
+        .set_pre_tls_callback(Arc::new(proxy_protocol::PreTlsHeader::new(store.clone())));
     // Pingora binds all endpoints of a service together, so one accepting
     // address proves the service listens. Prefer plain HTTP: a bare TCP probe of
     // the TLS port would be logged as a failed handshake.

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub waf_detections: IntCounterVec,
     /// Requests the WAF blocked.
     pub waf_blocked: IntCounterVec,
+    /// Connections from PROXY-protocol balancers closed for a missing or bad header.
+    pub proxy_protocol_rejected: IntCounter,
     /// Version published by the control plane that this node applied (0: none).
     pub published_version: IntGauge,
     /// Published versions refused (NACKed), by reason.
@@ -133,6 +135,11 @@ impl Metrics {
                 "Requests the WAF answered with 403",
             ),
             &["tenant", "domain"],
+        )
+        .expect("static metric definition");
+        let proxy_protocol_rejected = IntCounter::new(
+            "gatehouse_proxy_protocol_rejected_total",
+            "Connections from client_ip.proxy_protocol peers closed for a missing or malformed PROXY header",
         )
         .expect("static metric definition");
         let bans = IntCounterVec::new(
@@ -249,6 +256,7 @@ impl Metrics {
             Box::new(bans.clone()),
             Box::new(waf_detections.clone()),
             Box::new(waf_blocked.clone()),
+            Box::new(proxy_protocol_rejected.clone()),
             Box::new(published_version.clone()),
             Box::new(published_rejected.clone()),
             Box::new(control_plane_poll_failures.clone()),
@@ -268,6 +276,7 @@ impl Metrics {
             bans,
             waf_detections,
             waf_blocked,
+            proxy_protocol_rejected,
             published_version,
             published_rejected,
             control_plane_poll_failures,

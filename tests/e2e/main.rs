@@ -12,6 +12,7 @@ mod control_plane;
 mod ip_rules;
 mod plugins;
 mod protocol;
+mod proxy_protocol;
 mod rate_limits;
 mod reload;
 mod routing;

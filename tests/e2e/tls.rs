@@ -1,9 +1,5 @@
 //! TLS termination: per-SNI certificates, unknown SNI, HTTP/2 via ALPN, force_https.
 
-use std::sync::Arc;
-
-use rustls::pki_types::{CertificateDer, ServerName};
-
 use crate::support::*;
 
 struct TlsSetup {
@@ -98,55 +94,8 @@ async fn connect_tls(
     sni: &str,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    #[derive(Debug)]
-    struct AcceptAny;
-    impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AcceptAny))
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    connector
-        .connect(ServerName::try_from(sni.to_string()).unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())
+    tls_handshake(tcp, sni, versions).await
 }
 
 fn https_client(setup: &TlsSetup, http2: bool) -> reqwest::Client {
