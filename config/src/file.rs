@@ -235,6 +235,42 @@ pub struct RateLimit {
     /// What the buckets are per: `client_ip` (default), `header:<name>` (an API key),
     /// `cookie:<name>`, or `global` (one bucket for everyone).
     pub key: Option<String>,
+    /// How the limit is advertised on responses (default `ietf`).
+    #[serde(default)]
+    pub headers: RateLimitHeaders,
+}
+
+/// Response headers advertising a rate limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::RateLimitHeaders))]
+pub enum RateLimitHeaders {
+    /// `RateLimit-Policy` and `RateLimit` (IETF httpapi draft), one item per rule.
+    #[default]
+    #[serde(rename = "ietf")]
+    Ietf,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+    /// (seconds until the bucket is full again) of the most restrictive rule.
+    #[serde(rename = "x-ratelimit")]
+    XRateLimit,
+    /// Both sets.
+    #[serde(rename = "both")]
+    Both,
+    /// Nothing but `Retry-After` on a 429.
+    #[serde(rename = "none")]
+    None,
+}
+
+impl RateLimitHeaders {
+    /// Whether the IETF headers are sent.
+    pub fn ietf(self) -> bool {
+        matches!(self, RateLimitHeaders::Ietf | RateLimitHeaders::Both)
+    }
+
+    /// Whether the `X-RateLimit-*` headers are sent.
+    pub fn x_ratelimit(self) -> bool {
+        matches!(self, RateLimitHeaders::XRateLimit | RateLimitHeaders::Both)
+    }
 }
 
 /// A virtual host and its routes.

@@ -314,6 +314,8 @@ pub struct RateLimitRule {
     pub quota: RateQuota,
     /// Bucket key.
     pub key: RateLimitKey,
+    /// How it is advertised on responses.
+    pub headers: crate::file::RateLimitHeaders,
 }
 
 /// What a route does.

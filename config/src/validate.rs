@@ -654,6 +654,7 @@ impl Validator<'_> {
                     name: l.name.clone(),
                     quota,
                     key,
+                    headers: l.headers,
                 });
             }
         }

@@ -14,6 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use gatehouse_config::file::RateLimitHeaders;
 use gatehouse_config::model::{RateLimitKey, RateLimitRule, RateQuota};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -113,13 +114,92 @@ fn registry() -> &'static Mutex<HashMap<LimiterId, Weak<Limiter>>> {
 /// existing one while any snapshot holds it, else a new one.
 pub fn limiter(scope: &str, rule: &RateLimitRule) -> Arc<Limiter> {
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+    // How a rule is advertised does not change its buckets.
+    let rule = RateLimitRule {
+        headers: Default::default(),
+        ..rule.clone()
+    };
     let id = (scope.to_string(), rule.clone());
     if let Some(l) = reg.get(&id).and_then(Weak::upgrade) {
         return l;
     }
-    let l = Arc::new(Limiter::new(rule.clone()));
+    let l = Arc::new(Limiter::new(rule));
     reg.insert(id, Arc::downgrade(&l));
     l
+}
+
+/// A rule of a route: its limiter and how it is advertised.
+#[derive(Debug, Clone)]
+pub struct BoundLimit {
+    pub limiter: Arc<Limiter>,
+    pub headers: RateLimitHeaders,
+}
+
+/// [`limiter`], with the rule's header style.
+pub fn bind(scope: &str, rule: &RateLimitRule) -> BoundLimit {
+    BoundLimit {
+        limiter: limiter(scope, rule),
+        headers: rule.headers,
+    }
+}
+
+/// Response headers of the rules a request passed (or the one that refused it).
+#[derive(Debug, Default, Clone)]
+pub struct Advertised {
+    /// `RateLimit-Policy` items.
+    policies: Vec<String>,
+    /// `RateLimit` items.
+    states: Vec<String>,
+    /// `X-RateLimit-*` of the most restrictive rule: limit, remaining, reset seconds.
+    x: Option<(u32, u32, u64)>,
+}
+
+impl Advertised {
+    /// Records `limit`'s outcome for the response headers.
+    pub fn add(&mut self, limit: &BoundLimit, outcome: Outcome) {
+        let rule = &limit.limiter.rule;
+        let (remaining, reset) = match outcome {
+            Outcome::Allowed { remaining } => (remaining, refill_secs(&rule.quota, remaining)),
+            Outcome::Limited { retry_after } => (0, ceil_secs(retry_after)),
+        };
+        if limit.headers.ietf() {
+            self.policies.push(limit.limiter.policy());
+            self.states.push(match outcome {
+                Outcome::Allowed { .. } => format!("\"{}\";r={remaining}", rule.name),
+                Outcome::Limited { .. } => format!("\"{}\";r=0;t={reset}", rule.name),
+            });
+        }
+        if limit.headers.x_ratelimit() && self.x.is_none_or(|(_, r, _)| remaining < r) {
+            self.x = Some((rule.quota.requests, remaining, reset));
+        }
+    }
+
+    /// The headers to add to a response.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !self.policies.is_empty() {
+            out.push(("ratelimit-policy", self.policies.join(", ")));
+            out.push(("ratelimit", self.states.join(", ")));
+        }
+        if let Some((limit, remaining, reset)) = self.x {
+            out.push(("x-ratelimit-limit", limit.to_string()));
+            out.push(("x-ratelimit-remaining", remaining.to_string()));
+            out.push(("x-ratelimit-reset", reset.to_string()));
+        }
+        out
+    }
+}
+
+/// Whole seconds, rounded up.
+pub fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Seconds until a bucket with `remaining` tokens is full again.
+fn refill_secs(q: &RateQuota, remaining: u32) -> u64 {
+    let missing = u64::from(q.burst.saturating_sub(remaining));
+    let per_token = q.per / q.requests.max(1);
+    ceil_secs(per_token * u32::try_from(missing).unwrap_or(u32::MAX))
 }
 
 /// A tenant's aggregate ceiling as a rule with a single bucket.
@@ -128,6 +208,7 @@ pub fn tenant_limiter(tenant: &str, quota: RateQuota) -> Arc<Limiter> {
         name: format!("tenant-{tenant}"),
         quota,
         key: RateLimitKey::Global,
+        headers: RateLimitHeaders::None,
     };
     limiter(&format!("tenant:{tenant}"), &rule)
 }
@@ -186,6 +267,7 @@ mod tests {
                 per: Duration::from_secs(per_secs),
                 burst,
             },
+            headers: Default::default(),
             key: RateLimitKey::ClientIp,
         }
     }

@@ -63,7 +63,7 @@ pub struct CompiledRoute {
     /// Plugins to run: the domain's chain, then the route's.
     pub plugins: Arc<[BoundPlugin]>,
     /// Rate limits: the domain's, then the route's.
-    pub rate_limits: Vec<Arc<crate::ratelimit::Limiter>>,
+    pub rate_limits: Vec<crate::ratelimit::BoundLimit>,
 }
 
 impl CompiledRoute {
@@ -97,10 +97,10 @@ impl DomainPolicy {
         // Where each rule sits, so that a reload keeping it keeps its buckets.
         let hosts: Vec<String> = d.hosts.iter().map(|h| format!("{h:?}")).collect();
         let domain_scope = format!("domain:{}:{}", d.tenant, hosts.join(","));
-        let domain_limits: Vec<Arc<crate::ratelimit::Limiter>> = d
+        let domain_limits: Vec<crate::ratelimit::BoundLimit> = d
             .rate_limits
             .iter()
-            .map(|r| crate::ratelimit::limiter(&domain_scope, r))
+            .map(|r| crate::ratelimit::bind(&domain_scope, r))
             .collect();
         let bind = |b: &PluginBinding| {
             plugins.get(b.plugin).map(|p| BoundPlugin {
@@ -130,7 +130,7 @@ impl DomainPolicy {
                         .chain(
                             r.rate_limits
                                 .iter()
-                                .map(|l| crate::ratelimit::limiter(&scope, l)),
+                                .map(|l| crate::ratelimit::bind(&scope, l)),
                         )
                         .collect()
                 },

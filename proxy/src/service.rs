@@ -74,7 +74,7 @@ pub struct RequestCtx {
     /// The client, from a trusted proxy's forwarding header or the peer.
     client_addr: Option<std::net::IpAddr>,
     /// `RateLimit-Policy` and `RateLimit` values for the response.
-    rate_limit_headers: Option<(String, String)>,
+    rate_limit_headers: Option<crate::ratelimit::Advertised>,
     /// The request target as received, when path normalisation rewrote it
     /// (the WAF inspects what the client sent).
     original_uri: Option<Vec<u8>>,
@@ -172,9 +172,10 @@ impl Gatehouse {
                 headers::apply_security(&d.security_headers, &mut resp.head, https);
             }
         }
-        if let Some((policy, state)) = &ctx.rate_limit_headers {
-            let _ = resp.head.insert_header("ratelimit-policy", policy.as_str());
-            let _ = resp.head.insert_header("ratelimit", state.as_str());
+        if let Some(advertised) = &ctx.rate_limit_headers {
+            for (name, value) in advertised.headers() {
+                let _ = resp.head.insert_header(name, value);
+            }
         }
         if !ctx.vars.request_id.is_empty() {
             let _ = resp
@@ -197,24 +198,24 @@ impl Gatehouse {
         snap: &Snapshot,
         route: &CompiledRoute,
     ) -> Option<LocalResponse> {
-        use crate::ratelimit::{request_key, Outcome};
+        use crate::ratelimit::{ceil_secs, request_key, Advertised, BoundLimit, Outcome};
         let headers = &session.req_header().headers;
-        let tenant_limit = snap.router.tenant_limit(&ctx.vars.tenant);
-        let mut policies = Vec::new();
-        let mut states = Vec::new();
-        for (limiter, shown) in tenant_limit
-            .map(|l| (l, false))
-            .into_iter()
-            .chain(route.rate_limits.iter().map(|l| (l, true)))
-        {
+        // The tenant's ceiling is never advertised (its name and size are the
+        // operator's business).
+        let tenant_limit = snap
+            .router
+            .tenant_limit(&ctx.vars.tenant)
+            .map(|l| BoundLimit {
+                limiter: l.clone(),
+                headers: gatehouse_config::file::RateLimitHeaders::None,
+            });
+        let mut advertised = Advertised::default();
+        for limit in tenant_limit.iter().chain(&route.rate_limits) {
+            let limiter = &limit.limiter;
             let key = request_key(&limiter.rule.key, &ctx.vars.client_ip, headers);
-            match limiter.check(&key) {
-                Outcome::Allowed { remaining } => {
-                    if shown {
-                        policies.push(limiter.policy());
-                        states.push(format!("\"{}\";r={remaining}", limiter.rule.name));
-                    }
-                }
+            let outcome = limiter.check(&key);
+            match outcome {
+                Outcome::Allowed { .. } => advertised.add(limit, outcome),
                 Outcome::Limited { retry_after } => {
                     let label = ctx.domain_label.clone().unwrap_or_else(|| Arc::from(""));
                     metrics()
@@ -222,28 +223,22 @@ impl Gatehouse {
                         .with_label_values(&[&*ctx.vars.tenant, &*label, &limiter.rule.name])
                         .inc();
                     ctx.failure = Some("rate_limited".into());
-                    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                     let mut resp =
                         LocalResponse::json_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
                     let _ = resp
                         .head
-                        .insert_header(header::RETRY_AFTER, secs.to_string());
-                    if shown {
-                        let _ = resp
-                            .head
-                            .insert_header("ratelimit-policy", limiter.policy());
-                        let _ = resp.head.insert_header(
-                            "ratelimit",
-                            format!("\"{}\";r=0;t={secs}", limiter.rule.name),
-                        );
+                        .insert_header(header::RETRY_AFTER, ceil_secs(retry_after).to_string());
+                    // Only the rule that refused is advertised on the 429.
+                    let mut refused = Advertised::default();
+                    refused.add(limit, outcome);
+                    for (name, value) in refused.headers() {
+                        let _ = resp.head.insert_header(name, value);
                     }
                     return Some(resp);
                 }
             }
         }
-        if !policies.is_empty() {
-            ctx.rate_limit_headers = Some((policies.join(", "), states.join(", ")));
-        }
+        ctx.rate_limit_headers = Some(advertised);
         None
     }
 
@@ -806,9 +801,10 @@ impl ProxyHttp for Gatehouse {
                 headers::apply_security(&d.security_headers, upstream_response, https);
             }
         }
-        if let Some((policy, state)) = &ctx.rate_limit_headers {
-            upstream_response.insert_header("ratelimit-policy", policy.as_str())?;
-            upstream_response.insert_header("ratelimit", state.as_str())?;
+        if let Some(advertised) = &ctx.rate_limit_headers {
+            for (name, value) in advertised.headers() {
+                upstream_response.insert_header(name, value)?;
+            }
         }
         upstream_response.insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str())?;
         Ok(())

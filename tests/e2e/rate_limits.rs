@@ -142,3 +142,64 @@ async fn a_route_limit_comes_on_top_of_the_domain_limit() {
     // The rest of the domain still has its own budget left.
     assert_eq!(status(&proxy, "ip.test", "/", None).await.status(), 200);
 }
+
+#[tokio::test]
+async fn rules_can_advertise_x_ratelimit_headers_or_nothing() {
+    let up = Upstream::start("app");
+    let extra = r#"  - hosts: [x.test]
+    tenant: t
+    rate_limits: [{ name: api, requests: 2, per: 1m, headers: x-ratelimit }]
+    routes: [{ path: /, pool: p }]
+  - hosts: [quiet.test]
+    tenant: t
+    rate_limits: [{ name: quiet, requests: 1, per: 1m, headers: none }]
+    routes: [{ path: /, pool: p }]
+"#;
+    let proxy = Proxy::start(&config(up.addr, extra)).await;
+    let client = proxy.client(&["x.test", "quiet.test"]);
+    let get = |host: &'static str| client.get(proxy.url(host, "/")).send();
+
+    // Tokens come back every 30 s; Reset says when the bucket is full again.
+    for (left, reset) in [(1, 30), (0, 60)] {
+        let r = get("x.test").await.unwrap();
+        assert_eq!(r.status(), 200);
+        let h = r.headers();
+        assert_eq!(h["x-ratelimit-limit"], "2");
+        assert_eq!(h["x-ratelimit-remaining"], left.to_string().as_str());
+        let got: u64 = h["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+        assert!(
+            (reset - 2..=reset).contains(&got),
+            "reset {got}, expected about {reset}"
+        );
+        assert!(h.get("ratelimit-policy").is_none() && h.get("ratelimit").is_none());
+    }
+    let r = get("x.test").await.unwrap();
+    assert_eq!(r.status(), 429);
+    let h = r.headers();
+    assert_eq!(h["x-ratelimit-remaining"], "0");
+    assert_eq!(
+        h["x-ratelimit-reset"], h["retry-after"],
+        "the refusal's reset is its Retry-After"
+    );
+    assert!(h.get("ratelimit").is_none());
+
+    let r = get("quiet.test").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()
+            .keys()
+            .all(|k| !k.as_str().contains("ratelimit")),
+        "{:?}",
+        r.headers()
+    );
+    let r = get("quiet.test").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        r.headers()
+            .keys()
+            .all(|k| !k.as_str().contains("ratelimit")),
+        "{:?}",
+        r.headers()
+    );
+}
