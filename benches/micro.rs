@@ -343,6 +343,7 @@ fn rate_limit_check(c: &mut Criterion) {
                 burst: u32::MAX / 2,
             },
             key: RateLimitKey::ClientIp,
+            headers: Default::default(),
         };
         let l = limiter("bench", &rule);
         let ips: Vec<String> = (0..clients)
