@@ -155,9 +155,19 @@ pub fn render(doc: &Document, keys: &Keys) -> Result<(file::FileConfig, ObjectPa
     let empty = BTreeMap::new();
     for (tenant, part) in &doc.tenants {
         let kind = |k: Kind| part.get(k.as_str()).unwrap_or(&empty);
+        let rate_limit = match kind(Kind::RateLimit).get(crate::limits::NAME) {
+            Some(e) => {
+                paths.add(
+                    format!("tenants[{}].rate_limit", cfg.tenants.len()),
+                    format!("tenants/{tenant}/rate-limit"),
+                );
+                Some(parse(e, "rate limit")?)
+            }
+            None => None,
+        };
         cfg.tenants.push(file::Tenant {
             name: tenant.clone(),
-            rate_limit: None,
+            rate_limit,
         });
         for (name, e) in kind(Kind::Pool) {
             let spec: PoolSpec = parse(e, "pool")?;

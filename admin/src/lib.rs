@@ -24,6 +24,7 @@ pub mod domains;
 mod duration;
 pub mod error;
 pub mod hostname;
+pub mod limits;
 pub mod names;
 pub mod objects;
 pub mod plugins;
@@ -191,6 +192,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(tenants::create, tenants::list))
         .routes(routes!(tenants::get, tenants::update, tenants::delete))
+        .routes(routes!(limits::get, limits::put, limits::delete))
         .routes(routes!(tokens::create_platform, tokens::list))
         .routes(routes!(tokens::create_in_tenant, tokens::list_in_tenant))
         .routes(routes!(tokens::revoke))

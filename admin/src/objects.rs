@@ -33,6 +33,8 @@ pub enum Kind {
     Certificate,
     /// A plugin: a name bound to a component blob by SHA-256.
     Plugin,
+    /// The tenant's aggregate request ceiling (one per tenant, named `tenant`).
+    RateLimit,
 }
 
 impl Kind {
@@ -44,15 +46,18 @@ impl Kind {
             Kind::Route => "route",
             Kind::Certificate => "certificate",
             Kind::Plugin => "plugin",
+            Kind::RateLimit => "rate_limit",
         }
     }
 
     /// Role needed to change objects of this kind: operators run pools and
-    /// routes; domains, certificates and plugins need a tenant admin.
+    /// routes; domains, certificates and plugins need a tenant admin; the
+    /// tenant's request ceiling is the platform's to set.
     pub fn write_role(self) -> Role {
         match self {
             Kind::Pool | Kind::Route => Role::Operator,
             Kind::Domain | Kind::Certificate | Kind::Plugin => Role::Admin,
+            Kind::RateLimit => Role::PlatformAdmin,
         }
     }
 }

@@ -750,6 +750,28 @@ async fn rbac_matrix(api: Api) {
             [200, 200, 200, 200, 200],
             [200, 404, 404, 404, 404],
         ),
+        // The tenant's request ceiling is the platform's to set; the tenant reads it.
+        (
+            Method::PUT,
+            "/v1/tenants/{t}/rate-limit",
+            Some(json!({ "requests": 1000, "per": "1s" })),
+            [201, 403, 403, 403, 403],
+            [201, 404, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            "/v1/tenants/{t}/rate-limit",
+            None,
+            [200, 200, 200, 200, 200],
+            [200, 404, 404, 404, 404],
+        ),
+        (
+            Method::DELETE,
+            "/v1/tenants/{t}/rate-limit",
+            None,
+            [204, 403, 403, 403, 403],
+            [204, 404, 404, 404, 404],
+        ),
         // Draft objects: operators run pools and routes, admins the rest.
         (
             Method::GET,
@@ -985,5 +1007,6 @@ on_both_databases!(
     publishing_validates_everything_and_versions_roll_back,
     nodes_poll_versions_and_report_on_them,
     a_tenant_sees_only_its_part_of_versions,
+    tenant_rate_limits_are_set_by_the_platform_and_published,
     deleting_a_tenant_unpublishes_it_and_retires_its_name,
 );

@@ -427,3 +427,77 @@ pub async fn deleting_a_tenant_unpublishes_it_and_retires_its_name(api: Api) {
     assert_error(&r, StatusCode::CONFLICT, "conflict");
     assert_eq!(r.body["error"]["field"], "name");
 }
+
+pub async fn tenant_rate_limits_are_set_by_the_platform_and_published(api: Api) {
+    api.tenant("acme").await;
+    let uri = "/v1/tenants/acme/rate-limit";
+    let r = api.call(Method::GET, uri, Some(&api.admin), None).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+
+    // Bad quotas are refused with the field, nothing stored.
+    for (body, field) in [
+        (json!({ "requests": 0, "per": "1s" }), "requests"),
+        (json!({ "requests": 10, "per": "2d" }), "per"),
+        (json!({ "requests": 10, "per": "1s", "burst": 0 }), "burst"),
+    ] {
+        let r = api
+            .call(Method::PUT, uri, Some(&api.admin), Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {:?}", r.body);
+        // One problem is the error's field; several are its details.
+        let mut fields: Vec<&str> = r.body["error"]["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["field"].as_str())
+            .collect();
+        fields.extend(r.body["error"]["field"].as_str());
+        assert!(
+            fields.iter().any(|f| f.contains(field)),
+            "{body}: {:?}",
+            r.body
+        );
+    }
+    let r = api.call(Method::GET, uri, Some(&api.admin), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let r = api
+        .call(
+            Method::PUT,
+            uri,
+            Some(&api.admin),
+            Some(json!({ "requests": 500, "per": "1s", "burst": 800 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["spec"]["requests"], 500);
+    let audit = api.audit("?action=rate_limit.create").await;
+    assert!(!audit.is_empty(), "audited");
+
+    // Published with the tenant's part: the proxies get `tenants[].rate_limit`.
+    site(&api, "acme", "app.example.com", "127.0.0.1:9001").await;
+    let r = publish(&api, &api.admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&api.admin),
+            Some(json!({ "name": "edge-1", "role": "node" })),
+        )
+        .await;
+    let node = r.body["token"].as_str().unwrap().to_string();
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/dataplane/snapshot?after=0&wait=0s&node=edge-1",
+            Some(&node),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let tenants = r.body["config"]["tenants"].as_array().unwrap();
+    let acme = tenants.iter().find(|t| t["name"] == "acme").unwrap();
+    assert_eq!(acme["rate_limit"]["requests"], 500);
+    assert_eq!(acme["rate_limit"]["burst"], 800);
+}
