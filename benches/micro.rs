@@ -357,7 +357,7 @@ fn rate_limit_check(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("check_client_ip", clients), |b| {
             b.iter(|| {
                 i = (i + 7919) % ips.len();
-                let key = request_key(&l.rule.key, &ips[i], &headers);
+                let key = request_key(&l.rule.key, &ips[i], &headers, None);
                 black_box(l.check(black_box(&key)))
             })
         });

@@ -233,7 +233,8 @@ pub struct RateLimit {
     /// Requests allowed at once after a quiet time (default `requests`).
     pub burst: Option<u32>,
     /// What the buckets are per: `client_ip` (default), `header:<name>` (an API key),
-    /// `cookie:<name>`, or `global` (one bucket for everyone).
+    /// `cookie:<name>`, `plugin` (the key the route's plugins set, e.g. a verified
+    /// user; the client address without one), or `global` (one bucket for everyone).
     pub key: Option<String>,
     /// How the limit is advertised on responses (default `ietf`).
     #[serde(default)]

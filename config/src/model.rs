@@ -297,6 +297,9 @@ pub struct RateQuota {
 pub enum RateLimitKey {
     /// The client address.
     ClientIp,
+    /// What the route's plugins set with `host.rate-limit-key` (the client
+    /// address when none did); counted after the plugins ran.
+    Plugin,
     /// A request header's value (lowercase name).
     Header(HeaderName),
     /// A cookie's value.

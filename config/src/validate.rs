@@ -629,6 +629,7 @@ impl Validator<'_> {
             let key = match l.key.as_deref().unwrap_or("client_ip") {
                 "client_ip" => Some(RateLimitKey::ClientIp),
                 "global" => Some(RateLimitKey::Global),
+                "plugin" => Some(RateLimitKey::Plugin),
                 other => match other.split_once(':') {
                     Some(("header", name)) => {
                         match HeaderName::from_bytes(name.trim().as_bytes()) {
@@ -645,7 +646,7 @@ impl Validator<'_> {
             if key.is_none() {
                 self.err(
                     format!("{lpath}.key"),
-                    "expected client_ip, global, header:<name> or cookie:<name>",
+                    "expected client_ip, global, plugin, header:<name> or cookie:<name>",
                 );
             }
             let quota = self.quota(l.requests, l.per, l.burst, &lpath);

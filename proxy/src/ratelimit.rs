@@ -233,10 +233,16 @@ pub fn request_key<'a>(
     key: &RateLimitKey,
     client_ip: &'a str,
     headers: &'a http::HeaderMap,
+    plugin_key: Option<&'a str>,
 ) -> std::borrow::Cow<'a, str> {
     use std::borrow::Cow;
     match key {
         RateLimitKey::ClientIp => Cow::Borrowed(client_ip),
+        // Plugin keys and addresses never share a bucket by accident.
+        RateLimitKey::Plugin => match plugin_key {
+            Some(k) => Cow::Owned(format!("p:{k}")),
+            None => Cow::Owned(format!("ip:{client_ip}")),
+        },
         RateLimitKey::Global => Cow::Borrowed(""),
         RateLimitKey::Header(name) => headers
             .get(name)
@@ -310,17 +316,17 @@ mod tests {
         h.insert("x-api-key", "k1".parse().unwrap());
         h.append(http::header::COOKIE, "a=1; session=s9".parse().unwrap());
         let header = RateLimitKey::Header(http::HeaderName::from_static("x-api-key"));
-        assert_eq!(request_key(&header, "1.2.3.4", &h), "k1");
+        assert_eq!(request_key(&header, "1.2.3.4", &h, None), "k1");
         assert_eq!(
-            request_key(&RateLimitKey::Cookie("session".into()), "1.2.3.4", &h),
+            request_key(&RateLimitKey::Cookie("session".into()), "1.2.3.4", &h, None),
             "s9"
         );
         assert_eq!(
-            request_key(&RateLimitKey::Cookie("none".into()), "1.2.3.4", &h),
+            request_key(&RateLimitKey::Cookie("none".into()), "1.2.3.4", &h, None),
             ""
         );
         assert_eq!(
-            request_key(&RateLimitKey::ClientIp, "1.2.3.4", &h),
+            request_key(&RateLimitKey::ClientIp, "1.2.3.4", &h, None),
             "1.2.3.4"
         );
     }

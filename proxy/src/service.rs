@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use gatehouse_config::model::RouteAction;
+use gatehouse_config::model::{RateLimitKey, RouteAction};
 use http::{header, HeaderValue, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -190,13 +190,16 @@ impl Gatehouse {
 
     /// Takes a token from the tenant's ceiling and from each of the route's
     /// limits (the domain's first). Returns the 429 to send when one is empty;
-    /// otherwise remembers the policies for the response headers.
+    /// otherwise remembers the policies for the response headers. Limits
+    /// keyed by the plugins' `rate-limit-key` are taken `after_plugins`, the
+    /// others before (a refused request costs no plugin call).
     fn rate_limit(
         &self,
         session: &Session,
         ctx: &mut RequestCtx,
         snap: &Snapshot,
         route: &CompiledRoute,
+        after_plugins: bool,
     ) -> Option<LocalResponse> {
         use crate::ratelimit::{ceil_secs, request_key, Advertised, BoundLimit, Outcome};
         let headers = &session.req_header().headers;
@@ -205,14 +208,25 @@ impl Gatehouse {
         let tenant_limit = snap
             .router
             .tenant_limit(&ctx.vars.tenant)
+            .filter(|_| !after_plugins)
             .map(|l| BoundLimit {
                 limiter: l.clone(),
                 headers: gatehouse_config::file::RateLimitHeaders::None,
             });
-        let mut advertised = Advertised::default();
-        for limit in tenant_limit.iter().chain(&route.rate_limits) {
+        let mut advertised = ctx.rate_limit_headers.take().unwrap_or_default();
+        let plugin_key = ctx.plugin_edits.rate_limit_key.clone();
+        let now = route
+            .rate_limits
+            .iter()
+            .filter(|l| (l.limiter.rule.key == RateLimitKey::Plugin) == after_plugins);
+        for limit in tenant_limit.iter().chain(now) {
             let limiter = &limit.limiter;
-            let key = request_key(&limiter.rule.key, &ctx.vars.client_ip, headers);
+            let key = request_key(
+                &limiter.rule.key,
+                &ctx.vars.client_ip,
+                headers,
+                plugin_key.as_deref(),
+            );
             let outcome = limiter.check(&key);
             match outcome {
                 Outcome::Allowed { .. } => advertised.add(limit, outcome),
@@ -601,13 +615,18 @@ impl ProxyHttp for Gatehouse {
                 return self.send_local(session, ctx, resp).await;
             }
         };
-        if let Some(resp) = self.rate_limit(session, ctx, &snap, route) {
+        if let Some(resp) = self.rate_limit(session, ctx, &snap, route, false) {
             return self.send_local(session, ctx, resp).await;
         }
         if !route.plugins.is_empty() {
             if let Some(resp) = self.request_plugins(session, ctx, &snap, route) {
                 return self.send_local(session, ctx, resp).await;
             }
+        }
+        if let Some(resp) = self.rate_limit(session, ctx, &snap, route, true) {
+            return self.send_local(session, ctx, resp).await;
+        }
+        if !route.plugins.is_empty() {
             // A plugin's pool hint proxies the request, whatever the route's action.
             if let Some(pool) = ctx.plugin_edits.pool {
                 ctx.pool = Some(pool);

@@ -841,3 +841,55 @@ domains:
     assert_eq!(r.status(), 451);
     assert_eq!(up.hits(), 1);
 }
+
+#[tokio::test]
+async fn rate_limits_can_count_the_user_a_plugin_authenticated() {
+    let up = Upstream::start("api");
+    let wasm = plugin("examples/api-key-auth");
+    let digest = |k: &str| hex(ring::digest::digest(&ring::digest::SHA256, k.as_bytes()).as_ref());
+    let proxy = Proxy::start(&format!(
+        r#"{PLUGIN_LISTENERS}
+tenants: [{{ name: acme }}]
+pools: [{{ name: api, tenant: acme, targets: [{{ addr: "{}" }}] }}]
+plugins: [{{ name: auth, tenant: acme, path: "{}" }}]
+domains:
+  - hosts: [api.test]
+    tenant: acme
+    plugins: [{{ plugin: auth, timeout: 100ms, config: {{ keys: {{ alice: "{}", bob: "{}" }} }} }}]
+    rate_limits: [{{ name: per-user, requests: 2, per: 1m, key: plugin }}]
+    routes: [{{ path: /, pool: api }}]
+"#,
+        up.addr,
+        wasm.display(),
+        digest("alice-key"),
+        digest("bob-key"),
+    ))
+    .await;
+    let c = proxy.client(&["api.test"]);
+    let url = proxy.url("api.test", "/orders");
+    let get = |key: &'static str| c.get(&url).header("x-api-key", key).send();
+
+    // All from one address: the buckets are the users'.
+    for left in [1, 0] {
+        let r = get("alice-key").await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["ratelimit"],
+            format!("\"per-user\";r={left}").as_str()
+        );
+    }
+    let r = get("alice-key").await.unwrap();
+    assert_eq!(r.status(), 429, "alice used her two requests");
+    assert!(r.headers().contains_key("retry-after"));
+    let r = get("bob-key").await.unwrap();
+    assert_eq!(r.status(), 200, "bob has his own bucket");
+    assert_eq!(r.headers()["ratelimit"], "\"per-user\";r=1");
+    assert_eq!(
+        up.hits(),
+        3,
+        "the refused request never reached the upstream"
+    );
+    // Unauthenticated requests are the plugin's to refuse; they take no token.
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -439,6 +439,12 @@ pub fn counter_add(name: &str, delta: u64) {
     host::counter_add(name, delta)
 }
 
+/// Sets the key this request counts under for the route's `key: plugin`
+/// rate limits (e.g. the authenticated user), during `on_request`.
+pub fn rate_limit_key(key: &str) {
+    host::rate_limit_key(key)
+}
+
 /// A request property not in the head (`tls-version`, `http-version`, `domain`, ...).
 pub fn property(name: &str) -> Option<String> {
     host::property(name)

@@ -155,9 +155,11 @@ pub struct ResponseView {
 }
 
 /// Header lists a call lends its store, taken back when the call ends.
+/// The call's rate-limit key (`on-request` only) comes back the same way.
 struct Lent<'a> {
     request: &'a mut Vec<Header>,
     response: Option<&'a mut Vec<Header>>,
+    rate_limit_key: Option<&'a mut Option<String>>,
 }
 
 impl Lent<'_> {
@@ -166,6 +168,9 @@ impl Lent<'_> {
         std::mem::swap(self.request, &mut state.request_headers);
         if let Some(r) = self.response.as_deref_mut() {
             std::mem::swap(r, &mut state.response_headers);
+        }
+        if let Some(k) = self.rate_limit_key.as_deref_mut() {
+            std::mem::swap(k, &mut state.rate_limit_key);
         }
     }
 }
@@ -207,11 +212,13 @@ impl PluginCall<'_> {
         pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
     ) -> Result<RequestOutcome, Failure> {
         let RequestView { line, headers } = request;
+        let mut key = None;
         let lent = Lent {
             request: headers,
             response: None,
+            rate_limit_key: Some(&mut key),
         };
-        self.run(
+        let mut outcome = self.run(
             Hook::Request,
             slot,
             lent,
@@ -221,7 +228,11 @@ impl PluginCall<'_> {
                     .call_on_request(store, line)
             },
             |d: RequestDecision| check_request(d, pool_of_tenant),
-        )
+        )?;
+        if let RequestOutcome::Continue(edits) = &mut outcome {
+            edits.rate_limit_key = key;
+        }
+        Ok(outcome)
     }
 
     /// Runs `on-response` (in the instance `on-request` left in `slot`, or a
@@ -237,6 +248,7 @@ impl PluginCall<'_> {
         let lent = Lent {
             request: headers,
             response: Some(&mut response.headers),
+            rate_limit_key: None,
         };
         self.run(
             Hook::Response,

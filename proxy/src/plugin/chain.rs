@@ -137,6 +137,9 @@ fn request_chain(
                 if e.cache_key.is_some() {
                     edits.cache_key = e.cache_key;
                 }
+                if e.rate_limit_key.is_some() {
+                    edits.rate_limit_key = e.rate_limit_key;
+                }
             }
             Ok(RequestOutcome::Respond(r)) => return Err(ChainStop::Respond(r)),
             Err(failure) => {

@@ -55,6 +55,8 @@ pub struct RequestEdits {
     pub pool: Option<usize>,
     /// Cache key override.
     pub cache_key: Option<String>,
+    /// Key for the rate limits with `key: plugin` (`host.rate-limit-key`).
+    pub rate_limit_key: Option<String>,
 }
 
 /// Checked response edits from one plugin.
@@ -227,6 +229,7 @@ pub fn check_request(
                 path,
                 pool,
                 cache_key: e.cache_key,
+                rate_limit_key: None,
             }))
         }
     }

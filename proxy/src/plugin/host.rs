@@ -19,6 +19,8 @@ use super::runtime::CompiledPlugin;
 
 /// Longest log line; longer ones are cut (at a character boundary).
 pub const MAX_LOG_LINE: usize = 1024;
+/// Longest rate-limit key a plugin may set; longer ones are cut.
+pub const MAX_RATE_LIMIT_KEY: usize = 256;
 /// Log bytes one hook call may write; later lines are dropped and counted.
 pub const LOG_BUDGET_PER_CALL: usize = 8 * 1024;
 
@@ -37,6 +39,8 @@ pub struct HostState {
     pub(super) request_headers: Vec<types::Header>,
     /// The response's headers, lent for `on-response` calls.
     pub(super) response_headers: Vec<types::Header>,
+    /// What the running call set with `rate-limit-key`.
+    pub(super) rate_limit_key: Option<String>,
 }
 
 impl HostState {
@@ -62,6 +66,7 @@ impl HostState {
             clock: CallClock::start(Duration::ZERO),
             request_headers: Vec::new(),
             response_headers: Vec::new(),
+            rate_limit_key: None,
         }
     }
 }
@@ -198,6 +203,10 @@ impl host::Host for HostState {
 
     fn kv_delete(&mut self, key: String) {
         KvStore::global().delete(&self.plugin.tenant, &key)
+    }
+
+    fn rate_limit_key(&mut self, key: String) {
+        self.rate_limit_key = Some(cut(&key, MAX_RATE_LIMIT_KEY).to_string());
     }
 }
 

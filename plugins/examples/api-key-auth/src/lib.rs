@@ -8,7 +8,8 @@
 //!
 //! No credential: 401 with `www-authenticate`. A wrong or expired one: 403.
 //! Accepted requests go upstream with `x-auth-subject` (the key's label or the
-//! token's subject) and without the credential headers.
+//! token's subject) and without the credential headers, and count under that
+//! subject for the route's rate limits with `key: plugin`.
 //!
 //! Config: `{"keys": {"ci": "<sha256 hex>"}, "hmac_secret": "..."}`.
 //! Build: `gatehouse plugin build plugins/examples/api-key-auth -o api-key-auth.wasm`.
@@ -16,7 +17,8 @@
 use std::collections::BTreeMap;
 
 use gatehouse_plugin_sdk::{
-    config, counter_add, export_plugin, property, Plugin, Request, RequestDecision, Respond,
+    config, counter_add, export_plugin, property, rate_limit_key, Plugin, Request, RequestDecision,
+    Respond,
 };
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -99,6 +101,8 @@ impl Plugin for ApiKeyAuth {
         match subject {
             Some(subject) => {
                 counter_add("accepted", 1);
+                // Rate limits with `key: plugin` count per user, not per address.
+                rate_limit_key(&subject);
                 RequestDecision::proceed()
                     .remove_header("x-api-key")
                     .remove_header("authorization")
