@@ -336,7 +336,17 @@ async fn next_document(
     {
         let part = match &old {
             None => document::part_of(objects::all_of_tenant(conn, t).await?),
-            Some(doc) => doc.tenants.get(t).cloned().unwrap_or_default(),
+            Some(doc) => {
+                let mut part = doc.tenants.get(t).cloned().unwrap_or_default();
+                // The request ceiling is the platform's: a rollback (which a
+                // tenant admin may do) keeps the one in force.
+                let ceiling = objects::Kind::RateLimit.as_str();
+                part.remove(ceiling);
+                if let Some(current) = base.tenants.get(t).and_then(|p| p.get(ceiling)) {
+                    part.insert(ceiling.to_string(), current.clone());
+                }
+                part
+            }
         };
         if part.is_empty() {
             next.tenants.remove(t);
@@ -516,14 +526,17 @@ async fn restore(
                     ))
                 })
                 .collect::<Result<_, sqlx::Error>>()?;
-        sqlx::query("DELETE FROM objects WHERE tenant = $1")
+        // The draft's request ceiling is left alone (see `next_document`).
+        let ceiling = objects::Kind::RateLimit.as_str();
+        sqlx::query("DELETE FROM objects WHERE tenant = $1 AND kind <> $2")
             .bind(&t)
+            .bind(ceiling)
             .execute(&mut *conn)
             .await?;
         let Some(part) = doc.tenants.get(&t) else {
             continue;
         };
-        for (kind, entries) in part {
+        for (kind, entries) in part.iter().filter(|(k, _)| k.as_str() != ceiling) {
             for (name, e) in entries {
                 if kind == objects::Kind::Domain.as_str() {
                     crate::domains::check_available(conn, &t, name).await?;

@@ -185,12 +185,14 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     /// Requests allowed per `per`, at least 1.
+    #[cfg_attr(feature = "schema", schema(minimum = 1))]
     pub requests: u32,
     /// The period (1s to 1d).
     #[serde(with = "humantime_serde")]
     #[cfg_attr(feature = "schema", schema(value_type = String, example = "1m"))]
     pub per: Duration,
     /// Requests allowed at once after a quiet time (default `requests`).
+    #[cfg_attr(feature = "schema", schema(minimum = 1))]
     pub burst: Option<u32>,
 }
 

@@ -170,7 +170,9 @@ impl Advertised {
             });
         }
         if limit.headers.x_ratelimit() && self.x.is_none_or(|(_, r, _)| remaining < r) {
-            self.x = Some((rule.quota.requests, remaining, reset));
+            // A burst above the rate is the most a client can have at once.
+            let most = rule.quota.requests.max(rule.quota.burst);
+            self.x = Some((most, remaining, reset));
         }
     }
 

@@ -620,6 +620,12 @@ impl ProxyHttp for Gatehouse {
         }
         if !route.plugins.is_empty() {
             if let Some(resp) = self.request_plugins(session, ctx, &snap, route) {
+                // Requests a plugin refuses count too (under the client's
+                // address when no key was set): otherwise guessing
+                // credentials would never be throttled.
+                if let Some(limited) = self.rate_limit(session, ctx, &snap, route, true) {
+                    return self.send_local(session, ctx, limited).await;
+                }
                 return self.send_local(session, ctx, resp).await;
             }
         }

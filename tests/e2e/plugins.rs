@@ -889,7 +889,13 @@ domains:
         3,
         "the refused request never reached the upstream"
     );
-    // Unauthenticated requests are the plugin's to refuse; they take no token.
-    let r = c.get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 401);
+    // Requests the plugin refuses count too, under the client's address, so
+    // guessing keys is throttled as well.
+    for _ in 0..2 {
+        let r = get("guessed-key").await.unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let r = get("guessed-key").await.unwrap();
+    assert_eq!(r.status(), 429, "a third wrong key from one address");
+    assert_eq!(up.hits(), 3);
 }

@@ -500,4 +500,46 @@ pub async fn tenant_rate_limits_are_set_by_the_platform_and_published(api: Api) 
     let acme = tenants.iter().find(|t| t["name"] == "acme").unwrap();
     assert_eq!(acme["rate_limit"]["requests"], 500);
     assert_eq!(acme["rate_limit"]["burst"], 800);
+
+    // A tenant admin's rollback to a version from before the ceiling was
+    // raised keeps the ceiling in force: it is not the tenant's to change.
+    let r = api
+        .call(
+            Method::PUT,
+            uri,
+            Some(&api.admin),
+            Some(json!({ "requests": 50, "per": "1s" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = publish(&api, &api.admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let admin = api.token(&api.admin, "admin", Some("acme")).await;
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/versions/1/rollback",
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/dataplane/snapshot?after=2&wait=0s&node=edge-1",
+            Some(&node),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["version"], 3);
+    let tenants = r.body["config"]["tenants"].as_array().unwrap();
+    let acme = tenants.iter().find(|t| t["name"] == "acme").unwrap();
+    assert_eq!(
+        acme["rate_limit"]["requests"], 50,
+        "the ceiling in force stays"
+    );
+    let r = api.call(Method::GET, uri, Some(&admin), None).await;
+    assert_eq!(r.body["spec"]["requests"], 50, "and so does the draft's");
 }

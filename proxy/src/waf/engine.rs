@@ -161,17 +161,19 @@ const SQLI_GATES: &[(&str, Context)] = &[
 const SQLI_GATE_WORDS: &[&str] = &[
     "union", "select", "or", "and", "xor", "div", "having", "order", "group", "where", "rlike",
     "regexp", "between", "sleep", "benchmark", "waitfor", "exec", "execute", "null", "not", "into",
-    "from", "insert", "update", "delete", "drop", "case", "procedure", "limit",
+    "from", "insert", "update", "delete", "drop", "case", "procedure", "limit", "declare",
+    "shutdown", "truncate", "when",
 ];
 /// Atoms that make running libinjection's HTML tokenizer worthwhile: markup,
-/// quotes that can close an attribute, and `=` that is not in a query string.
+/// quotes that can close an attribute, and `=` (an unquoted attribute such as
+/// `x style=...` has nothing else).
 const XSS_GATES: &[(&str, Context)] = &[
     ("<", Context::Anywhere),
     (">", Context::Anywhere),
     ("\"", Context::Anywhere),
     ("'", Context::OutsideWord),
     ("`", Context::Anywhere),
-    ("=", Context::Operator),
+    ("=", Context::Anywhere),
     ("script:", Context::Anywhere),
     ("data:", Context::Anywhere),
 ];

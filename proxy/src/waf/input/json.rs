@@ -17,7 +17,8 @@ use super::{Parsed, Source, MAX_DEPTH, MAX_NAME, MAX_VARS};
 /// inputs added so far are taken back, so the caller can inspect the body
 /// another way without counting anything twice.
 pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_json::Error> {
-    let (vars, count, bytes) = (p.vars.len(), p.arg_count, p.args_bytes);
+    let (vars, problems) = (p.vars.len(), p.problems.len());
+    let (count, bytes) = (p.arg_count, p.args_bytes);
     let mut de = serde_json::Deserializer::from_slice(doc);
     let walked = Node {
         p: &mut *p,
@@ -28,6 +29,7 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
     .and_then(|()| de.end());
     if walked.is_err() {
         p.vars.truncate(vars);
+        p.problems.truncate(problems);
         p.arg_count = count;
         p.args_bytes = bytes;
     }
