@@ -31,13 +31,74 @@ impl View {
     }
 }
 
+/// What a one-pass scan of a value found: which transformations could
+/// change it. Most values (words, numbers, identifiers, dates) need none,
+/// and then every view is the value itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Needs {
+    /// [`decode`] may change it.
+    pub decode: bool,
+    /// [`strip_comments`] may change it.
+    pub strip: bool,
+    /// [`shell`] may change it.
+    pub shell: bool,
+}
+
+const DECODE: u8 = 1;
+const STRIP: u8 = 2;
+const SHELL: u8 = 4;
+
+/// Per byte: the transformations it can matter to.
+static CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if starts_encoding(c) {
+            t[b] |= DECODE;
+        }
+        if c == b'*' {
+            t[b] |= STRIP;
+        }
+        if matches!(c, b'\'' | b'"' | b'\\' | b'^' | b'$' | b'\n' | b'\r') {
+            t[b] |= SHELL;
+        }
+        // Whitespace other than a single space is compressed by both.
+        if (c.is_ascii_whitespace() && c != b' ') || c == 0x0b {
+            t[b] |= STRIP | SHELL;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Scans `s` once for anything [`decode`], [`strip_comments`] or [`shell`]
+/// would change.
+pub(crate) fn needs(s: &[u8]) -> Needs {
+    let mut found = 0u8;
+    let mut prev_space = false;
+    for &b in s {
+        found |= CLASSES[usize::from(b)];
+        let space = b == b' ';
+        if space && prev_space {
+            found |= STRIP | SHELL;
+        }
+        prev_space = space;
+    }
+    Needs {
+        decode: found & DECODE != 0,
+        strip: found & STRIP != 0,
+        shell: found & SHELL != 0,
+    }
+}
+
 /// Most decoding rounds: enough for double and triple encoding, bounded so a
 /// crafted value cannot make us loop.
 const MAX_ROUNDS: usize = 4;
 
 /// Bytes that start something [`decode`] changes: escapes of every kind,
 /// NUL, and the lead bytes of overlong UTF-8.
-fn starts_encoding(b: u8) -> bool {
+const fn starts_encoding(b: u8) -> bool {
     matches!(b, b'%' | b'&' | b'\\' | 0 | 0xc0 | 0xc1 | 0xe0)
 }
 
@@ -70,6 +131,9 @@ pub(crate) fn decode(input: &[u8]) -> Cow<'_, [u8]> {
         cur = Cow::Owned(next);
     }
     // NUL bytes split keywords for some parsers and are never legitimate text.
+    if !cur.contains(&0) {
+        return cur;
+    }
     Cow::Owned(cur.iter().copied().filter(|&b| b != 0).collect())
 }
 
@@ -478,6 +542,38 @@ mod tests {
     fn comments_and_whitespace_collapse() {
         assert_eq!(&*strip_comments(b"UNION/**/SELECT\t\n1"), b"UNION SELECT 1");
         assert_eq!(&*strip_comments(b"/*!50000select*/ 1"), b" select 1");
+    }
+
+    #[test]
+    fn needs_agrees_with_the_transformations() {
+        let samples: &[&[u8]] = &[
+            b"plain words 42",
+            b"a  b",
+            b"a\tb",
+            b"100%25",
+            b"fish & chips",
+            b"it's",
+            b"x/**/y",
+            b"$IFS",
+            b"\xc0\xae",
+            b"sel\0ect",
+            b"line\nbreak",
+            b"caf\xc3\xa9",
+        ];
+        for s in samples {
+            let n = needs(s);
+            let changed = |c: &Cow<[u8]>| matches!(c, Cow::Owned(o) if o.as_slice() != *s);
+            // Whatever a transformation changes, the scan must have flagged.
+            assert!(n.decode || !changed(&decode(s)), "{s:?}");
+            assert!(n.strip || !changed(&strip_comments(s)), "{s:?}");
+            assert!(n.shell || !changed(&shell(s)), "{s:?}");
+        }
+        assert_eq!(
+            needs(b"Organic cotton t-shirt, relaxed fit (navy)"),
+            Needs::default()
+        );
+        assert!(needs(b"a  b").strip && needs(b"a  b").shell);
+        assert!(needs(b"%3c").decode && !needs(b"%3c").shell);
     }
 
     #[test]

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use std::borrow::Cow;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use aho_corasick::automaton::{Automaton, StateID};
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, StartKind};
 use gatehouse_config::waf::{WafExclusionRule, WafFamily, WafMode, WafPolicy, WafVariable};
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
@@ -115,6 +117,9 @@ enum Context {
     /// Not between two letters or digits: `step=2&page=3` is a query
     /// string, `1 = 1`, `'='` or `)=` is not.
     Operator,
+    /// Not between two letters, one space on either side allowed: `fish &
+    /// chips` and `a&b` are prose or a query string, `1 & 2` or `' &` are not.
+    Conjunction,
 }
 
 /// Rules compiled for one paranoia level and set of families.
@@ -122,7 +127,11 @@ pub(crate) struct RuleSet {
     rules: Vec<&'static RuleDef>,
     /// Every atom of every rule (regex atoms, phrase lists, libinjection
     /// gates), ASCII-case-insensitive, one pass per distinct view text.
-    atoms: AhoCorasick,
+    /// Walked state by state (see [`RuleSet::scan`]): the search iterators'
+    /// per-match bookkeeping cost more than the walk itself.
+    atoms: DFA,
+    /// The unanchored start state of `atoms`.
+    start: StateID,
     /// Per atom: the views it is looked for in, and what it means.
     hits: Vec<AtomHits>,
     /// Per clause: its rule and the bits of all its sets.
@@ -149,7 +158,7 @@ const SQLI_GATES: &[(&str, Context)] = &[
     ("<", Context::Anywhere),
     (">", Context::Anywhere),
     ("|", Context::Anywhere),
-    ("&", Context::Operator),
+    ("&", Context::Conjunction),
     ("#", Context::Operator),
     ("--", Context::Anywhere),
     ("/*", Context::Anywhere),
@@ -298,14 +307,23 @@ impl RuleSet {
                 Ok(Some((set, list.into_iter().map(|(i, _)| i).collect())))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let automaton = AhoCorasick::builder()
+        // Standard semantics: every match state lists every atom ending
+        // there, which is what an overlapping search needs. No prefilter:
+        // with one-byte atoms it would stop at almost every byte.
+        let automaton = DFA::builder()
             .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Unanchored)
+            .prefilter(false)
             .build(&atoms.patterns)
+            .map_err(|e| anyhow::anyhow!("WAF atoms: {e}"))?;
+        let start = automaton
+            .start_state(Anchored::No)
             .map_err(|e| anyhow::anyhow!("WAF atoms: {e}"))?;
         Ok(RuleSet {
             rules,
             atoms: automaton,
+            start,
             hits: atoms.hits,
             clauses,
             unfiltered,
@@ -315,6 +333,26 @@ impl RuleSet {
             xss,
             checks,
         })
+    }
+}
+
+impl RuleSet {
+    /// Calls `found(atom, start, end)` for every occurrence of every atom in
+    /// `text`, overlapping ones included.
+    fn scan(&self, text: &[u8], mut found: impl FnMut(usize, usize, usize)) {
+        let dfa = &self.atoms;
+        let mut sid = self.start;
+        for (at, &byte) in text.iter().enumerate() {
+            sid = dfa.next_state(Anchored::No, sid, byte);
+            // Match states sort first, so one comparison skips the rest.
+            if dfa.is_special(sid) && dfa.is_match(sid) {
+                for k in 0..dfa.match_len(sid) {
+                    let atom = dfa.match_pattern(sid, k);
+                    let end = at + 1;
+                    found(atom.as_usize(), end - dfa.pattern_len(atom), end);
+                }
+            }
+        }
     }
 }
 
@@ -439,7 +477,9 @@ impl Waf {
         {
             return Verdict::default();
         }
-        let parsed = input::parse(req);
+        // Names built while parsing live here, freed together at the end.
+        let arena = bumpalo::Bump::with_capacity(4096);
+        let parsed = input::parse(req, &arena);
         let set = &*self.rules;
         let mut fired = vec![false; set.rules.len()];
         let mut detections = Vec::new();
@@ -500,13 +540,21 @@ impl Waf {
             let var_excluded = |r: &RuleDef| excluded(&exclusions, r, Some(var));
             let wanted = |view: View| set.view_targets[view.index()] & bit != 0;
             let raw: &[u8] = &var.value;
-            let decoded = decode::decode(raw);
-            let stripped = if wanted(View::Stripped) {
+            // One scan says which views can differ from the value; after a
+            // real decoding the transformations judge for themselves.
+            let needs = decode::needs(raw);
+            let decoded = if needs.decode {
+                decode::decode(raw)
+            } else {
+                Cow::Borrowed(raw)
+            };
+            let is_raw = matches!(decoded, Cow::Borrowed(_));
+            let stripped = if wanted(View::Stripped) && (needs.strip || !is_raw) {
                 decode::strip_comments(&decoded)
             } else {
                 Cow::Borrowed(&decoded[..])
             };
-            let shell = if wanted(View::Shell) {
+            let shell = if wanted(View::Shell) && (needs.shell || !is_raw) {
                 decode::shell(&decoded)
             } else {
                 Cow::Borrowed(&decoded[..])
@@ -531,16 +579,16 @@ impl Waf {
                     }
                 }
                 scanned |= views;
-                for m in set.atoms.find_overlapping_iter(text) {
-                    let entry = &set.hits[m.pattern().as_usize()];
+                set.scan(text, |pattern, start, end| {
+                    let entry = &set.hits[pattern];
                     if !entry.relevant(views, bit) {
-                        continue;
+                        return;
                     }
                     for &(view, hit) in &entry.list {
                         if views & (1 << view.index()) == 0 {
                             continue;
                         }
-                        let whole = |ww: bool| !ww || whole_word(text, m.start(), m.end());
+                        let whole = |ww: bool| !ww || whole_word(text, start, end);
                         match hit {
                             Hit::Clause(c, set_bit) => {
                                 let (i, all) = set.clauses[c];
@@ -565,32 +613,29 @@ impl Waf {
                                     && whole(ww)
                                     && !var_excluded(r)
                                 {
-                                    record(
-                                        i,
-                                        var_label(var),
-                                        &text[m.start()..m.end()],
-                                        &mut fired,
-                                    );
+                                    record(i, var_label(var), &text[start..end], &mut fired);
                                 }
                             }
                             Hit::Gate(is_sqli, context) => {
                                 let counts = match context {
                                     Context::Anywhere => true,
                                     Context::WholeWord => whole(true),
-                                    Context::OutsideWord => !inside_word(text, m.start(), m.end()),
-                                    Context::Operator => !between_words(text, m.start(), m.end()),
+                                    Context::OutsideWord => !inside_word(text, start, end),
+                                    Context::Operator => !between_words(text, start, end),
+                                    Context::Conjunction => !between_letters(text, start, end),
                                 };
                                 gates[usize::from(is_sqli)] |= counts;
                             }
                         }
                     }
-                }
+                });
             }
             for view in View::ALL {
                 let Some((regex_set, index)) = &set.unfiltered[view.index()] else {
                     continue;
                 };
-                if !wanted(view) {
+                // `is_match` first: `matches` allocates, and most texts match nothing.
+                if !wanted(view) || !regex_set.is_match(text_of(view)) {
                     continue;
                 }
                 for m in regex_set.matches(text_of(view)).iter() {
@@ -665,6 +710,20 @@ fn inside_word(text: &[u8], start: usize, end: usize) -> bool {
     start > 0
         && text[start - 1].is_ascii_alphabetic()
         && text.get(end).is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// Whether `text[start..end]` sits between two letters, allowing one space
+/// on either side.
+fn between_letters(text: &[u8], start: usize, end: usize) -> bool {
+    let before = match text[..start] {
+        [.., b, b' '] | [.., b] => b,
+        [] => return false,
+    };
+    let after = match text[end..] {
+        [b' ', b, ..] | [b, ..] => b,
+        [] => return false,
+    };
+    before.is_ascii_alphabetic() && after.is_ascii_alphabetic()
 }
 
 /// Whether `text[start..end]` sits between two letters or digits.

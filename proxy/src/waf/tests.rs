@@ -418,7 +418,8 @@ fn a_truncated_json_walk_leaves_no_problems_behind() {
         body: &body,
         body_truncated: true,
     };
-    let parsed = super::input::parse(&req);
+    let arena = bumpalo::Bump::new();
+    let parsed = super::input::parse(&req, &arena);
     assert!(
         !parsed
             .problems

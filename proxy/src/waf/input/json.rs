@@ -3,8 +3,13 @@
 //! body, so a large API payload costs little more than reading it once.
 //!
 //! Every key is an argument name (`ArgName`, named by its dotted path) and
-//! every string or number leaf an argument (`Arg`, named by the path of its
-//! object member; array items share their array's path).
+//! every string leaf an argument (`Arg`, named by the path of its object
+//! member; array items share their array's path). Dotted paths are built in
+//! the request's arena, so an array of objects costs no heap allocation per
+//! key. Numbers, booleans and nulls are neither inspected nor counted as
+//! argument bytes: the parser has already shown they are only digits, signs,
+//! a point and an exponent, which no rule can find anything in (the body
+//! size limit bounds them).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,7 +27,7 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
     let mut de = serde_json::Deserializer::from_slice(doc);
     let walked = Node {
         p: &mut *p,
-        path: Cow::Borrowed(""),
+        path: "",
         depth: 0,
     }
     .deserialize(&mut de)
@@ -39,14 +44,14 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
 /// One value at `path`.
 struct Node<'a, 'r> {
     p: &'a mut Parsed<'r>,
-    path: Cow<'r, str>,
+    path: &'r str,
     depth: usize,
 }
 
 impl<'r> Node<'_, 'r> {
     fn leaf(self, value: Cow<'r, [u8]>) {
         self.p.args_bytes += value.len();
-        self.p.push(Source::Arg, self.path, value);
+        self.p.push(Source::Arg, Cow::Borrowed(self.path), value);
     }
 }
 
@@ -71,25 +76,33 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(Text)? {
-            let mut name = if self.path.is_empty() {
-                key.clone()
+            let arena = self.p.arena;
+            let name: &'de str = if self.path.is_empty() {
+                match &key {
+                    Cow::Borrowed(k) => k,
+                    Cow::Owned(k) => arena.alloc_str(k),
+                }
             } else {
-                // Built by hand: `format!` costs more than the rest of the key.
-                let mut dotted = String::with_capacity(self.path.len() + 1 + key.len());
-                dotted.push_str(&self.path);
+                let mut dotted = bumpalo::collections::String::with_capacity_in(
+                    self.path.len() + 1 + key.len(),
+                    arena,
+                );
+                dotted.push_str(self.path);
                 dotted.push('.');
                 dotted.push_str(&key);
-                Cow::Owned(dotted)
+                dotted.into_bump_str()
             };
             // Names only label inputs: bounded, so deep documents cannot
             // make every leaf carry a huge copy.
-            if name.len() > MAX_NAME {
+            let name = if name.len() > MAX_NAME {
                 let mut cut = MAX_NAME;
                 while !name.is_char_boundary(cut) {
                     cut -= 1;
                 }
-                name.to_mut().truncate(cut);
-            }
+                &name[..cut]
+            } else {
+                name
+            };
             // The key itself is attacker-controlled input too.
             self.p.arg_count += 1;
             self.p.args_bytes += key.len();
@@ -97,7 +110,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                 Cow::Borrowed(k) => Cow::Borrowed(k.as_bytes()),
                 Cow::Owned(k) => Cow::Owned(k.into_bytes()),
             };
-            self.p.push(Source::ArgName, name.clone(), key_bytes);
+            self.p.push(Source::ArgName, Cow::Borrowed(name), key_bytes);
             map.next_value_seed(Node {
                 p: &mut *self.p,
                 path: name,
@@ -111,7 +124,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         while seq
             .next_element_seed(Node {
                 p: &mut *self.p,
-                path: self.path.clone(),
+                path: self.path,
                 depth: self.depth + 1,
             })?
             .is_some()
@@ -134,24 +147,15 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         Ok(())
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.leaf(Cow::Owned(
-            itoa::Buffer::new().format(v).as_bytes().to_vec(),
-        ));
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.leaf(Cow::Owned(
-            itoa::Buffer::new().format(v).as_bytes().to_vec(),
-        ));
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
         Ok(())
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        // Written the way serde_json writes numbers (`1.0e20`, not `100000000000000000000`).
-        let text = serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string());
-        self.leaf(Cow::Owned(text.into_bytes()));
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
         Ok(())
     }
 

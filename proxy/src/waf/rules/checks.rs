@@ -4,7 +4,6 @@
 use std::sync::OnceLock;
 
 use http::header;
-use regex::Regex;
 
 use super::lists;
 use crate::waf::engine::CheckCtx;
@@ -39,13 +38,17 @@ pub(super) fn content_type_allowed(ctx: &CheckCtx<'_>) -> Option<String> {
 }
 
 pub(super) fn content_type_syntax(ctx: &CheckCtx<'_>) -> Option<String> {
-    static RE: OnceLock<Regex> = OnceLock::new();
+    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    // ASCII classes: media types are tokens (RFC 9110), and a Unicode `\w`
+    // makes the regex several times slower on every request with a body.
     let re = RE.get_or_init(|| {
-        Regex::new(r#"^\s*[\w.+*-]+/[\w.+*-]+(?:\s*;\s*[\w.-]+=\s?(?:"[^"]*"|[^;"\s]+))*\s*;?\s*$"#)
-            .expect("static regex")
+        regex::bytes::Regex::new(
+            r#"(?-u)^\s*[\w.+*-]+/[\w.+*-]+(?:\s*;\s*[\w.-]+=\s?(?:"[^"]*"|[^;"\s]+))*\s*;?\s*$"#,
+        )
+        .expect("static regex")
     });
     let ct = header_str(ctx, header::CONTENT_TYPE)?;
-    (!ct.trim().is_empty() && !re.is_match(ct)).then(|| ct.to_string())
+    (!ct.trim().is_empty() && !re.is_match(ct.as_bytes())).then(|| ct.to_string())
 }
 
 pub(super) fn charset(ctx: &CheckCtx<'_>) -> Option<String> {
@@ -333,13 +336,18 @@ pub(super) fn cookie_v1(ctx: &CheckCtx<'_>) -> Option<String> {
 /// A media type smuggled into a parameter (`application/x-www-form-urlencoded;
 /// boundary="application/json"`): servers disagree on which one applies.
 pub(super) fn content_type_list(ctx: &CheckCtx<'_>) -> Option<String> {
-    static RE: OnceLock<Regex> = OnceLock::new();
+    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
     let re = RE.get_or_init(|| {
-        Regex::new(r#"(?i)[;,]\s*(?:[\w.-]+\s*=\s*["']?\s*)?(?:application|text|multipart|image|audio|video|message|model|font)/[\w.+-]+"#)
+        regex::bytes::Regex::new(r#"(?i-u)[;,]\s*(?:[\w.-]+\s*=\s*["']?\s*)?(?:application|text|multipart|image|audio|video|message|model|font)/[\w.+-]+"#)
             .expect("static regex")
     });
     let ct = header_str(ctx, header::CONTENT_TYPE)?;
-    re.find(ct).map(|m| m.as_str().to_string())
+    // Most Content-Types have no parameter and cannot name a second type.
+    if !ct.contains([';', ',']) {
+        return None;
+    }
+    re.find(ct.as_bytes())
+        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
 }
 
 pub(super) fn query_line_break(ctx: &CheckCtx<'_>) -> Option<String> {
@@ -362,8 +370,9 @@ pub(super) fn duplicate_args(ctx: &CheckCtx<'_>) -> Option<String> {
 
 /// Host of an absolute URL (lowercase), if `value` is one.
 fn url_host(value: &[u8]) -> Option<String> {
-    // Cheap refusal first: most values are not URLs.
-    memchr::memmem::find(value, b"://")?;
+    // Cheap refusal first: most values are not URLs (`memmem::find` would
+    // build a searcher per call).
+    memchr::memchr_iter(b':', value).find(|&at| value[at..].starts_with(b"://"))?;
     let text = String::from_utf8_lossy(value).trim().to_ascii_lowercase();
     let rest = ["http://", "https://", "ftp://", "ftps://", "file://"]
         .iter()
@@ -405,24 +414,7 @@ pub(super) fn session_id_param(ctx: &CheckCtx<'_>) -> Option<String> {
         .vars
         .iter()
         .filter(|v| v.source == Source::ArgName)
-        .find_map(|v| {
-            static NAMES: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
-            let names = NAMES.get_or_init(|| {
-                aho_corasick::AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .start_kind(aho_corasick::StartKind::Anchored)
-                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                    .build(lists::SESSION_PARAMS)
-                    .expect("session parameter names compile")
-            });
-            let whole =
-                aho_corasick::Input::new(&v.value[..]).anchored(aho_corasick::Anchored::Yes);
-            // The longest name starting the value must be all of it.
-            names
-                .find(whole)
-                .filter(|m| m.end() == v.value.len())
-                .map(|m| lists::SESSION_PARAMS[m.pattern().as_usize()])
-        })?;
+        .find_map(|v| session_param(&v.value))?;
     match header_str(ctx, header::REFERER) {
         None => Some(format!("{name} without Referer")),
         Some(r) => {
@@ -431,6 +423,30 @@ pub(super) fn session_id_param(ctx: &CheckCtx<'_>) -> Option<String> {
             (from != own).then(|| format!("{name} from {from}"))
         }
     }
+}
+
+/// The session parameter `name` is (any case), if it is one.
+fn session_param(name: &[u8]) -> Option<&'static str> {
+    type Names = std::collections::HashMap<&'static [u8], &'static str, foldhash::fast::FixedState>;
+    /// The names, and a bit per length some name has (all are under 64).
+    static NAMES: OnceLock<(Names, u64)> = OnceLock::new();
+    let (names, lengths) = NAMES.get_or_init(|| {
+        let names: Names = lists::SESSION_PARAMS
+            .iter()
+            .map(|n| (n.as_bytes(), *n))
+            .collect();
+        let lengths = names.keys().fold(0u64, |m, n| m | 1 << n.len());
+        (names, lengths)
+    });
+    if name.len() >= 64 || lengths & (1 << name.len()) == 0 {
+        return None;
+    }
+    // Lowercased on the stack: this runs for every argument name.
+    let mut lower = [0u8; 64];
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    names.get(&*lower).copied()
 }
 
 /// Many SQL/shell special characters in one value (paranoia 3).
@@ -458,66 +474,72 @@ pub(super) fn invalid_utf8_args(ctx: &CheckCtx<'_>) -> Option<String> {
         .then(|| "invalid UTF-8 in query".into())
 }
 
-fn is_loopback_name(host: &str) -> bool {
-    matches!(
-        host,
-        "localhost"
-            | "localhost.localdomain"
-            | "localhost4"
-            | "localhost4.localdomain4"
-            | "localhost6"
-            | "localhost6.localdomain6"
-            | "ip6-localhost"
-            | "ip6-loopback"
-    )
+/// Whether `host` (any case) is a name the machine itself answers to.
+fn is_loopback_name(host: &[u8]) -> bool {
+    const NAMES: [&str; 8] = [
+        "localhost",
+        "localhost.localdomain",
+        "localhost4",
+        "localhost4.localdomain4",
+        "localhost6",
+        "localhost6.localdomain6",
+        "ip6-localhost",
+        "ip6-loopback",
+    ];
+    NAMES
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(host))
 }
 
 /// An argument naming a loopback host (`http://localhost/...`,
 /// `localhost:8080`), unless the site itself is served under that name.
 pub(super) fn loopback_url(ctx: &CheckCtx<'_>) -> Option<String> {
-    if request_host(ctx).is_some_and(|h| is_loopback_name(&h)) {
+    if request_host(ctx).is_some_and(|h| is_loopback_name(h.as_bytes())) {
         return None;
     }
     ctx.parsed
         .vars
         .iter()
         .filter(|v| v.source == Source::Arg)
-        // Every loopback name contains one of these; most values neither.
-        .filter(|v| {
-            static HINTS: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
-            HINTS
-                .get_or_init(|| {
-                    aho_corasick::AhoCorasick::builder()
-                        .ascii_case_insensitive(true)
-                        .build(["localhost", "ip6-"])
-                        .expect("loopback hints compile")
-                })
-                .is_match(&v.value[..])
-        })
-        .find_map(|v| {
-            let text = String::from_utf8_lossy(&v.value)
-                .trim()
-                .to_ascii_lowercase();
-            let rest = match text.split_once("://") {
-                Some((scheme, rest))
-                    if scheme
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b)) =>
-                {
-                    rest
-                }
-                _ => text.as_str(),
+        .find(|v| {
+            let value = v.value.trim_ascii();
+            // A host starts the value, follows `://` or follows `@`: most
+            // values start with neither name and have neither `:` nor `@`.
+            let may_start = |name: &[u8]| {
+                value.len() >= name.len() && value[..name.len()].eq_ignore_ascii_case(name)
             };
-            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-            let host = authority
-                .rsplit('@')
-                .next()
-                .unwrap_or("")
-                .split(':')
-                .next()
-                .unwrap_or("");
-            is_loopback_name(host).then(|| text.clone())
+            (may_start(b"localhost")
+                || may_start(b"ip6-")
+                || memchr::memchr2(b':', b'@', value).is_some())
+                && is_loopback_name(url_host_bytes(value))
         })
+        .map(|v| String::from_utf8_lossy(v.value.trim_ascii()).to_ascii_lowercase())
+}
+
+/// The host part of `scheme://user@host:port/path` or of `host:port/path`.
+/// Plain loops rather than `memchr`: values are short, and this runs for
+/// every argument.
+fn url_host_bytes(value: &[u8]) -> &[u8] {
+    let scheme_len = value
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')))
+        .unwrap_or(value.len());
+    let rest = match value[scheme_len..].strip_prefix(b"://") {
+        Some(rest) => rest,
+        None => value,
+    };
+    let authority = match rest.iter().position(|&b| matches!(b, b'/' | b'?' | b'#')) {
+        Some(end) => &rest[..end],
+        None => rest,
+    };
+    let host = match authority.iter().rposition(|&b| b == b'@') {
+        Some(at) => &authority[at + 1..],
+        None => authority,
+    };
+    match host.iter().position(|&b| b == b':') {
+        Some(end) => &host[..end],
+        None => host,
+    }
 }
 
 /// `Accept:` or `User-Agent:` sent with nothing in it: clients either send a
