@@ -9,6 +9,9 @@
 //! paranoia 1 (a JSON API call with a 2 KiB body, a search page view).
 //!
 //! Run: `cargo bench --bench micro` (add `-- --quick` for a fast pass).
+//!
+//! Allocation-heavy paths are measured with the allocator the `gatehouse`
+//! binary ships with (mimalloc), not the system one.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -20,6 +23,10 @@ use gatehouse_proxy::route::{normalize_host, Router};
 use gatehouse_proxy::snapshot::{Snapshot, SnapshotStore};
 use gatehouse_proxy::tls::{CertGeneration, CertMap};
 use http::Method;
+
+// The same global allocator as `src/main.rs`: what production runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SIZES: [usize; 3] = [10, 10_000, 100_000];
 

@@ -35,6 +35,9 @@ const MAX_CLAUSES: usize = 64;
 const MAX_SETS: usize = 3;
 const EXTRA_SET_COST: f64 = 0.05;
 
+/// Largest set that may overlap a chosen one (punctuation such as `(`).
+const FEW_OVERLAPPING: usize = 4;
+
 /// The prefilter of `pattern`: clauses (one per top-level alternative),
 /// each a conjunction of atom sets. Every match satisfies at least one
 /// clause: all of that clause's sets have an atom in the matched text.
@@ -47,12 +50,121 @@ pub(crate) fn filter(pattern: &str) -> Option<Vec<Vec<AtomSet>>> {
         .parse(pattern)
         .ok()?;
     let hir = unwrap_captures(&hir);
-    if let HirKind::Alternation(alts) = hir.kind() {
+    if let Some(alts) = alternatives(hir) {
         if alts.len() <= MAX_CLAUSES {
             return alts.iter().map(clause).collect();
         }
     }
     Some(vec![clause(hir)?])
+}
+
+/// For a regex whose every alternative is anchored at the start (`^\s*ls\s`),
+/// the literals a match must begin with once leading whitespace (`\s`) is
+/// skipped, lowercased. One anchored lookup at the start of a text then
+/// decides whether the regex can match, however many literals there are.
+/// `None` when some alternative is not of that shape or its prefixes are
+/// not a finite set of literals.
+pub(crate) fn anchored_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let hir = unwrap_captures(&hir);
+    let alts = alternatives(hir).unwrap_or_else(|| vec![hir.clone()]);
+    let mut all = Vec::new();
+    for alt in &alts {
+        let HirKind::Concat(parts) = unwrap_captures(alt).kind() else {
+            return None;
+        };
+        let [first, rest @ ..] = parts.as_slice() else {
+            return None;
+        };
+        if !matches!(first.kind(), HirKind::Look(regex_syntax::hir::Look::Start)) {
+            return None;
+        }
+        let rest = match rest {
+            [ws, rest @ ..] if is_optional_space(ws) => rest,
+            _ => rest,
+        };
+        let seq = Extractor::new()
+            .kind(ExtractKind::Prefix)
+            .limit_class(32)
+            .limit_total(ANCHORED_LITERALS)
+            .extract(&Hir::concat(rest.to_vec()));
+        for lit in seq.literals()? {
+            let mut lit = lit.as_bytes().to_ascii_lowercase();
+            // After the skipped whitespace the match must start with a
+            // literal that cannot itself be whitespace.
+            match lit.iter().position(|&b| is_regex_space(b)) {
+                Some(0) => return None,
+                Some(cut) => lit.truncate(cut),
+                None if lit.is_empty() => return None,
+                None => {}
+            }
+            all.push(lit);
+        }
+    }
+    all.sort();
+    all.dedup();
+    (!all.is_empty()).then_some(all)
+}
+
+/// Most literals an anchored prefilter may have.
+const ANCHORED_LITERALS: usize = 4096;
+
+/// `\s` of a regex without Unicode: tab, line feed, vertical tab, form feed,
+/// carriage return, space.
+pub(crate) fn is_regex_space(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// `\s*`.
+fn is_optional_space(hir: &Hir) -> bool {
+    let HirKind::Repetition(r) = hir.kind() else {
+        return false;
+    };
+    let HirKind::Class(regex_syntax::hir::Class::Bytes(class)) = r.sub.kind() else {
+        return false;
+    };
+    r.min == 0
+        && r.max.is_none()
+        && class
+            .iter()
+            .all(|range| (range.start()..=range.end()).all(is_regex_space))
+}
+
+/// The top-level alternatives of `hir`, also when the parser factored a
+/// common zero-width prefix such as `\b` out of them (`\b(?:a|b)` for
+/// `\ba|\bb`): each alternative gets it back.
+fn alternatives(hir: &Hir) -> Option<Vec<Hir>> {
+    match hir.kind() {
+        HirKind::Alternation(alts) => Some(alts.clone()),
+        HirKind::Concat(parts) => {
+            let at = parts
+                .iter()
+                .position(|p| matches!(unwrap_captures(p).kind(), HirKind::Alternation(_)))?;
+            let zero_width = |p: &Hir| matches!(p.kind(), HirKind::Look(_));
+            if !parts[..at].iter().all(zero_width) || !parts[at + 1..].iter().all(zero_width) {
+                return None;
+            }
+            let HirKind::Alternation(alts) = unwrap_captures(&parts[at]).kind() else {
+                return None;
+            };
+            Some(
+                alts.iter()
+                    .map(|alt| {
+                        let mut whole = parts[..at].to_vec();
+                        whole.push(alt.clone());
+                        whole.extend_from_slice(&parts[at + 1..]);
+                        Hir::concat(whole)
+                    })
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
 }
 
 fn unwrap_captures(hir: &Hir) -> &Hir {
@@ -89,14 +201,27 @@ fn clause(hir: &Hir) -> Option<Vec<AtomSet>> {
         if chosen.len() == MAX_SETS || (!chosen.is_empty() && c > EXTRA_SET_COST) {
             break;
         }
-        if chosen
-            .iter()
-            .all(|(_, s)| s.end <= span.start || span.end <= s.start)
-        {
+        // Every set found is required on its own, so an overlapping one may
+        // be added too when a chosen one does not already imply it: `abs(`,
+        // `hex(` imply `(`; the shortened `abs`, `cur` (see [`shrink`]) do
+        // not, and then a small set such as `(` is worth requiring.
+        let independent = |s: &AtomSet, c: &std::ops::Range<usize>| {
+            c.end <= span.start
+                || span.end <= c.start
+                || (set.len() <= FEW_OVERLAPPING && !implies(s, &set))
+        };
+        if chosen.iter().all(|(s, c)| independent(s, c)) {
             chosen.push((set, span));
         }
     }
     (!chosen.is_empty()).then(|| chosen.into_iter().map(|(set, _)| set).collect())
+}
+
+/// Whether finding an atom of `a` means an atom of `b` is there too: each
+/// atom of `a` contains one of `b`.
+fn implies(a: &[Vec<u8>], b: &[Vec<u8>]) -> bool {
+    a.iter()
+        .all(|x| b.iter().any(|y| memchr::memmem::find(x, y).is_some()))
 }
 
 /// The most selective atom set of `hir`, if it has one.
@@ -259,10 +384,37 @@ mod tests {
 
     #[test]
     fn alternatives_are_clauses() {
+        // The parser factors `\b` out of `\bx|\by`: still two clauses.
+        assert_eq!(
+            f(r"\bsleep\s*\(|\bconcat\s*\(\s*0x"),
+            ["sleep & (", "concat & 0x & ("]
+        );
+        // A long list is shortened, so the `(` after it is required too.
+        let names: Vec<String> = (0..200).map(|i| format!("fn{i:03}x")).collect();
+        let clauses = filter(&format!(r"\b(?:{})\(", names.join("|"))).unwrap();
+        assert!(clauses[0].contains(&vec![b"(".to_vec()]), "{clauses:?}");
         assert_eq!(
             f(r"__proto__|constructor\s*\.\s*prototype"),
             ["__proto__", "constructor & prototype & ."]
         );
+    }
+
+    #[test]
+    fn anchored_patterns_have_start_literals() {
+        let lits = |p: &str| {
+            anchored_prefixes(p).map(|l| {
+                l.iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            lits(r"^\s*(?:ls|Cat)\s+-|^\s*whoami\s*$").unwrap(),
+            ["cat", "ls", "whoami"]
+        );
+        assert_eq!(lits(r"(?:ls|cat)\s"), None, "not anchored");
+        assert_eq!(lits(r"^\s*\w+"), None, "no literals");
+        assert_eq!(lits(r"^\s*(?:\s|x)"), None, "may start with whitespace");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Compiling the catalog for a policy and scoring a request against it.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -7,7 +8,7 @@ use std::borrow::Cow;
 
 use aho_corasick::automaton::{Automaton, StateID};
 use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind, StartKind};
+use aho_corasick::{AhoCorasick, Anchored, MatchKind, StartKind};
 use gatehouse_config::waf::{WafExclusionRule, WafFamily, WafMode, WafPolicy, WafVariable};
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
@@ -130,6 +131,9 @@ pub(crate) struct RuleSet {
     /// Walked state by state (see [`RuleSet::scan`]): the search iterators'
     /// per-match bookkeeping cost more than the walk itself.
     atoms: DFA,
+    /// The atoms themselves (for tests).
+    #[cfg(test)]
+    patterns: Vec<Vec<u8>>,
     /// The unanchored start state of `atoms`.
     start: StateID,
     /// Per atom: the views it is looked for in, and what it means.
@@ -138,6 +142,10 @@ pub(crate) struct RuleSet {
     clauses: Vec<(usize, u8)>,
     /// Per view: regex rules without usable atoms, matched in one pass.
     unfiltered: Vec<Option<(RegexSet, Vec<usize>)>>,
+    /// Per view: regex rules anchored at the start, each with the literals
+    /// its matches begin with (see [`atoms::anchored_prefixes`]), looked up
+    /// once at the start of a text.
+    anchored: Vec<Vec<(usize, AhoCorasick)>>,
     /// Per rule (by index): its own regex.
     regexes: Vec<Option<Regex>>,
     /// Per view: the sources any rule of the view looks at.
@@ -216,6 +224,7 @@ impl RuleSet {
         let mut atoms = AtomTable::default();
         let mut clauses = Vec::new();
         let mut unfiltered: Vec<Vec<(usize, &'static str)>> = vec![Vec::new(); View::ALL.len()];
+        let mut anchored: Vec<Vec<(usize, AhoCorasick)>> = vec![Vec::new(); View::ALL.len()];
         let mut regexes = Vec::with_capacity(rules.len());
         let mut view_targets = [0u16; 4];
         let (mut sqli, mut xss, mut checks) = (None, None, Vec::new());
@@ -241,7 +250,17 @@ impl RuleSet {
                                 }
                             }
                         }
-                        None => unfiltered[view.index()].push((i, pattern)),
+                        None => match atoms::anchored_prefixes(pattern) {
+                            Some(literals) => anchored[view.index()].push((
+                                i,
+                                AhoCorasick::builder()
+                                    .ascii_case_insensitive(true)
+                                    .start_kind(StartKind::Anchored)
+                                    .build(literals)
+                                    .map_err(|e| anyhow::anyhow!("WAF rule {}: {e}", r.id))?,
+                            )),
+                            None => unfiltered[view.index()].push((i, pattern)),
+                        },
                     }
                     own = Some(
                         regex::bytes::RegexBuilder::new(pattern)
@@ -322,11 +341,14 @@ impl RuleSet {
             .map_err(|e| anyhow::anyhow!("WAF atoms: {e}"))?;
         Ok(RuleSet {
             rules,
+            #[cfg(test)]
+            patterns: atoms.patterns.clone(),
             atoms: automaton,
             start,
             hits: atoms.hits,
             clauses,
             unfiltered,
+            anchored,
             regexes,
             view_targets,
             sqli,
@@ -360,9 +382,19 @@ impl RuleSet {
 impl RuleSet {
     pub(crate) fn debug_compile(paranoia: u8) -> String {
         let s = RuleSet::compile(paranoia, &[]).unwrap();
+        let mut bytes = [false; 256];
+        let mut total = 0;
+        for p in &s.patterns {
+            total += p.len();
+            for &b in p {
+                bytes[usize::from(b.to_ascii_lowercase())] = true;
+            }
+        }
         format!(
-            "{} patterns, {} bytes, {} clauses",
+            "{} patterns ({} bytes, {} distinct), {} bytes, {} clauses",
             s.atoms.patterns_len(),
+            total,
+            bytes.iter().filter(|b| **b).count(),
             s.atoms.memory_usage(),
             s.clauses.len()
         )
@@ -370,25 +402,26 @@ impl RuleSet {
 }
 
 /// What one atom means, with summaries that let most occurrences be
-/// skipped without looking at the list.
+/// skipped without looking at the lists.
 #[derive(Default)]
 struct AtomHits {
     /// Bits of the views any entry is for.
     views: u8,
-    /// Per view: the sources any entry's rule targets.
-    targets: [u16; 4],
-    list: Vec<(View, Hit)>,
+    /// Per set of views (a 4-bit mask): the sources any entry for one of
+    /// those views targets.
+    targets: [u16; 16],
+    /// Regex clause sets it completes: `(view, clause, set bit)`. Finding the
+    /// atom once per text is enough for these.
+    clauses: Vec<(View, usize, u8)>,
+    /// Phrases and gates, which look at every occurrence.
+    others: Vec<(View, Hit)>,
 }
 
 impl AtomHits {
     /// Whether an occurrence in a text shown by `views` of an input from
     /// `source` can mean anything.
     fn relevant(&self, views: u8, source: u16) -> bool {
-        let both = self.views & views;
-        both != 0
-            && View::ALL
-                .iter()
-                .any(|v| both & (1 << v.index()) != 0 && self.targets[v.index()] & source != 0)
+        self.targets[usize::from(self.views & views)] & source != 0
     }
 }
 
@@ -413,9 +446,17 @@ impl AtomTable {
             }
         };
         let entry = &mut self.hits[n];
-        entry.views |= 1 << view.index();
-        entry.targets[view.index()] |= targets;
-        entry.list.push((view, hit));
+        let bit = 1u8 << view.index();
+        entry.views |= bit;
+        for (mask, t) in entry.targets.iter_mut().enumerate() {
+            if mask as u8 & bit != 0 {
+                *t |= targets;
+            }
+        }
+        match hit {
+            Hit::Clause(clause, set_bit) => entry.clauses.push((view, clause, set_bit)),
+            _ => entry.others.push((view, hit)),
+        }
     }
 }
 
@@ -520,19 +561,29 @@ impl Waf {
             }
         }
 
-        // Regex rules found to be candidates for the current input, by
-        // stamp (the input's number), so nothing is cleared per input.
-        let mut stamp = vec![usize::MAX; set.rules.len()];
-        // Sets found so far of each clause, valid for the input `clause_stamp` says.
-        let mut clause_found = vec![0u8; set.clauses.len()];
-        let mut clause_stamp = vec![usize::MAX; set.clauses.len()];
-        let mut candidates: Vec<(usize, View)> = Vec::new();
+        // Per-request state lives in a per-thread scratch (no allocation and
+        // clearing per request): stamps are numbers never used before, so
+        // stale entries of earlier requests cannot look current.
+        let mut scratch = SCRATCH.with(RefCell::take);
+        scratch.fit(set);
+        let Scratch {
+            next,
+            stamp,
+            clause_found,
+            clause_stamp,
+            atom_pass,
+            candidates,
+        } = &mut scratch;
+        // Inputs are numbered from `base`; automaton passes after them.
+        let base = *next;
+        let mut pass = base + parsed.vars.len() as u64;
         // An input seen before under the same name cannot add anything (the
         // same rules, exclusions and texts apply): arrays of JSON objects
         // repeat every key, forms and cookies repeat values.
         let mut seen: HashSet<(Source, &str, &[u8]), foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(parsed.vars.len(), Default::default());
-        for (n, var) in parsed.vars.iter().enumerate() {
+        for (k, var) in parsed.vars.iter().enumerate() {
+            let n = base + k as u64;
             if var.value.is_empty() || !seen.insert((var.source, &var.name, &var.value)) {
                 continue;
             }
@@ -579,33 +630,43 @@ impl Waf {
                     }
                 }
                 scanned |= views;
+                pass += 1;
                 set.scan(text, |pattern, start, end| {
                     let entry = &set.hits[pattern];
                     if !entry.relevant(views, bit) {
                         return;
                     }
-                    for &(view, hit) in &entry.list {
+                    // A clause set is found once per text: later
+                    // occurrences (`,` or `(` in prose) add nothing.
+                    if atom_pass[pattern] != pass {
+                        atom_pass[pattern] = pass;
+                        for &(view, c, set_bit) in &entry.clauses {
+                            if views & (1 << view.index()) == 0 {
+                                continue;
+                            }
+                            let (i, all) = set.clauses[c];
+                            if clause_stamp[c] != n {
+                                clause_stamp[c] = n;
+                                clause_found[c] = 0;
+                            }
+                            clause_found[c] |= set_bit;
+                            if clause_found[c] == all
+                                && stamp[i] != n
+                                && !fired[i]
+                                && set.rules[i].targets & bit != 0
+                            {
+                                stamp[i] = n;
+                                candidates.push((i, view));
+                            }
+                        }
+                    }
+                    for &(view, hit) in &entry.others {
                         if views & (1 << view.index()) == 0 {
                             continue;
                         }
                         let whole = |ww: bool| !ww || whole_word(text, start, end);
                         match hit {
-                            Hit::Clause(c, set_bit) => {
-                                let (i, all) = set.clauses[c];
-                                if clause_stamp[c] != n {
-                                    clause_stamp[c] = n;
-                                    clause_found[c] = 0;
-                                }
-                                clause_found[c] |= set_bit;
-                                if clause_found[c] == all
-                                    && stamp[i] != n
-                                    && !fired[i]
-                                    && set.rules[i].targets & bit != 0
-                                {
-                                    stamp[i] = n;
-                                    candidates.push((i, view));
-                                }
-                            }
+                            Hit::Clause(..) => {}
                             Hit::Phrase(i, ww) => {
                                 let r = set.rules[i];
                                 if !fired[i]
@@ -631,6 +692,28 @@ impl Waf {
                 });
             }
             for view in View::ALL {
+                if !wanted(view) || set.anchored[view.index()].is_empty() {
+                    continue;
+                }
+                let text = text_of(view);
+                let start = text
+                    .iter()
+                    .position(|&b| !atoms::is_regex_space(b))
+                    .unwrap_or(text.len());
+                let input = aho_corasick::Input::new(&text[start..]).anchored(Anchored::Yes);
+                for (i, literals) in &set.anchored[view.index()] {
+                    let i = *i;
+                    if stamp[i] != n
+                        && !fired[i]
+                        && set.rules[i].targets & bit != 0
+                        && literals.is_match(input.clone())
+                    {
+                        stamp[i] = n;
+                        candidates.push((i, view));
+                    }
+                }
+            }
+            for view in View::ALL {
                 let Some((regex_set, index)) = &set.unfiltered[view.index()] else {
                     continue;
                 };
@@ -646,12 +729,13 @@ impl Waf {
                     }
                 }
             }
-            for &(i, view) in &candidates {
+            for &(i, view) in candidates.iter() {
                 let r = set.rules[i];
                 if fired[i] || var_excluded(r) {
                     continue;
                 }
                 let text = text_of(view);
+
                 if let Some(m) = set.regexes[i].as_ref().and_then(|re| re.find(text)) {
                     record(i, var_label(var), m.as_bytes(), &mut fired);
                 }
@@ -677,6 +761,8 @@ impl Waf {
                 }
             }
         }
+        *next = pass + 1;
+        SCRATCH.with(|s| s.replace(scratch));
         let score = detections.iter().map(|d| d.score).sum();
         Verdict {
             score,
@@ -684,6 +770,46 @@ impl Waf {
             detections,
         }
     }
+}
+
+/// Per-thread working memory of [`Waf::inspect`].
+#[derive(Default)]
+struct Scratch {
+    /// The next unused stamp.
+    next: u64,
+    /// Per rule: the input it last became a candidate for.
+    stamp: Vec<u64>,
+    /// Per clause: the sets found so far, valid for the input `clause_stamp` says.
+    clause_found: Vec<u8>,
+    clause_stamp: Vec<u64>,
+    /// Per atom: the last automaton pass (one per distinct text) it was found in.
+    atom_pass: Vec<u64>,
+    /// Regex rules to confirm for the current input, and the view.
+    candidates: Vec<(usize, View)>,
+}
+
+impl Scratch {
+    /// Grows the tables for `set` (they serve every rule set a thread sees).
+    fn fit(&mut self, set: &RuleSet) {
+        // Zero is never a stamp.
+        self.next = self.next.max(1);
+        let grow = |v: &mut Vec<u64>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0);
+            }
+        };
+        grow(&mut self.stamp, set.rules.len());
+        grow(&mut self.clause_stamp, set.clauses.len());
+        grow(&mut self.atom_pass, set.hits.len());
+        if self.clause_found.len() < set.clauses.len() {
+            self.clause_found.resize(set.clauses.len(), 0);
+        }
+        self.candidates.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
 /// Whether a variable's content must not be logged.

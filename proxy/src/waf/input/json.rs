@@ -10,6 +10,11 @@
 //! argument bytes: the parser has already shown they are only digits, signs,
 //! a point and an exponent, which no rule can find anything in (the body
 //! size limit bounds them).
+//!
+//! A key that an earlier object of the document already had at the same
+//! path (arrays of objects repeat every key) is counted but not added again:
+//! it is the same input under the same name. Repeats inside one object stay,
+//! so duplicate-argument rules still see them.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,8 +30,10 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
     let (vars, problems) = (p.vars.len(), p.problems.len());
     let (count, bytes) = (p.arg_count, p.args_bytes);
     let mut de = serde_json::Deserializer::from_slice(doc);
+    let mut keys = Keys::default();
     let walked = Node {
         p: &mut *p,
+        keys: &mut keys,
         path: "",
         depth: 0,
     }
@@ -41,9 +48,18 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
     walked
 }
 
+/// Key paths added so far, each with the object (numbered in document
+/// order) that added it.
+#[derive(Default)]
+struct Keys<'r> {
+    added: std::collections::HashMap<&'r str, u32, foldhash::fast::FixedState>,
+    objects: u32,
+}
+
 /// One value at `path`.
 struct Node<'a, 'r> {
     p: &'a mut Parsed<'r>,
+    keys: &'a mut Keys<'r>,
     path: &'r str,
     depth: usize,
 }
@@ -75,6 +91,8 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.keys.objects += 1;
+        let object = self.keys.objects;
         while let Some(key) = map.next_key_seed(Text)? {
             let arena = self.p.arena;
             let name: &'de str = if self.path.is_empty() {
@@ -110,9 +128,14 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                 Cow::Borrowed(k) => Cow::Borrowed(k.as_bytes()),
                 Cow::Owned(k) => Cow::Owned(k.into_bytes()),
             };
-            self.p.push(Source::ArgName, Cow::Borrowed(name), key_bytes);
+            // A cut name no longer says which key it was: always added.
+            let first = *self.keys.added.entry(name).or_insert(object);
+            if first == object || name.len() >= MAX_NAME {
+                self.p.push(Source::ArgName, Cow::Borrowed(name), key_bytes);
+            }
             map.next_value_seed(Node {
                 p: &mut *self.p,
+                keys: &mut *self.keys,
                 path: name,
                 depth: self.depth + 1,
             })?;
@@ -124,6 +147,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         while seq
             .next_element_seed(Node {
                 p: &mut *self.p,
+                keys: &mut *self.keys,
                 path: self.path,
                 depth: self.depth + 1,
             })?
