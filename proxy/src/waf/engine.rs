@@ -136,8 +136,10 @@ pub(crate) struct RuleSet {
     patterns: Vec<Vec<u8>>,
     /// The unanchored start state of `atoms`.
     start: StateID,
-    /// Per atom: the views it is looked for in, and what it means.
+    /// Per atom: what it means.
     hits: Vec<AtomHits>,
+    /// Per atom: its views and sources (see [`relevance_lane`]).
+    relevance: Vec<u64>,
     /// Per clause: its rule and the bits of all its sets.
     clauses: Vec<(usize, u8)>,
     /// Per view: regex rules without usable atoms, matched in one pass.
@@ -346,6 +348,7 @@ impl RuleSet {
             atoms: automaton,
             start,
             hits: atoms.hits,
+            relevance: atoms.relevance,
             clauses,
             unfiltered,
             anchored,
@@ -401,15 +404,9 @@ impl RuleSet {
     }
 }
 
-/// What one atom means, with summaries that let most occurrences be
-/// skipped without looking at the lists.
+/// What one atom means.
 #[derive(Default)]
 struct AtomHits {
-    /// Bits of the views any entry is for.
-    views: u8,
-    /// Per set of views (a 4-bit mask): the sources any entry for one of
-    /// those views targets.
-    targets: [u16; 16],
     /// Regex clause sets it completes: `(view, clause, set bit)`. Finding the
     /// atom once per text is enough for these.
     clauses: Vec<(View, usize, u8)>,
@@ -417,12 +414,20 @@ struct AtomHits {
     others: Vec<(View, Hit)>,
 }
 
-impl AtomHits {
-    /// Whether an occurrence in a text shown by `views` of an input from
-    /// `source` can mean anything.
-    fn relevant(&self, views: u8, source: u16) -> bool {
-        self.targets[usize::from(self.views & views)] & source != 0
-    }
+/// Where an atom can mean anything, as one word: for each view a 16-bit lane
+/// of the sources its entries for that view target. An occurrence matters
+/// when this overlaps [`relevance_query`] of the text and input. Kept apart
+/// from [`AtomHits`] so the check on every occurrence touches 8 bytes.
+fn relevance_lane(view: View, sources: u16) -> u64 {
+    u64::from(sources) << (16 * view.index())
+}
+
+/// The lanes of `views` (a mask), each holding `source`.
+fn relevance_query(views: u8, source: u16) -> u64 {
+    View::ALL
+        .iter()
+        .filter(|v| views & (1 << v.index()) != 0)
+        .fold(0, |q, &v| q | relevance_lane(v, source))
 }
 
 /// Atoms being collected, each pattern once.
@@ -430,6 +435,7 @@ impl AtomHits {
 struct AtomTable {
     patterns: Vec<Vec<u8>>,
     hits: Vec<AtomHits>,
+    relevance: Vec<u64>,
     index: HashMap<Vec<u8>, usize>,
 }
 
@@ -442,17 +448,12 @@ impl AtomTable {
                 self.index.insert(atom.clone(), n);
                 self.patterns.push(atom);
                 self.hits.push(AtomHits::default());
+                self.relevance.push(0);
                 n
             }
         };
         let entry = &mut self.hits[n];
-        let bit = 1u8 << view.index();
-        entry.views |= bit;
-        for (mask, t) in entry.targets.iter_mut().enumerate() {
-            if mask as u8 & bit != 0 {
-                *t |= targets;
-            }
-        }
+        self.relevance[n] |= relevance_lane(view, targets);
         match hit {
             Hit::Clause(clause, set_bit) => entry.clauses.push((view, clause, set_bit)),
             _ => entry.others.push((view, hit)),
@@ -631,11 +632,12 @@ impl Waf {
                 }
                 scanned |= views;
                 pass += 1;
+                let query = relevance_query(views, bit);
                 set.scan(text, |pattern, start, end| {
-                    let entry = &set.hits[pattern];
-                    if !entry.relevant(views, bit) {
+                    if set.relevance[pattern] & query == 0 {
                         return;
                     }
+                    let entry = &set.hits[pattern];
                     // A clause set is found once per text: later
                     // occurrences (`,` or `(` in prose) add nothing.
                     if atom_pass[pattern] != pass {

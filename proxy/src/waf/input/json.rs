@@ -30,7 +30,11 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
     let (vars, problems) = (p.vars.len(), p.problems.len());
     let (count, bytes) = (p.arg_count, p.args_bytes);
     let mut de = serde_json::Deserializer::from_slice(doc);
-    let mut keys = Keys::default();
+    // Sized for a typical API document, so the table rarely grows.
+    let mut keys = Keys {
+        added: std::collections::HashMap::with_capacity_and_hasher(64, Default::default()),
+        objects: 0,
+    };
     let walked = Node {
         p: &mut *p,
         keys: &mut keys,
@@ -50,7 +54,6 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
 
 /// Key paths added so far, each with the object (numbered in document
 /// order) that added it.
-#[derive(Default)]
 struct Keys<'r> {
     added: std::collections::HashMap<&'r str, u32, foldhash::fast::FixedState>,
     objects: u32,
