@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 pub mod bans;
+pub mod cache;
 pub mod client_ip;
 pub mod control;
 pub mod headers;

@@ -1,0 +1,549 @@
+//! The edge cache's object store: a Pingora cache [`Storage`] held in memory,
+//! bounded in bytes per tenant.
+//!
+//! Each tenant has its own shard, a `moka` cache weighed in bytes (body plus
+//! stored headers) whose capacity is the tenant's quota; moka's TinyLFU
+//! admission keeps a scan of one-off URLs from flushing the objects that are
+//! asked for again and again. A tenant can never fill, read or purge another
+//! tenant's shard: the tenant comes from the cache key's `user_tag`, which the
+//! request path sets from the routed domain, never from the request.
+//!
+//! Objects are written whole: the request that fetches an object streams it
+//! to its client while the body is collected here, and it becomes visible to
+//! other requests when complete (requests waiting on the cache lock then read
+//! it from memory). Bodies larger than the object limit are not stored.
+//!
+//! Besides Pingora's per-key purge, the store purges by URL prefix, by tag
+//! (`Cache-Tag` / `Surrogate-Key` of the stored response), by host and by
+//! tenant; those walk the tenant's shard, which is an operator action, not a
+//! request-path one.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use pingora::cache::key::{CacheHashKey, CacheKey, CompactCacheKey, HashBinary};
+use pingora::cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType,
+};
+use pingora::cache::trace::SpanHandle;
+use pingora::cache::{CacheMeta, Storage};
+use pingora::{Error, ErrorType, Result};
+
+/// Largest slice of a body handed out per read: big bodies go out in pieces
+/// (without copying) instead of one write.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Separates a primary key's URL from the extra parts a route adds to its
+/// key (a header or cookie value); a line break never occurs in a URL.
+pub const KEY_EXTRA_SEPARATOR: char = '\n';
+
+/// The primary cache key of a URL (`host` lowercase, `path_and_query` as
+/// the cache policy shapes it) plus optional extra parts.
+pub fn primary_key(host: &str, path_and_query: &str, extra: &[&str]) -> String {
+    let mut key = String::with_capacity(host.len() + path_and_query.len() + 16);
+    key.push_str(host);
+    key.push_str(path_and_query);
+    for part in extra {
+        key.push(KEY_EXTRA_SEPARATOR);
+        key.push_str(part);
+    }
+    key
+}
+
+/// Response headers whose values tag an object for purging, as
+/// comma- or space-separated lists (`Cache-Tag: a,b`, `Surrogate-Key: a b`).
+const TAG_HEADERS: [&str; 2] = ["cache-tag", "surrogate-key"];
+
+/// Most tags kept per object, and longest tag: the origin's headers must not
+/// make an object's bookkeeping unbounded.
+const MAX_TAGS: usize = 64;
+const MAX_TAG_LEN: usize = 128;
+
+/// One stored response.
+struct Object {
+    /// `CacheMeta::serialize` output (internal part, header part).
+    meta: (Bytes, Bytes),
+    body: Bytes,
+    /// The URL part of the primary key (`host/path?query`).
+    url: Box<str>,
+    tags: Box<[Box<str>]>,
+}
+
+impl Object {
+    /// What the object costs against its tenant's quota.
+    fn weight(&self) -> u32 {
+        let bytes = self.body.len()
+            + self.meta.0.len()
+            + self.meta.1.len()
+            + self.url.len()
+            + self.tags.iter().map(|t| t.len()).sum::<usize>()
+            // Bookkeeping of the entry itself.
+            + 128;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    fn host(&self) -> &str {
+        let end = self.url.find('/').unwrap_or(self.url.len());
+        &self.url[..end]
+    }
+}
+
+/// Counters of one tenant's shard.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    /// Objects pushed out to stay within the quota.
+    pub evictions: AtomicU64,
+    /// Objects not stored because they were larger than the object limit.
+    pub too_large: AtomicU64,
+}
+
+/// One tenant's objects.
+struct Shard {
+    quota: u64,
+    objects: moka::sync::Cache<HashBinary, Arc<Object>>,
+    counters: Arc<ShardCounters>,
+}
+
+impl Shard {
+    fn new(quota: u64) -> Shard {
+        let counters = Arc::new(ShardCounters::default());
+        let seen = counters.clone();
+        let objects = moka::sync::Cache::builder()
+            .max_capacity(quota)
+            .weigher(|_, o: &Arc<Object>| o.weight())
+            .eviction_listener(move |_, _, cause| {
+                if cause == RemovalCause::Size {
+                    seen.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .build();
+        Shard {
+            quota,
+            objects,
+            counters,
+        }
+    }
+}
+
+/// Limits of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Bytes a tenant without its own quota may use.
+    pub default_quota: u64,
+    /// Per tenant: bytes it may use.
+    pub quotas: HashMap<String, u64>,
+    /// Largest body stored.
+    pub max_object_bytes: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            default_quota: 64 << 20,
+            quotas: HashMap::new(),
+            max_object_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Usage of one tenant's shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardUsage {
+    pub objects: u64,
+    pub bytes: u64,
+    pub quota: u64,
+    pub evictions: u64,
+    pub too_large: u64,
+}
+
+/// The in-memory edge cache store (see the module docs).
+pub struct EdgeStorage {
+    limits: RwLock<StoreLimits>,
+    shards: RwLock<HashMap<Box<str>, Arc<Shard>>>,
+}
+
+impl Default for EdgeStorage {
+    fn default() -> Self {
+        EdgeStorage::new(StoreLimits::default())
+    }
+}
+
+impl EdgeStorage {
+    pub fn new(limits: StoreLimits) -> EdgeStorage {
+        EdgeStorage {
+            limits: RwLock::new(limits),
+            shards: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Applies new limits (a config reload). A tenant whose quota changed
+    /// gets a new shard holding as many of its objects as the quota admits.
+    pub fn set_limits(&self, limits: StoreLimits) {
+        let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
+        if *current == limits {
+            return;
+        }
+        let mut shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
+        for (tenant, shard) in shards.iter_mut() {
+            let quota = quota_of(&limits, tenant);
+            if quota != shard.quota {
+                let resized = Shard::new(quota);
+                for (k, o) in shard.objects.iter() {
+                    resized.objects.insert(*k, o);
+                }
+                *shard = Arc::new(resized);
+            }
+        }
+        *current = limits;
+    }
+
+    fn max_object_bytes(&self) -> usize {
+        self.limits
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .max_object_bytes
+    }
+
+    /// The tenant's shard, if it has stored anything.
+    fn shard(&self, tenant: &str) -> Option<Arc<Shard>> {
+        self.shards
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tenant)
+            .cloned()
+    }
+
+    fn shard_or_create(&self, tenant: &str) -> Arc<Shard> {
+        if let Some(s) = self.shard(tenant) {
+            return s;
+        }
+        let quota = quota_of(
+            &self.limits.read().unwrap_or_else(|p| p.into_inner()),
+            tenant,
+        );
+        let mut shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
+        shards
+            .entry(tenant.into())
+            .or_insert_with(|| Arc::new(Shard::new(quota)))
+            .clone()
+    }
+
+    /// Usage of every tenant that has a shard.
+    pub fn usage(&self) -> Vec<(String, ShardUsage)> {
+        let shards = self.shards.read().unwrap_or_else(|p| p.into_inner());
+        shards
+            .iter()
+            .map(|(tenant, s)| {
+                s.objects.run_pending_tasks();
+                (
+                    tenant.to_string(),
+                    ShardUsage {
+                        objects: s.objects.entry_count(),
+                        bytes: s.objects.weighted_size(),
+                        quota: s.quota,
+                        evictions: s.counters.evictions.load(Ordering::Relaxed),
+                        too_large: s.counters.too_large.load(Ordering::Relaxed),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Removes the tenant's objects `matches` selects; returns how many.
+    fn purge_where(&self, tenant: &str, matches: impl Fn(&Object) -> bool) -> usize {
+        let Some(shard) = self.shard(tenant) else {
+            return 0;
+        };
+        let doomed: Vec<HashBinary> = shard
+            .objects
+            .iter()
+            .filter(|(_, o)| matches(o))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &doomed {
+            shard.objects.invalidate(k);
+        }
+        doomed.len()
+    }
+
+    /// Purges the tenant's objects whose URL (`host/path?query`) starts with `prefix`.
+    pub fn purge_prefix(&self, tenant: &str, prefix: &str) -> usize {
+        self.purge_where(tenant, |o| o.url.starts_with(prefix))
+    }
+
+    /// Purges the tenant's objects tagged `tag` by their origin.
+    pub fn purge_tag(&self, tenant: &str, tag: &str) -> usize {
+        self.purge_where(tenant, |o| o.tags.iter().any(|t| &**t == tag))
+    }
+
+    /// Purges the tenant's objects of one host.
+    pub fn purge_host(&self, tenant: &str, host: &str) -> usize {
+        self.purge_where(tenant, |o| o.host() == host)
+    }
+
+    /// Purges everything the tenant has stored.
+    pub fn purge_tenant(&self, tenant: &str) -> usize {
+        let Some(shard) = self.shard(tenant) else {
+            return 0;
+        };
+        shard.objects.run_pending_tasks();
+        let n = shard.objects.entry_count() as usize;
+        shard.objects.invalidate_all();
+        n
+    }
+
+    /// Stored tenant and object of a key, if any.
+    fn get(&self, tenant: &str, hash: &HashBinary) -> Option<Arc<Object>> {
+        self.shard(tenant)?.objects.get(hash)
+    }
+}
+
+fn quota_of(limits: &StoreLimits, tenant: &str) -> u64 {
+    limits
+        .quotas
+        .get(tenant)
+        .copied()
+        .unwrap_or(limits.default_quota)
+}
+
+/// The tags an origin put on a response, bounded.
+fn tags_of(meta: &CacheMeta) -> Box<[Box<str>]> {
+    let headers = meta.headers();
+    let mut tags: Vec<Box<str>> = Vec::new();
+    for name in TAG_HEADERS {
+        for value in headers.get_all(name) {
+            let Ok(text) = value.to_str() else { continue };
+            for tag in text.split([',', ' ']).map(str::trim) {
+                if !tag.is_empty() && tag.len() <= MAX_TAG_LEN && tags.len() < MAX_TAGS {
+                    tags.push(tag.into());
+                }
+            }
+        }
+    }
+    tags.sort();
+    tags.dedup();
+    tags.into_boxed_slice()
+}
+
+fn serialized(meta: &CacheMeta) -> Result<(Bytes, Bytes)> {
+    let (internal, header) = meta.serialize()?;
+    Ok((internal.into(), header.into()))
+}
+
+#[async_trait]
+impl Storage for EdgeStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(object) = self.get(&key.user_tag, &key.combined_bin()) else {
+            return Ok(None);
+        };
+        let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        let end = object.body.len();
+        Ok(Some((
+            meta,
+            Box::new(Hit {
+                object,
+                pos: 0,
+                end,
+            }),
+        )))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let url = String::from_utf8_lossy(key.primary_key());
+        let url = url.split(KEY_EXTRA_SEPARATOR).next().unwrap_or_default();
+        Ok(Box::new(Miss {
+            storage: self,
+            tenant: key.user_tag.as_str().into(),
+            hash: key.combined_bin(),
+            meta: serialized(meta)?,
+            url: url.into(),
+            tags: tags_of(meta),
+            body: Vec::new(),
+            len: 0,
+            limit: self.max_object_bytes(),
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let key: &CompactCacheKey = target.key();
+        let Some(shard) = self.shard(&key.user_tag) else {
+            return Ok(PurgeOutcome::NotFound);
+        };
+        Ok(match shard.objects.remove(&key.combined_bin()) {
+            Some(_) => PurgeOutcome::Purged(None),
+            None => PurgeOutcome::NotFound,
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let hash = key.combined_bin();
+        let Some(shard) = self.shard(&key.user_tag) else {
+            return Ok(false);
+        };
+        let Some(old) = shard.objects.get(&hash) else {
+            return Ok(false);
+        };
+        // A 304 refreshes the headers; the body stays.
+        let updated = Object {
+            meta: serialized(meta)?,
+            body: old.body.clone(),
+            url: old.url.clone(),
+            tags: tags_of(meta),
+        };
+        shard.objects.insert(hash, Arc::new(updated));
+        Ok(true)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// Reading a stored body (or a range of it).
+struct Hit {
+    object: Arc<Object>,
+    pos: usize,
+    end: usize,
+}
+
+#[async_trait]
+impl HandleHit for Hit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let to = self.end.min(self.pos + READ_CHUNK);
+        let chunk = self.object.body.slice(self.pos..to);
+        self.pos = to;
+        Ok(Some(chunk))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let len = self.object.body.len();
+        let end = end.unwrap_or(len);
+        if start > end || end > len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("range {start}..{end} outside a body of {len} bytes"),
+            );
+        }
+        self.pos = start;
+        self.end = end;
+        Ok(())
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        self.object.body.len()
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Collecting a body fetched from the origin.
+struct Miss {
+    storage: &'static EdgeStorage,
+    tenant: Box<str>,
+    hash: HashBinary,
+    meta: (Bytes, Bytes),
+    url: Box<str>,
+    tags: Box<[Box<str>]>,
+    body: Vec<Bytes>,
+    len: usize,
+    limit: usize,
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        self.len += data.len();
+        if self.len > self.limit {
+            // Keep nothing more; `finish` refuses the object.
+            self.body.clear();
+            return Ok(());
+        }
+        self.body.push(data);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        if self.len > self.limit {
+            let shard = self.storage.shard_or_create(&self.tenant);
+            shard.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!(
+                    "object of {} bytes over the {} byte limit",
+                    self.len, self.limit
+                ),
+            );
+        }
+        let body = match self.body.len() {
+            0 => Bytes::new(),
+            1 => self.body[0].clone(),
+            _ => {
+                let mut whole = Vec::with_capacity(self.len);
+                for part in &self.body {
+                    whole.extend_from_slice(part);
+                }
+                Bytes::from(whole)
+            }
+        };
+        let object = Object {
+            meta: self.meta,
+            body,
+            url: self.url,
+            tags: self.tags,
+        };
+        let size = object.weight() as usize;
+        let shard = self.storage.shard_or_create(&self.tenant);
+        shard.objects.insert(self.hash, Arc::new(object));
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+#[cfg(test)]
+mod tests;
