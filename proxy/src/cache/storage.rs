@@ -39,6 +39,9 @@ use pingora::{Error, ErrorType, Result};
 /// (without copying) instead of one write.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Largest object any limit allows (weights are 32-bit).
+pub const MAX_OBJECT_BYTES: usize = 1 << 30;
+
 /// Separates a primary key's URL from the extra parts a route adds to its
 /// key (a header or cookie value); a line break never occurs in a URL.
 pub const KEY_EXTRA_SEPARATOR: char = '\n';
@@ -108,6 +111,9 @@ struct Shard {
     quota: u64,
     objects: moka::sync::Cache<HashBinary, Arc<Object>>,
     counters: Arc<ShardCounters>,
+    /// Bumped by every purge: a fill that started before it must not put
+    /// back what the purge removed.
+    generation: AtomicU64,
 }
 
 impl Shard {
@@ -127,6 +133,7 @@ impl Shard {
             quota,
             objects,
             counters,
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -183,31 +190,66 @@ impl EdgeStorage {
     }
 
     /// Applies new limits (a config reload). A tenant whose quota changed
-    /// gets a new shard holding as many of its objects as the quota admits.
+    /// gets a new shard holding as many of its objects as the quota admits;
+    /// the copy is made without blocking lookups, and a shard purged during
+    /// the copy starts empty instead (a purge is never undone).
     pub fn set_limits(&self, limits: StoreLimits) {
         let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
         if *current == limits {
             return;
         }
-        let mut shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
-        for (tenant, shard) in shards.iter_mut() {
-            let quota = quota_of(&limits, tenant);
-            if quota != shard.quota {
-                let resized = Shard::new(quota);
-                for (k, o) in shard.objects.iter() {
-                    resized.objects.insert(*k, o);
-                }
-                *shard = Arc::new(resized);
+        let old: Vec<(Box<str>, Arc<Shard>)> = self
+            .shards
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(tenant, shard)| quota_of(&limits, tenant) != shard.quota)
+            .map(|(t, s)| (t.clone(), s.clone()))
+            .collect();
+        let mut resized = Vec::with_capacity(old.len());
+        for (tenant, shard) in old {
+            let generation = shard.generation.load(Ordering::Acquire);
+            let new = Shard::new(quota_of(&limits, &tenant));
+            for (k, o) in shard.objects.iter() {
+                new.objects.insert(*k, o);
             }
+            resized.push((tenant, shard, generation, new));
+        }
+        let mut shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
+        for (tenant, old, generation, new) in resized {
+            let new = if old.generation.load(Ordering::Acquire) == generation {
+                new
+            } else {
+                Shard::new(new.quota)
+            };
+            // Fills of the old shard see it is no longer current and drop.
+            old.generation.fetch_add(1, Ordering::AcqRel);
+            shards.insert(tenant, Arc::new(new));
         }
         *current = limits;
     }
 
+    /// Drops a tenant's shard and everything in it (the tenant is gone).
+    pub fn forget_tenant(&self, tenant: &str) {
+        let removed = self
+            .shards
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
+        if let Some(shard) = removed {
+            shard.generation.fetch_add(1, Ordering::AcqRel);
+            shard.objects.invalidate_all();
+        }
+    }
+
     fn max_object_bytes(&self) -> usize {
-        self.limits
+        let limit = self
+            .limits
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .max_object_bytes
+            .max_object_bytes;
+        // An object's weight is a u32 in the shard's accounting.
+        limit.min(MAX_OBJECT_BYTES)
     }
 
     /// The tenant's shard, if it has stored anything.
@@ -260,6 +302,7 @@ impl EdgeStorage {
         let Some(shard) = self.shard(tenant) else {
             return 0;
         };
+        shard.generation.fetch_add(1, Ordering::AcqRel);
         let doomed: Vec<HashBinary> = shard
             .objects
             .iter()
@@ -284,7 +327,7 @@ impl EdgeStorage {
 
     /// Purges the tenant's objects of one host.
     pub fn purge_host(&self, tenant: &str, host: &str) -> usize {
-        self.purge_where(tenant, |o| o.host() == host)
+        self.purge_where(tenant, |o| o.host().eq_ignore_ascii_case(host))
     }
 
     /// Purges everything the tenant has stored.
@@ -292,6 +335,7 @@ impl EdgeStorage {
         let Some(shard) = self.shard(tenant) else {
             return 0;
         };
+        shard.generation.fetch_add(1, Ordering::AcqRel);
         shard.objects.run_pending_tasks();
         let n = shard.objects.entry_count() as usize;
         shard.objects.invalidate_all();
@@ -343,6 +387,9 @@ impl Storage for EdgeStorage {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        if key.user_tag.is_empty() {
+            return Ok(None);
+        }
         let Some(object) = self.get(&key.user_tag, &key.combined_bin()) else {
             return Ok(None);
         };
@@ -364,11 +411,19 @@ impl Storage for EdgeStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
+        if key.user_tag.is_empty() {
+            // Every object belongs to a tenant; an untagged key is a bug.
+            return Error::e_explain(ErrorType::InternalError, "cache key without a tenant");
+        }
         let url = String::from_utf8_lossy(key.primary_key());
         let url = url.split(KEY_EXTRA_SEPARATOR).next().unwrap_or_default();
+        let shard = self.shard_or_create(&key.user_tag);
+        let generation = shard.generation.load(Ordering::Acquire);
         Ok(Box::new(Miss {
             storage: self,
             tenant: key.user_tag.as_str().into(),
+            shard,
+            generation,
             hash: key.combined_bin(),
             meta: serialized(meta)?,
             url: url.into(),
@@ -405,17 +460,25 @@ impl Storage for EdgeStorage {
         let Some(shard) = self.shard(&key.user_tag) else {
             return Ok(false);
         };
-        let Some(old) = shard.objects.get(&hash) else {
+        let meta_bytes = serialized(meta)?;
+        let tags = tags_of(meta);
+        // Read and replace as one step: a purge in between is not undone.
+        let outcome = shard.objects.entry(hash).and_compute_with(|stored| {
+            let Some(stored) = stored else {
+                return moka::ops::compute::Op::Nop;
+            };
+            let old = stored.into_value();
+            // A 304 refreshes the headers; the body stays.
+            moka::ops::compute::Op::Put(Arc::new(Object {
+                meta: meta_bytes,
+                body: old.body.clone(),
+                url: old.url.clone(),
+                tags,
+            }))
+        });
+        if !matches!(outcome, moka::ops::compute::CompResult::ReplacedWith(_)) {
             return Ok(false);
-        };
-        // A 304 refreshes the headers; the body stays.
-        let updated = Object {
-            meta: serialized(meta)?,
-            body: old.body.clone(),
-            url: old.url.clone(),
-            tags: tags_of(meta),
-        };
-        shard.objects.insert(hash, Arc::new(updated));
+        }
         Ok(true)
     }
 
@@ -458,11 +521,13 @@ impl HandleHit for Hit {
 
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
         let len = self.object.body.len();
-        let end = end.unwrap_or(len);
-        if start > end || end > len {
+        // Ranges come from the stored Content-Length; an end past the body
+        // reads to its end, as HTTP does for `bytes=10-999999`.
+        let end = end.unwrap_or(len).min(len);
+        if start > end {
             return Error::e_explain(
                 ErrorType::InternalError,
-                format!("range {start}..{end} outside a body of {len} bytes"),
+                format!("range start {start} outside a body of {len} bytes"),
             );
         }
         self.pos = start;
@@ -487,6 +552,9 @@ impl HandleHit for Hit {
 struct Miss {
     storage: &'static EdgeStorage,
     tenant: Box<str>,
+    /// The shard the fill started in, and its purge generation then.
+    shard: Arc<Shard>,
+    generation: u64,
     hash: HashBinary,
     meta: (Bytes, Bytes),
     url: Box<str>,
@@ -521,26 +589,28 @@ impl HandleMiss for Miss {
                 ),
             );
         }
-        let body = match self.body.len() {
-            0 => Bytes::new(),
-            1 => self.body[0].clone(),
-            _ => {
-                let mut whole = Vec::with_capacity(self.len);
-                for part in &self.body {
-                    whole.extend_from_slice(part);
-                }
-                Bytes::from(whole)
-            }
-        };
+        // One allocation of exactly the body: a received chunk may share a
+        // larger buffer (HTTP/2 frames), which must not stay pinned.
+        let mut whole = Vec::with_capacity(self.len);
+        for part in &self.body {
+            whole.extend_from_slice(part);
+        }
         let object = Object {
             meta: self.meta,
-            body,
+            body: Bytes::from(whole),
             url: self.url,
             tags: self.tags,
         };
         let size = object.weight() as usize;
-        let shard = self.storage.shard_or_create(&self.tenant);
-        shard.objects.insert(self.hash, Arc::new(object));
+        let current = self.storage.shard(&self.tenant);
+        let still_current = current.is_some_and(|c| Arc::ptr_eq(&c, &self.shard))
+            && self.shard.generation.load(Ordering::Acquire) == self.generation;
+        if !still_current {
+            // Purged (or resized) while this was fetched: what was fetched
+            // may be what the purge meant to remove. The next request refills.
+            return Ok(MissFinishType::Created(0));
+        }
+        self.shard.objects.insert(self.hash, Arc::new(object));
         Ok(MissFinishType::Created(size))
     }
 }

@@ -620,6 +620,82 @@ mod tests {
     }
 
     #[test]
+    fn dotted_keys_and_nested_keys_stay_apart() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let req = input(
+            "/",
+            &h,
+            br#"[{"q.$ne":"x","q":{"$ne":"y"}},{"q":{"$ne":"z"}}]"#,
+        );
+        let arena = bumpalo::Bump::new();
+        let p = parse(&req, &arena);
+        // `q.$ne` (one key) and `q` -> `$ne` share a dotted name, not a key.
+        assert_eq!(values(&p, Source::ArgName), ["q.$ne", "q", "$ne"]);
+        assert_eq!(values(&p, Source::Arg), ["x", "y", "z"]);
+    }
+
+    #[test]
+    fn only_numbers_that_can_be_overflow_probes_are_inputs() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let req = input(
+            "/",
+            &h,
+            br#"{"a":4294967296,"b":-2147483648,"c":4294967296.0,"d":42,"e":-7,"f":4.95,"g":true}"#,
+        );
+        let arena = bumpalo::Bump::new();
+        let p = parse(&req, &arena);
+        assert_eq!(
+            values(&p, Source::Arg),
+            ["4294967296", "-2147483648", "4294967296.0"]
+        );
+    }
+
+    #[test]
+    fn repeated_long_keys_do_not_grow_the_arena() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let long = "k".repeat(250);
+        let mut body = format!(r#"{{"{long}":["#);
+        for _ in 0..20_000 {
+            body.push_str(r#"{"a":0},"#);
+        }
+        body.push_str(r#"{"a":0}]}"#);
+        let req = input("/", &h, body.as_bytes());
+        let arena = bumpalo::Bump::new();
+        let p = parse(&req, &arena);
+        assert_eq!(values(&p, Source::ArgName).len(), 2);
+        assert!(
+            arena.allocated_bytes() < 64 * 1024,
+            "{} bytes for two names",
+            arena.allocated_bytes()
+        );
+    }
+
+    #[test]
+    fn distinct_keys_past_the_input_cap_build_no_names() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        let long = "k".repeat(250);
+        let mut body = format!(r#"{{"{long}":{{"#);
+        for i in 0..20_000 {
+            body.push_str(&format!(r#""a{i}":0,"#));
+        }
+        body.push_str(r#""z":0}}"#);
+        let req = input("/", &h, body.as_bytes());
+        let arena = bumpalo::Bump::new();
+        let p = parse(&req, &arena);
+        assert!(p.problems.contains(&Problem::TooManyInputs));
+        // About MAX_VARS names of ~255 bytes, not 20,000.
+        assert!(
+            arena.allocated_bytes() < 2 * MAX_VARS * 300,
+            "{} bytes",
+            arena.allocated_bytes()
+        );
+    }
+
+    #[test]
     fn broken_bodies_are_problems_and_inspected_raw() {
         let mut h = HeaderMap::new();
         h.insert("content-type", "application/json".parse().unwrap());

@@ -428,3 +428,15 @@ fn a_truncated_json_walk_leaves_no_problems_behind() {
         parsed.problems
     );
 }
+
+/// Numbers in JSON bodies are still looked at for overflow probes.
+#[test]
+fn json_integer_overflow_probes_are_detected() {
+    let w = waf(1);
+    let r = post("/api", "application/json", r#"{"id":4294967296}"#);
+    assert_blocked(&w, &r, "sqli");
+    assert_passes(
+        &w,
+        &post("/api", "application/json", r#"{"id":4294967,"price":4.95}"#),
+    );
+}

@@ -85,7 +85,13 @@ async fn bodies_larger_than_a_read_chunk_come_back_whole_and_ranges_seek() {
     hit.seek(10, Some(20)).unwrap();
     assert_eq!(&hit.read_body().await.unwrap().unwrap()[..], &body[10..20]);
     assert!(hit.read_body().await.unwrap().is_none());
-    assert!(hit.seek(5, Some(body.len() + 1)).is_err(), "past the end");
+    // An end past the body reads to its end; a start past it is an error.
+    hit.seek(body.len() - 3, Some(body.len() + 100)).unwrap();
+    assert_eq!(
+        &hit.read_body().await.unwrap().unwrap()[..],
+        &body[body.len() - 3..]
+    );
+    assert!(hit.seek(body.len() + 1, None).is_err());
 }
 
 #[tokio::test]
@@ -274,4 +280,44 @@ async fn a_scan_of_one_off_urls_does_not_flush_popular_objects() {
         kept >= 6,
         "only {kept} of 8 popular objects survived the scan"
     );
+}
+
+#[tokio::test]
+async fn a_fill_in_flight_during_a_purge_is_not_stored() {
+    let s = store(StoreLimits::default());
+    let k = key("acme", "h", "/news");
+    put(s, &k, Some("news"), b"old").await;
+    let span = Span::inactive();
+    // A refill starts (the origin is slow), then the operator purges.
+    let mut miss = s
+        .get_miss_handler(&k, &meta(Some("news")), &span.handle())
+        .await
+        .unwrap();
+    assert_eq!(s.purge_tag("acme", "news"), 1);
+    miss.write_body(Bytes::from_static(b"fetched before the purge"), true)
+        .await
+        .unwrap();
+    miss.finish().await.unwrap();
+    assert_eq!(read(s, &k).await, None, "the purge is not undone");
+    // The next fill is stored again.
+    put(s, &k, None, b"new").await;
+    assert_eq!(read(s, &k).await.as_deref(), Some(&b"new"[..]));
+}
+
+#[tokio::test]
+async fn keys_without_a_tenant_are_refused_and_forgotten_tenants_are_gone() {
+    let s = store(StoreLimits::default());
+    let span = Span::inactive();
+    let untagged = CacheKey::new("h/x", "");
+    assert!(s
+        .get_miss_handler(&untagged, &meta(None), &span.handle())
+        .await
+        .is_err());
+    assert!(s.lookup(&untagged, &span.handle()).await.unwrap().is_none());
+
+    let k = key("gone", "h", "/x");
+    put(s, &k, None, b"x").await;
+    s.forget_tenant("gone");
+    assert_eq!(read(s, &k).await, None);
+    assert!(s.usage().iter().all(|(t, _)| t != "gone"));
 }

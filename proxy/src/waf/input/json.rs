@@ -6,22 +6,24 @@
 //! every string leaf an argument (`Arg`, named by the path of its object
 //! member; array items share their array's path). Dotted paths are built in
 //! the request's arena, so an array of objects costs no heap allocation per
-//! key. Numbers, booleans and nulls are neither inspected nor counted as
-//! argument bytes: the parser has already shown they are only digits, signs,
-//! a point and an exponent, which no rule can find anything in (the body
-//! size limit bounds them).
+//! key. Booleans, nulls and numbers below 2^31 are neither inspected nor
+//! counted as argument bytes: the parser has already shown they are only
+//! digits, signs, a point and an exponent, and the only rule that looks at
+//! numbers looks for overflow probes (`2147483648`, `4294967296`, ...).
 //!
-//! A key that an earlier object of the document already had at the same
-//! path (arrays of objects repeat every key) is counted but not added again:
-//! it is the same input under the same name. Repeats inside one object stay,
-//! so duplicate-argument rules still see them.
+//! A key that an earlier object of the document already had under the same
+//! parent (arrays of objects repeat every key) is counted but not added
+//! again: it is the same input under the same name. Repeats inside one
+//! object stay, so duplicate-argument rules still see them (a top-level array
+//! of objects therefore no longer looks like duplicate arguments). Once the
+//! input cap is reached no more names are built, which bounds the arena.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{Parsed, Source, MAX_DEPTH, MAX_NAME, MAX_VARS};
+use super::{Parsed, Problem, Source, MAX_DEPTH, MAX_NAME, MAX_VARS};
 
 /// Adds the inputs of one JSON document to `p`. On a syntax error the
 /// inputs added so far are taken back, so the caller can inspect the body
@@ -32,6 +34,7 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
     let mut de = serde_json::Deserializer::from_slice(doc);
     // Sized for a typical API document, so the table rarely grows.
     let mut keys = Keys {
+        // Seeded per process: the keys are chosen by the client.
         added: std::collections::HashMap::with_capacity_and_hasher(64, Default::default()),
         objects: 0,
     };
@@ -52,12 +55,21 @@ pub(super) fn walk<'r>(p: &mut Parsed<'r>, doc: &'r [u8]) -> Result<(), serde_js
     walked
 }
 
-/// Key paths added so far, each with the object (numbered in document
-/// order) that added it.
+/// Keys added so far, by (parent path, key text), each with the object
+/// (numbered in document order) that added it and its dotted name. Keying on
+/// the parent and the key itself, not the dotted name, keeps `{"a.b":..}`
+/// apart from `{"a":{"b":..}}` and names cut at [`MAX_NAME`] apart from each
+/// other.
 struct Keys<'r> {
-    added: std::collections::HashMap<&'r str, u32, foldhash::fast::FixedState>,
+    added:
+        std::collections::HashMap<(&'r str, &'r str), (u32, &'r str), foldhash::fast::RandomState>,
     objects: u32,
 }
+
+/// Numbers from here on are inputs: integer overflow probes (`2147483648`,
+/// `4294967296`, ...) are what a rule looks for in numbers; smaller ones hold
+/// nothing a rule can match.
+const OVERFLOW_PROBE: u64 = i32::MAX as u64;
 
 /// One value at `path`.
 struct Node<'a, 'r> {
@@ -97,45 +109,41 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         self.keys.objects += 1;
         let object = self.keys.objects;
         while let Some(key) = map.next_key_seed(Text)? {
-            let arena = self.p.arena;
-            let name: &'de str = if self.path.is_empty() {
-                match &key {
-                    Cow::Borrowed(k) => k,
-                    Cow::Owned(k) => arena.alloc_str(k),
-                }
-            } else {
-                let mut dotted = bumpalo::collections::String::with_capacity_in(
-                    self.path.len() + 1 + key.len(),
-                    arena,
-                );
-                dotted.push_str(self.path);
-                dotted.push('.');
-                dotted.push_str(&key);
-                dotted.into_bump_str()
-            };
-            // Names only label inputs: bounded, so deep documents cannot
-            // make every leaf carry a huge copy.
-            let name = if name.len() > MAX_NAME {
-                let mut cut = MAX_NAME;
-                while !name.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                &name[..cut]
-            } else {
-                name
-            };
             // The key itself is attacker-controlled input too.
             self.p.arg_count += 1;
             self.p.args_bytes += key.len();
-            let key_bytes = match key {
-                Cow::Borrowed(k) => Cow::Borrowed(k.as_bytes()),
-                Cow::Owned(k) => Cow::Owned(k.into_bytes()),
-            };
-            // A cut name no longer says which key it was: always added.
-            let first = *self.keys.added.entry(name).or_insert(object);
-            if first == object || name.len() >= MAX_NAME {
-                self.p.push(Source::ArgName, Cow::Borrowed(name), key_bytes);
+            if self.p.vars.len() >= MAX_VARS {
+                // Nothing more is kept (the request is refused for it), so
+                // build no more names either: the arena stays bounded.
+                if !self.p.problems.contains(&Problem::TooManyInputs) {
+                    self.p.problems.push(Problem::TooManyInputs);
+                }
+                map.next_value::<IgnoredAny>()?;
+                continue;
             }
+            let name = match self.keys.added.get(&(self.path, &*key)) {
+                // An earlier object had this key here (array items): the
+                // same input under the same name, not added again.
+                Some(&(first, name)) if first != object => name,
+                // A repeat inside one object stays (duplicate arguments).
+                Some(&(_, name)) => {
+                    self.p
+                        .push(Source::ArgName, Cow::Borrowed(name), key_bytes(&key));
+                    name
+                }
+                None => {
+                    let name = dotted_name(self.p.arena, self.path, &key);
+                    let parent: &'de str = self.path;
+                    let text: &'de str = match &key {
+                        Cow::Borrowed(k) => k,
+                        Cow::Owned(k) => self.p.arena.alloc_str(k),
+                    };
+                    self.keys.added.insert((parent, text), (object, name));
+                    self.p
+                        .push(Source::ArgName, Cow::Borrowed(name), key_bytes(&key));
+                    name
+                }
+            };
             map.next_value_seed(Node {
                 p: &mut *self.p,
                 keys: &mut *self.keys,
@@ -174,15 +182,30 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         Ok(())
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        if v >= OVERFLOW_PROBE {
+            self.leaf(Cow::Owned(
+                itoa::Buffer::new().format(v).as_bytes().to_vec(),
+            ));
+        }
         Ok(())
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        if v.unsigned_abs() >= OVERFLOW_PROBE {
+            self.leaf(Cow::Owned(
+                itoa::Buffer::new().format(v).as_bytes().to_vec(),
+            ));
+        }
         Ok(())
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        if v.abs() >= OVERFLOW_PROBE as f64 {
+            // Written the way serde_json writes numbers (`4294967296.0`).
+            let text = serde_json::Number::from_f64(v).map_or_else(String::new, |n| n.to_string());
+            self.leaf(Cow::Owned(text.into_bytes()));
+        }
         Ok(())
     }
 
@@ -192,6 +215,33 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
+    }
+}
+
+/// `path.key` (or `key` at the top), built in `arena` and cut at
+/// [`MAX_NAME`] bytes: names only label inputs, so deep documents cannot make
+/// every leaf carry a huge copy.
+fn dotted_name<'r>(arena: &'r bumpalo::Bump, path: &str, key: &str) -> &'r str {
+    let mut dotted =
+        bumpalo::collections::String::with_capacity_in(path.len() + 1 + key.len(), arena);
+    if !path.is_empty() {
+        dotted.push_str(path);
+        dotted.push('.');
+    }
+    dotted.push_str(key);
+    let mut cut = dotted.len().min(MAX_NAME);
+    while !dotted.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    dotted.truncate(cut);
+    dotted.into_bump_str()
+}
+
+/// A key's text as an input value (borrowed when the document had no escapes).
+fn key_bytes<'r>(key: &Cow<'r, str>) -> Cow<'r, [u8]> {
+    match key {
+        Cow::Borrowed(k) => Cow::Borrowed(k.as_bytes()),
+        Cow::Owned(k) => Cow::Owned(k.as_bytes().to_vec()),
     }
 }
 

@@ -502,7 +502,7 @@ pub(super) fn loopback_url(ctx: &CheckCtx<'_>) -> Option<String> {
         .iter()
         .filter(|v| v.source == Source::Arg)
         .find(|v| {
-            let value = v.value.trim_ascii();
+            let value = trim_space(&v.value);
             // A host starts the value, follows `://` or follows `@`: most
             // values start with neither name and have neither `:` nor `@`.
             let may_start = |name: &[u8]| {
@@ -513,7 +513,19 @@ pub(super) fn loopback_url(ctx: &CheckCtx<'_>) -> Option<String> {
                 || memchr::memchr2(b':', b'@', value).is_some())
                 && is_loopback_name(url_host_bytes(value))
         })
-        .map(|v| String::from_utf8_lossy(v.value.trim_ascii()).to_ascii_lowercase())
+        .map(|v| String::from_utf8_lossy(trim_space(&v.value)).to_ascii_lowercase())
+}
+
+/// `value` without leading and trailing whitespace, Unicode's included
+/// (`\u{a0}localhost`); the UTF-8 check only runs when an end is not ASCII.
+fn trim_space(value: &[u8]) -> &[u8] {
+    let ascii = value.trim_ascii();
+    match (ascii.first(), ascii.last()) {
+        (Some(a), Some(z)) if !a.is_ascii() || !z.is_ascii() => std::str::from_utf8(ascii)
+            .map(|s| s.trim().as_bytes())
+            .unwrap_or(ascii),
+        _ => ascii,
+    }
 }
 
 /// The host part of `scheme://user@host:port/path` or of `host:port/path`.
@@ -562,4 +574,26 @@ pub(super) fn absolute_form(ctx: &CheckCtx<'_>) -> Option<String> {
     let target = ctx.req.raw_uri;
     (!target.is_empty() && target[0] != b'/' && target != b"*")
         .then(|| String::from_utf8_lossy(target).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_found_behind_any_whitespace() {
+        for v in [
+            &b"localhost:8080/admin"[..],
+            b"  http://user@LOCALHOST/x",
+            "\u{a0}localhost".as_bytes(),
+            "ip6-loopback\u{2003}".as_bytes(),
+        ] {
+            assert!(is_loopback_name(url_host_bytes(trim_space(v))), "{v:?}");
+        }
+        assert!(!is_loopback_name(url_host_bytes(trim_space(
+            b"example.com"
+        ))));
+        // Not UTF-8: trimmed as ASCII only, never a panic.
+        assert_eq!(trim_space(b" \xff "), b"\xff");
+    }
 }
