@@ -38,17 +38,22 @@ const EXTRA_SET_COST: f64 = 0.05;
 /// Largest set that may overlap a chosen one (punctuation such as `(`).
 const FEW_OVERLAPPING: usize = 4;
 
+/// `pattern` as the rules' regexes are compiled: bytes, no Unicode classes.
+fn parse(pattern: &str) -> Option<Hir> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()
+}
+
 /// The prefilter of `pattern`: clauses (one per top-level alternative),
 /// each a conjunction of atom sets. Every match satisfies at least one
 /// clause: all of that clause's sets have an atom in the matched text.
 /// `None` when some alternative has no selective set.
 pub(crate) fn filter(pattern: &str) -> Option<Vec<Vec<AtomSet>>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = parse(pattern)?;
     let hir = unwrap_captures(&hir);
     if let Some(alts) = alternatives(hir) {
         if alts.len() <= MAX_CLAUSES {
@@ -65,12 +70,7 @@ pub(crate) fn filter(pattern: &str) -> Option<Vec<Vec<AtomSet>>> {
 /// `None` when some alternative is not of that shape or its prefixes are
 /// not a finite set of literals.
 pub(crate) fn anchored_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .unicode(false)
-        .utf8(false)
-        .build()
-        .parse(pattern)
-        .ok()?;
+    let hir = parse(pattern)?;
     let hir = unwrap_captures(&hir);
     let alts = alternatives(hir).unwrap_or_else(|| vec![hir.clone()]);
     let mut all = Vec::new();

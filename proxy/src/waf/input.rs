@@ -561,6 +561,12 @@ mod tests {
             .collect()
     }
 
+    fn json_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        h
+    }
+
     #[test]
     fn query_form_cookies_and_headers_become_inputs() {
         let mut h = HeaderMap::new();
@@ -585,8 +591,7 @@ mod tests {
 
     #[test]
     fn json_keys_and_leaves_are_arguments() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
+        let h = json_headers();
         let req = input(
             "/",
             &h,
@@ -608,8 +613,7 @@ mod tests {
 
     #[test]
     fn keys_repeated_by_array_items_are_one_input() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
+        let h = json_headers();
         let req = input("/", &h, br#"{"items":[{"a":"x"},{"a":"y"}],"b":1,"b":2}"#);
         let arena = bumpalo::Bump::new();
         let p = parse(&req, &arena);
@@ -621,8 +625,7 @@ mod tests {
 
     #[test]
     fn dotted_keys_and_nested_keys_stay_apart() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
+        let h = json_headers();
         let req = input(
             "/",
             &h,
@@ -637,8 +640,7 @@ mod tests {
 
     #[test]
     fn only_numbers_that_can_be_overflow_probes_are_inputs() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
+        let h = json_headers();
         let req = input(
             "/",
             &h,
@@ -654,8 +656,7 @@ mod tests {
 
     #[test]
     fn repeated_long_keys_do_not_grow_the_arena() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
+        let h = json_headers();
         let long = "k".repeat(250);
         let mut body = format!(r#"{{"{long}":["#);
         for _ in 0..20_000 {
@@ -675,8 +676,7 @@ mod tests {
 
     #[test]
     fn distinct_keys_past_the_input_cap_build_no_names() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
+        let h = json_headers();
         let long = "k".repeat(250);
         let mut body = format!(r#"{{"{long}":{{"#);
         for i in 0..20_000 {
@@ -697,8 +697,7 @@ mod tests {
 
     #[test]
     fn broken_bodies_are_problems_and_inspected_raw() {
-        let mut h = HeaderMap::new();
-        h.insert("content-type", "application/json".parse().unwrap());
+        let h = json_headers();
         let req = input("/", &h, b"{not json");
         let arena = bumpalo::Bump::new();
         let p = parse(&req, &arena);
