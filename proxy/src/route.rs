@@ -300,8 +300,8 @@ pub struct InvalidPath;
 /// Normalises a request path before routing (RFC 3986 §6.2.2): percent-encoded
 /// unreserved characters are decoded, other escapes upper-cased, dot segments
 /// removed and repeated slashes merged. Routing and the upstream then see the
-/// same path, so `/%61dmin`, `//admin` and `/x/../admin` cannot slip past an
-/// `/admin` route. Encoded slashes (`%2F`) stay encoded. Borrowed when the
+/// same path, so `/%61dmin`, `//admin`, `/x/../admin` and `/x/..;/admin`
+/// cannot slip past an `/admin` route. Encoded slashes (`%2F`) stay encoded. Borrowed when the
 /// path is already normal (the common case).
 pub fn normalize_path(path: &str) -> Result<std::borrow::Cow<'_, str>, InvalidPath> {
     if !path.starts_with('/') {
@@ -339,12 +339,17 @@ pub fn normalize_path(path: &str) -> Result<std::borrow::Cow<'_, str>, InvalidPa
         decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
+        // A dot segment with path parameters (`..;x`) is still a dot segment
+        // to servlet containers, which drop `;` parameters before resolving
+        // dots: `/public/..;/admin` must not pass as a `/public` request.
+        let dots = seg.split(';').next().unwrap_or(seg);
+        match dots {
+            "" if seg.is_empty() => {}
+            "." => {}
             ".." => {
                 segments.pop();
             }
-            s => segments.push(s),
+            _ => segments.push(seg),
         }
     }
     let mut out = String::with_capacity(decoded.len());
@@ -452,6 +457,11 @@ domains:
         assert_eq!(n("/x/%2e%2e/admin").unwrap(), "/admin");
         assert_eq!(n("/../../etc").unwrap(), "/etc");
         assert_eq!(n("/a/./b/").unwrap(), "/a/b/");
+        // Servlet-style path parameters on dot segments.
+        assert_eq!(n("/public/..;/admin").unwrap(), "/admin");
+        assert_eq!(n("/public/..;jsessionid=x/admin").unwrap(), "/admin");
+        assert_eq!(n("/public/.;x/admin").unwrap(), "/public/admin");
+        assert_eq!(n("/a;v=1/b").unwrap(), "/a;v=1/b");
         assert_eq!(n("/a/..").unwrap(), "/");
         assert_eq!(n("/a%2fb").unwrap(), "/a%2Fb");
         assert_eq!(n("/caf%C3%A9").unwrap(), "/caf%C3%A9");
