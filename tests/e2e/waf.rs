@@ -314,3 +314,49 @@ fn sha256_hex(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// A client that sends `Expect: 100-continue` gets `100 Continue` before it
+/// uploads a body the WAF reads up front, then the inspected request passes.
+#[tokio::test]
+async fn expect_continue_clients_are_told_to_send_their_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&config(&up, "{ mode: block, paranoia: 1 }", "")).await;
+    let body = r#"{"name":"Merino wool socks","qty":2}"#;
+    let head = format!(
+        "POST /api/orders HTTP/1.1\r\nHost: shop.test\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Nothing of the body is sent until the proxy says so.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed before 100 Continue");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no 100 Continue within 5 s");
+    let interim = String::from_utf8_lossy(&got).into_owned();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+
+    s.write_all(body.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    let resp = String::from_utf8_lossy(&rest).into_owned();
+    let final_status = resp
+        .split("\r\n\r\n")
+        .flat_map(|part| part.lines().next())
+        .find(|line| line.starts_with("HTTP/1.1 2"));
+    assert!(final_status.is_some(), "{resp}");
+    assert!(
+        resp.contains(&sha256_hex(body.as_bytes())),
+        "body forwarded intact: {resp}"
+    );
+    assert_eq!(up.hits(), 1);
+}

@@ -38,6 +38,15 @@ impl WafHold {
     }
 }
 
+/// Whether the client asked for `100 Continue` before sending its body.
+fn expects_continue(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// Detections logged per request at most (the rest are counted only).
 const LOGGED_DETECTIONS: usize = 16;
 
@@ -62,6 +71,12 @@ impl Gatehouse {
         if !session.as_mut().is_body_empty() {
             match declared {
                 Some(len) if len <= REPLAY_LIMIT => {
+                    if expects_continue(session) {
+                        // The client waits for this before it sends the body
+                        // (RFC 9110 §10.1.1); without it, clients such as curl
+                        // stall for a second first.
+                        session.as_mut().write_continue_response().await?;
+                    }
                     session.as_mut().enable_retry_buffering();
                     while let Some(chunk) = session.read_request_body().await? {
                         body.extend_from_slice(&chunk);
