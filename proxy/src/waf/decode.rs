@@ -47,6 +47,8 @@ pub(crate) struct Needs {
 const DECODE: u8 = 1;
 const STRIP: u8 = 2;
 const SHELL: u8 = 4;
+/// `%` and `&` start an escape only before certain bytes (see [`needs`]).
+const DECODE_IF_NEXT: u8 = 8;
 
 /// Per byte: the transformations it can matter to.
 static CLASSES: [u8; 256] = {
@@ -54,7 +56,9 @@ static CLASSES: [u8; 256] = {
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        if starts_encoding(c) {
+        if c == b'%' || c == b'&' {
+            t[b] |= DECODE_IF_NEXT;
+        } else if starts_encoding(c) {
             t[b] |= DECODE;
         }
         if c == b'*' {
@@ -85,10 +89,28 @@ pub(crate) fn needs(s: &[u8]) -> Needs {
         }
         prev_space = space;
     }
+    // Rare enough to look at again: is any `%` or `&` really an escape?
+    if found & (DECODE | DECODE_IF_NEXT) == DECODE_IF_NEXT
+        && memchr::memchr2_iter(b'%', b'&', s).any(|i| starts_escape(s[i], s.get(i + 1).copied()))
+    {
+        found |= DECODE;
+    }
     Needs {
         decode: found & DECODE != 0,
         strip: found & STRIP != 0,
         shell: found & SHELL != 0,
+    }
+}
+
+/// Whether `%` or `&` followed by `next` is something [`decode`] changes:
+/// `%XX` and `%uXXXX` escapes, `&#...` and `&name` character references. A
+/// `%` or `&` before anything else ("50% off", "fish & chips") is left as it
+/// is by every decoder, so prose with them needs no decoding at all.
+fn starts_escape(b: u8, next: Option<u8>) -> bool {
+    let Some(n) = next else { return false };
+    match b {
+        b'%' => n.is_ascii_hexdigit() || n == b'u' || n == b'U',
+        _ => n == b'#' || n.is_ascii_alphabetic(),
     }
 }
 
@@ -552,6 +574,9 @@ mod tests {
             b"a\tb",
             b"100%25",
             b"fish & chips",
+            b"50% off",
+            b"a&lt;b",
+            b"%%41",
             b"it's",
             b"x/**/y",
             b"$IFS",
@@ -574,6 +599,21 @@ mod tests {
         );
         assert!(needs(b"a  b").strip && needs(b"a  b").shell);
         assert!(needs(b"%3c").decode && !needs(b"%3c").shell);
+        // `%` and `&` that start no escape leave prose as it is.
+        for prose in [&b"fish & chips"[..], b"50% off", b"100%", b"a&", b"%zz"] {
+            assert!(!needs(prose).decode, "{prose:?}");
+            assert!(matches!(decode(prose), Cow::Borrowed(_)), "{prose:?}");
+        }
+        for escaped in [
+            &b"&lt;"[..],
+            b"&#60;",
+            b"&#x3c",
+            b"%u003c",
+            b"100%25",
+            b"&Tab;",
+        ] {
+            assert!(needs(escaped).decode, "{escaped:?}");
+        }
     }
 
     #[test]
