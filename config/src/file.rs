@@ -124,6 +124,10 @@ pub struct Limits {
     /// Maximum request body size in bytes (default 67108864, 64 MiB; 0 = unlimited);
     /// larger → 413, checked from Content-Length up front and while streaming.
     pub max_body_bytes: Option<u64>,
+    /// Most request body bytes the WAF may hold in memory at once, over all requests,
+    /// while it waits to inspect them (default 268435456, 256 MiB; at least 1048576).
+    /// A request that would go over gets 503 `waf_busy` instead of being held.
+    pub waf_held_body_bytes: Option<u64>,
     /// Maximum time to receive a request head and between body reads (default 30s).
     /// Slow clients (slowloris) are disconnected after it.
     #[serde(default, with = "humantime_serde")]

@@ -78,6 +78,8 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Max request body bytes; `None` = unlimited.
     pub max_body_bytes: Option<u64>,
+    /// Most body bytes the WAF holds for inspection at once (all requests).
+    pub waf_held_body_bytes: u64,
     /// Client read timeout (header and body reads).
     pub client_read_timeout: Duration,
     /// Client write timeout.

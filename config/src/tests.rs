@@ -54,6 +54,20 @@ fn minimal_config_validates() {
     ));
     assert_eq!(cfg.pools[0].retries, 1);
     assert_eq!(cfg.limits.max_header_count, 100);
+    assert_eq!(cfg.limits.waf_held_body_bytes, 256 * 1024 * 1024);
+}
+
+#[test]
+fn the_waf_held_body_budget_holds_at_least_one_inspection() {
+    let yaml = format!("limits: {{ waf_held_body_bytes: 65536 }}\n{MINIMAL}");
+    let errs = messages(&load(&yaml).unwrap_err());
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("limits.waf_held_body_bytes") && e.contains("at least")),
+        "{errs:?}"
+    );
+    let yaml = format!("limits: {{ waf_held_body_bytes: 1048576 }}\n{MINIMAL}");
+    assert_eq!(load(&yaml).unwrap().limits.waf_held_body_bytes, 1 << 20);
 }
 
 #[test]

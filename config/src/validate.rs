@@ -17,6 +17,10 @@ use crate::error::ConfigErrors;
 use crate::file;
 use crate::model::*;
 
+/// Default and least `limits.waf_held_body_bytes`.
+const DEFAULT_WAF_HELD_BODY_BYTES: u64 = 256 * 1024 * 1024;
+const MIN_WAF_HELD_BODY_BYTES: u64 = 1024 * 1024;
+
 /// Header count above which Pingora's HTTP/1 parser itself rejects a request (with 400).
 pub const PARSER_MAX_HEADERS: usize = 256;
 
@@ -269,6 +273,19 @@ impl Validator<'_> {
                 Some(0) => None,
                 Some(n) => Some(n),
                 None => Some(64 * 1024 * 1024),
+            },
+            waf_held_body_bytes: match l.waf_held_body_bytes {
+                // A smaller budget could not hold one request's largest
+                // inspection (`waf.inspect_body_bytes` is at most 1 MiB).
+                Some(n) if n < MIN_WAF_HELD_BODY_BYTES => {
+                    self.err(
+                        "limits.waf_held_body_bytes",
+                        format!("must be at least {MIN_WAF_HELD_BODY_BYTES} (1 MiB)"),
+                    );
+                    DEFAULT_WAF_HELD_BODY_BYTES
+                }
+                Some(n) => n,
+                None => DEFAULT_WAF_HELD_BODY_BYTES,
             },
             client_read_timeout: self.duration(
                 l.client_read_timeout,

@@ -36,6 +36,10 @@ pub struct Metrics {
     pub waf_detections: IntCounterVec,
     /// Requests the WAF blocked.
     pub waf_blocked: IntCounterVec,
+    /// Requests refused because the WAF's held-body budget was full.
+    pub waf_busy: IntCounter,
+    /// Body bytes the WAF holds for inspection right now.
+    pub waf_held_body_bytes: IntGauge,
     /// Connections from PROXY-protocol balancers closed for a missing or bad header.
     pub proxy_protocol_rejected: IntCounter,
     /// Version published by the control plane that this node applied (0: none).
@@ -135,6 +139,16 @@ impl Metrics {
                 "Requests the WAF answered with 403",
             ),
             &["tenant", "domain"],
+        )
+        .expect("static metric definition");
+        let waf_busy = IntCounter::new(
+            "gatehouse_waf_busy_total",
+            "Requests refused with 503 because limits.waf_held_body_bytes of bodies were already held for inspection",
+        )
+        .expect("static metric definition");
+        let waf_held_body_bytes = IntGauge::new(
+            "gatehouse_waf_held_body_bytes",
+            "Request body bytes held for WAF inspection right now, over all requests",
         )
         .expect("static metric definition");
         let proxy_protocol_rejected = IntCounter::new(
@@ -257,6 +271,8 @@ impl Metrics {
             Box::new(waf_detections.clone()),
             Box::new(waf_blocked.clone()),
             Box::new(proxy_protocol_rejected.clone()),
+            Box::new(waf_busy.clone()),
+            Box::new(waf_held_body_bytes.clone()),
             Box::new(published_version.clone()),
             Box::new(published_rejected.clone()),
             Box::new(control_plane_poll_failures.clone()),
@@ -277,6 +293,8 @@ impl Metrics {
             waf_detections,
             waf_blocked,
             proxy_protocol_rejected,
+            waf_busy,
+            waf_held_body_bytes,
             published_version,
             published_rejected,
             control_plane_poll_failures,

@@ -950,6 +950,9 @@ impl ProxyHttp for Gatehouse {
         let (code, label) = match e.etype() {
             ErrorType::HTTPStatus(413) => (413, "payload_too_large"),
             ErrorType::HTTPStatus(403) if ctx.waf_blocked => (403, "waf_blocked"),
+            ErrorType::HTTPStatus(503) if ctx.failure.as_deref() == Some(inspect::WAF_BUSY) => {
+                (503, inspect::WAF_BUSY)
+            }
             ErrorType::HTTPStatus(code) => (*code, "http_status"),
             t if e.esource() == &ErrorSource::Upstream && is_timeout(t) => {
                 (504, "upstream_timeout")
@@ -971,7 +974,11 @@ impl ProxyHttp for Gatehouse {
         }
         if code > 0 && session.response_written().is_none() {
             if let Ok(status) = StatusCode::from_u16(code) {
-                let resp = LocalResponse::json_error(status, label);
+                let resp = if label == inspect::WAF_BUSY {
+                    inspect::busy_response()
+                } else {
+                    LocalResponse::json_error(status, label)
+                };
                 // Pingora closes the client connection after a proxy failure;
                 // say so, or an HTTP/1.1 client may send its next request into a closing socket.
                 session.set_keepalive(None);

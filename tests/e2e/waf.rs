@@ -360,3 +360,109 @@ async fn expect_continue_clients_are_told_to_send_their_body() {
     );
     assert_eq!(up.hits(), 1);
 }
+
+/// Bodies held for inspection share one budget (`limits.waf_held_body_bytes`):
+/// while one slow upload holds most of it, others that would go over (streamed
+/// or read up front) are refused with 503 `waf_busy` and nothing of them goes
+/// upstream; once the first completes the budget is free again.
+#[tokio::test]
+async fn held_bodies_share_one_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start("app");
+    let yaml = format!(
+        "limits: {{ waf_held_body_bytes: 1048576 }}\n{}",
+        config(&up, "{ mode: block, inspect_body_bytes: 1048576 }", "")
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let held = || proxy.metric("gatehouse_waf_held_body_bytes", &[]);
+
+    // A: a chunked upload of ~1 MB (under the 1 MiB budget) that does not end yet.
+    let filler = "lorem ipsum dolor sit amet ".repeat(37_000);
+    let mut a = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    a.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: shop.test\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let first = format!(r#"{{"text":"{filler}"#);
+    for part in first.as_bytes().chunks(64 * 1024) {
+        a.write_all(format!("{:x}\r\n", part.len()).as_bytes())
+            .await
+            .unwrap();
+        a.write_all(part).await.unwrap();
+        a.write_all(b"\r\n").await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while held().await.unwrap_or(0.0) < 990_000.0 {
+        assert!(std::time::Instant::now() < deadline, "A's body never held");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // B: 300 KB more would go over the budget.
+    let client = proxy.client(&["shop.test"]);
+    let small = format!(r#"{{"text":"{}"}}"#, "x".repeat(300_000));
+    let chunked = |body: String| {
+        reqwest::Body::wrap_stream(futures_util::stream::iter(
+            body.into_bytes()
+                .chunks(64 * 1024)
+                .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let r = client
+        .post(proxy.url("shop.test", "/upload"))
+        .header("content-type", "application/json")
+        .body(chunked(small.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let (_, body) = status_of(r).await;
+    assert_eq!(body["error"], "waf_busy");
+    // D: a small body read up front (declared length) does not fit either.
+    let r = client
+        .post(proxy.url("shop.test", "/upload"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"text":"{}"}}"#, "y".repeat(60_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        proxy.metric("gatehouse_waf_busy_total", &[]).await,
+        Some(2.0)
+    );
+    assert_eq!(up.hits(), 0, "nothing went upstream uninspected");
+
+    // A completes, is inspected and forwarded; its share is given back.
+    a.write_all(b"2\r\n\"}\r\n0\r\n\r\n").await.unwrap();
+    let mut resp = Vec::new();
+    let _ =
+        tokio::time::timeout(std::time::Duration::from_secs(10), a.read_to_end(&mut resp)).await;
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 200"),
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+    while held().await.unwrap_or(1.0) != 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's share never given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // C: the same upload as B now passes.
+    let r = client
+        .post(proxy.url("shop.test", "/upload"))
+        .header("content-type", "application/json")
+        .body(chunked(small))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.hits(), 2);
+}

@@ -7,7 +7,13 @@
 //! `request_body_filter` until `inspect_body_bytes` have arrived (or the body
 //! ended): nothing of the body is forwarded before the verdict, and a block
 //! aborts the upstream request.
+//!
+//! Held bytes (also the up-front reads) count against one process-wide budget
+//! (`limits.waf_held_body_bytes`): a request that would go over it is
+//! refused with 503 `waf_busy` rather than held, so many slow uploads cannot
+//! make the proxy buffer without bound, and nothing goes upstream uninspected.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -24,19 +30,82 @@ use crate::waf::{RequestInput, Verdict, Waf};
 /// from its retry buffer, which holds this much).
 const REPLAY_LIMIT: u64 = 64 * 1024;
 
+/// Body bytes held for inspection right now, over all requests.
+static HELD_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// One request's share of [`HELD_BYTES`], given back when dropped (also when
+/// the request ends early).
+#[derive(Default)]
+pub(super) struct HeldBytes(u64);
+
+impl HeldBytes {
+    /// Takes `n` more bytes from the budget; false (taking nothing) when
+    /// that would go over `budget`.
+    fn take(&mut self, n: u64, budget: u64) -> bool {
+        let before = HELD_BYTES.fetch_add(n, Ordering::AcqRel);
+        if before.saturating_add(n) > budget {
+            HELD_BYTES.fetch_sub(n, Ordering::AcqRel);
+            return false;
+        }
+        self.0 += n;
+        metrics().waf_held_body_bytes.add(n as i64);
+        true
+    }
+
+    /// Gives everything back.
+    fn release(&mut self) {
+        let n = std::mem::take(&mut self.0);
+        if n > 0 {
+            HELD_BYTES.fetch_sub(n, Ordering::AcqRel);
+            metrics().waf_held_body_bytes.sub(n as i64);
+        }
+    }
+}
+
+impl Drop for HeldBytes {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// A body being held back for inspection.
 pub(super) struct WafHold {
     waf: Arc<Waf>,
     path: String,
     buf: BytesMut,
+    held: HeldBytes,
 }
 
 impl WafHold {
     /// Forgets held bytes: a retry replays the whole body from the start.
     pub(super) fn restart(&mut self) {
         self.buf.clear();
+        self.held.release();
     }
 }
+
+/// The process-wide budget for held bodies, from the current snapshot.
+fn held_budget(ctx: &RequestCtx) -> u64 {
+    ctx.snapshot
+        .as_ref()
+        .map_or(u64::MAX, |s| s.config.limits.waf_held_body_bytes)
+}
+
+/// Counts and records a request refused for the held-body budget.
+fn mark_busy(ctx: &mut RequestCtx) {
+    metrics().waf_busy.inc();
+    ctx.failure = Some(WAF_BUSY.into());
+}
+
+/// The 503 `waf_busy` response; the budget frees up as held bodies finish.
+pub(super) fn busy_response() -> LocalResponse {
+    let mut resp = LocalResponse::json_error(StatusCode::SERVICE_UNAVAILABLE, WAF_BUSY);
+    let _ = resp.head.insert_header(header::RETRY_AFTER, "1");
+    resp
+}
+
+/// The error code (and `failure`) of a request refused for the held-body budget.
+pub(super) const WAF_BUSY: &str = "waf_busy";
 
 /// Whether the client asked for `100 Continue` before sending its body.
 fn expects_continue(session: &Session) -> bool {
@@ -68,9 +137,15 @@ impl Gatehouse {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let mut body = BytesMut::new();
         let mut truncated = false;
+        // Released when this returns: the body is inspected by then.
+        let mut held = HeldBytes::default();
         if !session.as_mut().is_body_empty() {
             match declared {
                 Some(len) if len <= REPLAY_LIMIT => {
+                    if !held.take(len, held_budget(ctx)) {
+                        mark_busy(ctx);
+                        return Ok(Some(busy_response()));
+                    }
                     if expects_continue(session) {
                         // The client waits for this before it sends the body
                         // (RFC 9110 §10.1.1); without it, clients such as curl
@@ -94,6 +169,7 @@ impl Gatehouse {
                         waf: waf.clone(),
                         path: path.to_string(),
                         buf: BytesMut::new(),
+                        held: HeldBytes::default(),
                     });
                 }
             }
@@ -115,10 +191,19 @@ impl Gatehouse {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        let budget = held_budget(ctx);
         let Some(hold) = ctx.waf_hold.as_mut() else {
             return Ok(());
         };
         if let Some(chunk) = body.take() {
+            if !hold.held.take(chunk.len() as u64, budget) {
+                ctx.waf_hold = None;
+                mark_busy(ctx);
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(503),
+                    "request body over the WAF's held-body budget",
+                );
+            }
             hold.buf.extend_from_slice(&chunk);
         }
         let limit = hold.waf.inspect_body_bytes();
