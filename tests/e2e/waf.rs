@@ -23,6 +23,16 @@ domains:
     )
 }
 
+/// `body` as a streamed request body of `size`-byte chunks (sent chunked,
+/// with no length up front).
+fn chunked(body: Vec<u8>, size: usize) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures_util::stream::iter(
+        body.chunks(size)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 async fn status_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
@@ -179,17 +189,10 @@ async fn large_bodies_are_inspected_as_they_stream() {
     // sent chunked (no length up front).
     let attack =
         format!("{{\"a\":\"x' union select password from users --\",\"text\":\"{filler}\"}}");
-    let stream = futures_util::stream::iter(
-        attack
-            .into_bytes()
-            .chunks(16 * 1024)
-            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
-            .collect::<Vec<_>>(),
-    );
     let r = client
         .post(proxy.url("shop.test", "/upload"))
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(stream))
+        .body(chunked(attack.into_bytes(), 16 * 1024))
         .send()
         .await
         .unwrap();
@@ -402,18 +405,10 @@ async fn held_bodies_share_one_budget() {
     // B: 300 KB more would go over the budget.
     let client = proxy.client(&["shop.test"]);
     let small = format!(r#"{{"text":"{}"}}"#, "x".repeat(300_000));
-    let chunked = |body: String| {
-        reqwest::Body::wrap_stream(futures_util::stream::iter(
-            body.into_bytes()
-                .chunks(64 * 1024)
-                .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
-                .collect::<Vec<_>>(),
-        ))
-    };
     let r = client
         .post(proxy.url("shop.test", "/upload"))
         .header("content-type", "application/json")
-        .body(chunked(small.clone()))
+        .body(chunked(small.clone().into_bytes(), 64 * 1024))
         .send()
         .await
         .unwrap();
@@ -459,7 +454,7 @@ async fn held_bodies_share_one_budget() {
     let r = client
         .post(proxy.url("shop.test", "/upload"))
         .header("content-type", "application/json")
-        .body(chunked(small))
+        .body(chunked(small.into_bytes(), 64 * 1024))
         .send()
         .await
         .unwrap();
