@@ -80,14 +80,17 @@ static CLASSES: [u8; 256] = {
 /// would change.
 pub(crate) fn needs(s: &[u8]) -> Needs {
     let mut found = 0u8;
-    let mut prev_space = false;
+    // Two spaces in a row are compressed too; tracked without a branch.
+    let mut prev_space = 0u8;
+    let mut double_space = 0u8;
     for &b in s {
         found |= CLASSES[usize::from(b)];
-        let space = b == b' ';
-        if space && prev_space {
-            found |= STRIP | SHELL;
-        }
+        let space = u8::from(b == b' ');
+        double_space |= space & prev_space;
         prev_space = space;
+    }
+    if double_space != 0 {
+        found |= STRIP | SHELL;
     }
     // Rare enough to look at again: is any `%` or `&` really an escape?
     if found & (DECODE | DECODE_IF_NEXT) == DECODE_IF_NEXT
