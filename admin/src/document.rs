@@ -168,6 +168,7 @@ pub fn render(doc: &Document, keys: &Keys) -> Result<(file::FileConfig, ObjectPa
         cfg.tenants.push(file::Tenant {
             name: tenant.clone(),
             rate_limit,
+            cache_bytes: None,
         });
         for (name, e) in kind(Kind::Pool) {
             let spec: PoolSpec = parse(e, "pool")?;

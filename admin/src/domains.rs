@@ -52,6 +52,9 @@ pub struct DomainSpec {
     /// Request inspection (WAF): mode, paranoia level, exclusions.
     #[serde(default)]
     pub waf: Option<gatehouse_config::waf::Waf>,
+    /// Edge caching of the routes that forward to a pool (default off).
+    #[serde(default)]
+    pub cache: Option<gatehouse_config::cache::Cache>,
     /// Plugins (by name, same tenant) run on every request, before the route's.
     #[serde(default)]
     pub plugins: Vec<file::PluginBinding>,
@@ -681,6 +684,7 @@ pub fn render(
         rate_limits: spec.rate_limits.clone(),
         bans: spec.bans.clone(),
         waf: spec.waf.clone(),
+        cache: spec.cache.clone(),
         plugins: qualify_bindings(tenant, &spec.plugins),
         routes,
     }
@@ -700,6 +704,7 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
         rate_limits: Vec::new(),
         bans: None,
         waf: None,
+        cache: None,
         plugins: Vec::new(),
         routes: vec![file::Route {
             path: Some(format!("{CHALLENGE_PREFIX}{token}")),
@@ -715,6 +720,7 @@ pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
             static_files: None,
             plugins: Vec::new(),
             rate_limits: Vec::new(),
+            cache: None,
         }],
     }
 }

@@ -39,6 +39,7 @@ pub async fn check_alone(
     cfg.tenants.push(gatehouse_config::file::Tenant {
         name: tenant.to_string(),
         rate_limit: None,
+        cache_bytes: None,
     });
     fill(&mut cfg);
     match document::validate(cfg, document::ObjectPaths::default()).await {

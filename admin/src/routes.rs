@@ -44,6 +44,9 @@ pub struct RouteSpec {
     /// Rate limits on this route's requests, after the domain's.
     #[serde(default)]
     pub rate_limits: Vec<file::RateLimit>,
+    /// Edge caching for this route, refining the domain's `cache` field by field.
+    #[serde(default)]
+    pub cache: Option<gatehouse_config::cache::Cache>,
 }
 
 impl RouteSpec {
@@ -59,6 +62,7 @@ impl RouteSpec {
             static_files: None,
             plugins: qualify_bindings(tenant, &self.plugins),
             rate_limits: self.rate_limits.clone(),
+            cache: self.cache.clone(),
         }
     }
 }

@@ -128,6 +128,12 @@ pub struct Limits {
     /// while it waits to inspect them (default 268435456, 256 MiB; at least 1048576).
     /// A request that would go over gets 503 `waf_busy` instead of being held.
     pub waf_held_body_bytes: Option<u64>,
+    /// Edge cache bytes per tenant on each node, for tenants without their own
+    /// `cache_bytes` (default 67108864, 64 MiB).
+    pub cache_tenant_bytes: Option<u64>,
+    /// Largest response body the edge cache stores (default 8388608, 8 MiB; at most 1 GiB).
+    /// Larger responses are passed through uncached.
+    pub cache_object_bytes: Option<u64>,
     /// Maximum time to receive a request head and between body reads (default 30s).
     /// Slow clients (slowloris) are disconnected after it.
     #[serde(default, with = "humantime_serde")]
@@ -180,6 +186,9 @@ pub struct Tenant {
     /// A ceiling on all of the tenant's requests together (every domain, every client).
     #[serde(default)]
     pub rate_limit: Option<Quota>,
+    /// Bytes of edge cache the tenant's objects may use on each node
+    /// (default `limits.cache_tenant_bytes`; at least 65536).
+    pub cache_bytes: Option<u64>,
 }
 
 /// A number of requests per period, with a burst.
@@ -313,6 +322,10 @@ pub struct Domain {
     /// Request inspection (WAF): attacks scored and blocked (default off).
     #[serde(default)]
     pub waf: Option<crate::waf::Waf>,
+    /// Edge caching of the responses of routes that forward to a pool (default off);
+    /// routes refine it with their own `cache`.
+    #[serde(default)]
+    pub cache: Option<crate::cache::Cache>,
     /// Plugins run on every request of this domain, in order, before the route's.
     #[serde(default)]
     pub plugins: Vec<PluginBinding>,
@@ -516,6 +529,9 @@ pub struct Route {
     /// Rate limits on this route's requests, after the domain's.
     #[serde(default)]
     pub rate_limits: Vec<RateLimit>,
+    /// Edge caching for this route, refining the domain's `cache` field by field.
+    #[serde(default)]
+    pub cache: Option<crate::cache::Cache>,
 }
 
 /// A fixed response.

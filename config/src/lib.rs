@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod error;
 pub mod file;
 pub mod ipset;

@@ -31,6 +31,8 @@ pub struct Config {
     pub tenants: Vec<String>,
     /// Tenants' aggregate request ceilings.
     pub tenant_rate_limits: Vec<(String, RateQuota)>,
+    /// Tenants with their own edge cache quota, in bytes.
+    pub tenant_cache_bytes: Vec<(String, u64)>,
     /// Virtual hosts.
     pub domains: Vec<Domain>,
     /// Upstream pools, referenced by index from routes.
@@ -80,6 +82,10 @@ pub struct Limits {
     pub max_body_bytes: Option<u64>,
     /// Most body bytes the WAF holds for inspection at once (all requests).
     pub waf_held_body_bytes: u64,
+    /// Edge cache bytes per tenant without its own quota.
+    pub cache_tenant_bytes: u64,
+    /// Largest body the edge cache stores.
+    pub cache_object_bytes: u64,
     /// Client read timeout (header and body reads).
     pub client_read_timeout: Duration,
     /// Client write timeout.
@@ -255,6 +261,8 @@ pub struct Route {
     pub plugins: Vec<PluginBinding>,
     /// Rate limits, after the domain's.
     pub rate_limits: Vec<RateLimitRule>,
+    /// Edge cache policy (merged with the domain's); `None`: not cached.
+    pub cache: Option<crate::cache::CachePolicy>,
 }
 
 /// When a domain bans a client.

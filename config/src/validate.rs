@@ -20,6 +20,12 @@ use crate::model::*;
 /// Default and least `limits.waf_held_body_bytes`.
 const DEFAULT_WAF_HELD_BODY_BYTES: u64 = 256 * 1024 * 1024;
 const MIN_WAF_HELD_BODY_BYTES: u64 = 1024 * 1024;
+/// Default and least edge cache quota of a tenant; default and largest
+/// cached object.
+const DEFAULT_CACHE_TENANT_BYTES: u64 = 64 * 1024 * 1024;
+const MIN_CACHE_TENANT_BYTES: u64 = 64 * 1024;
+const DEFAULT_CACHE_OBJECT_BYTES: u64 = 8 * 1024 * 1024;
+const MAX_CACHE_OBJECT_BYTES: u64 = 1 << 30;
 
 /// Header count above which Pingora's HTTP/1 parser itself rejects a request (with 400).
 pub const PARSER_MAX_HEADERS: usize = 256;
@@ -65,6 +71,21 @@ pub fn validate_with(
             let path = format!("tenants[{i}].rate_limit");
             v.quota(q.requests, q.per, q.burst, &path)
                 .map(|quota| (t.name.clone(), quota))
+        })
+        .collect();
+    let tenant_cache_bytes = cfg
+        .tenants
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let bytes = t.cache_bytes?;
+            if bytes < MIN_CACHE_TENANT_BYTES {
+                v.err(
+                    format!("tenants[{i}].cache_bytes"),
+                    format!("must be at least {MIN_CACHE_TENANT_BYTES}"),
+                );
+            }
+            Some((t.name.clone(), bytes))
         })
         .collect();
     let cert_index = v.name_index(
@@ -136,6 +157,7 @@ pub fn validate_with(
             client_ip,
             tenants: tenants.into_iter().collect(),
             tenant_rate_limits,
+            tenant_cache_bytes,
             domains,
             pools,
             certificates,
@@ -286,6 +308,28 @@ impl Validator<'_> {
                 }
                 Some(n) => n,
                 None => DEFAULT_WAF_HELD_BODY_BYTES,
+            },
+            cache_tenant_bytes: match l.cache_tenant_bytes {
+                Some(n) if n < MIN_CACHE_TENANT_BYTES => {
+                    self.err(
+                        "limits.cache_tenant_bytes",
+                        format!("must be at least {MIN_CACHE_TENANT_BYTES}"),
+                    );
+                    DEFAULT_CACHE_TENANT_BYTES
+                }
+                Some(n) => n,
+                None => DEFAULT_CACHE_TENANT_BYTES,
+            },
+            cache_object_bytes: match l.cache_object_bytes {
+                Some(n) if n == 0 || n > MAX_CACHE_OBJECT_BYTES => {
+                    self.err(
+                        "limits.cache_object_bytes",
+                        format!("must be between 1 and {MAX_CACHE_OBJECT_BYTES} (1 GiB)"),
+                    );
+                    DEFAULT_CACHE_OBJECT_BYTES
+                }
+                Some(n) => n,
+                None => DEFAULT_CACHE_OBJECT_BYTES,
             },
             client_read_timeout: self.duration(
                 l.client_read_timeout,
@@ -560,6 +604,9 @@ impl Validator<'_> {
                     crate::waf::check(w, &format!("{dpath}.waf"), &mut |p, m| self.err(p, m));
                 (policy.mode != crate::waf::WafMode::Off).then_some(policy)
             });
+            if let Some(c) = &d.cache {
+                crate::cache::check(c, &format!("{dpath}.cache"), &mut |p, m| self.err(p, m));
+            }
             let security_headers = match &d.security_headers {
                 Some(h) => self.security_headers(h, &format!("{dpath}.security_headers")),
                 None => SecurityHeaders::default(),
@@ -574,6 +621,7 @@ impl Validator<'_> {
                         r,
                         &format!("{dpath}.routes[{ri}]"),
                         &d.tenant,
+                        d.cache.as_ref(),
                         cfg,
                         pool_index,
                     )
@@ -845,6 +893,7 @@ impl Validator<'_> {
         r: &file::Route,
         path: &str,
         tenant: &str,
+        domain_cache: Option<&crate::cache::Cache>,
         cfg: &file::FileConfig,
         pool_index: &HashMap<String, usize>,
     ) -> Option<Route> {
@@ -904,6 +953,12 @@ impl Validator<'_> {
         };
         let plugins = self.plugin_chain(&r.plugins, tenant, &format!("{path}.plugins"));
         let rate_limits = self.rate_limits(&r.rate_limits, &format!("{path}.rate_limits"));
+        if let Some(c) = &r.cache {
+            crate::cache::check(c, &format!("{path}.cache"), &mut |p, m| self.err(p, m));
+        }
+        let cache = crate::cache::merge(domain_cache, r.cache.as_ref());
+        // Local answers cost nothing to make again; only forwarded requests are cached.
+        let cache = cache.filter(|_| matches!(action, RouteAction::Pool(_)));
         Some(Route {
             path: route_path,
             path_match: r.path_match,
@@ -911,6 +966,7 @@ impl Validator<'_> {
             action,
             plugins,
             rate_limits,
+            cache,
         })
     }
 

@@ -1,8 +1,9 @@
 //! The internal listener: `/metrics` (Prometheus text), `/healthz` (the
 //! process is alive), `/readyz` (a config is loaded and the traffic
 //! listeners accept connections) and `/bans` (list with GET, lift with
-//! `DELETE /bans?ip=<addr>[&domain=<hosts>]`). Bind it to loopback or a
-//! private network.
+//! `DELETE /bans?ip=<addr>[&domain=<hosts>]`) and `POST /cache/purge`
+//! (a JSON [`PurgeRequest`](crate::cache::purge::PurgeRequest); answers
+//! `{"purged": n}`). Bind it to loopback or a private network.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -67,12 +68,66 @@ impl ServeHttp for InternalApi {
                 }
             }
             "/bans" => bans_endpoint(session),
+            "/cache/purge" => purge_endpoint(session).await,
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "application/json",
                 br#"{"error":"not_found"}"#.to_vec(),
             ),
         }
+    }
+}
+
+/// Largest purge request body read.
+const MAX_PURGE_BODY: usize = 64 * 1024;
+
+/// `POST /cache/purge` with a JSON purge request.
+async fn purge_endpoint(session: &mut ServerSession) -> Response<Vec<u8>> {
+    let json = |status, v: serde_json::Value| {
+        reply(status, "application/json", v.to_string().into_bytes())
+    };
+    if session.req_header().method != http::Method::POST {
+        return json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({ "error": "method_not_allowed" }),
+        );
+    }
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_PURGE_BODY {
+                    return json(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        serde_json::json!({ "error": "payload_too_large" }),
+                    );
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": "unreadable body" }),
+                )
+            }
+        }
+    }
+    let req: crate::cache::purge::PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": "invalid_request", "detail": e.to_string() }),
+            )
+        }
+    };
+    match crate::cache::purge::purge(&req) {
+        Ok(n) => json(StatusCode::OK, serde_json::json!({ "purged": n })),
+        Err(e) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": "invalid_request", "field": e.field, "detail": e.message }),
+        ),
     }
 }
 

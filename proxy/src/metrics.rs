@@ -66,6 +66,19 @@ pub struct Metrics {
     pub plugin_not_kept: IntCounterVec,
     /// Plugin instances kept between a request's hooks now (set at scrape).
     pub plugin_instances_kept: IntGauge,
+    /// Cacheable requests by tenant and result (hit, miss, stale, expired,
+    /// revalidated, bypass, uncacheable).
+    pub cache_requests: IntCounterVec,
+    /// Edge cache usage per tenant (set at scrape): bytes, objects, quota.
+    pub cache_bytes: IntGaugeVec,
+    pub cache_objects: IntGaugeVec,
+    pub cache_quota_bytes: IntGaugeVec,
+    /// Objects evicted to stay within the tenant's quota (set at scrape).
+    pub cache_evictions: IntGaugeVec,
+    /// Responses not stored for being larger than `limits.cache_object_bytes`.
+    pub cache_too_large: IntGaugeVec,
+    /// Objects removed by purge requests, by tenant and kind.
+    pub cache_purged: IntCounterVec,
 }
 
 impl Metrics {
@@ -249,8 +262,54 @@ impl Metrics {
             "Plugin instances kept between a request's on-request and on-response",
         )
         .expect("static metric definition");
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_cache_requests_total",
+                "Requests on cached routes by result: hit, miss, stale (served stale), expired, revalidated, bypass, uncacheable",
+            ),
+            &["tenant", "result"],
+        )
+        .expect("static metric definition");
+        let cache_gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["tenant"]).expect("static metric definition")
+        };
+        let cache_bytes = cache_gauge(
+            "gatehouse_cache_bytes",
+            "Bytes the tenant's cached objects use on this node (bodies, headers, bookkeeping)",
+        );
+        let cache_objects = cache_gauge(
+            "gatehouse_cache_objects",
+            "Objects the tenant has cached on this node",
+        );
+        let cache_quota_bytes = cache_gauge(
+            "gatehouse_cache_quota_bytes",
+            "The tenant's edge cache quota on this node",
+        );
+        let cache_evictions = cache_gauge(
+            "gatehouse_cache_evictions_total",
+            "Objects evicted to keep the tenant within its quota",
+        );
+        let cache_too_large = cache_gauge(
+            "gatehouse_cache_too_large_total",
+            "Responses not stored for being larger than limits.cache_object_bytes",
+        );
+        let cache_purged = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_cache_purged_total",
+                "Objects removed by purge requests, by kind (url, prefix, tag, host, tenant)",
+            ),
+            &["tenant", "kind"],
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_objects.clone()),
+            Box::new(cache_quota_bytes.clone()),
+            Box::new(cache_evictions.clone()),
+            Box::new(cache_too_large.clone()),
+            Box::new(cache_purged.clone()),
+            Box::new(requests.clone()),
             Box::new(plugin_not_kept.clone()),
             Box::new(plugin_instances_kept.clone()),
             Box::new(plugin_calls.clone()),
@@ -307,6 +366,13 @@ impl Metrics {
             plugin_circuit_open,
             plugin_not_kept,
             plugin_instances_kept,
+            cache_requests,
+            cache_bytes,
+            cache_objects,
+            cache_quota_bytes,
+            cache_evictions,
+            cache_too_large,
+            cache_purged,
         }
     }
 
@@ -315,11 +381,45 @@ impl Metrics {
         let mut buf = Vec::with_capacity(16 * 1024);
         self.plugin_instances_kept
             .set(i64::from(crate::plugin::kept_instances()));
+        self.record_cache_usage();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         buf
+    }
+}
+
+impl Metrics {
+    /// Copies the edge cache's per-tenant usage into the gauges (tenants
+    /// that no longer have a shard disappear from them).
+    fn record_cache_usage(&self) {
+        for g in [
+            &self.cache_bytes,
+            &self.cache_objects,
+            &self.cache_quota_bytes,
+            &self.cache_evictions,
+            &self.cache_too_large,
+        ] {
+            g.reset();
+        }
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (tenant, u) in crate::cache::store().usage() {
+            let t = [tenant.as_str()];
+            self.cache_bytes.with_label_values(&t).set(clamp(u.bytes));
+            self.cache_objects
+                .with_label_values(&t)
+                .set(clamp(u.objects));
+            self.cache_quota_bytes
+                .with_label_values(&t)
+                .set(clamp(u.quota));
+            self.cache_evictions
+                .with_label_values(&t)
+                .set(clamp(u.evictions));
+            self.cache_too_large
+                .with_label_values(&t)
+                .set(clamp(u.too_large));
+        }
     }
 }
 

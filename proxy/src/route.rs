@@ -64,6 +64,8 @@ pub struct CompiledRoute {
     pub plugins: Arc<[BoundPlugin]>,
     /// Rate limits: the domain's, then the route's.
     pub rate_limits: Vec<crate::ratelimit::BoundLimit>,
+    /// Edge cache policy (only on routes that forward to a pool).
+    pub cache: Option<Arc<gatehouse_config::cache::CachePolicy>>,
 }
 
 impl CompiledRoute {
@@ -116,6 +118,7 @@ impl DomainPolicy {
                 path_match: r.path_match,
                 methods: r.methods.clone(),
                 action: r.action.clone(),
+                cache: r.cache.clone().map(Arc::new),
                 plugins: d
                     .plugins
                     .iter()

@@ -20,16 +20,21 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use gatehouse_config::model::{RateLimitKey, RouteAction};
 use http::{header, HeaderValue, StatusCode};
+use pingora::cache::key::HashBinary;
+use pingora::cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, NoCacheReason, RespCacheable,
+};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::cache;
 use crate::headers::{self, RequestVars};
 use crate::local::{self, LocalResponse, StaticTarget};
 use crate::metrics::{metrics, status_class};
@@ -84,6 +89,17 @@ pub struct RequestCtx {
     waf_outcome: Option<(u32, String)>,
     /// The WAF blocked this request (counts toward `bans.waf_blocks`).
     waf_blocked: bool,
+    /// The route's edge cache policy (routes to a pool only).
+    cache: Option<Arc<gatehouse_config::cache::CachePolicy>>,
+    /// The bypass rule that kept this request away from the cache.
+    cache_bypass: Option<&'static str>,
+    /// The response was found storable.
+    cache_stored: bool,
+    /// How the cache served the request (metrics and access log).
+    cache_result: Option<&'static str>,
+    /// A background refresh of a stale object (stale-while-revalidate), made
+    /// by the cache on behalf of a request that was already admitted.
+    background: bool,
     /// Matched domain (index into the router) and its metrics label.
     domain: Option<usize>,
     domain_label: Option<Arc<str>>,
@@ -423,6 +439,11 @@ impl ProxyHttp for Gatehouse {
             waf_hold: None,
             waf_outcome: None,
             waf_blocked: false,
+            cache: None,
+            cache_bypass: None,
+            cache_stored: false,
+            cache_result: None,
+            background: false,
         }
     }
 
@@ -437,6 +458,7 @@ impl ProxyHttp for Gatehouse {
         session.set_write_timeout(Some(limits.client_write_timeout));
         session.set_keepalive(Some(limits.keepalive_timeout.as_secs().max(1)));
 
+        ctx.background = session.subrequest_ctx.is_some();
         let tls = is_tls(session);
         ctx.vars.scheme = if tls { "https" } else { "http" };
         let req = session.req_header();
@@ -529,7 +551,8 @@ impl ProxyHttp for Gatehouse {
         ctx.vars.tenant = domain.tenant.clone();
         let admitted = match ctx.client_addr {
             Some(ip) => domain.ip_rules.admits(ip),
-            None => domain.ip_rules.allow.is_none(),
+            // A background refresh was admitted as the request it serves.
+            None => ctx.background || domain.ip_rules.allow.is_none(),
         };
         if !admitted {
             return self
@@ -565,7 +588,7 @@ impl ProxyHttp for Gatehouse {
             }
         }
 
-        if let Some(waf) = domain.waf.clone() {
+        if let Some(waf) = domain.waf.clone().filter(|_| !ctx.background) {
             if let Some(resp) = self.inspect_request(session, ctx, waf, &path).await? {
                 return self.send_local(session, ctx, resp).await;
             }
@@ -615,8 +638,13 @@ impl ProxyHttp for Gatehouse {
                 return self.send_local(session, ctx, resp).await;
             }
         };
-        if let Some(resp) = self.rate_limit(session, ctx, &snap, route, false) {
-            return self.send_local(session, ctx, resp).await;
+        ctx.cache = route.cache.clone();
+        // A background refresh was limited as the request it serves.
+        let limited = !ctx.background;
+        if limited {
+            if let Some(resp) = self.rate_limit(session, ctx, &snap, route, false) {
+                return self.send_local(session, ctx, resp).await;
+            }
         }
         if !route.plugins.is_empty() {
             if let Some(resp) = self.request_plugins(session, ctx, &snap, route) {
@@ -629,8 +657,10 @@ impl ProxyHttp for Gatehouse {
                 return self.send_local(session, ctx, resp).await;
             }
         }
-        if let Some(resp) = self.rate_limit(session, ctx, &snap, route, true) {
-            return self.send_local(session, ctx, resp).await;
+        if limited {
+            if let Some(resp) = self.rate_limit(session, ctx, &snap, route, true) {
+                return self.send_local(session, ctx, resp).await;
+            }
         }
         if !route.plugins.is_empty() {
             // A plugin's pool hint proxies the request, whatever the route's action.
@@ -671,6 +701,89 @@ impl ProxyHttp for Gatehouse {
                     }
                 };
                 self.send_local(session, ctx, resp).await
+            }
+        }
+    }
+
+    /// Turns the cache on for requests of a cached route that no bypass
+    /// rule keeps away from it.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        let (Some(policy), Some(snap)) = (ctx.cache.clone(), ctx.snapshot.clone()) else {
+            return Ok(());
+        };
+        let req = session.req_header();
+        if let Some(rule) = cache::policy::bypass_reason(&policy, req, req.uri.path()) {
+            ctx.cache_bypass = Some(rule);
+            return Ok(());
+        }
+        let mut overrides = CacheOptionOverrides::default();
+        overrides.wait_timeout = Some(policy.lock_timeout);
+        session.cache.enable(
+            cache::store(),
+            None,
+            None,
+            Some(cache::lock()),
+            Some(overrides),
+        );
+        let max = usize::try_from(snap.config.limits.cache_object_bytes).unwrap_or(usize::MAX);
+        session.cache.set_max_file_size_bytes(max);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Self::CTX) -> Result<CacheKey> {
+        let policy = ctx
+            .cache
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "cache without a policy"))?;
+        let req = session.req_header();
+        Ok(cache::policy::cache_key(
+            policy,
+            &ctx.vars.tenant,
+            &ctx.vars.host,
+            req.uri.path(),
+            req,
+        ))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<RespCacheable> {
+        let Some(policy) = ctx.cache.as_ref() else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        let verdict =
+            cache::policy::cacheability(policy, session.req_header(), resp, SystemTime::now());
+        ctx.cache_stored = verdict.is_cacheable();
+        Ok(verdict)
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::policy::variance(meta, req)
+    }
+
+    /// Stale objects are served while one request refreshes them (within
+    /// their stale-while-revalidate window, checked by the cache) and when
+    /// the origin fails (within stale-if-error): connection errors,
+    /// timeouts and 5xx answers.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+        error: Option<&Error>,
+    ) -> bool {
+        match error {
+            None => true,
+            Some(e) => {
+                e.esource() == &ErrorSource::Upstream
+                    || matches!(e.etype(), ErrorType::HTTPStatus(code) if *code >= 500)
             }
         }
     }
@@ -803,7 +916,7 @@ impl ProxyHttp for Gatehouse {
     /// Applies the domain's response header rules and echoes the request id.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
@@ -832,6 +945,31 @@ impl ProxyHttp for Gatehouse {
             }
         }
         upstream_response.insert_header(X_REQUEST_ID, ctx.vars.request_id.as_str())?;
+        if ctx.cache.is_some() {
+            let outcome = match ctx.cache_bypass {
+                Some(rule) => cache::status::bypassed(rule),
+                None => {
+                    let phase = session.cache.phase();
+                    let meta = matches!(
+                        phase,
+                        CachePhase::Hit
+                            | CachePhase::Stale
+                            | CachePhase::StaleUpdating
+                            | CachePhase::Revalidated
+                    )
+                    .then(|| session.cache.cache_meta());
+                    cache::status::outcome(
+                        phase,
+                        meta,
+                        ctx.cache_stored,
+                        upstream_response.status.as_u16(),
+                        SystemTime::now(),
+                    )
+                }
+            };
+            upstream_response.insert_header("cache-status", outcome.header)?;
+            ctx.cache_result = Some(outcome.result);
+        }
         Ok(())
     }
 
@@ -1023,6 +1161,21 @@ impl ProxyHttp for Gatehouse {
                 }
             }
         }
+        if let Some(result) = ctx.cache_result {
+            m.cache_requests.with_label_values(&[tenant, result]).inc();
+        }
+        if ctx.background {
+            // A refresh no client waits for: counted above, not as a request.
+            tracing::debug!(
+                target: "gatehouse::access",
+                host = %ctx.vars.host,
+                path = %session.req_header().uri.path(),
+                status,
+                cache = ctx.cache_result.unwrap_or(""),
+                "background cache refresh"
+            );
+            return;
+        }
         m.requests
             .with_label_values(&[tenant, domain, status_class(status)])
             .inc();
@@ -1065,6 +1218,7 @@ impl ProxyHttp for Gatehouse {
             error = %error,
             waf_score = ctx.waf_outcome.as_ref().map(|w| w.0),
             waf_rules = ctx.waf_outcome.as_ref().map(|w| w.1.as_str()),
+            cache = ctx.cache_result,
             user_agent = req.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
     }

@@ -111,6 +111,7 @@ pub struct SnapshotStore {
 impl SnapshotStore {
     /// A store serving `initial`.
     pub fn new(initial: Snapshot) -> Self {
+        crate::cache::apply_limits(&initial.config);
         SnapshotStore {
             current: ArcSwap::from_pointee(initial),
         }
@@ -123,6 +124,7 @@ impl SnapshotStore {
 
     /// Publishes `next`; requests already running keep their snapshot.
     pub fn store(&self, next: Snapshot) {
+        crate::cache::apply_limits(&next.config);
         self.current.store(Arc::new(next));
     }
 }

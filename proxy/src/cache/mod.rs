@@ -2,9 +2,56 @@
 //!
 //! [`storage`] is the object store Pingora's cache machinery reads and
 //! writes: in memory, bounded in bytes per tenant, purgeable by key, URL
-//! prefix, tag, host and tenant. The request path (cacheability, keys,
-//! `Cache-Status`) builds on it.
+//! prefix, tag, host and tenant. [`policy`] decides per request and response
+//! (bypass, key, `Vary`, freshness); [`status`] reports the outcome in an
+//! RFC 9211 `Cache-Status` header; [`purge`] serves purge requests.
+//!
+//! One store and one cache lock serve the whole process (Pingora wants them
+//! `'static`); the running config sets the store's limits on every reload.
 
+pub mod policy;
+pub mod purge;
+pub mod status;
 pub mod storage;
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+
 pub use storage::{EdgeStorage, ShardUsage, StoreLimits};
+
+/// How long a fill may hold the cache lock before waiting requests stop
+/// trusting it and go upstream themselves.
+const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+static STORE: LazyLock<EdgeStorage> = LazyLock::new(EdgeStorage::default);
+static LOCK: LazyLock<Box<CacheKeyLockImpl>> =
+    LazyLock::new(|| CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
+
+/// The process's edge cache store.
+pub fn store() -> &'static EdgeStorage {
+    &STORE
+}
+
+/// The process's cache lock: concurrent misses of one key wait for one fill.
+pub fn lock() -> &'static CacheKeyLockImpl {
+    LOCK.as_ref()
+}
+
+/// Applies a config's cache limits to the store; tenants the config no
+/// longer has lose their objects.
+pub fn apply_limits(config: &gatehouse_config::Config) {
+    let quotas: HashMap<String, u64> = config.tenant_cache_bytes.iter().cloned().collect();
+    STORE.set_limits(StoreLimits {
+        default_quota: config.limits.cache_tenant_bytes,
+        quotas,
+        max_object_bytes: usize::try_from(config.limits.cache_object_bytes).unwrap_or(usize::MAX),
+    });
+    for (tenant, _) in STORE.usage() {
+        if !config.tenants.contains(&tenant) {
+            STORE.forget_tenant(&tenant);
+        }
+    }
+}

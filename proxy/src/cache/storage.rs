@@ -315,6 +315,12 @@ impl EdgeStorage {
         doomed.len()
     }
 
+    /// Purges the tenant's objects of one URL (`host/path?query`): every
+    /// variant (`Vary`, key headers and cookies) of it.
+    pub fn purge_url(&self, tenant: &str, url: &str) -> usize {
+        self.purge_where(tenant, |o| &*o.url == url)
+    }
+
     /// Purges the tenant's objects whose URL (`host/path?query`) starts with `prefix`.
     pub fn purge_prefix(&self, tenant: &str, prefix: &str) -> usize {
         self.purge_where(tenant, |o| o.url.starts_with(prefix))
