@@ -7,6 +7,7 @@
 mod admin;
 mod balancing;
 mod bans;
+mod cache;
 mod cli;
 mod control_plane;
 mod ip_rules;
