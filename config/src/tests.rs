@@ -496,3 +496,82 @@ domains:
         ],
     );
 }
+
+#[test]
+fn cache_policies_merge_per_route_and_report_errors_with_paths() {
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+limits: { cache_object_bytes: 0, cache_tenant_bytes: 100 }
+tenants: [{ name: acme, cache_bytes: 10 }]
+pools:
+  - { name: api, tenant: acme, targets: [{ addr: "127.0.0.1:9000" }] }
+domains:
+  - hosts: [a.test]
+    tenant: acme
+    cache:
+      default_ttl: 0s
+      lock_timeout: 2m
+      bypass: { cookies: ["bad cookie"], headers: ["bad header"], methods: ["G E T"], paths: [nope] }
+      key: { query: none, query_only: [id], query_except: ["a=b"] }
+    routes:
+      - { path: /x, pool: api, cache: { force_ttl: 1s, default_ttl: 1m } }
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    assert_exactly(
+        &errs,
+        &[
+            "limits.cache_object_bytes",
+            "limits.cache_tenant_bytes",
+            "tenants[0].cache_bytes",
+            "domains[0].cache.default_ttl",
+            "domains[0].cache.lock_timeout",
+            "domains[0].cache.bypass.cookies[0]",
+            "domains[0].cache.bypass.headers[0]",
+            "domains[0].cache.bypass.methods[0]",
+            "domains[0].cache.bypass.paths[0]",
+            "domains[0].cache.key.query_only",
+            "domains[0].cache.key.query_except[0]",
+            "domains[0].routes[0].cache.default_ttl",
+        ],
+    );
+
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: acme, cache_bytes: 1048576 }]
+pools:
+  - { name: api, tenant: acme, targets: [{ addr: "127.0.0.1:9000" }] }
+domains:
+  - hosts: [a.test]
+    tenant: acme
+    cache: { default_ttl: 5m, bypass: { cookies: [session] }, key: { query_except: [utm] } }
+    routes:
+      - { path: /micro, pool: api, cache: { force_ttl: 1s, default_ttl: null } }
+      - { path: /off, pool: api, cache: { enabled: false } }
+      - { path: /local, respond: { status: 200 } }
+      - { path: /, pool: api }
+"#;
+    let cfg = load(yaml).unwrap();
+    let route = |p: &str| {
+        cfg.domains[0]
+            .routes
+            .iter()
+            .find(|r| r.path == p)
+            .unwrap()
+            .cache
+            .clone()
+    };
+    let root = route("/").expect("the domain's policy applies");
+    assert_eq!(root.default_ttl, Some(std::time::Duration::from_secs(300)));
+    assert_eq!(root.bypass_cookies, ["session"]);
+    assert_eq!(
+        root.query,
+        crate::cache::QueryKey::Except(vec!["utm".to_string()])
+    );
+    let micro = route("/micro").unwrap();
+    assert_eq!(micro.force_ttl, Some(std::time::Duration::from_secs(1)));
+    assert_eq!(micro.bypass_cookies, ["session"], "refined field by field");
+    assert!(route("/off").is_none());
+    assert!(route("/local").is_none(), "local answers are not cached");
+    assert_eq!(cfg.tenant_cache_bytes, [("acme".to_string(), 1 << 20)]);
+    assert_eq!(cfg.limits.cache_object_bytes, 8 << 20);
+}
