@@ -45,9 +45,14 @@ SCENARIOS = {
     # One WASM plugin (plugins/examples/add-headers) adding a request and a
     # response header; nginx adds the same headers natively.
     "plugin": ("plugin", "http", "/small", []),
+    # Cache hits: the origin allows an hour of caching; both proxies store the
+    # object on the first request and answer every later one themselves
+    # (Gatehouse: its in-memory store; nginx: proxy_cache, files in the page cache).
+    "cache-hit": ("cache", "http", "/c/1k", []),
+    "cache-hit-100k": ("cache", "http", "/c/100k", []),
 }
-# Slots later issues fill (waf, ratelimit, cache-hit): listed, not run.
-PENDING = ["waf", "ratelimit", "cache-hit"]
+# Slots later issues fill (waf, ratelimit): listed, not run.
+PENDING = ["waf", "ratelimit"]
 PLUGIN_WASM = os.path.join(ROOT, "target", "bench-plugins", "add-headers.wasm")
 
 
@@ -144,12 +149,19 @@ class Server:
 
 # ---------------------------------------------------------------- configs
 
-def nginx_conf(work, name, http_port, https_port, origin_port, certs, domains, log_access, plugin=False):
+def nginx_conf(work, name, http_port, https_port, origin_port, certs, domains, log_access, plugin=False,
+               cache=False):
     """An nginx reverse proxy equivalent to the Gatehouse config below."""
     access = f"access_log {work}/{name}-access.log;" if log_access else "access_log off;"
     # What the add-headers plugin does in the `plugin` profile, done natively.
     plugin_headers = ("proxy_set_header X-Bench-Plugin 1;\n            add_header X-Bench-Plugin 1;"
                       if plugin else "")
+    # proxy_cache as an nginx operator sets it up: origin headers obeyed, a
+    # status header like Gatehouse's Cache-Status, one fetch per cold key.
+    cache_directives = ("proxy_cache bench;\n            proxy_cache_lock on;\n"
+                        "            add_header X-Cache-Status $upstream_cache_status;" if cache else "")
+    cache_zone = (f"proxy_cache_path {work}/{name}-cache levels=1:2 keys_zone=bench:10m max_size=256m "
+                  "inactive=1h use_temp_path=off;" if cache else "")
     proxy = f"""
         location / {{
             proxy_pass http://origin;
@@ -162,6 +174,7 @@ def nginx_conf(work, name, http_port, https_port, origin_port, certs, domains, l
             proxy_set_header X-Request-Id $request_id;
             add_header X-Request-Id $request_id always;
             {plugin_headers}
+            {cache_directives}
         }}"""
     servers = [f"""
     server {{
@@ -203,6 +216,7 @@ http {{
     fastcgi_temp_path {work}/{name}-fastcgi;
     uwsgi_temp_path {work}/{name}-uwsgi;
     scgi_temp_path {work}/{name}-scgi;
+    {cache_zone}
     upstream origin {{
         server 127.0.0.1:{origin_port};
         keepalive 128;
@@ -212,7 +226,8 @@ http {{
 """
 
 
-def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, domains, plugin=False):
+def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, domains, plugin=False,
+                   cache=False):
     lines = [
         "listeners:",
         f'  http: "127.0.0.1:{http_port}"',
@@ -235,6 +250,8 @@ def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, dom
         lines.append(f'plugins: [{{ name: add-headers, tenant: bench, path: "{PLUGIN_WASM}" }}]')
         bind = (", plugins: [{ plugin: add-headers, config: "
                 "{ request: { x-bench-plugin: '1' }, response: { x-bench-plugin: '1' } } }]")
+    if cache:
+        bind += ", cache: {}"
     lines.append("domains:")
     lines.append("  - { hosts: [bench.test], tenant: bench, certificate: bench, routes: [{ path: /, pool: origin }]"
                  + bind + " }")
@@ -264,6 +281,10 @@ http {{
         listen 127.0.0.1:{port} reuseport;
         location = /small {{ default_type text/plain; return 200 "{BODY_SMALL.strip()}\\n"; }}
         location = /100k {{ alias {work}/100k.bin; default_type application/octet-stream; }}
+        location = /c/1k {{ alias {work}/1k.bin; default_type application/octet-stream;
+                            add_header Cache-Control "public, max-age=3600"; }}
+        location = /c/100k {{ alias {work}/100k.bin; default_type application/octet-stream;
+                              add_header Cache-Control "public, max-age=3600"; }}
     }}
 }}
 """
@@ -391,6 +412,8 @@ def main():
     subprocess.run([FIXTURES, fixtures, str(domains_needed)], check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(work, "100k.bin"), "wb") as f:
         f.write(os.urandom(100 * 1024))
+    with open(os.path.join(work, "1k.bin"), "wb") as f:
+        f.write(os.urandom(1024))
     with open(os.path.join(work, "spread.lua"), "w") as f:
         f.write(
             "math.randomseed(42)\n"
@@ -421,7 +444,7 @@ def main():
         if "plugin" in wanted:
             subprocess.run([GATEHOUSE, "plugin", "build", os.path.join(ROOT, "plugins", "examples", "add-headers"),
                             "-o", PLUGIN_WASM], check=True, stdout=subprocess.DEVNULL)
-        for profile in ("base", "many", "plugin"):
+        for profile in ("base", "many", "plugin", "cache"):
             scen = [s for s in wanted if s in SCENARIOS and SCENARIOS[s][0] == profile]
             if not scen:
                 continue
@@ -455,12 +478,13 @@ def main():
 def start_proxies(work, profile, origin_port, certs, domains, access_log):
     servers = {}
     plugin = profile == "plugin"
+    cache = profile == "cache"
     for name in ("nginx", "control"):
         http_port, https_port = free_port(), free_port()
         conf = os.path.join(work, f"{name}-{profile}.conf")
         with open(conf, "w") as f:
             f.write(nginx_conf(work, f"{name}-{profile}", http_port, https_port, origin_port, certs, domains,
-                               access_log, plugin))
+                               access_log, plugin, cache))
         srv = Server(name, [NGINX, "-c", conf, "-p", work], [http_port, https_port], os.path.join(work, f"{name}-{profile}.out"))
         srv.http, srv.https = http_port, https_port
         servers[name] = srv
@@ -471,7 +495,8 @@ def start_proxies(work, profile, origin_port, certs, domains, access_log):
         http_port, https_port, internal = free_port(), free_port(), free_port()
         conf = os.path.join(work, f"{name}-{profile}.yaml")
         with open(conf, "w") as f:
-            f.write(gatehouse_conf(http_port, https_port, internal, origin_port, certs, domains, with_plugin))
+            f.write(gatehouse_conf(http_port, https_port, internal, origin_port, certs, domains, with_plugin,
+                                   cache))
         env_log = "info" if access_log else "warn"
         srv = Server(
             name,
@@ -502,6 +527,8 @@ def run_scenario(name, servers, origin_port, rounds, duration, warmup, connectio
     if scheme == "http":
         ceiling = wrk(f"http://127.0.0.1:{origin_port}{path}", warmup, connections, [], host)
         print(f"origin direct (ceiling): {ceiling['rps']:.0f} req/s, p99 {ceiling['p99']:.2f} ms", flush=True)
+    if name.startswith("cache-hit"):
+        check_cached(servers, path, host)
     for srv in servers.values():  # warm-up, excluded
         wrk(url_for(srv, scheme, path), warmup, connections, extra, host)
     runs = {n: [] for n in servers}
@@ -544,6 +571,21 @@ def run_scenario(name, servers, origin_port, rounds, duration, warmup, connectio
             "failures": sum(x["failures"] for x in runs[n]),
         }
     return summary
+
+
+def check_cached(servers, path, host):
+    """Each proxy answers a repeated request from its cache (else the scenario
+    would measure misses)."""
+    for name, srv in servers.items():
+        status = ""
+        for _ in range(3):
+            req = urllib.request.Request(url_for(srv, "http", path), headers={"Host": host})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                r.read()
+                status = r.headers.get("Cache-Status") or r.headers.get("X-Cache-Status") or ""
+        if "hit" not in status.lower():
+            sys.exit(f"{name} does not answer {path} from its cache (status header: {status!r})")
+        print(f"{name}: {path} answered from cache ({status})", flush=True)
 
 
 def verdict(value, lo, hi):

@@ -267,10 +267,19 @@ async fn hits_head_ranges_and_conditionals_are_answered_from_the_cache() {
     );
 }
 
+/// A path, what the origin answers there, the request headers sent, and
+/// how many of two requests reach the origin.
+type Case = (
+    &'static str,
+    Script,
+    &'static [(&'static str, &'static str)],
+    usize,
+);
+
 #[tokio::test]
 async fn directives_and_policy_decide_what_is_stored() {
     let origin = Origin::start();
-    let cases: [(&str, Script, &[(&str, &str)], usize); 9] = [
+    let cases: [Case; 9] = [
         ("/max-age", cc("max-age=60"), &[], 1),
         ("/s-maxage", cc("s-maxage=60"), &[], 1),
         ("/no-store", cc("no-store"), &[], 2),
@@ -415,7 +424,7 @@ async fn stale_objects_are_revalidated_with_their_validators() {
     let status = eventually(Duration::from_secs(10), "a revalidation", || async {
         let (s, h, body) = get(&c, &proxy, "a.test", "/r", &[]).await;
         let status = cache_status(&h);
-        status.contains("fwd=stale").then(|| (s, body, status))
+        status.contains("fwd=stale").then_some((s, body, status))
     })
     .await;
     assert_eq!((status.0, status.1.as_str()), (200, "first 1"));
