@@ -30,6 +30,7 @@ pub mod objects;
 pub mod plugins;
 pub mod pools;
 pub mod publish;
+pub mod purges;
 pub mod routes;
 pub mod secrets;
 pub mod store;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub keys: Arc<secrets::Keys>,
     /// The latest version published through this admin; wakes snapshot polls.
     pub published: Arc<tokio::sync::watch::Sender<i64>>,
+    /// The latest cache purge accepted by this admin; wakes purge polls.
+    pub purged: Arc<tokio::sync::watch::Sender<i64>>,
     /// The last version rendered for nodes, so that N nodes woken by one
     /// publish cost one rendering (and one unsealing of every key).
     pub rendered: Arc<std::sync::Mutex<Option<(i64, axum::body::Bytes)>>>,
@@ -93,6 +96,7 @@ impl AppState {
             auth_failures: Arc::new(AuthFailures::default()),
             keys: Arc::new(keys),
             published: Arc::new(tokio::sync::watch::Sender::new(0)),
+            purged: Arc::new(tokio::sync::watch::Sender::new(0)),
             rendered: Arc::new(std::sync::Mutex::new(None)),
             verify_via: None,
             dns_resolver: None,
@@ -120,6 +124,7 @@ impl AppState {
         (name = "plugins", description = "WebAssembly policy plugins (draft)"),
         (name = "versions", description = "Publish the draft, list, compare and roll back versions"),
         (name = "dataplane", description = "How proxy nodes fetch versions and report on them"),
+        (name = "cache", description = "Purging a tenant's objects from the edge cache of every node"),
     )
 )]
 struct ApiDoc;
@@ -218,6 +223,8 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(publish::get))
         .routes(routes!(publish::rollback))
         .routes(routes!(publish::compare))
+        .routes(routes!(purges::purge))
+        .routes(routes!(purges::feed))
         .routes(routes!(dataplane::snapshot))
         .routes(routes!(dataplane::plugin))
         .routes(routes!(dataplane::report))

@@ -101,3 +101,108 @@ fn integral_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error>
         ))),
     }
 }
+
+/// What a cache purge removes: exactly one of the fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::PurgeTarget))]
+#[serde(deny_unknown_fields)]
+pub struct PurgeTarget {
+    /// One URL (`https://shop.example.com/p/1?x=2`; scheme optional), every variant of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(max_length = 8192))]
+    pub url: Option<String>,
+    /// Every URL starting with this (`shop.example.com/img/`; scheme optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(max_length = 8192))]
+    pub prefix: Option<String>,
+    /// Every object the origin tagged so (`Cache-Tag`, `Surrogate-Key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(max_length = 128))]
+    pub tag: Option<String>,
+    /// Every object of one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schema(max_length = 253))]
+    pub host: Option<String>,
+    /// Everything the tenant has cached.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+impl PurgeTarget {
+    /// Checks the target: exactly one field set, each well-formed. The error
+    /// names the field at fault.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let set = [
+            self.url.is_some(),
+            self.prefix.is_some(),
+            self.tag.is_some(),
+            self.host.is_some(),
+            self.all,
+        ];
+        if set.iter().filter(|s| **s).count() != 1 {
+            return Err((
+                "url",
+                "set exactly one of `url`, `prefix`, `tag`, `host` or `all: true`".into(),
+            ));
+        }
+        let host_of = |u: &str| {
+            let rest = u
+                .strip_prefix("https://")
+                .or_else(|| u.strip_prefix("http://"))
+                .unwrap_or(u);
+            rest.split(['/', '?']).next().unwrap_or("").to_string()
+        };
+        let valid_host = |h: &str| {
+            let h = h.rsplit_once(':').map_or(h, |(name, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    name
+                } else {
+                    h
+                }
+            });
+            !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        };
+        for (field, value) in [("url", &self.url), ("prefix", &self.prefix)] {
+            if let Some(v) = value {
+                if v.len() > 8192 || !valid_host(&host_of(v)) {
+                    return Err((field, format!("expected a URL with a host, got {v:?}")));
+                }
+            }
+        }
+        if let Some(t) = &self.tag {
+            if t.is_empty() || t.len() > 128 || t.contains([',', ' ']) {
+                return Err(("tag", "1-128 characters without commas or spaces".into()));
+            }
+        }
+        if let Some(h) = &self.host {
+            if !valid_host(h) {
+                return Err(("host", format!("invalid host {h:?}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One purge as nodes receive it, numbered in the order to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Purge))]
+pub struct Purge {
+    pub id: u64,
+    pub tenant: String,
+    pub target: PurgeTarget,
+}
+
+/// Purges after a node's last one, and the latest number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Purges))]
+pub struct Purges {
+    /// The latest purge's number (0: none); poll with `after=` this.
+    pub latest: u64,
+    pub purges: Vec<Purge>,
+}

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_config::published::{Report, Sections, Snapshot};
+use gatehouse_config::published::{Purges, Report, Sections, Snapshot};
 use pingora::server::ShutdownWatch;
 
 use crate::metrics::metrics;
@@ -169,11 +169,16 @@ impl Follower {
         })
     }
 
-    /// Polls until shutdown.
+    /// Polls until shutdown (cache purges in a second loop beside it).
     pub async fn run(mut self, mut shutdown: ShutdownWatch) {
         if let Some(a) = &self.applied {
             metrics().published_version.set(a.version as i64);
         }
+        tokio::spawn(follow_purges(
+            self.cp.clone(),
+            self.client.clone(),
+            shutdown.clone(),
+        ));
         let mut backoff = MIN_BACKOFF;
         loop {
             let step = tokio::select! {
@@ -355,6 +360,66 @@ impl Follower {
         }
         tokio::task::spawn_blocking(move || write_durably(&path, &bytes)).await??;
         Ok(())
+    }
+}
+
+/// Follows the admin's cache purges (`GET /v1/dataplane/purges`) and applies
+/// each to this node's cache, in order. It starts from the admin's latest
+/// purge: the cache of a starting node is empty, so older purges mean
+/// nothing here. While the admin is unreachable purges wait for it; none
+/// is skipped.
+async fn follow_purges(cp: ControlPlane, client: reqwest::Client, mut shutdown: ShutdownWatch) {
+    let url = format!("{}/v1/dataplane/purges", cp.url.trim_end_matches('/'));
+    let mut after: Option<u64> = None;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let mut query = vec![("wait", format!("{}s", POLL_WAIT.as_secs()))];
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        let poll = async {
+            let resp = client
+                .get(&url)
+                .bearer_auth(&cp.token)
+                .query(&query)
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                anyhow::bail!("admin answered {status}: {body}");
+            }
+            Ok(resp.json::<Purges>().await?)
+        };
+        let step = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = poll => r,
+        };
+        match step {
+            Ok(batch) => {
+                for p in &batch.purges {
+                    match crate::cache::purge::purge(&p.tenant, &p.target) {
+                        Ok(n) => {
+                            tracing::info!(id = p.id, tenant = %p.tenant, purged = n, "applied cache purge")
+                        }
+                        Err(e) => {
+                            tracing::warn!(id = p.id, tenant = %p.tenant, field = e.field, error = %e.message, "skipped an invalid cache purge")
+                        }
+                    }
+                }
+                after = Some(batch.latest);
+                backoff = MIN_BACKOFF;
+            }
+            Err(e) => {
+                metrics().control_plane_poll_failures.inc();
+                tracing::warn!(error = %format!("{e:#}"), url = %url, "cache purge poll failed");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
     }
 }
 

@@ -122,7 +122,7 @@ async fn purge_endpoint(session: &mut ServerSession) -> Response<Vec<u8>> {
             )
         }
     };
-    match crate::cache::purge::purge(&req) {
+    match crate::cache::purge::purge(&req.tenant, &req.target()) {
         Ok(n) => json(StatusCode::OK, serde_json::json!({ "purged": n })),
         Err(e) => json(
             StatusCode::BAD_REQUEST,

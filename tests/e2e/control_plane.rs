@@ -554,3 +554,64 @@ admin:
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_purge_through_the_admin_reaches_the_nodes_cache() {
+    use reqwest::Method;
+    let f = fixture().await;
+    let up = Upstream::start("origin");
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    let host = "cached.example.com";
+    f.api.site(host, up.addr).await;
+    // The echo origin says nothing about caching: the domain forces a TTL.
+    f.api
+        .ok(
+            Method::PUT,
+            &format!("/v1/tenants/acme/domains/{host}"),
+            Some(json!({ "cache": { "force_ttl": "5m" } })),
+        )
+        .await;
+    f.api.publish().await;
+    let get = || async {
+        let r = proxy
+            .client(&[host])
+            .get(proxy.url(host, "/"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let cache = r
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, cache)
+    };
+    eventually(Duration::from_secs(5), "the cached site", || async {
+        let (status, cache) = get().await;
+        (status == 200 && cache.contains("hit")).then_some(())
+    })
+    .await;
+    let fetched = up.hits();
+    assert!(get().await.1.contains("hit"));
+    assert_eq!(up.hits(), fetched, "hits stay at the edge");
+
+    // Tenant isolation of purges is the admin's (RBAC) and the store's (tests there).
+    let (status, _) = f
+        .api
+        .send(
+            Method::POST,
+            "/v1/tenants/acme/cache/purge",
+            Some(json!({ "host": host })),
+        )
+        .await;
+    assert_eq!(status, 202);
+    eventually(Duration::from_secs(5), "the purge on the node", || async {
+        let (_, cache) = get().await;
+        cache.contains("fwd=miss").then_some(())
+    })
+    .await;
+    assert_eq!(up.hits(), fetched + 1, "one refetch after the purge");
+}

@@ -6,6 +6,7 @@
 //! (`https://shop.example.com/p/1?x=2`) or without a scheme; the port, the
 //! scheme and the host's case do not matter, as for the cache key.
 
+use gatehouse_config::published::PurgeTarget;
 use serde::Deserialize;
 
 use crate::metrics::metrics;
@@ -27,6 +28,19 @@ pub struct PurgeRequest {
     /// Everything the tenant has stored.
     #[serde(default)]
     pub all: bool,
+}
+
+impl PurgeRequest {
+    /// What the request purges.
+    pub fn target(&self) -> PurgeTarget {
+        PurgeTarget {
+            url: self.url.clone(),
+            prefix: self.prefix.clone(),
+            tag: self.tag.clone(),
+            host: self.host.clone(),
+            all: self.all,
+        }
+    }
 }
 
 /// A purge request that cannot be carried out, with the field at fault.
@@ -68,26 +82,14 @@ fn store_url(url: &str, field: &'static str) -> Result<String, PurgeError> {
     })
 }
 
-/// Carries out `req`; returns how many objects were removed.
-pub fn purge(req: &PurgeRequest) -> Result<usize, PurgeError> {
-    if req.tenant.is_empty() {
+/// Carries out a purge of `tenant`'s objects; returns how many were removed.
+pub fn purge(tenant: &str, req: &PurgeTarget) -> Result<usize, PurgeError> {
+    if tenant.is_empty() {
         return Err(invalid("tenant", "name the tenant whose objects to purge"));
     }
-    let targets = [
-        req.url.is_some(),
-        req.prefix.is_some(),
-        req.tag.is_some(),
-        req.host.is_some(),
-        req.all,
-    ];
-    if targets.iter().filter(|t| **t).count() != 1 {
-        return Err(invalid(
-            "url",
-            "set exactly one of `url`, `prefix`, `tag`, `host` or `all: true`",
-        ));
-    }
+    req.check()
+        .map_err(|(field, message)| invalid(field, message))?;
     let store = super::store();
-    let tenant = req.tenant.as_str();
     let (kind, n) = if let Some(url) = &req.url {
         ("url", store.purge_url(tenant, &store_url(url, "url")?))
     } else if let Some(prefix) = &req.prefix {
@@ -97,9 +99,6 @@ pub fn purge(req: &PurgeRequest) -> Result<usize, PurgeError> {
             store.purge_prefix(tenant, &store_url(prefix, "prefix")?),
         )
     } else if let Some(tag) = &req.tag {
-        if tag.is_empty() {
-            return Err(invalid("tag", "must not be empty"));
-        }
         ("tag", store.purge_tag(tenant, tag))
     } else if let Some(host) = &req.host {
         let host = normalize_host(host)
@@ -134,22 +133,25 @@ mod tests {
 
     #[test]
     fn a_purge_names_exactly_one_target() {
-        let none = PurgeRequest {
-            tenant: "t".into(),
-            ..Default::default()
-        };
-        assert_eq!(purge(&none).unwrap_err().field, "url");
-        let two = PurgeRequest {
-            tenant: "t".into(),
+        assert_eq!(
+            purge("t", &PurgeTarget::default()).unwrap_err().field,
+            "url"
+        );
+        let two = PurgeTarget {
             tag: Some("a".into()),
             all: true,
             ..Default::default()
         };
-        assert!(purge(&two).is_err());
-        let no_tenant = PurgeRequest {
+        assert!(purge("t", &two).is_err());
+        let all = PurgeTarget {
             all: true,
             ..Default::default()
         };
-        assert_eq!(purge(&no_tenant).unwrap_err().field, "tenant");
+        assert_eq!(purge("", &all).unwrap_err().field, "tenant");
+        let bad_tag = PurgeTarget {
+            tag: Some("a b".into()),
+            ..Default::default()
+        };
+        assert_eq!(purge("t", &bad_tag).unwrap_err().field, "tag");
     }
 }
