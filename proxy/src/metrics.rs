@@ -265,7 +265,7 @@ impl Metrics {
         let cache_requests = IntCounterVec::new(
             Opts::new(
                 "gatehouse_cache_requests_total",
-                "Requests on cached routes by result: hit, miss, stale (served stale), expired, revalidated, bypass, uncacheable",
+                "Requests on cached routes by result: hit, miss, stale (served stale), expired, revalidated, bypass, uncacheable; refresh counts background refreshes",
             ),
             &["tenant", "result"],
         )

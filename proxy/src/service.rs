@@ -1162,6 +1162,8 @@ impl ProxyHttp for Gatehouse {
             }
         }
         if let Some(result) = ctx.cache_result {
+            // A background refresh is no client's request: counted apart.
+            let result = if ctx.background { "refresh" } else { result };
             m.cache_requests.with_label_values(&[tenant, result]).inc();
         }
         if ctx.background {
