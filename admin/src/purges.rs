@@ -137,9 +137,12 @@ pub async fn purge(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PurgePoll {
-    /// The last purge the node applied; absent: start from now (no purges returned).
+    /// The last purge the node applied.
     #[param(minimum = 0)]
     pub after: Option<u64>,
+    /// Without `after`: the purges made since this time (ms since the epoch), e.g.
+    /// since the node started; without either, none (just the latest number).
+    pub since_ms: Option<i64>,
     /// How long to wait for a purge after `after` (`30s`; at most 60s; default 0).
     #[param(pattern = r"^[0-9]{1,6}(ms|s|m)$")]
     pub wait: Option<String>,
@@ -152,6 +155,20 @@ async fn latest(state: &AppState) -> Result<i64, ApiError> {
             .await?
             .try_get("id")?,
     )
+}
+
+fn decode(rows: &[sqlx::any::AnyRow]) -> Result<Vec<Purge>, ApiError> {
+    rows.iter()
+        .map(|r| {
+            let target: String = r.try_get("target")?;
+            Ok(Purge {
+                id: r.try_get::<i64, _>("id")? as u64,
+                tenant: r.try_get("tenant")?,
+                target: serde_json::from_str(&target)
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("a stored purge: {e}")))?,
+            })
+        })
+        .collect()
 }
 
 /// The purges after `after` (nodes only), waiting up to `wait` for one.
@@ -170,10 +187,26 @@ pub async fn feed(
 ) -> Result<Json<Purges>, ApiError> {
     let Some(after) = q.after else {
         let latest = latest(&state).await?;
-        return Ok(Json(Purges {
-            latest: latest as u64,
-            purges: Vec::new(),
-        }));
+        let purges = match q.since_ms {
+            Some(since) => {
+                let rows = sqlx::query(
+                    "SELECT id, tenant, target FROM cache_purges \
+                     WHERE created_ms >= $1 AND id <= $2 ORDER BY id LIMIT 1000",
+                )
+                .bind(since)
+                .bind(latest)
+                .fetch_all(state.store.pool())
+                .await?;
+                decode(&rows)?
+            }
+            None => Vec::new(),
+        };
+        // A capped batch ends at its last row; the next poll goes on from there.
+        let latest = match purges.last() {
+            Some(p) if purges.len() == 1000 => p.id,
+            _ => latest as u64,
+        };
+        return Ok(Json(Purges { latest, purges }));
     };
     let after = i64::try_from(after).map_err(|_| ApiError::Invalid {
         code: "invalid_query",
@@ -201,16 +234,7 @@ pub async fn feed(
         .fetch_all(state.store.pool())
         .await?;
         if !rows.is_empty() {
-            let mut purges = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let target: String = r.try_get("target")?;
-                purges.push(Purge {
-                    id: r.try_get::<i64, _>("id")? as u64,
-                    tenant: r.try_get("tenant")?,
-                    target: serde_json::from_str(&target)
-                        .map_err(|e| ApiError::Internal(anyhow::anyhow!("a stored purge: {e}")))?,
-                });
-            }
+            let purges = decode(&rows)?;
             let latest = purges.last().map_or(0, |p| p.id);
             return Ok(Json(Purges { latest, purges }));
         }

@@ -1083,6 +1083,26 @@ async fn cache_purges_reach_nodes_in_order_with_their_tenant(api: Api) {
     let rest = feed(Some(2)).await;
     assert_eq!(rest["purges"].as_array().unwrap().len(), 1);
     assert_eq!(feed(Some(3)).await, json!({ "latest": 3, "purges": [] }));
+    // A starting node asks for what happened since it started.
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/dataplane/purges?since_ms=0",
+            Some(&node),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["purges"].as_array().unwrap().len(), 3);
+    assert_eq!(r.body["latest"], 3);
+    let r = api
+        .call(
+            Method::GET,
+            "/v1/dataplane/purges?since_ms=99999999999999",
+            Some(&node),
+            None,
+        )
+        .await;
+    assert_eq!(r.body, json!({ "latest": 3, "purges": [] }));
     // A node ahead of the admin (a restored database) is told where it stands.
     assert_eq!(feed(Some(9)).await["latest"], 3);
     assert_eq!(feed(None).await["latest"], 3);

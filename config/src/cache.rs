@@ -50,7 +50,8 @@ pub struct Cache {
     #[serde(default, with = "humantime_serde")]
     #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
     pub lock_timeout: Option<Duration>,
-    /// Requests that skip the cache (neither served from nor stored in it).
+    /// Requests that skip the cache (neither served from nor stored in it). A route's
+    /// rules add to its domain's.
     pub bypass: Option<Bypass>,
     /// What the cache key is made of besides the host and path.
     pub key: Option<Key>,
@@ -89,7 +90,9 @@ pub struct Bypass {
     pub paths: Vec<String>,
 }
 
-/// The cache key's parts besides host and path.
+/// The cache key's parts besides host and path. With `query: none`,
+/// `query_only` or `query_except` the origin receives the query the key
+/// keeps, so nothing left out of the key can change a stored response.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "schema", schema(as = config::CacheKey))]
@@ -171,11 +174,23 @@ pub fn merge(domain: Option<&Cache>, route: Option<&Cache>) -> Option<CachePolic
     if !enabled {
         return None;
     }
-    let bypass = r
-        .and_then(|c| c.bypass.as_ref())
-        .or_else(|| d.and_then(|c| c.bypass.as_ref()))
-        .cloned()
-        .unwrap_or_default();
+    // A route's bypass rules add to its domain's: a route refining the paths
+    // must not drop the domain's session-cookie rule by accident.
+    let mut bypass = d.and_then(|c| c.bypass.clone()).unwrap_or_default();
+    if let Some(rb) = r.and_then(|c| c.bypass.as_ref()) {
+        for (mine, theirs) in [
+            (&mut bypass.cookies, &rb.cookies),
+            (&mut bypass.headers, &rb.headers),
+            (&mut bypass.methods, &rb.methods),
+            (&mut bypass.paths, &rb.paths),
+        ] {
+            for v in theirs {
+                if !mine.contains(v) {
+                    mine.push(v.clone());
+                }
+            }
+        }
+    }
     let key = r
         .and_then(|c| c.key.as_ref())
         .or_else(|| d.and_then(|c| c.key.as_ref()))

@@ -364,18 +364,25 @@ impl Follower {
 }
 
 /// Follows the admin's cache purges (`GET /v1/dataplane/purges`) and applies
-/// each to this node's cache, in order. It starts from the admin's latest
-/// purge: the cache of a starting node is empty, so older purges mean
-/// nothing here. While the admin is unreachable purges wait for it; none
-/// is skipped.
+/// each to this node's cache, in order. The first poll asks for the purges
+/// made since the node started (less a minute for clock skew): the cache
+/// was empty before, and one made while the admin was unreachable at start
+/// must still apply. When purges were missed all the same (rows the admin
+/// dropped after a day, or an admin restored from a backup), the whole cache
+/// is flushed: too much purged is a refetch, too little is stale content.
 async fn follow_purges(cp: ControlPlane, client: reqwest::Client, mut shutdown: ShutdownWatch) {
     let url = format!("{}/v1/dataplane/purges", cp.url.trim_end_matches('/'));
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+        - 60_000;
     let mut after: Option<u64> = None;
     let mut backoff = MIN_BACKOFF;
     loop {
         let mut query = vec![("wait", format!("{}s", POLL_WAIT.as_secs()))];
-        if let Some(a) = after {
-            query.push(("after", a.to_string()));
+        match after {
+            Some(a) => query.push(("after", a.to_string())),
+            None => query.push(("since_ms", started_ms.to_string())),
         }
         let poll = async {
             let resp = client
@@ -397,6 +404,15 @@ async fn follow_purges(cp: ControlPlane, client: reqwest::Client, mut shutdown: 
         };
         match step {
             Ok(batch) => {
+                let gap = match (after, batch.purges.first()) {
+                    (Some(a), Some(first)) => first.id > a + 1,
+                    (Some(a), None) => batch.latest < a,
+                    (None, _) => false,
+                };
+                if gap {
+                    let n = crate::cache::store().purge_everything();
+                    tracing::warn!(after = ?after, latest = batch.latest, purged = n, "cache purges were missed (expired at the admin, or the admin was restored): flushed the whole cache");
+                }
                 for p in &batch.purges {
                     match crate::cache::purge::purge(&p.tenant, &p.target) {
                         Ok(n) => {

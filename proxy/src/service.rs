@@ -97,6 +97,8 @@ pub struct RequestCtx {
     cache_stored: bool,
     /// How the cache served the request (metrics and access log).
     cache_result: Option<&'static str>,
+    /// The query the cache key kept, which is also what the origin gets.
+    cache_query: Option<String>,
     /// A background refresh of a stale object (stale-while-revalidate), made
     /// by the cache on behalf of a request that was already admitted.
     background: bool,
@@ -443,6 +445,7 @@ impl ProxyHttp for Gatehouse {
             cache_bypass: None,
             cache_stored: false,
             cache_result: None,
+            cache_query: None,
             background: false,
         }
     }
@@ -651,8 +654,10 @@ impl ProxyHttp for Gatehouse {
                 // Requests a plugin refuses count too (under the client's
                 // address when no key was set): otherwise guessing
                 // credentials would never be throttled.
-                if let Some(limited) = self.rate_limit(session, ctx, &snap, route, true) {
-                    return self.send_local(session, ctx, limited).await;
+                if limited {
+                    if let Some(resp) = self.rate_limit(session, ctx, &snap, route, true) {
+                        return self.send_local(session, ctx, resp).await;
+                    }
                 }
                 return self.send_local(session, ctx, resp).await;
             }
@@ -721,7 +726,7 @@ impl ProxyHttp for Gatehouse {
         session.cache.enable(
             cache::store(),
             None,
-            None,
+            Some(cache::predictor()),
             Some(cache::lock()),
             Some(overrides),
         );
@@ -736,12 +741,26 @@ impl ProxyHttp for Gatehouse {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "cache without a policy"))?;
         let req = session.req_header();
+        let edits = &ctx.plugin_edits;
+        let plugin_edits = (edits.cache_key.is_none()
+            && (edits.path.is_some() || edits.pool.is_some() || !edits.headers.is_empty()))
+        .then(|| format!("{:?}|{:?}|{:?}", edits.path, edits.pool, edits.headers));
+        let context = cache::policy::KeyContext {
+            scheme: ctx.vars.scheme,
+            port: host_port(&ctx.raw_host),
+            plugin_key: edits.cache_key.as_deref(),
+            plugin_edits: plugin_edits.as_deref(),
+        };
+        if policy.query != gatehouse_config::cache::QueryKey::All && edits.cache_key.is_none() {
+            ctx.cache_query = Some(cache::policy::keyed_query(&policy.query, req.uri.query()));
+        }
         Ok(cache::policy::cache_key(
             policy,
             &ctx.vars.tenant,
             &ctx.vars.host,
             req.uri.path(),
             req,
+            context,
         ))
     }
 
@@ -890,6 +909,17 @@ impl ProxyHttp for Gatehouse {
         }
         if let Some(d) = ctx.domain_policy(&snap) {
             headers::apply(&d.request_headers, upstream_request, v);
+        }
+        if let Some(query) = &ctx.cache_query {
+            let path = upstream_request.uri.path();
+            let target = if query.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{query}")
+            };
+            if let Ok(uri) = http::Uri::try_from(target) {
+                upstream_request.set_uri(uri);
+            }
         }
         if ctx.plugins.is_some() {
             apply_request_edits(upstream_request, &ctx.plugin_edits);
@@ -1224,6 +1254,13 @@ impl ProxyHttp for Gatehouse {
             user_agent = req.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
     }
+}
+
+/// The port of a Host value (`shop.example:8080`, `[::1]:8443`), if any.
+fn host_port(raw: &str) -> Option<&str> {
+    let after_brackets = raw.rsplit_once(']').map_or(raw, |(_, rest)| rest);
+    let (_, port) = after_brackets.rsplit_once(':')?;
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())).then_some(port)
 }
 
 /// The response for a chain that stopped: the plugin's own answer, or a

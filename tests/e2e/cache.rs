@@ -31,6 +31,8 @@ struct OriginState {
     hits: Mutex<HashMap<String, usize>>,
     /// Request headers of every fetch, in order.
     seen: Mutex<Vec<HeaderMap>>,
+    /// Request targets of every fetch, in order.
+    targets: Mutex<Vec<String>>,
 }
 
 /// A scripted origin on its own runtime (so `kill` drops it like a crash).
@@ -60,6 +62,7 @@ async fn answer(
         *n
     };
     s.seen.lock().unwrap().push(headers.clone());
+    s.targets.lock().unwrap().push(uri.to_string());
     let script = s
         .scripts
         .lock()
@@ -671,4 +674,48 @@ async fn a_tenant_stays_within_its_byte_quota() {
         objects < 40.0,
         "{objects} objects of 10 KiB in a 128 KiB quota"
     );
+}
+
+#[tokio::test]
+async fn the_origin_gets_the_query_the_key_keeps_and_ports_split_objects() {
+    let origin = Origin::start();
+    origin.script("/q", cc("max-age=60"));
+    let proxy = Proxy::start(&config(
+        &origin,
+        "{ key: { query_except: [utm_source] } }",
+        TENANTS,
+    ))
+    .await;
+    let c = proxy.client(&["a.test"]);
+    get(&c, &proxy, "a.test", "/q?utm_source=mail&id=7", &[]).await;
+    // The tracking parameter is neither in the key nor sent to the origin,
+    // so no value or spelling of it can change what is stored.
+    for q in ["/q?id=7&utm_source=web", "/q?utm_source=%3Cx%3E&id=7"] {
+        let (_, h, _) = get(&c, &proxy, "a.test", q, &[]).await;
+        assert!(
+            cache_status(&h).contains("hit"),
+            "{q}: {}",
+            cache_status(&h)
+        );
+    }
+    let (_, h, _) = get(&c, &proxy, "a.test", "/q?id=8&utm_source=web", &[]).await;
+    assert!(
+        cache_status(&h).contains("fwd=miss"),
+        "other parameters are keyed"
+    );
+    assert_eq!(
+        *origin.state.targets.lock().unwrap(),
+        ["/q?id=7", "/q?id=8"],
+        "the origin never sees utm_source"
+    );
+    // A Host naming another port reaches the origin with that port: its own object.
+    let before = origin.hits("a.test/q");
+    let r = c
+        .get(proxy.url("a.test", "/q?id=7"))
+        .header("host", "a.test:1337")
+        .send()
+        .await
+        .unwrap();
+    assert!(cache_status(r.headers()).contains("fwd=miss"));
+    assert_eq!(origin.hits("a.test/q"), before + 1);
 }

@@ -19,6 +19,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::predictor::Predictor;
 
 pub use storage::{EdgeStorage, ShardUsage, StoreLimits};
 
@@ -29,6 +30,17 @@ const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(10);
 static STORE: LazyLock<EdgeStorage> = LazyLock::new(EdgeStorage::default);
 static LOCK: LazyLock<Box<CacheKeyLockImpl>> =
     LazyLock::new(|| CacheLock::new_boxed(LOCK_AGE_TIMEOUT));
+
+/// Keys recently found uncacheable (private, Set-Cookie, ...): their
+/// requests skip the cache lock instead of queueing behind each other.
+static PREDICTOR: LazyLock<Predictor<16>> =
+    LazyLock::new(|| Predictor::new(16 * 1024, Some(|reason| reason == "authorization")));
+
+/// The process's uncacheable-key predictor. A refusal that depends on the
+/// request rather than the URL (`Authorization`) is not remembered.
+pub fn predictor() -> &'static Predictor<16> {
+    &PREDICTOR
+}
 
 /// The process's edge cache store.
 pub fn store() -> &'static EdgeStorage {

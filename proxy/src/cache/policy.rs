@@ -38,6 +38,15 @@ pub fn bypass_reason(
     if req.method != Method::GET && req.method != Method::HEAD {
         return Some("method");
     }
+    // A body is not part of the key: such a request must not share objects.
+    let has_body = req.headers.contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if has_body {
+        return Some("body");
+    }
     if policy.bypass_methods.contains(&req.method) {
         return Some("method");
     }
@@ -58,20 +67,21 @@ pub fn bypass_reason(
     if policy
         .bypass_cookies
         .iter()
-        .any(|c| cookie(&req.headers, c).is_some())
+        .any(|c| cookies(&req.headers, c).next().is_some())
     {
         return Some("cookie");
     }
     None
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+/// Every value of cookie `name` in the request's `Cookie` headers (origins
+/// differ on which of repeated cookies they read, so the key takes all).
+fn cookies<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
     headers
         .get_all(header::COOKIE)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
+        .filter_map(move |pair| {
             let pair = pair.trim_ascii();
             let eq = pair.iter().position(|&b| b == b'=')?;
             (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
@@ -79,7 +89,10 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
 }
 
 /// The query string as the policy keys it (without `?`; empty for none).
-fn keyed_query(query: &QueryKey, raw: Option<&str>) -> String {
+/// With `none`, `only` or `except` the origin receives this same query, so
+/// a parameter the key leaves out (or spells differently: `%69d` for `id`)
+/// can never change a stored response.
+pub fn keyed_query(query: &QueryKey, raw: Option<&str>) -> String {
     let Some(raw) = raw.filter(|q| !q.is_empty()) else {
         return String::new();
     };
@@ -96,17 +109,37 @@ fn keyed_query(query: &QueryKey, raw: Option<&str>) -> String {
     }
 }
 
+/// What besides the URL a request's key depends on.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyContext<'a> {
+    /// `http` or `https`: an origin may answer them differently.
+    pub scheme: &'a str,
+    /// The port the client named in its Host, if any: it reaches the origin
+    /// (`Host`, `X-Forwarded-Host`), which may build links from it.
+    pub port: Option<&'a str>,
+    /// A plugin's `cache-key`: replaces the query, header and cookie parts.
+    pub plugin_key: Option<&'a str>,
+    /// What plugins changed in the upstream request (path, pool, headers)
+    /// without giving a key: the response depends on it.
+    pub plugin_edits: Option<&'a str>,
+}
+
 /// The cache key of a request: tenant (as the key's tag, which keeps tenants
 /// apart in the store), host, normalised path, the query as the policy keeps
-/// it, and the values of the key headers and cookies.
+/// it, the values of the key headers and cookies, and the [`KeyContext`].
 pub fn cache_key(
     policy: &CachePolicy,
     tenant: &str,
     host: &str,
     path: &str,
     req: &RequestHeader,
+    context: KeyContext<'_>,
 ) -> CacheKey {
-    let query = keyed_query(&policy.query, req.uri.query());
+    let query = if context.plugin_key.is_some() {
+        String::new()
+    } else {
+        keyed_query(&policy.query, req.uri.query())
+    };
     let mut url = String::with_capacity(path.len() + query.len() + 1);
     url.push_str(path);
     if !query.is_empty() {
@@ -115,7 +148,19 @@ pub fn cache_key(
     }
     // Each extra part names what it is, so a header and a cookie with the
     // same value never make the same key; a missing one is empty.
-    let mut extra = Vec::with_capacity(policy.key_headers.len() + policy.key_cookies.len());
+    let mut extra = Vec::with_capacity(policy.key_headers.len() + policy.key_cookies.len() + 4);
+    extra.push(format!("s:{}", context.scheme));
+    if let Some(port) = context.port {
+        extra.push(format!("p:{port}"));
+    }
+    if let Some(edits) = context.plugin_edits {
+        extra.push(format!("e:{edits}"));
+    }
+    if let Some(key) = context.plugin_key {
+        extra.push(format!("k:{key}"));
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        return CacheKey::new(primary_key(host, &url, &extra), tenant);
+    }
     for h in &policy.key_headers {
         let values: Vec<&[u8]> = req
             .headers
@@ -130,8 +175,11 @@ pub fn cache_key(
         ));
     }
     for c in &policy.key_cookies {
-        let value = cookie(&req.headers, c).unwrap_or_default();
-        extra.push(format!("c:{c}:{}", String::from_utf8_lossy(value)));
+        let values: Vec<&[u8]> = cookies(&req.headers, c).collect();
+        extra.push(format!(
+            "c:{c}:{}",
+            String::from_utf8_lossy(&values.join(&b";"[..]))
+        ));
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     CacheKey::new(primary_key(host, &url, &extra), tenant)
@@ -274,10 +322,18 @@ pub fn cacheability(
         secs(policy.stale_while_revalidate),
         secs(policy.stale_if_error),
     );
-    let (swr, sie) = calculate_serve_stale_durations(cc.as_ref(), &defaults);
+    let (mut swr, mut sie) = calculate_serve_stale_durations(cc.as_ref(), &defaults);
+    if policy.force_ttl.is_none() && cc.as_ref().is_some_and(|c| c.no_cache()) {
+        // `no-cache`: never used without a successful revalidation (RFC 9111
+        // §5.2.2.4), so never served stale either.
+        (swr, sie) = (0, 0);
+    }
     if let Some(c) = &cc {
         c.strip_private_headers(&mut stored);
     }
+    // The age is kept in `created`; a stored `Age` would be counted again at
+    // each revalidation and sent stale to clients.
+    stored.remove_header(&header::AGE);
     RespCacheable::Cacheable(CacheMeta::new(fresh_until, created, swr, sie, stored))
 }
 

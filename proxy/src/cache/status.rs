@@ -11,6 +11,7 @@
 //! | stored but stale: origin said 304         | `gatehouse; fwd=stale; fwd-status=304; ttl=<s>` |
 //! | request skipped the cache                 | `gatehouse; fwd=bypass; detail=<rule>`         |
 //! | response not storable                     | `gatehouse; fwd=miss; detail=<reason>`         |
+//! | URL recently not storable (no lock taken) | `gatehouse; fwd=miss; detail=predicted-uncacheable` |
 
 use std::time::SystemTime;
 
@@ -84,6 +85,10 @@ pub fn outcome(
             format!("{NAME}; fwd=stale; fwd-status={status}{stored_param}"),
         ),
         (CachePhase::Miss, _) => ("miss", format!("{NAME}; fwd=miss{stored_param}")),
+        (CachePhase::Bypass, _) => (
+            "uncacheable",
+            format!("{NAME}; fwd=miss; detail=predicted-uncacheable"),
+        ),
         (CachePhase::Disabled(r), _) => (
             "uncacheable",
             format!("{NAME}; fwd=miss; detail={}", reason(&r)),

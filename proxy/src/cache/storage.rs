@@ -336,6 +336,18 @@ impl EdgeStorage {
         self.purge_where(tenant, |o| o.host().eq_ignore_ascii_case(host))
     }
 
+    /// Purges every tenant's objects (a node that may have missed purges).
+    pub fn purge_everything(&self) -> usize {
+        let tenants: Vec<Box<str>> = self
+            .shards
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        tenants.iter().map(|t| self.purge_tenant(t)).sum()
+    }
+
     /// Purges everything the tenant has stored.
     pub fn purge_tenant(&self, tenant: &str) -> usize {
         let Some(shard) = self.shard(tenant) else {
@@ -617,6 +629,12 @@ impl HandleMiss for Miss {
             return Ok(MissFinishType::Created(0));
         }
         self.shard.objects.insert(self.hash, Arc::new(object));
+        // A purge may have bumped the generation and scanned the shard
+        // between the check above and the insert: then the insert is undone.
+        if self.shard.generation.load(Ordering::Acquire) != self.generation {
+            self.shard.objects.invalidate(&self.hash);
+            return Ok(MissFinishType::Created(0));
+        }
         Ok(MissFinishType::Created(size))
     }
 }

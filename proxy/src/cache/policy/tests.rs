@@ -45,13 +45,18 @@ fn why(v: &RespCacheable) -> String {
     }
 }
 
+/// The URL part of a request's primary key.
 fn primary(p: &CachePolicy, req: &RequestHeader) -> String {
-    String::from_utf8(
-        cache_key(p, "t", "h.test", req.uri.path(), req)
-            .primary_key()
-            .to_vec(),
-    )
-    .unwrap()
+    let key = cache_key(p, "t", "h.test", req.uri.path(), req, KeyContext::default());
+    let full = String::from_utf8(key.primary_key().to_vec()).unwrap();
+    full.split('\n').next().unwrap().to_string()
+}
+
+/// The whole primary key (URL and extra parts).
+fn full_key(p: &CachePolicy, req: &RequestHeader, context: KeyContext<'_>) -> Vec<u8> {
+    cache_key(p, "t", "h.test", req.uri.path(), req, context)
+        .primary_key()
+        .to_vec()
 }
 
 #[test]
@@ -72,7 +77,10 @@ fn the_key_keeps_the_query_parts_the_policy_names() {
     );
     // The tenant is the key's tag: equal URLs of two tenants never meet.
     let p = policy("{}");
-    assert_eq!(cache_key(&p, "a", "h", "/", &req).user_tag, "a");
+    assert_eq!(
+        cache_key(&p, "a", "h", "/", &req, KeyContext::default()).user_tag,
+        "a"
+    );
 }
 
 #[test]
@@ -88,10 +96,69 @@ fn key_headers_and_cookies_split_objects() {
         &[("x-device", "desktop"), ("cookie", "currency=EUR; sid=2")],
     );
     let d = get("/", &[("x-device", "mobile"), ("cookie", "currency=EUR")]);
-    assert_ne!(primary(&p, &a), primary(&p, &b));
-    assert_ne!(primary(&p, &a), primary(&p, &c));
+    let key = |r: &RequestHeader| full_key(&p, r, KeyContext::default());
+    assert_ne!(key(&a), key(&b));
+    assert_ne!(key(&a), key(&c));
     // Cookies the key does not name do not split it.
-    assert_eq!(primary(&p, &a), primary(&p, &d));
+    assert_eq!(key(&a), key(&d));
+    // A repeated cookie is keyed with every value (origins differ on which they read).
+    let e = get(
+        "/",
+        &[
+            ("x-device", "mobile"),
+            ("cookie", "currency=EUR; currency=USD"),
+        ],
+    );
+    assert_ne!(key(&a), key(&e));
+}
+
+#[test]
+fn scheme_port_and_plugin_edits_split_objects() {
+    let p = policy("{}");
+    let req = get("/p", &[]);
+    let base = KeyContext {
+        scheme: "https",
+        ..Default::default()
+    };
+    let key = |c: KeyContext<'_>| full_key(&p, &req, c);
+    assert_ne!(
+        key(base),
+        key(KeyContext {
+            scheme: "http",
+            ..base
+        })
+    );
+    assert_ne!(
+        key(base),
+        key(KeyContext {
+            port: Some("8443"),
+            ..base
+        })
+    );
+    assert_ne!(
+        key(base),
+        key(KeyContext {
+            plugin_edits: Some("path=/v2"),
+            ..base
+        })
+    );
+    // A plugin's key replaces the query (and header and cookie) parts.
+    let with_query = get("/p?a=1", &[]);
+    let plugin = KeyContext {
+        plugin_key: Some("segment-b"),
+        ..base
+    };
+    assert_eq!(
+        full_key(&p, &req, plugin),
+        full_key(&p, &with_query, plugin)
+    );
+    assert_ne!(
+        key(plugin),
+        key(KeyContext {
+            plugin_key: Some("segment-a"),
+            ..base
+        })
+    );
 }
 
 #[test]
@@ -116,6 +183,13 @@ fn bypass_rules_name_the_rule_that_matched() {
     assert_eq!(bypass_reason(&p, &head, "/"), Some("method"));
     let post = RequestHeader::build("POST", b"/", None).unwrap();
     assert_eq!(bypass_reason(&policy("{}"), &post, "/"), Some("method"));
+    // A GET with a body: the body is not in the key.
+    let with_body = get("/", &[("content-length", "5")]);
+    assert_eq!(bypass_reason(&policy("{}"), &with_body, "/"), Some("body"));
+    let chunked = get("/", &[("transfer-encoding", "chunked")]);
+    assert_eq!(bypass_reason(&policy("{}"), &chunked, "/"), Some("body"));
+    let empty = get("/", &[("content-length", "0")]);
+    assert_eq!(bypass_reason(&policy("{}"), &empty, "/"), None);
 }
 
 #[test]
@@ -149,6 +223,15 @@ fn origin_freshness_and_refusals() {
         now,
     );
     assert_eq!(fresh_for(&v, now), Some(40));
+    // The age lives in the object's creation time, not in a stored header
+    // (a revalidation would count it again).
+    match &v {
+        RespCacheable::Cacheable(m) => {
+            assert!(m.headers().get("age").is_none());
+            assert!(m.age().as_secs() >= 20);
+        }
+        _ => unreachable!(),
+    }
     // no-cache: stored, stale at once.
     let v = cacheability(&p, &req, &resp(200, &[("cache-control", "no-cache")]), now);
     assert!(fresh_for(&v, now).unwrap() < 0);
@@ -281,6 +364,12 @@ fn stale_windows_come_from_the_origin_or_the_route() {
         &[("cache-control", "max-age=5, stale-while-revalidate=7")],
     ));
     assert_eq!(m.stale_while_revalidate_sec(), 7);
+    // no-cache is never served without revalidation, stale windows or not.
+    let m = meta(resp(200, &[("cache-control", "no-cache")]));
+    assert_eq!(
+        (m.stale_while_revalidate_sec(), m.stale_if_error_sec()),
+        (0, 0)
+    );
     // must-revalidate forbids serving stale.
     let m = meta(resp(
         200,

@@ -196,6 +196,21 @@ async fn purges_remove_what_they_name_and_nothing_else() {
     assert!(read(s, &other).await.is_some());
     assert_eq!(s.purge_tag("globex", "images"), 1);
     assert_eq!(s.purge_tenant("acme"), 0);
+
+    // Every variant of one URL; then everything of every tenant.
+    let plain = key("acme", "shop.example", "/p");
+    let variant = CacheKey::new(
+        crate::cache::storage::primary_key("shop.example", "/p", &["s:https"]),
+        "acme",
+    );
+    put(s, &plain, None, b"1").await;
+    put(s, &variant, None, b"2").await;
+    put(s, &other, None, b"o").await;
+    assert_eq!(s.purge_url("acme", "shop.example/p"), 2);
+    put(s, &plain, None, b"1").await;
+    assert_eq!(s.purge_everything(), 2);
+    assert_eq!(read(s, &plain).await, None);
+    assert_eq!(read(s, &other).await, None);
 }
 
 #[tokio::test]
