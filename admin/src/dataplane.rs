@@ -48,6 +48,21 @@ pub struct PollQuery {
     pub node: Option<String>,
 }
 
+/// A long poll's `wait` parameter (`30s`; absent: no wait), capped at a minute.
+pub(crate) fn poll_wait(wait: Option<&str>) -> Result<Duration, ApiError> {
+    let wait = match wait {
+        Some(w) => {
+            crate::duration::parse(w, &["ms", "s", "m"]).ok_or_else(|| ApiError::Invalid {
+                code: "invalid_query",
+                message: "expected a number and a unit (ms, s, m), like 30s".into(),
+                field: Some("wait".into()),
+            })?
+        }
+        None => Duration::ZERO,
+    };
+    Ok(wait.min(MAX_WAIT))
+}
+
 fn check_node_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 128
@@ -110,17 +125,7 @@ pub async fn snapshot(
 ) -> Result<Response, ApiError> {
     let node = q.node.clone().unwrap_or_else(|| who.prefix.clone());
     check_node_id(&node)?;
-    let wait = match &q.wait {
-        Some(w) => {
-            crate::duration::parse(w, &["ms", "s", "m"]).ok_or_else(|| ApiError::Invalid {
-                code: "invalid_query",
-                message: "expected a number and a unit (ms, s, m), like 30s".into(),
-                field: Some("wait".into()),
-            })?
-        }
-        None => Duration::ZERO,
-    }
-    .min(MAX_WAIT);
+    let wait = poll_wait(q.wait.as_deref())?;
     let after = i64::try_from(q.after.unwrap_or(0)).map_err(|_| ApiError::Invalid {
         code: "invalid_query",
         message: "out of range".into(),

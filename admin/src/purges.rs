@@ -31,9 +31,8 @@ use crate::AppState;
 
 /// How long purge rows are kept.
 const KEEP: Duration = Duration::from_secs(24 * 3600);
-/// Longest wait a poll may ask for, and how often a waiting poll looks at
-/// the database (for purges made through another admin).
-const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting poll looks at the database (for purges made through
+/// another admin).
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// A purge accepted for every node.
@@ -213,17 +212,7 @@ pub async fn feed(
         message: "out of range".into(),
         field: Some("after".into()),
     })?;
-    let wait = match &q.wait {
-        Some(w) => {
-            crate::duration::parse(w, &["ms", "s", "m"]).ok_or_else(|| ApiError::Invalid {
-                code: "invalid_query",
-                message: "expected a number and a unit (ms, s, m), like 30s".into(),
-                field: Some("wait".into()),
-            })?
-        }
-        None => Duration::ZERO,
-    }
-    .min(MAX_WAIT);
+    let wait = crate::dataplane::poll_wait(q.wait.as_deref())?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut purged = state.purged.subscribe();
     loop {

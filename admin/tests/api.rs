@@ -208,6 +208,20 @@ impl Api {
         r.body["token"].as_str().unwrap().to_string()
     }
 
+    /// A new node token (for `/v1/dataplane`).
+    async fn node_token(&self) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/tokens",
+                Some(&self.admin),
+                Some(json!({ "name": "edge-1", "role": "node" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+
     async fn audit(&self, query: &str) -> Vec<Value> {
         let r = self
             .call(
@@ -1008,15 +1022,7 @@ async fn cache_purges_reach_nodes_in_order_with_their_tenant(api: Api) {
     api.tenant("beta").await;
     let owner = api.token(&api.admin, "owner", Some("acme")).await;
     let operator = api.token(&owner, "operator", Some("acme")).await;
-    let r = api
-        .call(
-            Method::POST,
-            "/v1/tokens",
-            Some(&api.admin),
-            Some(json!({ "name": "edge-1", "role": "node" })),
-        )
-        .await;
-    let node = r.body["token"].as_str().unwrap().to_string();
+    let node = api.node_token().await;
     let feed = |after: Option<u64>| {
         let uri = match after {
             Some(a) => format!("/v1/dataplane/purges?after={a}&wait=0s"),

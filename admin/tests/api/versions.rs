@@ -478,15 +478,7 @@ pub async fn tenant_rate_limits_are_set_by_the_platform_and_published(api: Api) 
     site(&api, "acme", "app.example.com", "127.0.0.1:9001").await;
     let r = publish(&api, &api.admin, json!({})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = api
-        .call(
-            Method::POST,
-            "/v1/tokens",
-            Some(&api.admin),
-            Some(json!({ "name": "edge-1", "role": "node" })),
-        )
-        .await;
-    let node = r.body["token"].as_str().unwrap().to_string();
+    let node = api.node_token().await;
     let r = api
         .call(
             Method::GET,
