@@ -73,10 +73,10 @@ pub struct Metrics {
     pub cache_bytes: IntGaugeVec,
     pub cache_objects: IntGaugeVec,
     pub cache_quota_bytes: IntGaugeVec,
-    /// Objects evicted to stay within the tenant's quota (set at scrape).
-    pub cache_evictions: IntGaugeVec,
+    /// Objects evicted to stay within the tenant's quota.
+    pub cache_evictions: IntCounterVec,
     /// Responses not stored for being larger than `limits.cache_object_bytes`.
-    pub cache_too_large: IntGaugeVec,
+    pub cache_too_large: IntCounterVec,
     /// Objects removed by purge requests, by tenant and kind.
     pub cache_purged: IntCounterVec,
 }
@@ -285,11 +285,15 @@ impl Metrics {
             "gatehouse_cache_quota_bytes",
             "The tenant's edge cache quota on this node",
         );
-        let cache_evictions = cache_gauge(
+        let cache_counter = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["tenant"])
+                .expect("static metric definition")
+        };
+        let cache_evictions = cache_counter(
             "gatehouse_cache_evictions_total",
             "Objects evicted to keep the tenant within its quota",
         );
-        let cache_too_large = cache_gauge(
+        let cache_too_large = cache_counter(
             "gatehouse_cache_too_large_total",
             "Responses not stored for being larger than limits.cache_object_bytes",
         );
@@ -398,8 +402,6 @@ impl Metrics {
             &self.cache_bytes,
             &self.cache_objects,
             &self.cache_quota_bytes,
-            &self.cache_evictions,
-            &self.cache_too_large,
         ] {
             g.reset();
         }
@@ -413,12 +415,6 @@ impl Metrics {
             self.cache_quota_bytes
                 .with_label_values(&t)
                 .set(clamp(u.quota));
-            self.cache_evictions
-                .with_label_values(&t)
-                .set(clamp(u.evictions));
-            self.cache_too_large
-                .with_label_values(&t)
-                .set(clamp(u.too_large));
         }
     }
 }

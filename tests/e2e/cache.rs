@@ -674,6 +674,11 @@ async fn a_tenant_stays_within_its_byte_quota() {
         objects < 40.0,
         "{objects} objects of 10 KiB in a 128 KiB quota"
     );
+    let evicted = proxy
+        .metric("gatehouse_cache_evictions_total", &[("tenant", "a")])
+        .await
+        .unwrap_or(0.0);
+    assert!(evicted > 0.0, "evictions are counted: {evicted}");
 }
 
 #[tokio::test]

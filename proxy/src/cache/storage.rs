@@ -177,15 +177,21 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(quota: u64) -> Shard {
-        let counters = Arc::new(ShardCounters::default());
+    /// A shard of `tenant`'s objects; `counters` carry over from the shard it
+    /// replaces (a quota change), so they only ever grow.
+    fn new(tenant: &str, quota: u64, counters: Option<Arc<ShardCounters>>) -> Shard {
+        let counters = counters.unwrap_or_default();
         let seen = counters.clone();
+        let evicted = crate::metrics::metrics()
+            .cache_evictions
+            .with_label_values(&[tenant]);
         let objects = moka::sync::Cache::builder()
             .max_capacity(quota)
             .weigher(|_, o: &Arc<Object>| o.weight())
             .eviction_listener(move |_, _, cause| {
                 if cause == RemovalCause::Size {
                     seen.evictions.fetch_add(1, Ordering::Relaxed);
+                    evicted.inc();
                 }
             })
             .build();
@@ -269,7 +275,11 @@ impl EdgeStorage {
         let mut resized = Vec::with_capacity(old.len());
         for (tenant, shard) in old {
             let generation = shard.generation.load(Ordering::Acquire);
-            let new = Shard::new(quota_of(&limits, &tenant));
+            let new = Shard::new(
+                &tenant,
+                quota_of(&limits, &tenant),
+                Some(shard.counters.clone()),
+            );
             for (k, o) in shard.objects.iter() {
                 new.objects.insert(*k, o);
             }
@@ -280,7 +290,7 @@ impl EdgeStorage {
             let new = if old.generation.load(Ordering::Acquire) == generation {
                 new
             } else {
-                Shard::new(new.quota)
+                Shard::new(&tenant, new.quota, Some(new.counters.clone()))
             };
             // Fills of the old shard see it is no longer current and drop.
             old.generation.fetch_add(1, Ordering::AcqRel);
@@ -332,7 +342,7 @@ impl EdgeStorage {
         let mut shards = self.shards.write().unwrap_or_else(|p| p.into_inner());
         shards
             .entry(tenant.into())
-            .or_insert_with(|| Arc::new(Shard::new(quota)))
+            .or_insert_with(|| Arc::new(Shard::new(tenant, quota, None)))
             .clone()
     }
 
@@ -654,6 +664,10 @@ impl HandleMiss for Miss {
         if self.len > self.limit {
             let shard = self.storage.shard_or_create(&self.tenant);
             shard.counters.too_large.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::metrics()
+                .cache_too_large
+                .with_label_values(&[&*self.tenant])
+                .inc();
             return Error::e_explain(
                 ErrorType::InternalError,
                 format!(
