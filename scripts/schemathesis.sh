@@ -2,7 +2,9 @@
 # Fuzzes the admin API against its own OpenAPI document with schemathesis (PyPI):
 # a `gatehouse admin` on a fresh SQLite database, every operation with generated valid
 # and invalid input, all checks (no server error, responses match the schema, invalid
-# input refused, undocumented statuses and content types, ...). Run by test.sh.
+# input refused, undocumented statuses and content types, ...) but one: "created resource
+# not found" assumes every path under a created tenant exists (see admin/schemathesis.toml).
+# Run by test.sh.
 #   SCHEMATHESIS_SEED=n  other generated cases (default: a fixed seed, so CI is reproducible)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +34,5 @@ for _ in $(seq 300); do
 done
 "$venv/bin/schemathesis" --config-file admin/schemathesis.toml run "$spec" \
   -H "Authorization: Bearer $token" --checks all --max-examples 40 \
+  --exclude-checks ensure_resource_availability \
   --seed "${SCHEMATHESIS_SEED:-20261123}" --no-color
