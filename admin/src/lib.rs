@@ -15,6 +15,7 @@
 //! hashing are in `token`; encryption of secrets kept in the store in
 //! `secrets`; canonical hostnames (IDNA) in `hostname`; object names in `names`.
 
+pub mod acme;
 pub mod audit;
 pub mod auth;
 pub mod certificates;

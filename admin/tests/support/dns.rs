@@ -34,6 +34,8 @@ impl ChallTestSrv {
                 &management.to_string(),
             ])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            // Names resolve to IPv4 loopback only, where test servers listen.
+            .args(["-defaultIPv6", ""])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -83,5 +85,24 @@ impl Drop for ChallTestSrv {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl ChallTestSrv {
+    /// Resolves `name` (A record) to `addr` (the ACME tests; the API suite
+    /// compiles this file too).
+    #[allow(dead_code)]
+    pub async fn set_a(&self, name: &str, addr: std::net::Ipv4Addr) {
+        let body = serde_json::json!({
+            "host": format!("{}.", name.trim_end_matches('.')),
+            "addresses": [addr.to_string()],
+        });
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/add-a", self.management))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "add-a: {}", r.status());
     }
 }

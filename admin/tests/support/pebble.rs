@@ -1,0 +1,125 @@
+//! Debian's Pebble ACME test server (`scripts/setup.sh --pebble` installs it),
+//! on loopback ports, with a TLS certificate made at test time (Debian ships
+//! none) and `pebble-challtestsrv` as its DNS server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running Pebble.
+pub struct Pebble {
+    /// The ACME directory URL.
+    pub directory: String,
+    /// PEM of the certificate Pebble's own HTTPS listeners present (its own
+    /// issuer): the CA bundle ACME clients need to reach it.
+    pub tls_ca: PathBuf,
+    management: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Pebble {
+    /// Starts Pebble resolving names through `dns`, validating HTTP-01 on
+    /// `http_port`, rejecting `nonce_reject` percent of nonces.
+    pub async fn start(dns: SocketAddr, http_port: u16, nonce_reject: u8) -> Pebble {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        let cert_path = dir.path().join("pebble.crt");
+        let key_path = dir.path().join("pebble.key");
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let management = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": listen.to_string(),
+                "managementListenAddress": management.to_string(),
+                "certificate": cert_path,
+                "privateKey": key_path,
+                "httpPort": http_port,
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false,
+            }
+        });
+        let config_path = dir.path().join("pebble.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let child = Command::new("pebble")
+            .arg("-config")
+            .arg(&config_path)
+            .arg("-dnsserver")
+            .arg(dns.to_string())
+            // No random wait before validating; reject some nonces (clients must retry).
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", nonce_reject.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble is not installed: run scripts/setup.sh --pebble");
+        let mut pebble = Pebble {
+            directory: format!("https://{listen}/dir"),
+            tls_ca: cert_path,
+            management,
+            child,
+            _dir: dir,
+        };
+        let client = pebble.client();
+        let started = Instant::now();
+        loop {
+            let up = client
+                .get(&pebble.directory)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return pebble;
+            }
+            if let Ok(Some(status)) = pebble.child.try_wait() {
+                panic!("pebble exited with {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "pebble did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// An HTTPS client trusting Pebble's listeners.
+    fn client(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.tls_ca).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// The root this run of Pebble issues under (it changes every run).
+    pub async fn issuing_root_pem(&self) -> String {
+        self.client()
+            .get(format!("https://{}/roots/0", self.management))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
