@@ -63,7 +63,7 @@ pub(crate) fn poll_wait(wait: Option<&str>) -> Result<Duration, ApiError> {
     Ok(wait.min(MAX_WAIT))
 }
 
-fn check_node_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_node_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -80,7 +80,7 @@ fn check_node_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn seen(
+pub(crate) async fn seen(
     state: &AppState,
     node: &str,
     who: &Principal,

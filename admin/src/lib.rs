@@ -19,6 +19,7 @@ pub mod acme;
 pub mod audit;
 pub mod auth;
 pub mod certificates;
+pub mod challenges;
 pub mod dataplane;
 pub mod document;
 pub mod domains;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub published: Arc<tokio::sync::watch::Sender<i64>>,
     /// The latest cache purge accepted by this admin; wakes purge polls.
     pub purged: Arc<tokio::sync::watch::Sender<i64>>,
+    /// The latest ACME challenge set version; wakes challenge polls.
+    pub challenged: Arc<tokio::sync::watch::Sender<i64>>,
     /// The last version rendered for nodes, so that N nodes woken by one
     /// publish cost one rendering (and one unsealing of every key).
     pub rendered: Arc<std::sync::Mutex<Option<(i64, axum::body::Bytes)>>>,
@@ -98,6 +101,7 @@ impl AppState {
             keys: Arc::new(keys),
             published: Arc::new(tokio::sync::watch::Sender::new(0)),
             purged: Arc::new(tokio::sync::watch::Sender::new(0)),
+            challenged: Arc::new(tokio::sync::watch::Sender::new(0)),
             rendered: Arc::new(std::sync::Mutex::new(None)),
             verify_via: None,
             dns_resolver: None,
@@ -126,6 +130,7 @@ impl AppState {
         (name = "versions", description = "Publish the draft, list, compare and roll back versions"),
         (name = "dataplane", description = "How proxy nodes fetch versions and report on them"),
         (name = "cache", description = "Purging a tenant's objects from the edge cache of every node"),
+        (name = "acme", description = "ACME HTTP-01 challenges served by every node"),
     )
 )]
 struct ApiDoc;
@@ -226,6 +231,12 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(publish::compare))
         .routes(routes!(purges::purge))
         .routes(routes!(purges::feed))
+        .routes(routes!(challenges::feed))
+        .routes(routes!(
+            challenges::put_one,
+            challenges::get_one,
+            challenges::delete_one
+        ))
         .routes(routes!(dataplane::snapshot))
         .routes(routes!(dataplane::plugin))
         .routes(routes!(dataplane::report))

@@ -1134,7 +1134,105 @@ async fn cache_purges_reach_nodes_in_order_with_their_tenant(api: Api) {
     );
 }
 
+/// ACME challenges are published by platform admins, fed to nodes with a
+/// version, and ready only once every live node acknowledged that version.
+async fn acme_challenges_are_ready_once_every_node_serves_them(api: Api) {
+    api.tenant("acme").await;
+    let owner = api.token(&api.admin, "owner", Some("acme")).await;
+    let node = api.node_token().await;
+    let token = "tok_0123456789abcdefABCDEF";
+    let body = json!({ "host": "Shop.Example.COM", "key_authorization": format!("{token}.thumb") });
+    let uri = format!("/v1/acme/challenges/{token}");
+    // Tenants cannot publish challenges (they would prove names they do not own).
+    let r = api
+        .call(Method::PUT, &uri, Some(&owner), Some(body.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    for (bad, field) in [
+        (
+            json!({ "host": "x.test", "key_authorization": "other.thumb" }),
+            "key_authorization",
+        ),
+        (
+            json!({ "host": "not a host", "key_authorization": format!("{token}.t") }),
+            "host",
+        ),
+        (
+            json!({ "host": "x.test", "key_authorization": format!("{token}.t"), "ttl_seconds": 0 }),
+            "ttl_seconds",
+        ),
+    ] {
+        let r = api
+            .call(Method::PUT, &uri, Some(&api.admin), Some(bad))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.body["error"]["field"], field);
+    }
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/acme/challenges/short",
+            Some(&api.admin),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // A node that serves nothing yet, seen just now.
+    let poll = |after: i64| {
+        let node = node.clone();
+        let api = &api;
+        async move {
+            let r = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/dataplane/challenges?after={after}&wait=0s&node=edge-1"),
+                    Some(&node),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            r.body
+        }
+    };
+    let empty = poll(0).await;
+    assert_eq!(empty["challenges"], json!([]));
+
+    let r = api
+        .call(Method::PUT, &uri, Some(&api.admin), Some(body.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let version = r.body["version"].as_i64().unwrap();
+    assert_eq!(r.body["nodes_ready"], false);
+    assert_eq!(r.body["waiting_on"], json!(["edge-1"]));
+
+    let set = poll(0).await;
+    assert_eq!(set["version"], version);
+    assert_eq!(
+        set["challenges"],
+        json!([{ "host": "shop.example.com", "token": token, "key_authorization": format!("{token}.thumb") }])
+    );
+    // Not ready until the node says it serves that set...
+    let r = api.call(Method::GET, &uri, Some(&api.admin), None).await;
+    assert_eq!(r.body["nodes_ready"], false);
+    // ...which its next poll does.
+    poll(version).await;
+    let r = api.call(Method::GET, &uri, Some(&api.admin), None).await;
+    assert_eq!(r.body["nodes_ready"], true, "{:?}", r.body);
+
+    let r = api.call(Method::DELETE, &uri, Some(&api.admin), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let after = poll(version).await;
+    assert!(after["version"].as_i64().unwrap() > version);
+    assert_eq!(after["challenges"], json!([]));
+    let r = api.call(Method::GET, &uri, Some(&api.admin), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let events = api.audit("?action=acme.challenge").await;
+    assert!(!events.is_empty());
+}
+
 on_both_databases!(
+    acme_challenges_are_ready_once_every_node_serves_them,
     cache_purges_reach_nodes_in_order_with_their_tenant,
     rbac_matrix,
     the_bootstrap_token_is_created_once,

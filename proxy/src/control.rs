@@ -179,6 +179,11 @@ impl Follower {
             self.client.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(follow_challenges(
+            self.cp.clone(),
+            self.client.clone(),
+            shutdown.clone(),
+        ));
         let mut backoff = MIN_BACKOFF;
         loop {
             let step = tokio::select! {
@@ -429,6 +434,73 @@ async fn follow_purges(cp: ControlPlane, client: reqwest::Client, mut shutdown: 
             Err(e) => {
                 metrics().control_plane_poll_failures.inc();
                 tracing::warn!(error = %format!("{e:#}"), url = %url, "cache purge poll failed");
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Follows the ACME HTTP-01 challenges every node must answer
+/// (`GET /v1/dataplane/challenges`) and serves them (`crate::acme`). Each
+/// poll names the set this node serves, which is how the admin knows when
+/// every node is ready for validation.
+async fn follow_challenges(cp: ControlPlane, client: reqwest::Client, mut shutdown: ShutdownWatch) {
+    #[derive(serde::Deserialize)]
+    struct Challenge {
+        host: String,
+        token: String,
+        key_authorization: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Set {
+        version: i64,
+        challenges: Vec<Challenge>,
+    }
+    let url = format!("{}/v1/dataplane/challenges", cp.url.trim_end_matches('/'));
+    let mut serving: i64 = 0;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let poll = async {
+            let resp = client
+                .get(&url)
+                .bearer_auth(&cp.token)
+                .query(&[
+                    ("after", serving.to_string()),
+                    ("wait", format!("{}s", POLL_WAIT.as_secs())),
+                    ("node", cp.node_id.clone()),
+                ])
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                anyhow::bail!("admin answered {status}: {body}");
+            }
+            Ok(resp.json::<Set>().await?)
+        };
+        let step = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = poll => r,
+        };
+        match step {
+            Ok(set) => {
+                if set.version != serving {
+                    crate::acme::replace(
+                        set.challenges
+                            .into_iter()
+                            .map(|c| (c.host, c.token, c.key_authorization)),
+                    );
+                    serving = set.version;
+                }
+                backoff = MIN_BACKOFF;
+            }
+            Err(e) => {
+                metrics().control_plane_poll_failures.inc();
+                tracing::warn!(error = %format!("{e:#}"), url = %url, "ACME challenge poll failed");
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = tokio::time::sleep(backoff) => {}

@@ -11,6 +11,7 @@
 // private cache (see `plugin::runtime::deserialize`).
 #![deny(unsafe_code)]
 
+pub mod acme;
 pub mod bans;
 pub mod cache;
 pub mod client_ip;

@@ -543,6 +543,20 @@ impl ProxyHttp for Gatehouse {
         ctx.raw_host = raw_host;
         ctx.vars.host = host;
 
+        // ACME HTTP-01 validation comes before routing, redirects, the WAF and
+        // rate limits: the name may not be served yet, or only over HTTPS.
+        if let Some(key) = crate::acme::answer(&ctx.vars.host, &path) {
+            let resp = LocalResponse::from_parts(
+                StatusCode::OK,
+                vec![(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                )],
+                key.into(),
+            );
+            return self.send_local(session, ctx, resp).await;
+        }
+
         let Some(found) = snap.router.lookup(&ctx.vars.host) else {
             return self
                 .reject(session, ctx, StatusCode::NOT_FOUND, "unknown_host")

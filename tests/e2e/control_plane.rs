@@ -615,3 +615,95 @@ async fn a_purge_through_the_admin_reaches_the_nodes_cache() {
     .await;
     assert_eq!(up.hits(), fetched + 1, "one refetch after the purge");
 }
+
+#[allow(dead_code)]
+#[path = "../../admin/tests/support/dns.rs"]
+mod dns;
+#[allow(dead_code)]
+#[path = "../../admin/tests/support/pebble.rs"]
+mod pebble;
+
+#[tokio::test]
+async fn pebble_validates_http_01_through_the_node_listener() {
+    use gatehouse_admin::acme;
+    use reqwest::Method;
+    let f = fixture().await;
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    // The name is not configured anywhere yet: validation comes before routing.
+    let host = "new-tenant-site.example.test";
+    let dns = dns::ChallTestSrv::start().await;
+    dns.set_a(host, std::net::Ipv4Addr::LOCALHOST).await;
+    // Pebble validates on the node's HTTP listener, and refuses some nonces.
+    let pebble = pebble::Pebble::start(dns.dns, proxy.http.port(), 10).await;
+    let settings = acme::Settings {
+        directory_url: pebble.directory.clone(),
+        contact: vec![],
+        eab: None,
+        ca_bundle: Some(pebble.tls_ca.clone()),
+        timeout: Duration::from_secs(30),
+    };
+    let (account, _) = acme::account(&settings, None).await.unwrap();
+    let pending = acme::begin(&account, &[host.to_string()]).await.unwrap();
+    let challenge = pending.challenges[0].clone();
+    let path = format!("/v1/acme/challenges/{}", challenge.token);
+    f.api
+        .ok(
+            Method::PUT,
+            &path,
+            Some(json!({ "host": host, "key_authorization": challenge.key_authorization })),
+        )
+        .await;
+    // Ready only once the node says it serves the token.
+    eventually(
+        Duration::from_secs(5),
+        "every node serving the token",
+        || async {
+            (f.api.ok(Method::GET, &path, None).await["nodes_ready"] == true).then_some(())
+        },
+    )
+    .await;
+    let served = proxy
+        .client(&[host])
+        .get(proxy.url(
+            host,
+            &format!("/.well-known/acme-challenge/{}", challenge.token),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.unwrap(), challenge.key_authorization);
+    let other = proxy
+        .client(&["other.example.test"])
+        .get(proxy.url(
+            "other.example.test",
+            &format!("/.well-known/acme-challenge/{}", challenge.token),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        other.status(),
+        200,
+        "only the challenge's host gets the answer"
+    );
+
+    let issued = acme::complete(pending, settings.timeout).await.unwrap();
+    assert!(issued.chain_pem.contains("BEGIN CERTIFICATE"));
+    f.api.send(Method::DELETE, &path, None).await;
+    eventually(Duration::from_secs(5), "the token withdrawn", || async {
+        let r = proxy
+            .client(&[host])
+            .get(proxy.url(
+                host,
+                &format!("/.well-known/acme-challenge/{}", challenge.token),
+            ))
+            .send()
+            .await
+            .unwrap();
+        (r.status() != 200).then_some(())
+    })
+    .await;
+}
