@@ -260,10 +260,10 @@ pub async fn feed(
 #[serde(deny_unknown_fields)]
 pub struct PutChallenge {
     /// The hostname being validated.
-    #[schema(max_length = 253)]
+    #[schema(min_length = 1, max_length = 253)]
     pub host: String,
     /// The answer body (`<token>.<account key thumbprint>`).
-    #[schema(max_length = 1024)]
+    #[schema(min_length = 18, max_length = 1024)]
     pub key_authorization: String,
     /// Lifetime in seconds (default 3600, at most 86400).
     #[schema(minimum = 1, maximum = 86400)]
