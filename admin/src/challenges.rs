@@ -76,9 +76,21 @@ async fn bump(conn: &mut AnyConnection) -> Result<i64, ApiError> {
 
 /// Serves `challenge` on every node for `ttl`; returns the set's new version.
 pub async fn put(state: &AppState, challenge: &Challenge, ttl: Duration) -> Result<i64, ApiError> {
+    let mut tx = state.store.begin_write().await?;
+    let v = put_in(&mut tx, challenge, ttl).await?;
+    tx.commit().await?;
+    state.challenged.send_replace(v);
+    Ok(v)
+}
+
+/// [`put`] inside the caller's write transaction (it notifies after commit).
+async fn put_in(
+    tx: &mut AnyConnection,
+    challenge: &Challenge,
+    ttl: Duration,
+) -> Result<i64, ApiError> {
     let now = now_ms();
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let mut tx = state.store.begin_write().await?;
     sqlx::query("DELETE FROM acme_challenges WHERE token = $1 OR expires_ms < $2")
         .bind(&challenge.token)
         .bind(now)
@@ -95,15 +107,22 @@ pub async fn put(state: &AppState, challenge: &Challenge, ttl: Duration) -> Resu
     .bind(now.saturating_add(ttl_ms))
     .execute(&mut *tx)
     .await?;
-    let v = bump(&mut tx).await?;
-    tx.commit().await?;
-    state.challenged.send_replace(v);
-    Ok(v)
+    bump(tx).await
 }
 
-/// Stops serving `token`; returns the set's version (bumped if it was there).
+/// Stops serving `token`; returns whether it was there and the set's version.
 pub async fn remove(state: &AppState, token: &str) -> Result<(bool, i64), ApiError> {
     let mut tx = state.store.begin_write().await?;
+    let (removed, v) = remove_in(&mut tx, token).await?;
+    tx.commit().await?;
+    if removed {
+        state.challenged.send_replace(v);
+    }
+    Ok((removed, v))
+}
+
+/// [`remove`] inside the caller's write transaction.
+async fn remove_in(tx: &mut AnyConnection, token: &str) -> Result<(bool, i64), ApiError> {
     let removed = sqlx::query("DELETE FROM acme_challenges WHERE token = $1")
         .bind(token)
         .execute(&mut *tx)
@@ -111,14 +130,10 @@ pub async fn remove(state: &AppState, token: &str) -> Result<(bool, i64), ApiErr
         .rows_affected()
         > 0;
     let v = if removed {
-        bump(&mut tx).await?
+        bump(tx).await?
     } else {
-        version(&mut tx).await?
+        version(tx).await?
     };
-    tx.commit().await?;
-    if removed {
-        state.challenged.send_replace(v);
-    }
     Ok((removed, v))
 }
 
@@ -342,12 +357,13 @@ pub async fn put_one(
         token: token.clone(),
         key_authorization: body.key_authorization,
     };
-    let version = put(&state, &challenge, ttl).await?;
-    let mut conn = state.store.pool().acquire().await?;
+    let mut tx = state.store.begin_write().await?;
+    let version = put_in(&mut tx, &challenge, ttl).await?;
     let mut event = Event::ok("acme.challenge", None, target);
     event.after = Some(serde_json::json!({ "host": challenge.host, "version": version }));
-    audit::record(&mut conn, &who, &meta, event).await?;
-    drop(conn);
+    audit::record(&mut tx, &who, &meta, event).await?;
+    tx.commit().await?;
+    state.challenged.send_replace(version);
     let readiness = status(&state, version).await?;
     Ok(Json(ChallengeStatus {
         token,
@@ -409,17 +425,19 @@ pub async fn delete_one(
         )
         .await);
     }
-    let (removed, _) = remove(&state, &token).await?;
+    let mut tx = state.store.begin_write().await?;
+    let (removed, version) = remove_in(&mut tx, &token).await?;
     if !removed {
         return Err(ApiError::NotFound(format!("challenge {token}")));
     }
-    let mut conn = state.store.pool().acquire().await?;
     audit::record(
-        &mut conn,
+        &mut tx,
         &who,
         &meta,
         Event::ok("acme.challenge.delete", None, target),
     )
     .await?;
+    tx.commit().await?;
+    state.challenged.send_replace(version);
     Ok(StatusCode::NO_CONTENT)
 }
