@@ -368,6 +368,46 @@ impl Follower {
     }
 }
 
+/// GETs `url` with the node token and `query`: the JSON body, or why not.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &[(&str, String)],
+) -> anyhow::Result<T> {
+    let resp = client
+        .get(url)
+        .bearer_auth(token)
+        .query(query)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        anyhow::bail!("admin answered {status}: {body}");
+    }
+    Ok(resp.json::<T>().await?)
+}
+
+/// After a failed side-channel poll: counts and logs it, waits `backoff`
+/// (then doubles it). False when the process is shutting down.
+async fn after_failure(
+    e: &anyhow::Error,
+    what: &str,
+    url: &str,
+    backoff: &mut Duration,
+    shutdown: &mut ShutdownWatch,
+) -> bool {
+    metrics().control_plane_poll_failures.inc();
+    tracing::warn!(error = %format!("{e:#}"), url = %url, "{what} poll failed");
+    tokio::select! {
+        _ = shutdown.changed() => return false,
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    true
+}
+
 /// Follows the admin's cache purges (`GET /v1/dataplane/purges`) and applies
 /// each to this node's cache, in order. The first poll asks for the purges
 /// made since the node started (less a minute for clock skew): the cache
@@ -389,23 +429,9 @@ async fn follow_purges(cp: ControlPlane, client: reqwest::Client, mut shutdown: 
             Some(a) => query.push(("after", a.to_string())),
             None => query.push(("since_ms", started_ms.to_string())),
         }
-        let poll = async {
-            let resp = client
-                .get(&url)
-                .bearer_auth(&cp.token)
-                .query(&query)
-                .send()
-                .await?;
-            if !resp.status().is_success() {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                anyhow::bail!("admin answered {status}: {body}");
-            }
-            Ok(resp.json::<Purges>().await?)
-        };
         let step = tokio::select! {
             _ = shutdown.changed() => return,
-            r = poll => r,
+            r = get_json::<Purges>(&client, &url, &cp.token, &query) => r,
         };
         match step {
             Ok(batch) => {
@@ -432,13 +458,9 @@ async fn follow_purges(cp: ControlPlane, client: reqwest::Client, mut shutdown: 
                 backoff = MIN_BACKOFF;
             }
             Err(e) => {
-                metrics().control_plane_poll_failures.inc();
-                tracing::warn!(error = %format!("{e:#}"), url = %url, "cache purge poll failed");
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !after_failure(&e, "cache purge", &url, &mut backoff, &mut shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
@@ -464,27 +486,14 @@ async fn follow_challenges(cp: ControlPlane, client: reqwest::Client, mut shutdo
     let mut serving: i64 = 0;
     let mut backoff = MIN_BACKOFF;
     loop {
-        let poll = async {
-            let resp = client
-                .get(&url)
-                .bearer_auth(&cp.token)
-                .query(&[
-                    ("after", serving.to_string()),
-                    ("wait", format!("{}s", POLL_WAIT.as_secs())),
-                    ("node", cp.node_id.clone()),
-                ])
-                .send()
-                .await?;
-            if !resp.status().is_success() {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                anyhow::bail!("admin answered {status}: {body}");
-            }
-            Ok(resp.json::<Set>().await?)
-        };
+        let query = [
+            ("after", serving.to_string()),
+            ("wait", format!("{}s", POLL_WAIT.as_secs())),
+            ("node", cp.node_id.clone()),
+        ];
         let step = tokio::select! {
             _ = shutdown.changed() => return,
-            r = poll => r,
+            r = get_json::<Set>(&client, &url, &cp.token, &query) => r,
         };
         match step {
             Ok(set) => {
@@ -499,13 +508,9 @@ async fn follow_challenges(cp: ControlPlane, client: reqwest::Client, mut shutdo
                 backoff = MIN_BACKOFF;
             }
             Err(e) => {
-                metrics().control_plane_poll_failures.inc();
-                tracing::warn!(error = %format!("{e:#}"), url = %url, "ACME challenge poll failed");
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !after_failure(&e, "ACME challenge", &url, &mut backoff, &mut shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
