@@ -91,6 +91,8 @@ enum Command {
         /// edge's own services. Private networks are always allowed.
         #[arg(long)]
         allow_internal_targets: bool,
+        #[command(flatten)]
+        acme: AcmeArgs,
     },
     /// Run a proxy that follows an admin API: the config file gives listeners and limits,
     /// the admin the tenants, domains, pools, certificates and plugins. The node token is
@@ -231,8 +233,16 @@ fn main() -> ExitCode {
             dns_resolver,
             auth_failures_per_minute,
             allow_internal_targets,
+            acme,
         } => {
             init_logging();
+            let acme = match acme.settings() {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("gatehouse admin: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let options = gatehouse_admin::ServeOptions {
                 listen,
                 database,
@@ -242,6 +252,7 @@ fn main() -> ExitCode {
                 auth_failures_per_minute,
                 allow_internal_targets,
                 local_node_token: None,
+                acme,
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -378,6 +389,7 @@ fn start_local_admin(
         // One machine, one operator: its services on localhost are fair targets.
         allow_internal_targets: true,
         local_node_token: Some(node_token.clone()),
+        acme: None,
     };
     std::thread::Builder::new()
         .name("gatehouse-admin".into())
@@ -404,6 +416,55 @@ fn start_local_admin(
         state_dir: admin.state_dir.unwrap_or_else(|| "data/node".into()).into(),
         force: false,
     }))
+}
+
+/// Where the admin orders certificates (`gatehouse admin --acme-directory …`).
+#[derive(clap::Args, Debug)]
+struct AcmeArgs {
+    /// ACME directory URL of the CA to order certificates from (e.g. Let's Encrypt's
+    /// https://acme-v02.api.letsencrypt.org/directory); without it ordering is refused.
+    #[arg(long, env = "GATEHOUSE_ACME_DIRECTORY")]
+    acme_directory: Option<String>,
+    /// Contact for the ACME account (mailto:ops@example.com); repeatable.
+    #[arg(long)]
+    acme_contact: Vec<String>,
+    /// PEM file of CA certificates trusted for the ACME server itself (private CAs).
+    #[arg(long, env = "GATEHOUSE_ACME_CA_BUNDLE")]
+    acme_ca_bundle: Option<PathBuf>,
+    /// External account binding key id, for CAs that require one.
+    #[arg(long, requires = "acme_eab_hmac_key_file")]
+    acme_eab_kid: Option<String>,
+    /// File holding the EAB HMAC key (base64url, as CAs hand it out).
+    #[arg(long, requires = "acme_eab_kid")]
+    acme_eab_hmac_key_file: Option<PathBuf>,
+    /// How long validation and issuance may take per order, in seconds.
+    #[arg(long, default_value_t = 60)]
+    acme_timeout_seconds: u64,
+}
+
+impl AcmeArgs {
+    fn settings(self) -> anyhow::Result<Option<gatehouse_admin::acme::Settings>> {
+        let Some(directory_url) = self.acme_directory else {
+            return Ok(None);
+        };
+        let eab = match (self.acme_eab_kid, self.acme_eab_hmac_key_file) {
+            (Some(kid), Some(file)) => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let hmac_key = gatehouse_admin::acme::decode_eab_key(text.trim())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                Some(gatehouse_admin::acme::Eab { kid, hmac_key })
+            }
+            _ => None,
+        };
+        Ok(Some(gatehouse_admin::acme::Settings {
+            directory_url,
+            contact: self.acme_contact,
+            eab,
+            ca_bundle: self.acme_ca_bundle,
+            timeout: std::time::Duration::from_secs(self.acme_timeout_seconds),
+        }))
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -54,6 +54,18 @@ impl std::fmt::Debug for Eab {
     }
 }
 
+/// An EAB HMAC key as CAs hand it out (base64url, padding optional).
+pub fn decode_eab_key(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|e| format!("not base64url: {e}"))?;
+    if key.is_empty() {
+        return Err("empty key".into());
+    }
+    Ok(key)
+}
+
 /// Why an ACME operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
@@ -192,28 +204,54 @@ pub struct Issued {
 pub async fn begin(account: &Account, hosts: &[String]) -> Result<Pending, AcmeError> {
     let identifiers: Vec<Identifier> = hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
     let mut order = retry_nonce!(account.new_order(&NewOrder::new(&identifiers)).await)?;
+    // A walk over the authorizations cannot resume after a refused nonce
+    // (the iterator has moved on): it starts again.
+    let challenges = retry_nonce!(http_challenges(&mut order).await)?;
+    Ok(Pending { order, challenges })
+}
+
+/// The HTTP-01 challenge of every authorization still to be validated.
+async fn http_challenges(order: &mut Order) -> Result<Vec<HttpChallenge>, instant_acme::Error> {
     let mut challenges = Vec::new();
     let mut authorizations = order.authorizations();
-    while let Some(authz) = retry_nonce!(authorizations.next().await.transpose()).transpose() {
+    while let Some(authz) = authorizations.next().await {
         let mut authz = authz?;
         if authz.status == AuthorizationStatus::Valid {
             // Validated recently for this account: nothing to answer.
             continue;
         }
         let host = authz.identifier().to_string();
-        let challenge =
-            authz
-                .challenge(ChallengeType::Http01)
-                .ok_or_else(|| AcmeError::Rejected {
-                    detail: format!("the server offers no HTTP-01 challenge for {host}"),
-                })?;
+        let Some(challenge) = authz.challenge(ChallengeType::Http01) else {
+            return Err(instant_acme::Error::Str(
+                "the server offers no HTTP-01 challenge",
+            ));
+        };
         challenges.push(HttpChallenge {
             host,
             token: challenge.token.clone(),
             key_authorization: challenge.key_authorization().as_str().to_string(),
         });
     }
-    Ok(Pending { order, challenges })
+    Ok(challenges)
+}
+
+/// Tells the server each pending HTTP-01 challenge is ready (once: a
+/// challenge already being processed is left alone, so a walk restarted
+/// after a refused nonce does not repeat itself).
+async fn set_ready(order: &mut Order) -> Result<(), instant_acme::Error> {
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        if let Some(mut challenge) = authz.challenge(ChallengeType::Http01) {
+            if challenge.status == instant_acme::ChallengeStatus::Pending {
+                challenge.set_ready().await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Declares the challenges ready (the caller serves them on every node by
@@ -221,16 +259,7 @@ pub async fn begin(account: &Account, hosts: &[String]) -> Result<Pending, AcmeE
 /// chain.
 pub async fn complete(mut pending: Pending, timeout: Duration) -> Result<Issued, AcmeError> {
     let order = &mut pending.order;
-    let mut authorizations = order.authorizations();
-    while let Some(authz) = retry_nonce!(authorizations.next().await.transpose()).transpose() {
-        let mut authz = authz?;
-        if authz.status != AuthorizationStatus::Pending {
-            continue;
-        }
-        if let Some(mut challenge) = authz.challenge(ChallengeType::Http01) {
-            retry_nonce!(challenge.set_ready().await)?;
-        }
-    }
+    retry_nonce!(set_ready(order).await)?;
     let retries = RetryPolicy::new().timeout(timeout);
     let status = retry_nonce!(order.poll_ready(&retries).await)?;
     if status != OrderStatus::Ready {
@@ -250,7 +279,7 @@ async fn failure_detail(order: &mut Order) -> String {
         return problem_text(p);
     }
     let mut authorizations = order.authorizations();
-    while let Some(Ok(authz)) = retry_nonce!(authorizations.next().await.transpose()).transpose() {
+    while let Some(Ok(authz)) = authorizations.next().await {
         for c in &authz.challenges {
             if let Some(p) = &c.error {
                 return format!("{}: {}", authz.identifier(), problem_text(p));

@@ -101,7 +101,7 @@ fn response(o: &Stored) -> Result<Object<CertificateInfo>, ApiError> {
 }
 
 /// Audit view: the public part only.
-fn redact(o: &Stored) -> serde_json::Value {
+pub(crate) fn redact(o: &Stored) -> serde_json::Value {
     let mut v = o.spec.clone();
     if let Some(map) = v.as_object_mut() {
         map.remove("key_sealed");

@@ -16,6 +16,7 @@
 //! `secrets`; canonical hostnames (IDNA) in `hostname`; object names in `names`.
 
 pub mod acme;
+pub mod acme_orders;
 pub mod audit;
 pub mod auth;
 pub mod certificates;
@@ -77,6 +78,8 @@ pub struct AppState {
     pub purged: Arc<tokio::sync::watch::Sender<i64>>,
     /// The latest ACME challenge set version; wakes challenge polls.
     pub challenged: Arc<tokio::sync::watch::Sender<i64>>,
+    /// The ACME CA certificates are ordered from, when one is configured.
+    pub acme: Option<Arc<acme::Settings>>,
     /// The last version rendered for nodes, so that N nodes woken by one
     /// publish cost one rendering (and one unsealing of every key).
     pub rendered: Arc<std::sync::Mutex<Option<(i64, axum::body::Bytes)>>>,
@@ -102,6 +105,7 @@ impl AppState {
             published: Arc::new(tokio::sync::watch::Sender::new(0)),
             purged: Arc::new(tokio::sync::watch::Sender::new(0)),
             challenged: Arc::new(tokio::sync::watch::Sender::new(0)),
+            acme: None,
             rendered: Arc::new(std::sync::Mutex::new(None)),
             verify_via: None,
             dns_resolver: None,
@@ -232,6 +236,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(purges::purge))
         .routes(routes!(purges::feed))
         .routes(routes!(challenges::feed))
+        .routes(routes!(acme_orders::order))
         .routes(routes!(
             challenges::put_one,
             challenges::get_one,
@@ -367,6 +372,8 @@ pub struct ServeOptions {
     /// A node token for the proxy running in the same process (`gatehouse run`):
     /// installed at start, replacing the previous one.
     pub local_node_token: Option<String>,
+    /// The ACME CA to order certificates from (none: ordering is refused).
+    pub acme: Option<acme::Settings>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -456,6 +463,7 @@ pub async fn serve(
     state.published.send_replace(current.unwrap_or(0));
     state.dns_resolver = options.dns_resolver;
     state.internal_targets = options.allow_internal_targets;
+    state.acme = options.acme.map(Arc::new);
     state.auth_failures = Arc::new(AuthFailures::new(options.auth_failures_per_minute));
     axum::serve(
         listener,

@@ -694,3 +694,128 @@ async fn pebble_validates_http_01_through_the_node_listener() {
     })
     .await;
 }
+
+/// A node with an HTTPS listener too (no certificate until one is published).
+const NODE_TLS: &str = r#"
+listeners:
+  http: "127.0.0.1:{http}"
+  https: "127.0.0.1:{https}"
+  internal: "127.0.0.1:{internal}"
+server:
+  threads: 1
+  grace_period: 1s
+  upgrade_sock: "{dir}/upgrade.sock"
+"#;
+
+#[tokio::test]
+async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_with_it() {
+    use reqwest::Method;
+    let up = Upstream::start("a");
+    let dns = dns::ChallTestSrv::start().await;
+    // Pebble's address is fixed before the admin starts; it runs once the
+    // node's HTTP port (where it validates) is known.
+    let mut pebble = pebble::Pebble::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/data/gatehouse.db", dir.path().display());
+    let token = preset_token();
+    let ca = pebble.tls_ca.display().to_string();
+    let admin = Admin::start(
+        &db,
+        &[
+            ("GATEHOUSE_ADMIN_TOKEN", &token),
+            ("GATEHOUSE_ACME_DIRECTORY", &pebble.directory),
+            ("GATEHOUSE_ACME_CA_BUNDLE", &ca),
+        ],
+    )
+    .await;
+    let api = Api::new(&admin.base, &token);
+    let node_token = api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let node = Proxy::start_command(
+        tempfile::tempdir().unwrap(),
+        NODE_TLS,
+        &[
+            "proxy",
+            "--admin-url",
+            &admin.base,
+            "--state-dir",
+            &state_dir,
+            "--node-id",
+            "edge-1",
+        ],
+        &[("GATEHOUSE_NODE_TOKEN", &node_token)],
+    )
+    .await;
+    pebble.run(dns.dns, node.http.port(), 5).await;
+
+    let host = "shop.acme-tenant.test";
+    dns.set_a(host, std::net::Ipv4Addr::LOCALHOST).await;
+    api.site(host, up.addr).await;
+    api.publish().await;
+    // The order: challenges on every node, validation by Pebble through the
+    // node's listener, the certificate stored (key sealed) and used by the domain.
+    let issued = api
+        .ok(
+            Method::POST,
+            &format!("/v1/tenants/acme/domains/{host}/acme"),
+            None,
+        )
+        .await;
+    let name = issued["certificate"].as_str().unwrap().to_string();
+    assert_eq!(name, "acme-shop-acme-tenant-test");
+    assert_eq!(issued["info"]["names"], json!([host]));
+    let domain = api
+        .ok(
+            Method::GET,
+            &format!("/v1/tenants/acme/domains/{host}"),
+            None,
+        )
+        .await;
+    assert_eq!(domain["spec"]["certificate"], name, "{domain}");
+    let cert = api
+        .ok(
+            Method::GET,
+            &format!("/v1/tenants/acme/certificates/{name}"),
+            None,
+        )
+        .await;
+    assert!(
+        !cert.to_string().contains("PRIVATE KEY"),
+        "the key is never shown"
+    );
+
+    // Published, the node serves HTTPS for the name with a chain that
+    // validates against this Pebble run's root.
+    api.publish().await;
+    let root = pebble.issuing_root_pem().await;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+        .resolve(host, node.https)
+        .build()
+        .unwrap();
+    let url = format!("https://{host}:{}/", node.https.port());
+    let body: Value = eventually(
+        Duration::from_secs(10),
+        "HTTPS with the ACME certificate",
+        || async {
+            let r = client.get(&url).send().await.ok()?;
+            (r.status() == 200).then_some(())?;
+            r.json().await.ok()
+        },
+    )
+    .await;
+    assert_eq!(body["server"], "a");
+
+    // Without a verified domain, or for a name it does not own, a tenant gets nothing.
+    let (status, _) = api
+        .send(
+            Method::POST,
+            "/v1/tenants/acme/domains/unknown.acme-tenant.test/acme",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}

@@ -7,16 +7,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running Pebble.
+/// A Pebble: its addresses and TLS certificate are fixed by [`Pebble::new`],
+/// so clients can be configured before it runs ([`Pebble::run`]).
 pub struct Pebble {
     /// The ACME directory URL.
     pub directory: String,
     /// PEM of the certificate Pebble's own HTTPS listeners present (its own
     /// issuer): the CA bundle ACME clients need to reach it.
     pub tls_ca: PathBuf,
+    listen: SocketAddr,
     management: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
+    key: PathBuf,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -31,6 +34,13 @@ impl Pebble {
     /// Starts Pebble resolving names through `dns`, validating HTTP-01 on
     /// `http_port`, rejecting `nonce_reject` percent of nonces.
     pub async fn start(dns: SocketAddr, http_port: u16, nonce_reject: u8) -> Pebble {
+        let mut pebble = Pebble::new();
+        pebble.run(dns, http_port, nonce_reject).await;
+        pebble
+    }
+
+    /// Picks Pebble's ports and makes its TLS certificate; nothing runs yet.
+    pub fn new() -> Pebble {
         let dir = tempfile::tempdir().unwrap();
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
             .unwrap();
@@ -40,19 +50,32 @@ impl Pebble {
         std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
         let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let management = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Pebble {
+            directory: format!("https://{listen}/dir"),
+            tls_ca: cert_path,
+            listen,
+            management,
+            key: key_path,
+            child: None,
+            dir,
+        }
+    }
+
+    /// Runs it (see [`Pebble::start`]), once its directory answers.
+    pub async fn run(&mut self, dns: SocketAddr, http_port: u16, nonce_reject: u8) {
         let config = serde_json::json!({
             "pebble": {
-                "listenAddress": listen.to_string(),
-                "managementListenAddress": management.to_string(),
-                "certificate": cert_path,
-                "privateKey": key_path,
+                "listenAddress": self.listen.to_string(),
+                "managementListenAddress": self.management.to_string(),
+                "certificate": self.tls_ca,
+                "privateKey": self.key,
                 "httpPort": http_port,
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false,
             }
         });
-        let config_path = dir.path().join("pebble.json");
+        let config_path = self.dir.path().join("pebble.json");
         std::fs::write(&config_path, config.to_string()).unwrap();
         let child = Command::new("pebble")
             .arg("-config")
@@ -66,25 +89,19 @@ impl Pebble {
             .stderr(Stdio::null())
             .spawn()
             .expect("pebble is not installed: run scripts/setup.sh --pebble");
-        let mut pebble = Pebble {
-            directory: format!("https://{listen}/dir"),
-            tls_ca: cert_path,
-            management,
-            child,
-            _dir: dir,
-        };
-        let client = pebble.client();
+        self.child = Some(child);
+        let client = self.client();
         let started = Instant::now();
         loop {
             let up = client
-                .get(&pebble.directory)
+                .get(&self.directory)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
             if up {
-                return pebble;
+                return;
             }
-            if let Ok(Some(status)) = pebble.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("pebble exited with {status}");
             }
             assert!(
@@ -119,7 +136,9 @@ impl Pebble {
 
 impl Drop for Pebble {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
