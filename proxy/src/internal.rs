@@ -44,11 +44,14 @@ impl ServeHttp for InternalApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                metrics().render(),
-            ),
+            "/metrics" => {
+                metrics().record_certificates(&self.store.load().certs);
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    metrics().render(),
+                )
+            }
             "/healthz" => reply(
                 StatusCode::OK,
                 "application/json",

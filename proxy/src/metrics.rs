@@ -79,6 +79,8 @@ pub struct Metrics {
     pub cache_too_large: IntCounterVec,
     /// Objects removed by purge requests, by tenant and kind.
     pub cache_purged: IntCounterVec,
+    /// Seconds until the certificate a domain's host serves expires (set at scrape).
+    pub certificate_expiry: IntGaugeVec,
 }
 
 impl Metrics {
@@ -305,8 +307,17 @@ impl Metrics {
             &["tenant", "kind"],
         )
         .expect("static metric definition");
+        let certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "gatehouse_certificate_expiry_seconds",
+                "Seconds until the certificate served for a domain's host expires (negative: expired)",
+            ),
+            &["tenant", "domain"],
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(cache_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(certificate_expiry.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_requests.clone()),
             Box::new(cache_bytes.clone()),
             Box::new(cache_objects.clone()),
             Box::new(cache_quota_bytes.clone()),
@@ -377,6 +388,7 @@ impl Metrics {
             cache_evictions,
             cache_too_large,
             cache_purged,
+            certificate_expiry,
         }
     }
 
@@ -395,6 +407,20 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Sets the certificate expiry gauges from the serving snapshot's
+    /// certificates (hosts no longer served disappear).
+    pub fn record_certificates(&self, certs: &crate::tls::CertMap) {
+        self.certificate_expiry.reset();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for (tenant, host, not_after) in certs.expiries() {
+            self.certificate_expiry
+                .with_label_values(&[tenant, host])
+                .set(not_after - now);
+        }
+    }
+
     /// Copies the edge cache's per-tenant usage into the gauges (tenants
     /// that no longer have a shard disappear from them).
     fn record_cache_usage(&self) {

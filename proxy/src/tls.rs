@@ -37,6 +37,19 @@ pub struct CertMap {
     /// Parsed identities by SHA-256 of their PEM chain and key, so a reload
     /// re-parses only the certificates whose files actually changed.
     parsed: HashMap<[u8; 32], Arc<CertifiedKey>>,
+    /// When the certificate each served host pattern presents expires:
+    /// (tenant, host pattern, not-after in Unix seconds).
+    expiries: Vec<(Arc<str>, Arc<str>, i64)>,
+}
+
+/// A certificate expiring sooner than this is warned about at every load.
+pub const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+/// The leaf's not-after time (Unix seconds), if it parses.
+fn not_after(key: &CertifiedKey) -> Option<i64> {
+    let leaf = key.cert.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 impl CertMap {
@@ -70,10 +83,32 @@ impl CertMap {
             parsed,
             ..CertMap::default()
         };
+        let expiry_of: Vec<Option<i64>> = keys
+            .iter()
+            .map(|k| k.as_deref().and_then(not_after))
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         for d in &cfg.domains {
             let Some(key) = d.certificate.and_then(|i| keys[i].clone()) else {
                 continue;
             };
+            if let Some(expires) = d.certificate.and_then(|i| expiry_of[i]) {
+                let tenant: Arc<str> = Arc::from(d.tenant.as_str());
+                for h in &d.hosts {
+                    let host: Arc<str> = Arc::from(h.to_string().as_str());
+                    if expires - now < EXPIRY_WARNING.as_secs() as i64 {
+                        tracing::warn!(
+                            tenant = %tenant,
+                            domain = %host,
+                            seconds_left = expires - now,
+                            "certificate expires within 14 days: renew it"
+                        );
+                    }
+                    map.expiries.push((tenant.clone(), host, expires));
+                }
+            }
             for h in &d.hosts {
                 match h {
                     HostPattern::Exact(name) => map.exact.insert(name.clone(), key.clone()),
@@ -87,6 +122,12 @@ impl CertMap {
             map.default = cfg.tls.default_certificate.and_then(|i| keys[i].clone());
         }
         Ok(map)
+    }
+
+    /// (tenant, host pattern, not-after in Unix seconds) of every served host
+    /// with a certificate.
+    pub fn expiries(&self) -> &[(Arc<str>, Arc<str>, i64)] {
+        &self.expiries
     }
 
     /// The certificate for `sni`; `None` aborts the handshake.

@@ -262,3 +262,65 @@ async fn a_connection_only_carries_requests_its_certificate_covers() {
     let resp = request_over_sni(s.proxy.https, "a.test", &format!("a.test:{port}")).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
+
+#[tokio::test]
+async fn certificate_expiry_is_exported_and_a_near_expiry_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let lasting = make_cert(dir.path(), "lasting", &["lasting.test"]);
+    // One that ends in five days.
+    let mut params = rcgen::CertificateParams::new(vec!["soon.test".to_string()]).unwrap();
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
+    params.not_after = (now + std::time::Duration::from_secs(5 * 24 * 3600)).into();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let soon = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("soon.crt"), soon.pem()).unwrap();
+    std::fs::write(dir.path().join("soon.key"), key.serialize_pem()).unwrap();
+    let cfg = r#"
+listeners:
+  http: "127.0.0.1:{http}"
+  https: "127.0.0.1:{https}"
+  internal: "127.0.0.1:{internal}"
+server: { threads: 1, grace_period: 1s, upgrade_sock: "{dir}/upgrade.sock" }
+tenants: [{ name: t }]
+certificates:
+  - { name: lasting, cert_path: lasting.crt, key_path: lasting.key }
+  - { name: soon, cert_path: soon.crt, key_path: soon.key }
+domains:
+  - { hosts: [lasting.test], tenant: t, certificate: lasting, routes: [{ path: /, respond: { status: 200 } }] }
+  - { hosts: [soon.test], tenant: t, certificate: soon, routes: [{ path: /, respond: { status: 200 } }] }
+  - { hosts: [plain.test], tenant: t, routes: [{ path: /, respond: { status: 200 } }] }
+"#;
+    let _ = lasting;
+    let proxy = Proxy::start_in(dir, cfg).await;
+    let left = |host: &'static str| {
+        let proxy = &proxy;
+        async move {
+            proxy
+                .metric(
+                    "gatehouse_certificate_expiry_seconds",
+                    &[("tenant", "t"), ("domain", host)],
+                )
+                .await
+        }
+    };
+    let soon_left = left("soon.test").await.expect("soon.test is exported");
+    assert!(
+        (4.0 * 86400.0..=5.0 * 86400.0).contains(&soon_left),
+        "{soon_left}"
+    );
+    assert!(left("lasting.test").await.unwrap() > 30.0 * 86400.0);
+    assert_eq!(left("plain.test").await, None, "no certificate, no series");
+    let log = proxy.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("certificate expires within 14 days"))
+        .collect();
+    assert!(!warnings.is_empty(), "the near expiry is logged");
+    assert!(
+        warnings
+            .iter()
+            .all(|l| l.contains("soon.test") && !l.contains("lasting.test")),
+        "{warnings:?}"
+    );
+}
