@@ -6,9 +6,11 @@
 //! published to every node ([`crate::challenges`]) and declared ready only
 //! once every live node serves them, validation, issuance with a fresh key.
 //! The chain and the sealed key become the tenant's certificate
-//! `acme-<host>` and the domain uses it: both are draft changes, deployed by
-//! the tenant's next publish like any other. Scheduled renewal and a
-//! per-domain lifecycle are not here yet.
+//! `acme-<host>` and the domain uses it; when the domain is published
+//! already, exactly those two objects are published on top of the latest
+//! version (the rest of the tenant's draft stays a draft), so nodes serve
+//! the certificate within a second. Scheduled renewal and a per-domain
+//! lifecycle are not here yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,9 @@ pub struct AcmeIssued {
     /// The tenant's certificate object now holding it (and used by the domain).
     pub certificate: String,
     pub info: CertificateInfo,
+    /// The version that deployed it (the domain was published already), or
+    /// none: it goes live with the tenant's next publish.
+    pub published_version: Option<i64>,
 }
 
 /// The certificate object's name for `host`: `acme-` and the host with dots
@@ -212,11 +217,29 @@ pub async fn order(
         Some(serde_json::json!({ "certificate": name, "not_after_ms": info.not_after_ms }));
     audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
+    // Live at once when the domain is published: the certificate and the
+    // published domain's use of it, nothing else of the tenant's draft.
+    let published = {
+        let mut conn = state.store.pool().acquire().await?;
+        let (_, doc) = crate::publish::latest(&mut conn).await?;
+        doc.tenants
+            .get(&tenant)
+            .and_then(|part| part.get(Kind::Domain.as_str()))
+            .is_some_and(|domains| domains.contains_key(&host))
+    };
+    let version = if published {
+        crate::publish::publish_certificate(&state, &who, &meta, &tenant, &name, &host)
+            .await?
+            .map(|v| v.version)
+    } else {
+        None
+    };
     Ok((
         StatusCode::OK,
         Json(AcmeIssued {
             certificate: name,
             info,
+            published_version: version,
         }),
     )
         .into_response())

@@ -685,6 +685,72 @@ async fn release_version(
     })
 }
 
+/// Publishes a certificate the system issued for `host` (an ACME order):
+/// the certificate object as it is in the draft, and the published domain
+/// made to use it, on top of the latest version, and nothing else of the
+/// tenant's draft (unpublished changes stay drafts). Validated as a whole
+/// and retried like a publish; the new version, or `None` when nothing
+/// changed.
+pub async fn publish_certificate(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    tenant: &str,
+    certificate: &str,
+    host: &str,
+) -> Result<Option<Version>, ApiError> {
+    let certificate_kind = objects::Kind::Certificate.as_str();
+    let domain_kind = objects::Kind::Domain.as_str();
+    for _ in 0..5 {
+        let mut conn = state.store.pool().acquire().await?;
+        let (current, base) = latest(&mut conn).await?;
+        let Some(draft) =
+            objects::load(&mut conn, tenant, objects::Kind::Certificate, certificate).await?
+        else {
+            return Err(ApiError::NotFound(format!("certificate {certificate}")));
+        };
+        drop(conn);
+        let mut next = base.clone();
+        let part = next.tenants.entry(tenant.to_string()).or_default();
+        part.entry(certificate_kind.to_string())
+            .or_default()
+            .insert(
+                certificate.to_string(),
+                Entry {
+                    spec: draft.spec.clone(),
+                    status: draft.status.clone(),
+                },
+            );
+        if let Some(domain) = part
+            .get_mut(domain_kind)
+            .and_then(|domains| domains.get_mut(host))
+        {
+            if let Some(spec) = domain.spec.as_object_mut() {
+                spec.insert("certificate".into(), certificate.into());
+            }
+        }
+        if next == base {
+            return Ok(None);
+        }
+        validate_document(state, who, &next).await?;
+        let note = format!("certificate {certificate} for {host}");
+        let new = NewVersion {
+            base: current.as_ref().map(|v| v.version),
+            document: &next,
+            scope: Some(tenant),
+            note: Some(&note),
+            rollback_of: None,
+        };
+        if let Some(version) = store_version(state, who, meta, new).await? {
+            return Ok(Some(version));
+        }
+    }
+    Err(ApiError::Conflict {
+        message: "other publishes kept landing first; retry".into(),
+        field: None,
+    })
+}
+
 fn check_note(note: Option<&str>) -> Result<(), ApiError> {
     match note {
         Some(n) if n.chars().count() > 500 => {

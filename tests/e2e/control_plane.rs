@@ -753,8 +753,17 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     dns.set_a(host, std::net::Ipv4Addr::LOCALHOST).await;
     api.site(host, up.addr).await;
     api.publish().await;
+    // A draft change the tenant has not published: the order must not release it.
+    let dead = DeadPort::new();
+    api.ok(
+        Method::PUT,
+        "/v1/tenants/acme/pools/web",
+        Some(json!({ "targets": [{ "addr": dead.addr.to_string() }] })),
+    )
+    .await;
     // The order: challenges on every node, validation by Pebble through the
-    // node's listener, the certificate stored (key sealed) and used by the domain.
+    // node's listener, the certificate stored (key sealed), used by the
+    // domain and published on its own.
     let issued = api
         .ok(
             Method::POST,
@@ -765,6 +774,7 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     let name = issued["certificate"].as_str().unwrap().to_string();
     assert_eq!(name, "acme-shop-acme-tenant-test");
     assert_eq!(issued["info"]["names"], json!([host]));
+    assert!(issued["published_version"].as_i64().is_some(), "{issued}");
     let domain = api
         .ok(
             Method::GET,
@@ -785,9 +795,8 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
         "the key is never shown"
     );
 
-    // Published, the node serves HTTPS for the name with a chain that
-    // validates against this Pebble run's root.
-    api.publish().await;
+    // The node serves HTTPS for the name with a chain that validates
+    // against this Pebble run's root, still to the published pool.
     let root = pebble.issuing_root_pem().await;
     let client = reqwest::Client::builder()
         .use_rustls_tls()
