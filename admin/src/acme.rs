@@ -256,8 +256,15 @@ async fn set_ready(order: &mut Order) -> Result<(), instant_acme::Error> {
 
 /// Declares the challenges ready (the caller serves them on every node by
 /// now), waits for validation, finalizes with a fresh key and downloads the
-/// chain.
+/// chain: [`validate`] then [`issue`].
 pub async fn complete(mut pending: Pending, timeout: Duration) -> Result<Issued, AcmeError> {
+    validate(&mut pending, timeout).await?;
+    issue(pending, timeout).await
+}
+
+/// Declares the challenges ready and waits until the server validated
+/// every name (or refused one: the error carries its reason).
+pub async fn validate(pending: &mut Pending, timeout: Duration) -> Result<(), AcmeError> {
     let order = &mut pending.order;
     retry_nonce!(set_ready(order).await)?;
     let retries = RetryPolicy::new().timeout(timeout);
@@ -267,6 +274,13 @@ pub async fn complete(mut pending: Pending, timeout: Duration) -> Result<Issued,
             detail: failure_detail(order).await,
         });
     }
+    Ok(())
+}
+
+/// Finalizes a validated order with a fresh key and downloads the chain.
+pub async fn issue(mut pending: Pending, timeout: Duration) -> Result<Issued, AcmeError> {
+    let order = &mut pending.order;
+    let retries = RetryPolicy::new().timeout(timeout);
     let key_pem = retry_nonce!(order.finalize().await)?;
     let chain_pem = retry_nonce!(order.poll_certificate(&retries).await)?;
     Ok(Issued { chain_pem, key_pem })

@@ -109,6 +109,190 @@ fn upstream(e: acme::AcmeError) -> ApiError {
     }
 }
 
+/// How long an order may hold a domain (one order at a time per domain).
+const LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// Where a domain's ACME certificate stands.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AcmeState {
+    /// The certificate object it lives in.
+    pub certificate: String,
+    /// `pending_validation`, `pending_issuance`, `active`,
+    /// `pending_validation_timed_out`, `pending_issuance_timed_out` or `failed`.
+    pub status: String,
+    /// Why the last order failed (the CA's words), while not active.
+    pub error: Option<String>,
+    /// End of the current certificate (Unix milliseconds).
+    pub not_after_ms: Option<i64>,
+    /// When it is renewed (two thirds into its lifetime).
+    pub renew_at_ms: Option<i64>,
+    /// Failed orders since the last success.
+    pub attempts: i64,
+    /// Earliest retry after a failure.
+    pub next_attempt_ms: Option<i64>,
+    pub updated_ms: i64,
+}
+
+/// Takes `host`'s order lease (creating its row); false when another order
+/// for it is running.
+async fn take_lease(
+    state: &AppState,
+    tenant: &str,
+    host: &str,
+    certificate: &str,
+) -> Result<bool, ApiError> {
+    let now = now_ms();
+    let until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+    let mut tx = state.store.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO acme_domains (tenant, host, certificate, status, updated_ms) \
+         VALUES ($1, $2, $3, 'pending_validation', $4) ON CONFLICT (tenant, host) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(host)
+    .bind(certificate)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let taken = sqlx::query(
+        "UPDATE acme_domains SET lease_until_ms = $1 WHERE tenant = $2 AND host = $3 \
+         AND (lease_until_ms IS NULL OR lease_until_ms < $4)",
+    )
+    .bind(until)
+    .bind(tenant)
+    .bind(host)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    tx.commit().await?;
+    Ok(taken)
+}
+
+/// Records `status` (and `error`) for the domain's order.
+async fn set_status(
+    state: &AppState,
+    tenant: &str,
+    host: &str,
+    status: &str,
+    error: Option<&str>,
+) -> Result<(), ApiError> {
+    sqlx::query("UPDATE acme_domains SET status = $1, error = $2, updated_ms = $3 WHERE tenant = $4 AND host = $5")
+        .bind(status)
+        .bind(error)
+        .bind(now_ms())
+        .bind(tenant)
+        .bind(host)
+        .execute(state.store.pool())
+        .await?;
+    Ok(())
+}
+
+/// A failed order: its state, one more attempt, the next one after an
+/// exponential backoff (1 minute doubling, at most a day) with jitter; the
+/// lease is released.
+async fn record_failure(
+    state: &AppState,
+    tenant: &str,
+    host: &str,
+    status: &str,
+    error: &str,
+) -> Result<(), ApiError> {
+    let attempts: i64 =
+        sqlx::query("SELECT attempts FROM acme_domains WHERE tenant = $1 AND host = $2")
+            .bind(tenant)
+            .bind(host)
+            .fetch_one(state.store.pool())
+            .await?
+            .try_get("attempts")?;
+    let backoff_s = 60i64
+        .saturating_mul(1 << attempts.clamp(0, 10))
+        .min(24 * 3600);
+    let jitter = i64::from(ring_jitter()) % (backoff_s / 4 + 1);
+    let next = now_ms() + (backoff_s + jitter) * 1000;
+    sqlx::query(
+        "UPDATE acme_domains SET status = $1, error = $2, attempts = attempts + 1, \
+         next_attempt_ms = $3, lease_until_ms = NULL, updated_ms = $4 WHERE tenant = $5 AND host = $6",
+    )
+    .bind(status)
+    .bind(error)
+    .bind(next)
+    .bind(now_ms())
+    .bind(tenant)
+    .bind(host)
+    .execute(state.store.pool())
+    .await?;
+    Ok(())
+}
+
+/// Random bits for retry jitter.
+fn ring_jitter() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u32::from_le_bytes(b)
+}
+
+/// A certificate in force: when it ends and when to renew it (two thirds
+/// into its lifetime); attempts reset, the lease released.
+async fn record_success(
+    state: &AppState,
+    tenant: &str,
+    host: &str,
+    info: &CertificateInfo,
+) -> Result<(), ApiError> {
+    let lifetime = (info.not_after_ms - info.not_before_ms).max(0);
+    let renew_at = info.not_before_ms + lifetime * 2 / 3;
+    sqlx::query(
+        "UPDATE acme_domains SET status = 'active', error = NULL, not_after_ms = $1, renew_at_ms = $2, \
+         attempts = 0, next_attempt_ms = NULL, lease_until_ms = NULL, updated_ms = $3 \
+         WHERE tenant = $4 AND host = $5",
+    )
+    .bind(info.not_after_ms)
+    .bind(renew_at)
+    .bind(now_ms())
+    .bind(tenant)
+    .bind(host)
+    .execute(state.store.pool())
+    .await?;
+    Ok(())
+}
+
+/// Where the domain's ACME certificate stands (tenant tokens read it).
+#[utoipa::path(
+    get, path = "/v1/tenants/{tenant}/domains/{host}/acme",
+    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253)),
+    responses((status = 200, body = AcmeState), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])), tag = "acme"
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiPath((tenant, host)): ApiPath<(String, String)>,
+) -> Result<Json<AcmeState>, ApiError> {
+    who.read(&tenant, || format!("domain {host}"))?;
+    let host = crate::hostname::canonical(&host).map_err(|m| ApiError::invalid("host", m))?;
+    let row = sqlx::query(
+        "SELECT certificate, status, error, not_after_ms, renew_at_ms, attempts, next_attempt_ms, updated_ms \
+         FROM acme_domains WHERE tenant = $1 AND host = $2",
+    )
+    .bind(&tenant)
+    .bind(&host)
+    .fetch_optional(state.store.pool())
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("ACME certificate for {host}")))?;
+    Ok(Json(AcmeState {
+        certificate: row.try_get("certificate")?,
+        status: row.try_get("status")?,
+        error: row.try_get("error")?,
+        not_after_ms: row.try_get("not_after_ms")?,
+        renew_at_ms: row.try_get("renew_at_ms")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_ms: row.try_get("next_attempt_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+    }))
+}
+
 /// Orders a certificate for a verified domain from the platform's ACME CA
 /// (tenant admin and up) and makes the domain use it in the draft; publish
 /// to deploy it. 409 with the CA's reason when validation or issuance fails.
@@ -155,15 +339,34 @@ pub async fn order(
             field: None,
         });
     }
-    let issued = run_order(&state, &settings, &host).await?;
+    let name = certificate_name(&host);
+    if !take_lease(&state, &tenant, &host, &name).await? {
+        return Err(ApiError::Conflict {
+            message: format!("an order for {host} is running"),
+            field: None,
+        });
+    }
+    let issued = match run_order(&state, &settings, &tenant, &host).await {
+        Ok(i) => i,
+        Err((status, e)) => {
+            let why = e.to_string();
+            record_failure(&state, &tenant, &host, status, &why).await?;
+            return Err(e);
+        }
+    };
 
     // The chain and sealed key as the tenant's certificate; the domain uses it.
-    let name = certificate_name(&host);
     let upload = CertificateUpload {
         cert_pem: issued.chain_pem,
         key_pem: issued.key_pem,
     };
-    let info = certificates::inspect(&upload, now_ms())?;
+    let info = match certificates::inspect(&upload, now_ms()) {
+        Ok(i) => i,
+        Err(e) => {
+            record_failure(&state, &tenant, &host, "failed", &e.to_string()).await?;
+            return Err(e);
+        }
+    };
     let stored = StoredCertificate {
         key_sealed: state.keys.seal(
             upload.key_pem.as_bytes(),
@@ -217,6 +420,7 @@ pub async fn order(
         Some(serde_json::json!({ "certificate": name, "not_after_ms": info.not_after_ms }));
     audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
+    record_success(&state, &tenant, &host, &info).await?;
     // Live at once when the domain is published: the certificate and the
     // published domain's use of it, nothing else of the tenant's draft.
     let published = {
@@ -245,17 +449,27 @@ pub async fn order(
         .into_response())
 }
 
-/// Opens the order, has every node serve its challenges, completes it, and
-/// withdraws the challenges whatever happened.
+/// Opens the order, has every node serve its challenges, validates and
+/// issues, recording each stage; withdraws the challenges whatever happened.
+/// A failure comes with the state to record.
 async fn run_order(
     state: &AppState,
     settings: &Arc<acme::Settings>,
+    tenant: &str,
     host: &str,
-) -> Result<acme::Issued, ApiError> {
-    let account = account(state, settings).await?;
-    let pending = acme::begin(&account, &[host.to_string()])
+) -> Result<acme::Issued, (&'static str, ApiError)> {
+    let failed = |e: ApiError| ("failed", e);
+    let acme_failure = |e: acme::AcmeError, timed_out: &'static str| match e {
+        acme::AcmeError::TimedOut(_) => (timed_out, upstream(e)),
+        other => ("failed", upstream(other)),
+    };
+    set_status(state, tenant, host, "pending_validation", None)
         .await
-        .map_err(upstream)?;
+        .map_err(failed)?;
+    let account = account(state, settings).await.map_err(failed)?;
+    let mut pending = acme::begin(&account, &[host.to_string()])
+        .await
+        .map_err(|e| acme_failure(e, "pending_validation_timed_out"))?;
     let tokens: Vec<String> = pending.challenges.iter().map(|c| c.token.clone()).collect();
     let outcome = async {
         let mut version = 0;
@@ -265,20 +479,31 @@ async fn run_order(
                 token: c.token.clone(),
                 key_authorization: c.key_authorization.clone(),
             };
-            version = challenges::put(state, &challenge, settings.timeout * 4).await?;
+            version = challenges::put(state, &challenge, settings.timeout * 4)
+                .await
+                .map_err(failed)?;
         }
         if let Err(waiting) = challenges::wait_for_nodes(state, version, NODES_TIMEOUT).await {
-            return Err(ApiError::Conflict {
-                message: format!(
-                    "nodes did not start serving the challenge in time: {}",
-                    waiting.join(", ")
-                ),
-                field: None,
-            });
+            return Err((
+                "pending_validation_timed_out",
+                ApiError::Conflict {
+                    message: format!(
+                        "nodes did not start serving the challenge in time: {}",
+                        waiting.join(", ")
+                    ),
+                    field: None,
+                },
+            ));
         }
-        acme::complete(pending, settings.timeout)
+        acme::validate(&mut pending, settings.timeout)
             .await
-            .map_err(upstream)
+            .map_err(|e| acme_failure(e, "pending_validation_timed_out"))?;
+        set_status(state, tenant, host, "pending_issuance", None)
+            .await
+            .map_err(failed)?;
+        acme::issue(pending, settings.timeout)
+            .await
+            .map_err(|e| acme_failure(e, "pending_issuance_timed_out"))
     }
     .await;
     for t in &tokens {

@@ -236,7 +236,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(purges::purge))
         .routes(routes!(purges::feed))
         .routes(routes!(challenges::feed))
-        .routes(routes!(acme_orders::order))
+        .routes(routes!(acme_orders::order, acme_orders::status))
         .routes(routes!(
             challenges::put_one,
             challenges::get_one,

@@ -818,6 +818,145 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     .await;
     assert_eq!(body["server"], "a");
 
+    // The domain's ACME state: active, renewed two thirds into the lifetime.
+    let acme_state = api
+        .ok(
+            Method::GET,
+            &format!("/v1/tenants/acme/domains/{host}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(acme_state["status"], "active", "{acme_state}");
+    let (not_before, not_after) = (
+        issued["info"]["not_before_ms"].as_i64().unwrap(),
+        issued["info"]["not_after_ms"].as_i64().unwrap(),
+    );
+    let renew_at = acme_state["renew_at_ms"].as_i64().unwrap();
+    assert!(not_before < renew_at && renew_at < not_after);
+    assert_eq!(acme_state["attempts"], 0);
+
+    // A forced renewal replaces the certificate while a client keeps
+    // connecting (a TLS handshake per request): no request fails.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handshakes = {
+        let stop = stop.clone();
+        let root = root.clone();
+        let node_https = node.https;
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+                .resolve(host, node_https)
+                .pool_max_idle_per_host(0)
+                .tls_info(true)
+                .build()
+                .unwrap();
+            let (mut ok, mut failed, mut leaves) = (0, 0, std::collections::HashSet::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        if let Some(leaf) = r
+                            .extensions()
+                            .get::<reqwest::tls::TlsInfo>()
+                            .and_then(|t| t.peer_certificate())
+                        {
+                            leaves.insert(leaf.to_vec());
+                        }
+                        ok += 1;
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed, leaves.len())
+        })
+    };
+    let renewed = api
+        .ok(
+            Method::POST,
+            &format!("/v1/tenants/acme/domains/{host}/acme"),
+            None,
+        )
+        .await;
+    assert_ne!(
+        renewed["info"]["fingerprint_sha256"],
+        issued["info"]["fingerprint_sha256"]
+    );
+    let fingerprint = renewed["info"]["fingerprint_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the renewed certificate served",
+        || async {
+            let client = reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
+                .resolve(host, node.https)
+                .tls_info(true)
+                .build()
+                .unwrap();
+            let r = client.get(&url).send().await.ok()?;
+            let leaf = r
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()?
+                .peer_certificate()?;
+            let digest = ring::digest::digest(&ring::digest::SHA256, leaf);
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            (hex == fingerprint).then_some(())
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed, leaves) = handshakes.await.unwrap();
+    assert_eq!(failed, 0, "{ok} handshakes succeeded, {failed} failed");
+    assert!(
+        ok > 0 && leaves >= 1,
+        "{ok} requests, {leaves} certificates seen"
+    );
+
+    // A challenge the CA cannot reach: a visible failed state with its reason.
+    let broken = "broken.acme-tenant.test";
+    dns.set_a(broken, std::net::Ipv4Addr::new(127, 0, 0, 2))
+        .await;
+    api.ok(
+        Method::PUT,
+        &format!("/v1/tenants/acme/domains/{broken}"),
+        Some(json!({})),
+    )
+    .await;
+    api.ok(
+        Method::POST,
+        &format!("/v1/tenants/acme/domains/{broken}/verify"),
+        Some(json!({ "method": "skip" })),
+    )
+    .await;
+    let (status, body) = api
+        .send(
+            Method::POST,
+            &format!("/v1/tenants/acme/domains/{broken}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let failed_state = api
+        .ok(
+            Method::GET,
+            &format!("/v1/tenants/acme/domains/{broken}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(failed_state["status"], "failed", "{failed_state}");
+    assert!(
+        failed_state["error"].as_str().unwrap().contains(broken),
+        "{failed_state}"
+    );
+    assert_eq!(failed_state["attempts"], 1);
+    assert!(failed_state["next_attempt_ms"].as_i64().is_some());
+
     // Without a verified domain, or for a name it does not own, a tenant gets nothing.
     let (status, _) = api
         .send(
