@@ -440,6 +440,14 @@ struct AcmeArgs {
     /// How long validation and issuance may take per order, in seconds.
     #[arg(long, default_value_t = 60)]
     acme_timeout_seconds: u64,
+    /// How often to look for certificates due for renewal (two thirds into their
+    /// lifetime) and failed orders due for a retry, in seconds.
+    #[arg(
+        long,
+        default_value_t = 300,
+        env = "GATEHOUSE_ACME_RENEW_CHECK_SECONDS"
+    )]
+    acme_renew_check_seconds: u64,
 }
 
 impl AcmeArgs {
@@ -463,6 +471,7 @@ impl AcmeArgs {
             eab,
             ca_bundle: self.acme_ca_bundle,
             timeout: std::time::Duration::from_secs(self.acme_timeout_seconds),
+            renew_check: std::time::Duration::from_secs(self.acme_renew_check_seconds.max(1)),
         }))
     }
 }

@@ -38,6 +38,8 @@ pub struct Settings {
     pub ca_bundle: Option<PathBuf>,
     /// How long to wait for validation and for the certificate.
     pub timeout: Duration,
+    /// How often the admin looks for certificates due for renewal.
+    pub renew_check: Duration,
 }
 
 /// An external account binding: key id and the raw HMAC key.

@@ -314,6 +314,21 @@ pub async fn order(
 ) -> Result<Response, ApiError> {
     objects::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "acme").await?;
     let host = crate::hostname::canonical(&host).map_err(|m| ApiError::invalid("host", m))?;
+    let issued = obtain(&state, &who, &meta, &tenant, &host).await?;
+    Ok((StatusCode::OK, Json(issued)).into_response())
+}
+
+/// Orders (or renews) `host`'s certificate and deploys it; what the order
+/// endpoint and the renewal loop share.
+pub async fn obtain(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    tenant: &str,
+    host: &str,
+) -> Result<AcmeIssued, ApiError> {
+    let (state, who, meta) = (state.clone(), who.clone(), meta.clone());
+    let (tenant, host) = (tenant.to_string(), host.to_string());
     let Some(settings) = state.acme.clone() else {
         return Err(ApiError::Conflict {
             message: "no ACME CA is configured on this admin (gatehouse admin --acme-directory)"
@@ -438,15 +453,89 @@ pub async fn order(
     } else {
         None
     };
-    Ok((
-        StatusCode::OK,
-        Json(AcmeIssued {
-            certificate: name,
-            info,
-            published_version: version,
-        }),
+    Ok(AcmeIssued {
+        certificate: name,
+        info,
+        published_version: version,
+    })
+}
+
+/// Renews what is due: active certificates past their renewal time and
+/// failed orders past their retry time, one domain at a time (each takes
+/// the domain's lease, so admins sharing a store never order twice).
+pub async fn renew_due(state: &AppState) -> Result<usize, ApiError> {
+    let now = now_ms();
+    let rows = sqlx::query(
+        "SELECT tenant, host FROM acme_domains \
+         WHERE ((status = 'active' AND renew_at_ms <= $1) \
+            OR (status <> 'active' AND next_attempt_ms IS NOT NULL AND next_attempt_ms <= $1)) \
+           AND (lease_until_ms IS NULL OR lease_until_ms < $1) \
+         ORDER BY updated_ms LIMIT 20",
     )
-        .into_response())
+    .bind(now)
+    .fetch_all(state.store.pool())
+    .await?;
+    let who = Principal {
+        token_id: "system".into(),
+        prefix: "acme-renewal".into(),
+        role: crate::auth::Role::PlatformAdmin,
+        tenant: None,
+    };
+    let mut renewed = 0;
+    for row in rows {
+        let tenant: String = row.try_get("tenant")?;
+        let host: String = row.try_get("host")?;
+        let meta = RequestMeta {
+            request_id: format!("acme-renewal-{}", uuid::Uuid::new_v4().simple()),
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        match obtain(state, &who, &meta, &tenant, &host).await {
+            Ok(issued) => {
+                tracing::info!(
+                    tenant,
+                    host,
+                    certificate = issued.certificate,
+                    not_after_ms = issued.info.not_after_ms,
+                    "renewed an ACME certificate"
+                );
+                renewed += 1;
+            }
+            Err(ApiError::NotFound(_)) => {
+                // The domain is gone: nothing to renew any more.
+                sqlx::query("DELETE FROM acme_domains WHERE tenant = $1 AND host = $2")
+                    .bind(&tenant)
+                    .bind(&host)
+                    .execute(state.store.pool())
+                    .await?;
+            }
+            Err(e) => {
+                tracing::warn!(tenant, host, error = %e, "renewing an ACME certificate failed; retried later");
+                // Failures before the order started (the domain is no longer
+                // verified, ...) must not be retried at every pass either.
+                sqlx::query(
+                    "UPDATE acme_domains SET next_attempt_ms = $1 WHERE tenant = $2 AND host = $3 \
+                     AND (next_attempt_ms IS NULL OR next_attempt_ms <= $4)",
+                )
+                .bind(now_ms() + 3_600_000)
+                .bind(&tenant)
+                .bind(&host)
+                .bind(now_ms())
+                .execute(state.store.pool())
+                .await?;
+            }
+        }
+    }
+    Ok(renewed)
+}
+
+/// Runs [`renew_due`] every `every` until the process ends.
+pub async fn renewal_loop(state: AppState, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = renew_due(&state).await {
+            tracing::warn!(error = %e, "looking for ACME renewals failed");
+        }
+    }
 }
 
 /// Opens the order, has every node serve its challenges, validates and

@@ -464,6 +464,9 @@ pub async fn serve(
     state.dns_resolver = options.dns_resolver;
     state.internal_targets = options.allow_internal_targets;
     state.acme = options.acme.map(Arc::new);
+    if let Some(acme) = &state.acme {
+        tokio::spawn(acme_orders::renewal_loop(state.clone(), acme.renew_check));
+    }
     state.auth_failures = Arc::new(AuthFailures::new(options.auth_failures_per_minute));
     axum::serve(
         listener,

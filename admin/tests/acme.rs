@@ -59,6 +59,7 @@ async fn setup(nonce_reject: u8) -> Setup {
         eab: None,
         ca_bundle: Some(pebble.tls_ca.clone()),
         timeout: Duration::from_secs(30),
+        renew_check: Duration::from_secs(300),
     };
     Setup {
         dns,

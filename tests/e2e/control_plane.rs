@@ -643,6 +643,7 @@ async fn pebble_validates_http_01_through_the_node_listener() {
         eab: None,
         ca_bundle: Some(pebble.tls_ca.clone()),
         timeout: Duration::from_secs(30),
+        renew_check: Duration::from_secs(300),
     };
     let (account, _) = acme::account(&settings, None).await.unwrap();
     let pending = acme::begin(&account, &[host.to_string()]).await.unwrap();
@@ -695,6 +696,29 @@ async fn pebble_validates_http_01_through_the_node_listener() {
     .await;
 }
 
+/// SHA-256 (hex) of the leaf `https` presents for `host`, verified against `root`.
+async fn served_fingerprint(root: &str, host: &str, https: std::net::SocketAddr) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).ok()?)
+        .resolve(host, https)
+        .tls_info(true)
+        .build()
+        .ok()?;
+    let r = client
+        .get(format!("https://{host}:{}/", https.port()))
+        .send()
+        .await
+        .ok()?;
+    let leaf = r
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()?
+        .peer_certificate()?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, leaf);
+    Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A node with an HTTPS listener too (no certificate until one is published).
 const NODE_TLS: &str = r#"
 listeners:
@@ -725,6 +749,8 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
             ("GATEHOUSE_ADMIN_TOKEN", &token),
             ("GATEHOUSE_ACME_DIRECTORY", &pebble.directory),
             ("GATEHOUSE_ACME_CA_BUNDLE", &ca),
+            // Look for due renewals every second (default: five minutes).
+            ("GATEHOUSE_ACME_RENEW_CHECK_SECONDS", "1"),
         ],
     )
     .await;
@@ -891,22 +917,7 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
         Duration::from_secs(10),
         "the renewed certificate served",
         || async {
-            let client = reqwest::Client::builder()
-                .use_rustls_tls()
-                .tls_built_in_root_certs(false)
-                .add_root_certificate(reqwest::Certificate::from_pem(root.as_bytes()).unwrap())
-                .resolve(host, node.https)
-                .tls_info(true)
-                .build()
-                .unwrap();
-            let r = client.get(&url).send().await.ok()?;
-            let leaf = r
-                .extensions()
-                .get::<reqwest::tls::TlsInfo>()?
-                .peer_certificate()?;
-            let digest = ring::digest::digest(&ring::digest::SHA256, leaf);
-            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            (hex == fingerprint).then_some(())
+            (served_fingerprint(&root, host, node.https).await? == fingerprint).then_some(())
         },
     )
     .await;
@@ -917,6 +928,38 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
         ok > 0 && leaves >= 1,
         "{ok} requests, {leaves} certificates seen"
     );
+
+    // Scheduled renewal: once the certificate is due (two thirds into its
+    // lifetime; made due here through the store), the admin renews and
+    // deploys it on its own, and schedules the next one.
+    let store = gatehouse_admin::store::Store::connect(&db).await.unwrap();
+    sqlx::query("UPDATE acme_domains SET renew_at_ms = 0 WHERE host = $1")
+        .bind(host)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let cert_path = format!("/v1/tenants/acme/certificates/{name}");
+    let auto = eventually(Duration::from_secs(20), "the scheduled renewal", || async {
+        let c = api.ok(Method::GET, &cert_path, None).await;
+        let now = c["spec"]["fingerprint_sha256"].as_str()?.to_string();
+        (now != fingerprint).then_some(now)
+    })
+    .await;
+    let acme_state = api
+        .ok(
+            Method::GET,
+            &format!("/v1/tenants/acme/domains/{host}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(acme_state["status"], "active");
+    assert!(acme_state["renew_at_ms"].as_i64().unwrap() > 0);
+    eventually(
+        Duration::from_secs(10),
+        "the renewed certificate deployed",
+        || async { (served_fingerprint(&root, host, node.https).await? == auto).then_some(()) },
+    )
+    .await;
 
     // A challenge the CA cannot reach: a visible failed state with its reason.
     let broken = "broken.acme-tenant.test";
