@@ -389,7 +389,20 @@ fn start_local_admin(
         // One machine, one operator: its services on localhost are fair targets.
         allow_internal_targets: true,
         local_node_token: Some(node_token.clone()),
-        acme: None,
+        acme: match admin.acme {
+            Some(a) => AcmeArgs {
+                acme_directory: Some(a.directory_url),
+                acme_contact: a.contact,
+                acme_ca_bundle: a.ca_bundle.map(PathBuf::from),
+                acme_eab_kid: a.eab_kid,
+                acme_eab_hmac_key_file: a.eab_hmac_key_file.map(PathBuf::from),
+                acme_timeout_seconds: a.timeout_seconds.unwrap_or(60),
+                acme_renew_check_seconds: a.renew_check_seconds.unwrap_or(300),
+            }
+            .settings()
+            .map_err(|e| anyhow::anyhow!("admin.acme: {e:#}"))?,
+            None => None,
+        },
     };
     std::thread::Builder::new()
         .name("gatehouse-admin".into())

@@ -528,12 +528,44 @@ pub async fn renew_due(state: &AppState) -> Result<usize, ApiError> {
     Ok(renewed)
 }
 
+/// Warns about ACME certificates within 14 days of their end whose
+/// renewal has not succeeded (the proxies warn about every certificate).
+pub async fn warn_expiring(state: &AppState) -> Result<(), ApiError> {
+    let soon = now_ms() + 14 * 24 * 3_600_000;
+    let rows = sqlx::query(
+        "SELECT tenant, host, status, error, not_after_ms FROM acme_domains \
+         WHERE not_after_ms IS NOT NULL AND not_after_ms < $1",
+    )
+    .bind(soon)
+    .fetch_all(state.store.pool())
+    .await?;
+    for r in rows {
+        let tenant: String = r.try_get("tenant")?;
+        let host: String = r.try_get("host")?;
+        let status: String = r.try_get("status")?;
+        let error: Option<String> = r.try_get("error")?;
+        let not_after_ms: i64 = r.try_get("not_after_ms")?;
+        tracing::warn!(
+            tenant,
+            host,
+            status,
+            error = error.unwrap_or_default(),
+            not_after_ms,
+            "ACME certificate within 14 days of its end without a successful renewal"
+        );
+    }
+    Ok(())
+}
+
 /// Runs [`renew_due`] every `every` until the process ends.
 pub async fn renewal_loop(state: AppState, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         if let Err(e) = renew_due(&state).await {
             tracing::warn!(error = %e, "looking for ACME renewals failed");
+        }
+        if let Err(e) = warn_expiring(&state).await {
+            tracing::warn!(error = %e, "looking for expiring ACME certificates failed");
         }
     }
 }

@@ -67,6 +67,32 @@ pub struct Admin {
     /// Where the proxy keeps the last applied version and plugin components
     /// (default `data/node`).
     pub state_dir: Option<String>,
+    /// The ACME CA the admin orders certificates from (default: none, ordering refused).
+    #[serde(default)]
+    pub acme: Option<AdminAcme>,
+}
+
+/// `admin.acme`: as `gatehouse admin --acme-*`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::AdminAcme))]
+#[serde(deny_unknown_fields)]
+pub struct AdminAcme {
+    /// ACME directory URL.
+    pub directory_url: String,
+    /// Account contacts (`mailto:ops@example.com`).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// PEM file of CA certificates trusted for the ACME server itself.
+    pub ca_bundle: Option<String>,
+    /// External account binding key id.
+    pub eab_kid: Option<String>,
+    /// File holding the EAB HMAC key (base64url).
+    pub eab_hmac_key_file: Option<String>,
+    /// Seconds validation and issuance may take per order (default 60).
+    pub timeout_seconds: Option<u64>,
+    /// Seconds between looks for renewals due (default 300).
+    pub renew_check_seconds: Option<u64>,
 }
 
 /// Listening addresses (`host:port`). Each is optional; at least one of

@@ -85,6 +85,11 @@ impl Admin {
             .find_map(|l| l.split("store it now): ").nth(1).map(str::to_string))
     }
 
+    /// Whether a line of its log (standard output) contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.stdout.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

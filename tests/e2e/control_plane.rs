@@ -999,6 +999,25 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     );
     assert_eq!(failed_state["attempts"], 1);
     assert!(failed_state["next_attempt_ms"].as_i64().is_some());
+    // A certificate near its end whose renewal keeps failing is warned about.
+    let in_a_day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 86_400_000;
+    sqlx::query("UPDATE acme_domains SET not_after_ms = $1 WHERE host = $2")
+        .bind(in_a_day)
+        .bind(broken)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the expiry warning", || async {
+        admin
+            .logged("ACME certificate within 14 days of its end without a successful renewal")
+            .then_some(())
+    })
+    .await;
+    assert!(admin.logged(broken));
 
     // Without a verified domain, or for a name it does not own, a tenant gets nothing.
     let (status, _) = api
