@@ -465,6 +465,22 @@ pub async fn obtain(
 /// the domain's lease, so admins sharing a store never order twice).
 pub async fn renew_due(state: &AppState) -> Result<usize, ApiError> {
     let now = now_ms();
+    let mut due: Vec<(String, String)> = Vec::new();
+    // Verified domains that asked for ACME and have no order yet (verified
+    // while the admin was down, or before ACME was configured).
+    let domains = sqlx::query(
+        "SELECT o.tenant, o.name, o.spec FROM objects o WHERE o.kind = 'domain' AND o.status = 'active' \
+         AND NOT EXISTS (SELECT 1 FROM acme_domains a WHERE a.tenant = o.tenant AND a.host = o.name)",
+    )
+    .fetch_all(state.store.pool())
+    .await?;
+    for d in domains {
+        let spec: String = d.try_get("spec")?;
+        let wants = serde_json::from_str::<StoredDomain>(&spec).is_ok_and(|s| s.spec.acme);
+        if wants {
+            due.push((d.try_get("tenant")?, d.try_get("name")?));
+        }
+    }
     let rows = sqlx::query(
         "SELECT tenant, host FROM acme_domains \
          WHERE ((status = 'active' AND renew_at_ms <= $1) \
@@ -481,10 +497,11 @@ pub async fn renew_due(state: &AppState) -> Result<usize, ApiError> {
         role: crate::auth::Role::PlatformAdmin,
         tenant: None,
     };
-    let mut renewed = 0;
     for row in rows {
-        let tenant: String = row.try_get("tenant")?;
-        let host: String = row.try_get("host")?;
+        due.push((row.try_get("tenant")?, row.try_get("host")?));
+    }
+    let mut renewed = 0;
+    for (tenant, host) in due {
         let meta = RequestMeta {
             request_id: format!("acme-renewal-{}", uuid::Uuid::new_v4().simple()),
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),

@@ -31,6 +31,10 @@ pub struct DomainSpec {
     /// Certificate (by name, same tenant) served for this hostname over HTTPS;
     /// its names must cover the hostname.
     pub certificate: Option<String>,
+    /// Get a certificate from the platform's ACME CA once the domain is verified,
+    /// and keep it renewed (the domain then uses `acme-<host>`).
+    #[serde(default)]
+    pub acme: bool,
     /// Redirect plain-HTTP requests to HTTPS with 308.
     #[serde(default)]
     pub force_https: bool,
@@ -538,6 +542,17 @@ pub async fn verify(
     event.after = Some(serde_json::json!({"status": after.status}));
     audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
+    // A domain that asked for an ACME certificate gets its order now (in the
+    // background: validation takes a while); GET …/acme shows how it goes.
+    if state.acme.is_some() && o.spec::<StoredDomain>()?.spec.acme {
+        let (state, who, meta) = (state.clone(), who.clone(), meta.clone());
+        let (tenant, host) = (tenant.clone(), host.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::acme_orders::obtain(&state, &who, &meta, &tenant, &host).await {
+                tracing::warn!(tenant, host, error = %e, "ordering an ACME certificate failed; retried later");
+            }
+        });
+    }
     Ok(objects::with_etag(
         StatusCode::OK,
         after.revision,

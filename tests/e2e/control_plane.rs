@@ -961,6 +961,48 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     )
     .await;
 
+    // A domain that asks for ACME gets its certificate once verified, with
+    // no order request at all.
+    let auto_host = "auto.acme-tenant.test";
+    dns.set_a(auto_host, std::net::Ipv4Addr::LOCALHOST).await;
+    api.ok(
+        Method::PUT,
+        &format!("/v1/tenants/acme/domains/{auto_host}"),
+        Some(json!({ "acme": true })),
+    )
+    .await;
+    api.ok(
+        Method::PUT,
+        &format!("/v1/tenants/acme/domains/{auto_host}/routes/root"),
+        Some(json!({ "pool": "web" })),
+    )
+    .await;
+    api.ok(
+        Method::POST,
+        &format!("/v1/tenants/acme/domains/{auto_host}/verify"),
+        Some(json!({ "method": "skip" })),
+    )
+    .await;
+    api.publish().await;
+    eventually(
+        Duration::from_secs(20),
+        "HTTPS for the ACME domain",
+        || async {
+            served_fingerprint(&root, auto_host, node.https)
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    let auto_state = api
+        .ok(
+            Method::GET,
+            &format!("/v1/tenants/acme/domains/{auto_host}/acme"),
+            None,
+        )
+        .await;
+    assert_eq!(auto_state["status"], "active", "{auto_state}");
+
     // A challenge the CA cannot reach: a visible failed state with its reason.
     let broken = "broken.acme-tenant.test";
     dns.set_a(broken, std::net::Ipv4Addr::new(127, 0, 0, 2))
