@@ -159,3 +159,34 @@ async fn an_unreachable_challenge_fails_with_the_servers_reason() {
         other => panic!("expected a rejection, got {:?}", other.map(|i| i.chain_pem)),
     }
 }
+
+#[tokio::test]
+async fn a_ca_requiring_external_account_binding_gets_it() {
+    let dns = dns::ChallTestSrv::start().await;
+    let (http, _tokens) = responder().await;
+    let mut pebble = pebble::Pebble::new();
+    let key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    pebble.eab = Some(("kid-1".into(), key.into()));
+    pebble.run(dns.dns, http.port(), 0).await;
+    let mut settings = Settings {
+        directory_url: pebble.directory.clone(),
+        contact: vec![],
+        eab: None,
+        ca_bundle: Some(pebble.tls_ca.clone()),
+        timeout: Duration::from_secs(30),
+        renew_check: Duration::from_secs(300),
+    };
+    // Without a binding the CA refuses the account, with its reason.
+    match acme::account(&settings, None).await {
+        Err(AcmeError::Rejected { detail }) => {
+            assert!(detail.to_lowercase().contains("external"), "{detail}")
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, c)| c.len())),
+    }
+    settings.eab = Some(acme::Eab {
+        kid: "kid-1".into(),
+        hmac_key: acme::decode_eab_key(key).unwrap(),
+    });
+    let (account, _) = acme::account(&settings, None).await.unwrap();
+    assert!(!account.id().is_empty());
+}

@@ -18,6 +18,8 @@ pub struct Pebble {
     listen: SocketAddr,
     management: SocketAddr,
     key: PathBuf,
+    /// External account binding required: key id → HMAC key (base64url).
+    pub eab: Option<(String, String)>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -56,6 +58,7 @@ impl Pebble {
             listen,
             management,
             key: key_path,
+            eab: None,
             child: None,
             dir,
         }
@@ -72,7 +75,12 @@ impl Pebble {
                 "httpPort": http_port,
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false,
+                "externalAccountBindingRequired": self.eab.is_some(),
+                "externalAccountMACKeys": self
+                    .eab
+                    .iter()
+                    .map(|(kid, key)| (kid.clone(), serde_json::Value::from(key.clone())))
+                    .collect::<serde_json::Map<_, _>>(),
             }
         });
         let config_path = self.dir.path().join("pebble.json");
