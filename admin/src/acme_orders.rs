@@ -261,7 +261,7 @@ async fn record_success(
 /// Where the domain's ACME certificate stands (tenant tokens read it).
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/domains/{host}/acme",
-    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253)),
+    params(("tenant" = String, Path, description = "Tenant"), ("host" = String, Path, description = "Hostname", max_length = 253, pattern = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")),
     responses((status = 200, body = AcmeState), (status = 404, body = ErrorBody)),
     security(("bearer" = [])), tag = "acme"
 )]
