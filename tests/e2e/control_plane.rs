@@ -70,10 +70,16 @@ impl Api {
             Some(json!({ "targets": [{ "addr": target.to_string() }] })),
         )
         .await;
+        self.domain(host, json!({})).await;
+    }
+
+    /// Domain `host` of `acme` with `spec`, route `/` → `web`, verified.
+    async fn domain(&self, host: &str, spec: Value) {
+        use reqwest::Method;
         self.ok(
             Method::PUT,
             &format!("/v1/tenants/acme/domains/{host}"),
-            Some(json!({})),
+            Some(spec),
         )
         .await;
         self.ok(
@@ -965,24 +971,7 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     // no order request at all.
     let auto_host = "auto.acme-tenant.test";
     dns.set_a(auto_host, std::net::Ipv4Addr::LOCALHOST).await;
-    api.ok(
-        Method::PUT,
-        &format!("/v1/tenants/acme/domains/{auto_host}"),
-        Some(json!({ "acme": true })),
-    )
-    .await;
-    api.ok(
-        Method::PUT,
-        &format!("/v1/tenants/acme/domains/{auto_host}/routes/root"),
-        Some(json!({ "pool": "web" })),
-    )
-    .await;
-    api.ok(
-        Method::POST,
-        &format!("/v1/tenants/acme/domains/{auto_host}/verify"),
-        Some(json!({ "method": "skip" })),
-    )
-    .await;
+    api.domain(auto_host, json!({ "acme": true })).await;
     api.publish().await;
     eventually(
         Duration::from_secs(20),
@@ -1007,18 +996,7 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     let broken = "broken.acme-tenant.test";
     dns.set_a(broken, std::net::Ipv4Addr::new(127, 0, 0, 2))
         .await;
-    api.ok(
-        Method::PUT,
-        &format!("/v1/tenants/acme/domains/{broken}"),
-        Some(json!({})),
-    )
-    .await;
-    api.ok(
-        Method::POST,
-        &format!("/v1/tenants/acme/domains/{broken}/verify"),
-        Some(json!({ "method": "skip" })),
-    )
-    .await;
+    api.domain(broken, json!({})).await;
     let (status, body) = api
         .send(
             Method::POST,
