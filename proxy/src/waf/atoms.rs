@@ -21,9 +21,6 @@ use regex_syntax::hir::{Hir, HirKind};
 /// simply running the regex.
 const MAX_ATOMS: usize = 1000;
 
-/// Sets larger than this are shortened (see [`shrink`]).
-const FEW_ATOMS: usize = 64;
-
 /// Literals, lowercased; a set is found when any of them is.
 pub(crate) type AtomSet = Vec<Vec<u8>>;
 
@@ -203,8 +200,9 @@ fn clause(hir: &Hir) -> Option<Vec<AtomSet>> {
         }
         // Every set found is required on its own, so an overlapping one may
         // be added too when a chosen one does not already imply it: `abs(`,
-        // `hex(` imply `(`; the shortened `abs`, `cur` (see [`shrink`]) do
-        // not, and then a small set such as `(` is worth requiring.
+        // `hex(` imply `(`; a name cut at a class (`sqlite_\w+` gives
+        // `sqlite_`) does not, and then a small set such as `(` is worth
+        // requiring.
         let independent = |s: &AtomSet, c: &std::ops::Range<usize>| {
             c.end <= span.start
                 || span.end <= c.start
@@ -296,34 +294,7 @@ fn minimal(atoms: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
             kept.push(a);
         }
     }
-    if kept.len() > FEW_ATOMS {
-        kept = shrink(kept);
-    }
     (kept.len() <= MAX_ATOMS && cost(&kept) < MAX_COST).then_some(kept)
-}
-
-/// Shortens the longest atoms until at most [`FEW_ATOMS`] distinct ones are
-/// left (`onabort`, `onblur`, ... become `ona`, `onb`, ...): a prefix of a
-/// required literal is required too, and a small automaton is a fast one.
-/// Stops before the set would become unselective.
-fn shrink(mut atoms: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    while atoms.len() > FEW_ATOMS {
-        let longest = atoms.iter().map(Vec::len).max().unwrap_or(0);
-        if longest <= 1 {
-            break;
-        }
-        let mut shorter: Vec<Vec<u8>> = atoms
-            .iter()
-            .map(|a| a[..a.len().min(longest - 1)].to_vec())
-            .collect();
-        shorter.sort();
-        shorter.dedup();
-        if cost(&shorter) >= MAX_COST {
-            break;
-        }
-        atoms = shorter;
-    }
-    atoms
 }
 
 /// Roughly how often a set's atoms turn up per byte of ordinary text.
@@ -389,10 +360,18 @@ mod tests {
             f(r"\bsleep\s*\(|\bconcat\s*\(\s*0x"),
             ["sleep & (", "concat & 0x & ("]
         );
-        // A long list is shortened, so the `(` after it is required too.
+        // A long list keeps whole names, with the `(` after them: `fn007x(`,
+        // not `fn0`, so a name inside other words is not a candidate.
         let names: Vec<String> = (0..200).map(|i| format!("fn{i:03}x")).collect();
         let clauses = filter(&format!(r"\b(?:{})\(", names.join("|"))).unwrap();
-        assert!(clauses[0].contains(&vec![b"(".to_vec()]), "{clauses:?}");
+        assert_eq!(clauses.len(), 1, "{clauses:?}");
+        assert!(
+            clauses[0]
+                .iter()
+                .flatten()
+                .all(|a| a.len() == 7 && a.ends_with(b"x(")),
+            "{clauses:?}"
+        );
         assert_eq!(
             f(r"__proto__|constructor\s*\.\s*prototype"),
             ["__proto__", "constructor & prototype & ."]

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use std::borrow::Cow;
 
-use aho_corasick::automaton::{Automaton, StateID};
-use aho_corasick::dfa::DFA;
-use aho_corasick::{AhoCorasick, Anchored, MatchKind, StartKind};
+#[cfg(test)]
+use aho_corasick::AhoCorasick;
 use gatehouse_config::waf::{WafExclusionRule, WafFamily, WafMode, WafPolicy, WafVariable};
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
@@ -16,6 +15,7 @@ use super::atoms;
 use super::decode::{self, View};
 use super::input::{self, Parsed, RequestInput, Source, Var};
 use super::rules::{self, Kind, RuleDef};
+use super::scanner::Scanner;
 
 /// How much a detection adds to the anomaly score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,9 @@ enum Hit {
     Phrase(usize, bool),
     /// A reason to run libinjection (SQL injection when set, else XSS).
     Gate(bool, Context),
+    /// A literal this rule's matches begin with after leading whitespace
+    /// (see [`atoms::anchored_prefixes`]): a candidate when found there.
+    Start(usize),
 }
 
 /// Where a gate atom counts.
@@ -128,14 +131,12 @@ pub(crate) struct RuleSet {
     rules: Vec<&'static RuleDef>,
     /// Every atom of every rule (regex atoms, phrase lists, libinjection
     /// gates), ASCII-case-insensitive, one pass per distinct view text.
-    /// Walked state by state (see [`RuleSet::scan`]): the search iterators'
+    /// Walked byte by byte (see [`Scanner`]): the search iterators'
     /// per-match bookkeeping cost more than the walk itself.
-    atoms: DFA,
+    atoms: Scanner,
     /// The atoms themselves (for tests).
     #[cfg(test)]
     patterns: Vec<Vec<u8>>,
-    /// The unanchored start state of `atoms`.
-    start: StateID,
     /// Per atom: what it means.
     hits: Vec<AtomHits>,
     /// Per atom: its views and sources (see [`relevance_lane`]).
@@ -144,10 +145,6 @@ pub(crate) struct RuleSet {
     clauses: Vec<(usize, u8)>,
     /// Per view: regex rules without usable atoms, matched in one pass.
     unfiltered: Vec<Option<(RegexSet, Vec<usize>)>>,
-    /// Per view: regex rules anchored at the start, each with the literals
-    /// its matches begin with (see [`atoms::anchored_prefixes`]), looked up
-    /// once at the start of a text.
-    anchored: Vec<Vec<(usize, AhoCorasick)>>,
     /// Per rule (by index): its own regex.
     regexes: Vec<Option<Regex>>,
     /// Per view: the sources any rule of the view looks at.
@@ -226,7 +223,6 @@ impl RuleSet {
         let mut atoms = AtomTable::default();
         let mut clauses = Vec::new();
         let mut unfiltered: Vec<Vec<(usize, &'static str)>> = vec![Vec::new(); View::ALL.len()];
-        let mut anchored: Vec<Vec<(usize, AhoCorasick)>> = vec![Vec::new(); View::ALL.len()];
         let mut regexes = Vec::with_capacity(rules.len());
         let mut view_targets = [0u16; 4];
         let (mut sqli, mut xss, mut checks) = (None, None, Vec::new());
@@ -253,14 +249,11 @@ impl RuleSet {
                             }
                         }
                         None => match atoms::anchored_prefixes(pattern) {
-                            Some(literals) => anchored[view.index()].push((
-                                i,
-                                AhoCorasick::builder()
-                                    .ascii_case_insensitive(true)
-                                    .start_kind(StartKind::Anchored)
-                                    .build(literals)
-                                    .map_err(|e| anyhow::anyhow!("WAF rule {}: {e}", r.id))?,
-                            )),
+                            Some(literals) => {
+                                for atom in literals {
+                                    atoms.add(atom, *view, Hit::Start(i), r.targets);
+                                }
+                            }
                             None => unfiltered[view.index()].push((i, pattern)),
                         },
                     }
@@ -328,56 +321,22 @@ impl RuleSet {
                 Ok(Some((set, list.into_iter().map(|(i, _)| i).collect())))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        // Standard semantics: every match state lists every atom ending
-        // there, which is what an overlapping search needs. No prefilter:
-        // with one-byte atoms it would stop at almost every byte.
-        let automaton = DFA::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Unanchored)
-            .prefilter(false)
-            .build(&atoms.patterns)
-            .map_err(|e| anyhow::anyhow!("WAF atoms: {e}"))?;
-        let start = automaton
-            .start_state(Anchored::No)
-            .map_err(|e| anyhow::anyhow!("WAF atoms: {e}"))?;
+        let automaton = Scanner::new(&atoms.patterns)?;
         Ok(RuleSet {
             rules,
             #[cfg(test)]
             patterns: atoms.patterns.clone(),
             atoms: automaton,
-            start,
             hits: atoms.hits,
             relevance: atoms.relevance,
             clauses,
             unfiltered,
-            anchored,
             regexes,
             view_targets,
             sqli,
             xss,
             checks,
         })
-    }
-}
-
-impl RuleSet {
-    /// Calls `found(atom, start, end)` for every occurrence of every atom in
-    /// `text`, overlapping ones included.
-    fn scan(&self, text: &[u8], mut found: impl FnMut(usize, usize, usize)) {
-        let dfa = &self.atoms;
-        let mut sid = self.start;
-        for (at, &byte) in text.iter().enumerate() {
-            sid = dfa.next_state(Anchored::No, sid, byte);
-            // Match states sort first, so one comparison skips the rest.
-            if dfa.is_special(sid) && dfa.is_match(sid) {
-                for k in 0..dfa.match_len(sid) {
-                    let atom = dfa.match_pattern(sid, k);
-                    let end = at + 1;
-                    found(atom.as_usize(), end - dfa.pattern_len(atom), end);
-                }
-            }
-        }
     }
 }
 
@@ -395,12 +354,31 @@ impl RuleSet {
         }
         format!(
             "{} patterns ({} bytes, {} distinct), {} bytes, {} clauses",
-            s.atoms.patterns_len(),
+            s.patterns.len(),
             total,
             bytes.iter().filter(|b| **b).count(),
-            s.atoms.memory_usage(),
+            s.atoms.heap_bytes(),
             s.clauses.len()
         )
+    }
+
+    /// The atom occurrences the scanner reports in `text`, and those an
+    /// overlapping `aho-corasick` search over the same atoms reports, sorted.
+    pub(crate) fn debug_scan(paranoia: u8, text: &[u8]) -> [Vec<(u32, u32, u32)>; 2] {
+        let s = RuleSet::compile(paranoia, &[]).unwrap();
+        let mut found = Vec::new();
+        s.atoms.scan(text, &mut found);
+        let reference = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&s.patterns)
+            .unwrap();
+        let mut expected: Vec<(u32, u32, u32)> = reference
+            .find_overlapping_iter(text)
+            .map(|m| (m.pattern().as_u32(), m.start() as u32, m.end() as u32))
+            .collect();
+        found.sort_unstable();
+        expected.sort_unstable();
+        [found, expected]
     }
 }
 
@@ -574,6 +552,7 @@ impl Waf {
             clause_stamp,
             atom_pass,
             candidates,
+            matches,
         } = &mut scratch;
         // Inputs are numbered from `base`; automaton passes after them.
         let base = *next;
@@ -581,11 +560,11 @@ impl Waf {
         // An input seen before under the same name cannot add anything (the
         // same rules, exclusions and texts apply): arrays of JSON objects
         // repeat every key, forms and cookies repeat values.
-        let mut seen: HashSet<(Source, &str, &[u8]), foldhash::fast::RandomState> =
+        let mut seen: HashSet<SeenInput<'_>, foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(parsed.vars.len(), Default::default());
         for (k, var) in parsed.vars.iter().enumerate() {
             let n = base + k as u64;
-            if var.value.is_empty() || !seen.insert((var.source, &var.name, &var.value)) {
+            if var.value.is_empty() || !seen.insert(SeenInput(var)) {
                 continue;
             }
             let bit = var.source.bit();
@@ -633,9 +612,12 @@ impl Waf {
                 scanned |= views;
                 pass += 1;
                 let query = relevance_query(views, bit);
-                set.scan(text, |pattern, start, end| {
+                matches.clear();
+                set.atoms.scan(text, matches);
+                for &(pattern, start, end) in matches.iter() {
+                    let (pattern, start, end) = (pattern as usize, start as usize, end as usize);
                     if set.relevance[pattern] & query == 0 {
-                        return;
+                        continue;
                     }
                     let entry = &set.hits[pattern];
                     // A clause set is found once per text: later
@@ -679,6 +661,16 @@ impl Waf {
                                     record(i, var_label(var), &text[start..end], &mut fired);
                                 }
                             }
+                            Hit::Start(i) => {
+                                if stamp[i] != n
+                                    && !fired[i]
+                                    && set.rules[i].targets & bit != 0
+                                    && text[..start].iter().all(|&b| atoms::is_regex_space(b))
+                                {
+                                    stamp[i] = n;
+                                    candidates.push((i, view));
+                                }
+                            }
                             Hit::Gate(is_sqli, context) => {
                                 let counts = match context {
                                     Context::Anywhere => true,
@@ -690,28 +682,6 @@ impl Waf {
                                 gates[usize::from(is_sqli)] |= counts;
                             }
                         }
-                    }
-                });
-            }
-            for view in View::ALL {
-                if !wanted(view) || set.anchored[view.index()].is_empty() {
-                    continue;
-                }
-                let text = text_of(view);
-                let start = text
-                    .iter()
-                    .position(|&b| !atoms::is_regex_space(b))
-                    .unwrap_or(text.len());
-                let input = aho_corasick::Input::new(&text[start..]).anchored(Anchored::Yes);
-                for (i, literals) in &set.anchored[view.index()] {
-                    let i = *i;
-                    if stamp[i] != n
-                        && !fired[i]
-                        && set.rules[i].targets & bit != 0
-                        && literals.is_match(input.clone())
-                    {
-                        stamp[i] = n;
-                        candidates.push((i, view));
                     }
                 }
             }
@@ -774,6 +744,33 @@ impl Waf {
     }
 }
 
+/// An input as the key of the set that skips repeats: the same source, the
+/// same name (the same text in memory: names are shared, so comparing where
+/// they are is enough, and a name that is equal but elsewhere only costs a
+/// second inspection) and the same value.
+struct SeenInput<'a>(&'a Var<'a>);
+
+impl std::hash::Hash for SeenInput<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let Var {
+            source,
+            name,
+            value,
+        } = self.0;
+        state.write_usize(name.as_ptr() as usize ^ (*source as usize) << 56);
+        state.write(value);
+    }
+}
+
+impl PartialEq for SeenInput<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0, other.0);
+        a.source == b.source && std::ptr::eq(&*a.name, &*b.name) && a.value == b.value
+    }
+}
+
+impl Eq for SeenInput<'_> {}
+
 /// Per-thread working memory of [`Waf::inspect`].
 #[derive(Default)]
 struct Scratch {
@@ -788,6 +785,8 @@ struct Scratch {
     atom_pass: Vec<u64>,
     /// Regex rules to confirm for the current input, and the view.
     candidates: Vec<(usize, View)>,
+    /// Atom occurrences (atom, start, end) in the text being scanned.
+    matches: Vec<(u32, u32, u32)>,
 }
 
 impl Scratch {

@@ -240,6 +240,7 @@ fn has_invalid_escape(s: &[u8]) -> bool {
 }
 
 impl<'r> Parsed<'r> {
+    #[inline]
     fn push(&mut self, source: Source, name: Cow<'r, str>, value: Cow<'r, [u8]>) {
         if self.vars.len() < MAX_VARS {
             self.vars.push(Var {

