@@ -158,7 +158,8 @@ pub struct Waf {
 
 /// One exception. Its conditions combine: `path` limits it to a path prefix;
 /// `rules`/`families` name what is switched off (all rules when both are
-/// empty); `variables` limits that to some inputs (all inputs when empty).
+/// empty); `variables` limits that to some inputs (all inputs when empty),
+/// for request-level rules too: they leave the named inputs out.
 /// Example: `{path: /search, rules: [942100], variables: ["args:q"]}`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]

@@ -605,12 +605,6 @@ impl ProxyHttp for Gatehouse {
             }
         }
 
-        if let Some(waf) = domain.waf.clone().filter(|_| !ctx.background) {
-            if let Some(resp) = self.inspect_request(session, ctx, waf, &path).await? {
-                return self.send_local(session, ctx, resp).await;
-            }
-        }
-
         if domain.force_https && !tls {
             if let Some(https) = snap.config.listeners.https {
                 let port = match https.port() {
@@ -660,6 +654,15 @@ impl ProxyHttp for Gatehouse {
         let limited = !ctx.background;
         if limited {
             if let Some(resp) = self.rate_limit(session, ctx, &snap, route, false) {
+                return self.send_local(session, ctx, resp).await;
+            }
+        }
+        // The WAF after routing and rate limits: a request that gets a
+        // redirect, a 404/405 or a 429 forwards nothing, so it need not pay
+        // for inspection (nor make the proxy read its body), and a flood of
+        // attacks is throttled before it costs WAF time.
+        if let Some(waf) = domain.waf.clone().filter(|_| !ctx.background) {
+            if let Some(resp) = self.inspect_request(session, ctx, waf, &path).await? {
                 return self.send_local(session, ctx, resp).await;
             }
         }

@@ -288,6 +288,46 @@ async fn waf_blocks_count_toward_bans() {
     assert_eq!(up.hits(), 0);
 }
 
+/// Requests that forward nothing are not inspected: a path without a route
+/// gets its 404 and a client over its rate limit its 429, whatever they
+/// carry, and only the request that would have been forwarded counts as a
+/// WAF block (the rate limit counted it too).
+#[tokio::test]
+async fn only_requests_that_would_be_forwarded_are_inspected() {
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&format!(
+        r#"{LISTENERS}
+tenants: [{{ name: t }}]
+pools: [{{ name: p, tenant: t, targets: [{{ addr: "{}" }}] }}]
+domains:
+  - hosts: [shop.test]
+    tenant: t
+    waf: {{ mode: block }}
+    rate_limits: [{{ name: per-ip, requests: 1, per: 1m }}]
+    routes: [{{ path: /app, pool: p }}]
+"#,
+        up.addr
+    ))
+    .await;
+    let client = proxy.client(&["shop.test"]);
+    let attack = "?q=%3Cscript%3Ealert(1)%3C/script%3E";
+    let status = |path: String| {
+        let request = client.get(proxy.url("shop.test", &path)).send();
+        async move { status_of(request.await.unwrap()).await }
+    };
+    let (code, body) = status(format!("/nothing{attack}")).await;
+    assert_eq!((code, body["error"].as_str()), (404, Some("no_route")));
+    let (code, body) = status(format!("/app{attack}")).await;
+    assert_eq!((code, body["error"].as_str()), (403, Some("waf_blocked")));
+    let (code, body) = status(format!("/app{attack}")).await;
+    assert_eq!((code, body["error"].as_str()), (429, Some("rate_limited")));
+    let blocked = proxy
+        .metric("gatehouse_waf_blocked_total", &[("domain", "shop.test")])
+        .await;
+    assert_eq!(blocked, Some(1.0));
+    assert_eq!(up.hits(), 0);
+}
+
 #[test]
 fn invalid_waf_settings_are_reported_with_their_paths() {
     let (ok, err) = check_config(

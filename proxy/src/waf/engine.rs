@@ -459,6 +459,35 @@ pub(crate) struct CheckCtx<'a> {
     pub req: &'a RequestInput<'a>,
     pub parsed: &'a Parsed<'a>,
     pub policy: &'a WafPolicy,
+    /// Inputs the running rule is excluded from (exclusions with
+    /// `variables`): checks see them through [`CheckCtx::vars`] and
+    /// [`CheckCtx::header`], which leave them out.
+    pub skip: &'a [&'a WafVariable],
+}
+
+impl<'a> CheckCtx<'a> {
+    /// The request's inputs, without those the running rule is excluded from.
+    pub fn vars(&self) -> impl Iterator<Item = &'a Var<'a>> + '_ {
+        self.parsed
+            .vars
+            .iter()
+            .filter(|v| !self.skip.iter().any(|w| variable_matches(w, v)))
+    }
+
+    /// A header a check inspects, unless the running rule is excluded from
+    /// it (`headers` or `headers:<name>`); `None` too when absent or not
+    /// visible ASCII.
+    pub fn header(&self, name: http::header::HeaderName) -> Option<&'a str> {
+        let skipped = self.skip.iter().any(|w| match w {
+            WafVariable::Headers => true,
+            WafVariable::Header(n) => n.eq_ignore_ascii_case(name.as_str()),
+            _ => false,
+        });
+        if skipped {
+            return None;
+        }
+        self.req.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 impl Waf {
@@ -523,16 +552,23 @@ impl Waf {
             });
         };
 
-        let ctx = CheckCtx {
-            req,
-            parsed: &parsed,
-            policy: &self.policy,
-        };
         for &i in &set.checks {
             let r = set.rules[i];
             if excluded(&exclusions, r, None) {
                 continue;
             }
+            // Exclusions naming inputs narrow what the check looks at.
+            let skip: Vec<&WafVariable> = exclusions
+                .iter()
+                .filter(|x| x.covers_rule(r.id, r.family()))
+                .flat_map(|x| &x.variables)
+                .collect();
+            let ctx = CheckCtx {
+                req,
+                parsed: &parsed,
+                policy: &self.policy,
+                skip: &skip,
+            };
             if let Kind::Check(f) = r.kind {
                 if let Some(found) = f(&ctx) {
                     record(i, "request".into(), found.as_bytes(), &mut fired);

@@ -464,3 +464,66 @@ fn the_atom_scanner_finds_what_aho_corasick_finds() {
         }
     }
 }
+
+/// 920015 looks for `\uXXXX` where nothing decodes it: the query, form
+/// fields and headers of a request whose body is not JSON. An uploaded
+/// file's contents are data (a script or JSON file is full of them), and a
+/// JSON request is left alone entirely, as in CRS.
+#[test]
+fn unicode_escapes_count_in_fields_not_in_uploaded_files() {
+    let w = waf(1);
+    let rule = |r: &Req| inspect(&w, r).detections.iter().any(|d| d.rule == 920015);
+    assert!(rule(&post(
+        "/",
+        "application/x-www-form-urlencoded",
+        "a=%5Cu0061lert"
+    )));
+    assert!(rule(&get("/?q=%5Cu0065val")));
+    let mut header = get("/");
+    header.headers.insert("x-note", r"\u0041".parse().unwrap());
+    assert!(rule(&header));
+    assert!(!rule(&post(
+        "/?q=%5Cu0065val",
+        "application/json",
+        r#"{"a":"\\u0041"}"#
+    )));
+    let boundary = "b0undary";
+    let upload = |file: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nnotes\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"i18n.js\"\r\n\
+             Content-Type: application/javascript\r\n\r\n{file}\r\n--{boundary}--\r\n"
+        )
+    };
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let file = r#"export const e = "caf\u00e9";"#;
+    assert!(!rule(&post("/upload", &content_type, &upload(file))));
+    let field = upload("x").replace("notes", r"\u0061lert");
+    assert!(rule(&post("/upload", &content_type, &field)));
+}
+
+/// An exclusion naming inputs narrows request-level checks too: the
+/// excluded argument no longer counts, the others still do.
+#[test]
+fn exclusions_with_variables_narrow_request_level_checks() {
+    let w = Waf::new(policy(
+        "{paranoia: 1, exclusions: [{rules: [920015], variables: ['args:code']}]}",
+    ))
+    .unwrap();
+    let rule = |r: &Req| inspect(&w, r).detections.iter().any(|d| d.rule == 920015);
+    assert!(!rule(&get("/?code=%5Cu0041")));
+    assert!(rule(&get("/?code=%5Cu0041&note=%5Cu0042")));
+    let w = Waf::new(policy(
+        "{paranoia: 1, exclusions: [{rules: [921009], variables: ['headers:content-type']}]}",
+    ))
+    .unwrap();
+    let two_types = post("/", "text/plain; x=application/json", "hi");
+    let fires = |w: &Waf| {
+        inspect(w, &two_types)
+            .detections
+            .iter()
+            .any(|d| d.rule == 921009)
+    };
+    assert!(!fires(&w));
+    assert!(fires(&waf(1)));
+}

@@ -29,7 +29,7 @@ pub(super) fn method(ctx: &CheckCtx<'_>) -> Option<String> {
 }
 
 pub(super) fn content_type_allowed(ctx: &CheckCtx<'_>) -> Option<String> {
-    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    let ct = ctx.header(header::CONTENT_TYPE)?;
     if ct.trim().is_empty() {
         return None;
     }
@@ -47,17 +47,17 @@ pub(super) fn content_type_syntax(ctx: &CheckCtx<'_>) -> Option<String> {
         )
         .expect("static regex")
     });
-    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    let ct = ctx.header(header::CONTENT_TYPE)?;
     (!ct.trim().is_empty() && !re.is_match(ct.as_bytes())).then(|| ct.to_string())
 }
 
 pub(super) fn charset(ctx: &CheckCtx<'_>) -> Option<String> {
-    let cs = input::charset_of(header_str(ctx, header::CONTENT_TYPE)?)?;
+    let cs = input::charset_of(ctx.header(header::CONTENT_TYPE)?)?;
     (!input::allowed_charset(&cs)).then_some(cs)
 }
 
 pub(super) fn multiple_charsets(ctx: &CheckCtx<'_>) -> Option<String> {
-    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    let ct = ctx.header(header::CONTENT_TYPE)?;
     (ct.to_ascii_lowercase().matches("charset").count() > 1).then(|| ct.to_string())
 }
 
@@ -134,7 +134,7 @@ fn parse_ranges(v: &str) -> Option<Vec<(Option<u64>, Option<u64>)>> {
 }
 
 pub(super) fn range(ctx: &CheckCtx<'_>) -> Option<String> {
-    let v = header_str(ctx, header::RANGE)?;
+    let v = ctx.header(header::RANGE)?;
     let ranges = parse_ranges(v)?;
     ranges
         .iter()
@@ -143,20 +143,21 @@ pub(super) fn range(ctx: &CheckCtx<'_>) -> Option<String> {
 }
 
 pub(super) fn many_ranges(ctx: &CheckCtx<'_>) -> Option<String> {
-    let v = header_str(ctx, header::RANGE)?;
+    let v = ctx.header(header::RANGE)?;
     (v.matches(',').count() >= 5).then(|| v.to_string())
 }
 
 pub(super) fn any_range(ctx: &CheckCtx<'_>) -> Option<String> {
-    header_str(ctx, header::RANGE).map(str::to_string)
+    ctx.header(header::RANGE).map(str::to_string)
 }
 
 pub(super) fn request_range(ctx: &CheckCtx<'_>) -> Option<String> {
-    header_str(ctx, "request-range").map(str::to_string)
+    ctx.header(http::header::HeaderName::from_static("request-range"))
+        .map(str::to_string)
 }
 
 pub(super) fn connection(ctx: &CheckCtx<'_>) -> Option<String> {
-    let v = header_str(ctx, header::CONNECTION)?;
+    let v = ctx.header(header::CONNECTION)?;
     let tokens: Vec<String> = v
         .split(',')
         .map(|t| t.trim().to_ascii_lowercase())
@@ -172,22 +173,19 @@ pub(super) fn arg_limits(ctx: &CheckCtx<'_>) -> Option<String> {
     if ctx.parsed.arg_count > 255 {
         return Some(format!("{} arguments", ctx.parsed.arg_count));
     }
-    ctx.parsed
-        .vars
-        .iter()
+    ctx.vars()
         .find(|v| v.source == Source::ArgName && v.value.len() > 100)
         .map(|v| format!("argument name of {} bytes", v.value.len()))
 }
 
+/// A JavaScript `\uXXXX` escape in the path, an argument (name or value,
+/// from the query or the body), a cookie or a header of a request whose body
+/// is not JSON (JSON decodes those escapes itself, so there they are
+/// ordinary text). Only parsed inputs are looked at, as CRS does
+/// (`REQUEST_URI|REQUEST_HEADERS|ARGS|ARGS_NAMES`): a multipart file's
+/// contents (an uploaded script or JSON file) are data.
 pub(super) fn unicode_escape_outside_json(ctx: &CheckCtx<'_>) -> Option<String> {
     static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
-    let re =
-        RE.get_or_init(|| regex::bytes::Regex::new(r"(?i)\\u[0-9a-f]{4}").expect("static regex"));
-    let query = memchr::memchr(b'?', ctx.req.raw_uri).map(|i| &ctx.req.raw_uri[i + 1..]);
-    let decoded: Option<Vec<u8>> = query.map(|q| percent_encoding::percent_decode(q).collect());
-    if let Some(m) = decoded.as_deref().and_then(|q| re.find(q)) {
-        return Some(String::from_utf8_lossy(m.as_bytes()).into_owned());
-    }
     let json = ctx
         .parsed
         .media_type
@@ -196,14 +194,34 @@ pub(super) fn unicode_escape_outside_json(ctx: &CheckCtx<'_>) -> Option<String> 
     if json {
         return None;
     }
-    let body: Vec<u8> = percent_encoding::percent_decode(ctx.req.body).collect();
-    re.find(&body)
-        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+    let re =
+        RE.get_or_init(|| regex::bytes::Regex::new(r"(?i)\\u[0-9a-f]{4}").expect("static regex"));
+    // Only a backslash can start one: most requests have none anywhere.
+    let found = |text: &[u8]| {
+        memchr::memchr(b'\\', text)
+            .and_then(|at| re.find_at(text, at))
+            .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned())
+    };
+    ctx.vars()
+        .filter(|v| {
+            matches!(
+                v.source,
+                Source::Path
+                    | Source::Arg
+                    | Source::ArgName
+                    | Source::Header
+                    | Source::UserAgent
+                    | Source::Referer
+                    | Source::Cookie
+                    | Source::CookieName
+            )
+        })
+        .find_map(|v| found(&v.value))
 }
 
 /// `Accept` with a charset outside the allowed ones.
 pub(super) fn accept(ctx: &CheckCtx<'_>) -> Option<String> {
-    let v = header_str(ctx, header::ACCEPT)?;
+    let v = ctx.header(header::ACCEPT)?;
     v.split([',', ';'])
         .filter_map(|p| p.split_once('='))
         .filter(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
@@ -212,7 +230,7 @@ pub(super) fn accept(ctx: &CheckCtx<'_>) -> Option<String> {
 }
 
 pub(super) fn accept_encoding(ctx: &CheckCtx<'_>) -> Option<String> {
-    let v = header_str(ctx, header::ACCEPT_ENCODING)?;
+    let v = ctx.header(header::ACCEPT_ENCODING)?;
     (v.len() > 100).then(|| format!("{} bytes", v.len()))
 }
 
@@ -296,7 +314,7 @@ pub(super) fn missing_accept(ctx: &CheckCtx<'_>) -> Option<String> {
 }
 
 pub(super) fn accept_charset(ctx: &CheckCtx<'_>) -> Option<String> {
-    header_str(ctx, header::ACCEPT_CHARSET).map(str::to_string)
+    ctx.header(header::ACCEPT_CHARSET).map(str::to_string)
 }
 
 pub(super) fn missing_user_agent(ctx: &CheckCtx<'_>) -> Option<String> {
@@ -306,7 +324,7 @@ pub(super) fn missing_user_agent(ctx: &CheckCtx<'_>) -> Option<String> {
 }
 
 pub(super) fn response_cache_control(ctx: &CheckCtx<'_>) -> Option<String> {
-    let v = header_str(ctx, header::CACHE_CONTROL)?.to_ascii_lowercase();
+    let v = ctx.header(header::CACHE_CONTROL)?.to_ascii_lowercase();
     [
         "public",
         "private",
@@ -341,7 +359,7 @@ pub(super) fn content_type_list(ctx: &CheckCtx<'_>) -> Option<String> {
         regex::bytes::Regex::new(r#"(?i-u)[;,]\s*(?:[\w.-]+\s*=\s*["']?\s*)?(?:application|text|multipart|image|audio|video|message|model|font)/[\w.+-]+"#)
             .expect("static regex")
     });
-    let ct = header_str(ctx, header::CONTENT_TYPE)?;
+    let ct = ctx.header(header::CONTENT_TYPE)?;
     // Most Content-Types have no parameter and cannot name a second type.
     if !ct.contains([';', ',']) {
         return None;
@@ -360,9 +378,7 @@ pub(super) fn query_line_break(ctx: &CheckCtx<'_>) -> Option<String> {
 
 pub(super) fn duplicate_args(ctx: &CheckCtx<'_>) -> Option<String> {
     let mut seen = std::collections::HashSet::new();
-    ctx.parsed
-        .vars
-        .iter()
+    ctx.vars()
         .filter(|v| v.source == Source::ArgName && !v.name.contains('.'))
         .find(|v| !seen.insert(v.name.as_ref()))
         .map(|v| v.name.to_string())
@@ -384,18 +400,14 @@ fn url_host(value: &[u8]) -> Option<String> {
 
 pub(super) fn off_domain_url(ctx: &CheckCtx<'_>) -> Option<String> {
     let own = request_host(ctx).unwrap_or_default();
-    ctx.parsed
-        .vars
-        .iter()
+    ctx.vars()
         .filter(|v| v.source == Source::Arg)
         .filter_map(|v| url_host(&v.value))
         .find(|h| !h.is_empty() && *h != own && !h.ends_with(&format!(".{own}")))
 }
 
 pub(super) fn restricted_upload(ctx: &CheckCtx<'_>) -> Option<String> {
-    ctx.parsed
-        .vars
-        .iter()
+    ctx.vars()
         .filter(|v| v.source == Source::FileName)
         .find_map(|v| {
             let name = String::from_utf8_lossy(&v.value)
@@ -410,9 +422,7 @@ pub(super) fn restricted_upload(ctx: &CheckCtx<'_>) -> Option<String> {
 
 pub(super) fn session_id_param(ctx: &CheckCtx<'_>) -> Option<String> {
     let name = ctx
-        .parsed
-        .vars
-        .iter()
+        .vars()
         .filter(|v| v.source == Source::ArgName)
         .find_map(|v| session_param(&v.value))?;
     match header_str(ctx, header::REFERER) {
@@ -451,9 +461,7 @@ fn session_param(name: &[u8]) -> Option<&'static str> {
 
 /// Many SQL/shell special characters in one value (paranoia 3).
 pub(super) fn special_chars(ctx: &CheckCtx<'_>) -> Option<String> {
-    ctx.parsed
-        .vars
-        .iter()
+    ctx.vars()
         .filter(|v| matches!(v.source, Source::Arg | Source::Cookie))
         .find(|v| {
             v.value
@@ -497,9 +505,7 @@ pub(super) fn loopback_url(ctx: &CheckCtx<'_>) -> Option<String> {
     if request_host(ctx).is_some_and(|h| is_loopback_name(h.as_bytes())) {
         return None;
     }
-    ctx.parsed
-        .vars
-        .iter()
+    ctx.vars()
         .filter(|v| v.source == Source::Arg)
         .find(|v| {
             let value = trim_space(&v.value);
