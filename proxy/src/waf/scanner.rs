@@ -45,6 +45,11 @@ pub(crate) struct Scanner {
 impl Scanner {
     /// Builds the scanner for `patterns` (atom `i` is `patterns[i]`).
     pub(crate) fn new(patterns: &[Vec<u8>]) -> anyhow::Result<Scanner> {
+        // An empty atom would make the start a match state, and the walk
+        // starts at row 0, the first state that is not one.
+        if patterns.iter().any(Vec::is_empty) {
+            anyhow::bail!("WAF atoms: an empty atom");
+        }
         let dfa = DFA::builder()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
@@ -206,5 +211,10 @@ mod tests {
         }
         expected.sort();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn an_empty_atom_is_refused() {
+        assert!(Scanner::new(&[b"on".to_vec(), Vec::new()]).is_err());
     }
 }
