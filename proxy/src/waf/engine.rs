@@ -650,6 +650,10 @@ impl Waf {
                 let query = relevance_query(views, bit);
                 matches.clear();
                 set.atoms.scan(text, matches);
+                // Where leading whitespace ends, found once per text (not at
+                // every occurrence of a start literal: `\v` × N then N
+                // literals would cost N²).
+                let mut lead = None;
                 for &(pattern, start, end) in matches.iter() {
                     let (pattern, start, end) = (pattern as usize, start as usize, end as usize);
                     if set.relevance[pattern] & query == 0 {
@@ -701,7 +705,12 @@ impl Waf {
                                 if stamp[i] != n
                                     && !fired[i]
                                     && set.rules[i].targets & bit != 0
-                                    && text[..start].iter().all(|&b| atoms::is_regex_space(b))
+                                    && start
+                                        == *lead.get_or_insert_with(|| {
+                                            text.iter()
+                                                .position(|&b| !atoms::is_regex_space(b))
+                                                .unwrap_or(text.len())
+                                        })
                                 {
                                     stamp[i] = n;
                                     candidates.push((i, view));
@@ -770,6 +779,11 @@ impl Waf {
             }
         }
         *next = pass + 1;
+        // One huge input must not keep its occurrence list for the thread's
+        // lifetime (12 bytes per occurrence).
+        if scratch.matches.capacity() > MAX_KEPT_MATCHES {
+            scratch.matches = Vec::new();
+        }
         SCRATCH.with(|s| s.replace(scratch));
         let score = detections.iter().map(|d| d.score).sum();
         Verdict {
@@ -806,6 +820,9 @@ impl PartialEq for SeenInput<'_> {
 }
 
 impl Eq for SeenInput<'_> {}
+
+/// Occurrence entries the per-thread list keeps between requests (768 KiB).
+const MAX_KEPT_MATCHES: usize = 1 << 16;
 
 /// Per-thread working memory of [`Waf::inspect`].
 #[derive(Default)]

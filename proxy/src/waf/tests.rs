@@ -602,3 +602,22 @@ fn mutated_requests_never_panic() {
         }
     }
 }
+
+/// Rules anchored at the start of a value (932002: a command after leading
+/// whitespace) fire there and only there, however long the whitespace and
+/// however many command names follow it (each occurrence must not rescan
+/// the whitespace before it).
+#[test]
+fn start_anchored_rules_look_where_leading_whitespace_ends() {
+    let w = waf(1);
+    let fires = |value: &str| {
+        let body = format!("a={value}");
+        let r = post("/", "application/x-www-form-urlencoded", &body);
+        inspect(&w, &r).detections.iter().any(|d| d.rule == 932002)
+    };
+    assert!(fires("cat%20/etc/passwd"));
+    assert!(fires(&format!("{}cat%20/etc/passwd", "%0B".repeat(50))));
+    assert!(!fires("x%20cat%20/etc/passwd"));
+    let long = format!("{}!{}", "%0B".repeat(20_000), "dd%20".repeat(20_000));
+    assert!(!fires(&long));
+}
