@@ -62,8 +62,9 @@ pub(crate) fn filter(pattern: &str) -> Option<Vec<Vec<AtomSet>>> {
 
 /// For a regex whose every alternative is anchored at the start (`^\s*ls\s`),
 /// the literals a match must begin with once leading whitespace (`\s`) is
-/// skipped, lowercased. One anchored lookup at the start of a text then
-/// decides whether the regex can match, however many literals there are.
+/// skipped, lowercased. They join the shared atom automaton; one found
+/// exactly where a text's leading whitespace ends makes the regex a
+/// candidate, however many literals there are.
 /// `None` when some alternative is not of that shape or its prefixes are
 /// not a finite set of literals.
 pub(crate) fn anchored_prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
