@@ -9,6 +9,10 @@ use super::lists;
 use crate::waf::engine::CheckCtx;
 use crate::waf::input::{self, Problem, Source};
 
+/// A header read as context (`Host` for "is this the site itself",
+/// `Content-Length` for "has a body", the presence of `User-Agent`): seen
+/// whatever the rule's exclusions say. A header a check inspects is read
+/// with [`CheckCtx::header`], which honours `headers:<name>` exclusions.
 fn header_str<'a>(ctx: &'a CheckCtx<'_>, name: impl http::header::AsHeaderName) -> Option<&'a str> {
     ctx.req.headers.get(name).and_then(|v| v.to_str().ok())
 }
