@@ -121,7 +121,7 @@ pub fn inspect(upload: &CertificateUpload, now_ms: i64) -> Result<CertificateInf
     let leaf = chain
         .first()
         .ok_or_else(|| ApiError::invalid("cert_pem", "no PEM certificate found"))?;
-    gatehouse_proxy::tls::certified_key_from_pem(
+    gatehouse_config::certificate::certified_key_from_pem(
         upload.cert_pem.as_bytes(),
         upload.key_pem.as_bytes(),
     )

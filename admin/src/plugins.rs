@@ -24,7 +24,7 @@ use crate::store::now_ms;
 use crate::{names, AppState};
 
 /// Largest plugin upload accepted (the proxy's own cap).
-pub const MAX_UPLOAD_BYTES: usize = gatehouse_proxy::plugin::MAX_PLUGIN_BYTES as usize;
+pub const MAX_UPLOAD_BYTES: usize = gatehouse_plugin_host::MAX_PLUGIN_BYTES as usize;
 
 /// The body limit layer for the upload route.
 pub fn upload_limit() -> DefaultBodyLimit {
@@ -155,7 +155,7 @@ pub async fn put(
     })?;
     let check = bytes.clone();
     let inspection =
-        tokio::task::spawn_blocking(move || gatehouse_proxy::plugin::inspect_bytes(&check))
+        tokio::task::spawn_blocking(move || gatehouse_plugin_host::inspect_bytes(&check))
             .await
             .map_err(|e| ApiError::Internal(e.into()))?
             .map_err(|e| ApiError::invalid("body", format!("not a loadable plugin: {e}")))?;

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod certificate;
 pub mod error;
 pub mod file;
 pub mod ipset;

@@ -24,6 +24,7 @@ use gatehouse_config::published::{Purges, Report, Sections, Snapshot};
 use pingora::server::ShutdownWatch;
 
 use crate::metrics::metrics;
+use crate::node::NodeState;
 use crate::reload::Reloader;
 
 /// How long one poll asks the admin to wait.
@@ -143,6 +144,8 @@ pub struct Follower {
     client: reqwest::Client,
     reloader: Arc<Reloader>,
     applied: Option<Applied>,
+    /// Where the ACME challenges it follows are served from.
+    node: Arc<NodeState>,
     /// The version last settled (applied, or refused for good) and reported:
     /// the next poll's `after`.
     seen: u64,
@@ -154,6 +157,7 @@ impl Follower {
         cp: ControlPlane,
         reloader: Arc<Reloader>,
         applied: Option<Applied>,
+        node: Arc<NodeState>,
     ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -165,6 +169,7 @@ impl Follower {
             client,
             reloader,
             applied,
+            node,
             seen,
         })
     }
@@ -182,6 +187,7 @@ impl Follower {
         tokio::spawn(follow_challenges(
             self.cp.clone(),
             self.client.clone(),
+            self.node.clone(),
             shutdown.clone(),
         ));
         let mut backoff = MIN_BACKOFF;
@@ -470,7 +476,12 @@ async fn follow_purges(cp: ControlPlane, client: reqwest::Client, mut shutdown: 
 /// (`GET /v1/dataplane/challenges`) and serves them (`crate::acme`). Each
 /// poll names the set this node serves, which is how the admin knows when
 /// every node is ready for validation.
-async fn follow_challenges(cp: ControlPlane, client: reqwest::Client, mut shutdown: ShutdownWatch) {
+async fn follow_challenges(
+    cp: ControlPlane,
+    client: reqwest::Client,
+    node: Arc<NodeState>,
+    mut shutdown: ShutdownWatch,
+) {
     #[derive(serde::Deserialize)]
     struct Challenge {
         host: String,
@@ -498,7 +509,7 @@ async fn follow_challenges(cp: ControlPlane, client: reqwest::Client, mut shutdo
         match step {
             Ok(set) => {
                 if set.version != serving {
-                    crate::acme::replace(
+                    node.challenges.replace(
                         set.challenges
                             .into_iter()
                             .map(|c| (c.host, c.token, c.key_authorization)),

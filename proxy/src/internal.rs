@@ -13,19 +13,23 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::bans::Bans;
 use crate::metrics::metrics;
+use crate::node::NodeState;
 use crate::snapshot::SnapshotStore;
 
 /// Handler of the internal listener.
 pub struct InternalApi {
     store: Arc<SnapshotStore>,
     ready: Arc<AtomicBool>,
+    node: Arc<NodeState>,
 }
 
 impl InternalApi {
-    /// Serves metrics and health for `store`; `/readyz` follows `ready`.
-    pub fn new(store: Arc<SnapshotStore>, ready: Arc<AtomicBool>) -> Self {
-        InternalApi { store, ready }
+    /// Serves metrics and health for `store`; `/readyz` follows `ready`;
+    /// `/bans` lists and lifts `node`'s bans.
+    pub fn new(store: Arc<SnapshotStore>, ready: Arc<AtomicBool>, node: Arc<NodeState>) -> Self {
+        InternalApi { store, ready, node }
     }
 }
 
@@ -45,12 +49,11 @@ impl ServeHttp for InternalApi {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/metrics" => {
-                metrics().record_certificates(&self.store.load().certs);
-                reply(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4",
-                    metrics().render(),
-                )
+                // Gauges of state owned elsewhere are read now, by their owners.
+                let m = metrics();
+                self.store.load().certs.export_expiries(m);
+                crate::cache::export_usage(m);
+                reply(StatusCode::OK, "text/plain; version=0.0.4", m.render())
             }
             "/healthz" => reply(
                 StatusCode::OK,
@@ -70,7 +73,7 @@ impl ServeHttp for InternalApi {
                     )
                 }
             }
-            "/bans" => bans_endpoint(session),
+            "/bans" => bans_endpoint(&self.node.bans, session),
             "/cache/purge" => purge_endpoint(session).await,
             _ => reply(
                 StatusCode::NOT_FOUND,
@@ -135,16 +138,13 @@ async fn purge_endpoint(session: &mut ServerSession) -> Response<Vec<u8>> {
 }
 
 /// `GET /bans` lists the bans in force; `DELETE /bans?ip=..[&domain=..]` lifts them.
-fn bans_endpoint(session: &ServerSession) -> Response<Vec<u8>> {
+fn bans_endpoint(bans: &Bans, session: &ServerSession) -> Response<Vec<u8>> {
     let req = session.req_header();
     let json = |status, v: serde_json::Value| {
         reply(status, "application/json", v.to_string().into_bytes())
     };
     match req.method {
-        http::Method::GET => json(
-            StatusCode::OK,
-            serde_json::json!({ "bans": crate::bans::list() }),
-        ),
+        http::Method::GET => json(StatusCode::OK, serde_json::json!({ "bans": bans.list() })),
         http::Method::DELETE => {
             let mut ip = None;
             let mut domain = None;
@@ -161,7 +161,7 @@ fn bans_endpoint(session: &ServerSession) -> Response<Vec<u8>> {
             }
             match ip {
                 Some(ip) => {
-                    let lifted = crate::bans::lift(ip, domain.as_deref());
+                    let lifted = bans.lift(ip, domain.as_deref());
                     json(StatusCode::OK, serde_json::json!({ "lifted": lifted }))
                 }
                 None => json(

@@ -4,12 +4,11 @@
 //! path to upstream pools (load balancing, health checks, retries) or local
 //! actions, hot-reloads its config with an atomic snapshot swap, and exports
 //! Prometheus metrics and a JSON access log. It does not own configuration
-//! storage (that is the admin plane's job). Start reading at [`run`], then
-//! [`service`] for the request path and [`snapshot`] for what a request reads.
+//! storage (that is the admin plane's job) nor the WebAssembly sandbox (that
+//! is `gatehouse-plugin-host`). Start reading at [`run`], then [`service`]
+//! for the request path and [`snapshot`] for what a request reads.
 
-// `deny`, not `forbid`: one audited exception loads compiled plugins from the
-// private cache (see `plugin::runtime::deserialize`).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod acme;
 pub mod bans;
@@ -18,9 +17,12 @@ pub mod client_ip;
 pub mod control;
 pub mod headers;
 pub mod health;
+pub mod housekeeping;
 pub mod internal;
+pub mod listeners;
 pub mod local;
 pub mod metrics;
+pub mod node;
 pub mod plugin;
 pub mod proxy_protocol;
 pub mod ratelimit;
@@ -38,19 +40,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use gatehouse_config::ConfigErrors;
-use pingora::apps::HttpServerOptions;
-use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::housekeeping::Housekeeping;
 use crate::internal::InternalApi;
-use crate::reload::{ControlLoop, Reloader};
-use crate::service::Gatehouse;
+use crate::reload::{ConfigWatch, Reloader};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::tls::CertGeneration;
-use crate::tls::SniResolver;
 
 /// How `gatehouse run` starts the data plane.
 #[derive(Debug, Clone)]
@@ -69,16 +68,6 @@ pub struct RunOptions {
 pub fn check(path: &std::path::Path) -> Result<Snapshot, ConfigErrors> {
     let cfg = gatehouse_config::load_file(path)?;
     Snapshot::compile(cfg, 0, None, CertGeneration::Skip)
-}
-
-/// Downstream HTTP options: no cleartext h2 (h2 is negotiated by ALPN on TLS);
-/// idle HTTP/2 connections close after the keep-alive timeout, like HTTP/1.1 ones.
-/// These are fixed at start: Pingora reads them when the service is built.
-fn server_options(limits: &gatehouse_config::model::Limits) -> HttpServerOptions {
-    let mut o = HttpServerOptions::default();
-    o.h2c = false;
-    o.h2_idle_timeout = Some(limits.keepalive_timeout);
-    o
 }
 
 /// Runs the data plane until SIGTERM (graceful drain) or SIGINT. Never returns on success.
@@ -158,42 +147,33 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut app = pingora::proxy::http_proxy(&server.configuration, Gatehouse::new(store.clone()));
-    app.server_options = Some(server_options(&config.limits));
-    // PROXY protocol headers are read before HTTP (plain) or TLS.
-    let mut proxy = Service::new(
-        "gatehouse-proxy".to_string(),
-        proxy_protocol::ProxyProtocolApp::new(app, store.clone()),
-    );
-    proxy
-        .endpoints()
-        .set_pre_tls_callback(Arc::new(proxy_protocol::PreTlsHeader::new(store.clone())));
-    // Pingora binds all endpoints of a service together, so one accepting
-    // address proves the service listens. Prefer plain HTTP: a bare TCP probe of
-    // the TLS port would be logged as a failed handshake.
-    let readiness_probe = config.listeners.http.or(config.listeners.https);
-    if let Some(addr) = config.listeners.http {
-        proxy.add_tcp(&addr.to_string());
-    }
-    if let Some(addr) = config.listeners.https {
-        // Certificates come from the resolver; the callbacks record the SNI.
-        let mut tls =
-            TlsSettings::with_callbacks(Box::new(tls::SniCapture)).context("TLS settings")?;
-        tls.set_cert_resolver(Arc::new(SniResolver::new(store.clone())));
-        tls.enable_h2();
-        proxy.add_tls_with_settings(&addr.to_string(), None, tls);
-    }
+    let node = Arc::new(node::NodeState::default());
+    let proxy = listeners::proxy_service(
+        &server.configuration,
+        &store,
+        &node,
+        &config.listeners,
+        &config.limits,
+    )?;
     server.add_service(proxy);
 
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = config.listeners.internal {
         let mut internal = Service::new(
             "gatehouse-internal".to_string(),
-            InternalApi::new(store.clone(), ready.clone()),
+            InternalApi::new(store.clone(), ready.clone(), node.clone()),
         );
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);
     }
+    server.add_service(background_service(
+        "gatehouse-readiness",
+        listeners::Readiness::new(ready, &config.listeners),
+    ));
+    server.add_service(background_service(
+        "gatehouse-housekeeping",
+        Housekeeping::new(store.clone()),
+    ));
     let reloader = Arc::new(Reloader::new(
         opts.config.clone(),
         store,
@@ -201,15 +181,15 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         published,
     ));
     if let Some(cp) = opts.control.clone() {
-        let follower = control::Follower::new(cp, reloader.clone(), applied)?;
+        let follower = control::Follower::new(cp, reloader.clone(), applied, node)?;
         server.add_service(background_service(
             "gatehouse-follower",
             control::FollowerService::new(follower),
         ));
     }
     server.add_service(background_service(
-        "gatehouse-control",
-        ControlLoop::new(reloader, ready, readiness_probe),
+        "gatehouse-config-watch",
+        ConfigWatch::new(reloader),
     ));
     tracing::info!(
         http = ?config.listeners.http,

@@ -3,6 +3,12 @@
 //! Label sets are bounded by the config (tenant, configured host pattern,
 //! pool, target), never by client input, so a flood of random Host headers
 //! cannot grow the registry.
+//!
+//! A leaf: it defines and renders metrics and calls nothing of the proxy.
+//! Counters are incremented by the code that counts; gauges of state owned
+//! elsewhere (cache usage, certificate expiry) are set by their owners when
+//! `/metrics` is served (see `internal`). The registry is process-wide, as
+//! Prometheus registries are: every owner counts into the same exposition.
 
 use std::sync::OnceLock;
 
@@ -52,20 +58,6 @@ pub struct Metrics {
     pub config_last_success: IntGauge,
     /// Wall time of the last successful reload: read, validate, compile, swap.
     pub config_last_reload_duration: prometheus::Gauge,
-    /// Plugin hook calls by tenant, plugin, hook and outcome.
-    pub plugin_calls: IntCounterVec,
-    /// Plugin hook call duration (instantiation included).
-    pub plugin_call_duration: HistogramVec,
-    /// Counters plugins maintain through `host.counter-add`.
-    pub plugin_counter: IntCounterVec,
-    /// Plugin log lines dropped over the per-call budget.
-    pub plugin_log_dropped: IntCounterVec,
-    /// 1 while a plugin's circuit is open (its bindings answer per failure mode).
-    pub plugin_circuit_open: IntGaugeVec,
-    /// `on-request` instances not kept for `on-response` because a cap was reached.
-    pub plugin_not_kept: IntCounterVec,
-    /// Plugin instances kept between a request's hooks now (set at scrape).
-    pub plugin_instances_kept: IntGauge,
     /// Cacheable requests by tenant and result (hit, miss, stale, expired,
     /// revalidated, bypass, uncacheable).
     pub cache_requests: IntCounterVec,
@@ -207,63 +199,6 @@ impl Metrics {
             "Unix time of the last successful config load",
         )
         .expect("static metric definition");
-        let plugin_calls = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_plugin_calls_total",
-                "Plugin hook calls by outcome (ok, timeout, out_of_memory, trap, invalid_decision, circuit_open, unavailable)",
-            ),
-            &["tenant", "plugin", "hook", "outcome"],
-        )
-        .expect("static metric definition");
-        let plugin_call_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "gatehouse_plugin_call_duration_seconds",
-                "Plugin hook call time, including instantiation when the hook created the request's instance",
-            )
-            .buckets(vec![
-                0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                0.005, 0.01, 0.025, 0.1,
-            ]),
-            &["tenant", "plugin", "hook"],
-        )
-        .expect("static metric definition");
-        let plugin_counter = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_plugin_counter_total",
-                "Counters maintained by plugins (host.counter-add)",
-            ),
-            &["tenant", "plugin", "name"],
-        )
-        .expect("static metric definition");
-        let plugin_log_dropped = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_plugin_log_dropped_total",
-                "Plugin log lines dropped over the per-call byte budget",
-            ),
-            &["tenant", "plugin"],
-        )
-        .expect("static metric definition");
-        let plugin_circuit_open = IntGaugeVec::new(
-            Opts::new(
-                "gatehouse_plugin_circuit_open",
-                "1 while a plugin is skipped after repeated failures",
-            ),
-            &["tenant", "plugin"],
-        )
-        .expect("static metric definition");
-        let plugin_not_kept = IntCounterVec::new(
-            Opts::new(
-                "gatehouse_plugin_instances_not_kept_total",
-                "Requests whose on-request instance was not kept for on-response because the tenant's or the process's cap on kept instances was reached (on-response then ran in a fresh instance)",
-            ),
-            &["tenant", "plugin"],
-        )
-        .expect("static metric definition");
-        let plugin_instances_kept = IntGauge::new(
-            "gatehouse_plugin_instances_kept",
-            "Plugin instances kept between a request's on-request and on-response",
-        )
-        .expect("static metric definition");
         let cache_requests = IntCounterVec::new(
             Opts::new(
                 "gatehouse_cache_requests_total",
@@ -325,13 +260,6 @@ impl Metrics {
             Box::new(cache_too_large.clone()),
             Box::new(cache_purged.clone()),
             Box::new(requests.clone()),
-            Box::new(plugin_not_kept.clone()),
-            Box::new(plugin_instances_kept.clone()),
-            Box::new(plugin_calls.clone()),
-            Box::new(plugin_call_duration.clone()),
-            Box::new(plugin_counter.clone()),
-            Box::new(plugin_log_dropped.clone()),
-            Box::new(plugin_circuit_open.clone()),
             Box::new(request_duration.clone()),
             Box::new(upstream_healthy.clone()),
             Box::new(upstream_failures.clone()),
@@ -351,6 +279,10 @@ impl Metrics {
             Box::new(published_rejected.clone()),
             Box::new(control_plane_poll_failures.clone()),
         ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        // The plugin host owns its metric families; they are served here.
+        for c in gatehouse_plugin_host::metrics::collectors() {
             registry.register(c).expect("metric names are unique");
         }
         Metrics {
@@ -374,13 +306,6 @@ impl Metrics {
             control_plane_poll_failures,
             config_last_success,
             config_last_reload_duration,
-            plugin_calls,
-            plugin_call_duration,
-            plugin_counter,
-            plugin_log_dropped,
-            plugin_circuit_open,
-            plugin_not_kept,
-            plugin_instances_kept,
             cache_requests,
             cache_bytes,
             cache_objects,
@@ -395,53 +320,11 @@ impl Metrics {
     /// Renders the registry in the Prometheus text exposition format.
     pub fn render(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(16 * 1024);
-        self.plugin_instances_kept
-            .set(i64::from(crate::plugin::kept_instances()));
-        self.record_cache_usage();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         buf
-    }
-}
-
-impl Metrics {
-    /// Sets the certificate expiry gauges from the serving snapshot's
-    /// certificates (hosts no longer served disappear).
-    pub fn record_certificates(&self, certs: &crate::tls::CertMap) {
-        self.certificate_expiry.reset();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        for (tenant, host, not_after) in certs.expiries() {
-            self.certificate_expiry
-                .with_label_values(&[tenant, host])
-                .set(not_after - now);
-        }
-    }
-
-    /// Copies the edge cache's per-tenant usage into the gauges (tenants
-    /// that no longer have a shard disappear from them).
-    fn record_cache_usage(&self) {
-        for g in [
-            &self.cache_bytes,
-            &self.cache_objects,
-            &self.cache_quota_bytes,
-        ] {
-            g.reset();
-        }
-        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        for (tenant, u) in crate::cache::store().usage() {
-            let t = [tenant.as_str()];
-            self.cache_bytes.with_label_values(&t).set(clamp(u.bytes));
-            self.cache_objects
-                .with_label_values(&t)
-                .set(clamp(u.objects));
-            self.cache_quota_bytes
-                .with_label_values(&t)
-                .set(clamp(u.quota));
-        }
     }
 }
 

@@ -8,9 +8,7 @@
 //! reported and ignored until a restart (or a binary upgrade).
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -28,8 +26,6 @@ use crate::tls::CertGeneration;
 
 /// How often the config file's metadata is checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
-/// Rate-limit buckets that refilled are dropped every this many watch ticks (10 s).
-const HOUSEKEEPING_TICKS: u64 = 20;
 
 /// Identity of a config file version, cheap to compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,62 +247,27 @@ pub(crate) fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Background service: health probes, readiness, file watching and SIGHUP.
-pub struct ControlLoop {
+/// Background service: reloads the config when its file changes or on SIGHUP;
+/// at start, begins health checks and sets the config gauges.
+pub struct ConfigWatch {
     reloader: Arc<Reloader>,
-    ready: Arc<AtomicBool>,
-    readiness_probe: Option<SocketAddr>,
 }
 
-impl ControlLoop {
-    /// Watches `reloader`'s file; flips `ready` once `readiness_probe` accepts connections.
-    pub fn new(
-        reloader: Arc<Reloader>,
-        ready: Arc<AtomicBool>,
-        readiness_probe: Option<SocketAddr>,
-    ) -> Self {
-        ControlLoop {
-            reloader,
-            ready,
-            readiness_probe,
-        }
-    }
-}
-
-/// Connects to the proxy listener until it accepts: Pingora binds it when
-/// the proxy service starts, which may be after this service starts.
-async fn wait_until_listening(addr: Option<SocketAddr>) {
-    if let Some(addr) = addr {
-        let mut probe = addr;
-        if probe.ip().is_unspecified() {
-            probe.set_ip(if probe.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
-        }
-        while tokio::net::TcpStream::connect(probe).await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+impl ConfigWatch {
+    /// Watches `reloader`'s file.
+    pub fn new(reloader: Arc<Reloader>) -> Self {
+        ConfigWatch { reloader }
     }
 }
 
 #[async_trait]
-impl BackgroundService for ControlLoop {
+impl BackgroundService for ConfigWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let snap = self.reloader.store.load();
         self.reloader.health.restart(&snap);
         let m = metrics();
         m.config_version.set(snap.version as i64);
         m.config_last_success.set(unix_now());
-
-        let probe = self.readiness_probe;
-        let ready = self.ready.clone();
-        tokio::spawn(async move {
-            wait_until_listening(probe).await;
-            ready.store(true, Ordering::Release);
-            tracing::info!("ready: listeners accept connections");
-        });
 
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -315,7 +276,6 @@ impl BackgroundService for ControlLoop {
                 None
             }
         };
-        let mut ticks: u64 = 0;
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -328,16 +288,6 @@ impl BackgroundService for ControlLoop {
                     let _ = self.reloader.reload().await;
                 }
                 _ = tick.tick() => {
-                    ticks += 1;
-                    if ticks % HOUSEKEEPING_TICKS == 0 {
-                        crate::ratelimit::housekeeping();
-                    }
-                    // Passive ejections expire without an event: keep the gauges current.
-                    for pool in &self.reloader.store.load().pools {
-                        for t in &pool.targets {
-                            t.state.refresh_metric();
-                        }
-                    }
                     let reloader = self.reloader.clone();
                     let changed = tokio::task::spawn_blocking(move || reloader.file_changed()).await.unwrap_or(false);
                     if changed {
@@ -346,6 +296,5 @@ impl BackgroundService for ControlLoop {
                 }
             }
         }
-        self.ready.store(false, Ordering::Release);
     }
 }

@@ -15,16 +15,7 @@ use gatehouse_config::model::{
 };
 use http::Method;
 
-use crate::plugin::CompiledPlugin;
-
-/// One plugin of a route's chain: the loaded plugin and its binding settings.
-#[derive(Debug)]
-pub struct BoundPlugin {
-    /// The loaded plugin.
-    pub plugin: Arc<CompiledPlugin>,
-    /// Binding settings (config, limits, failure mode).
-    pub binding: PluginBinding,
-}
+use crate::plugin::{BoundPlugin, CompiledPlugin};
 
 /// A compiled domain: everything a request needs once its host is known.
 #[derive(Debug)]

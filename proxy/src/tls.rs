@@ -2,22 +2,18 @@
 //!
 //! Certificates are parsed when a config is compiled (never during a
 //! handshake) into a [`CertMap`] that lives in the [`Snapshot`](crate::snapshot::Snapshot).
-//! [`SniResolver`] is the synchronous `ResolvesServerCert` the listener uses;
-//! it reads the current snapshot with one atomic load, so a reload swaps
+//! The listener's resolver (`listeners::SniResolver`) looks the SNI up in the
+//! current snapshot's map with one atomic load, so a reload swaps
 //! certificates for new handshakes without touching established connections.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use gatehouse_config::certificate::certified_key_from_pem;
 use gatehouse_config::model::{CertSource, Certificate, Config, HostPattern, UnknownSni};
 use gatehouse_config::ConfigErrors;
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
-use crate::snapshot::SnapshotStore;
 
 /// Whether compiling may write self-signed certificates that do not exist yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,65 +149,19 @@ impl CertMap {
     }
 }
 
-/// The listener's certificate resolver: looks the SNI up in the current snapshot.
-#[derive(Debug)]
-pub struct SniResolver {
-    store: Arc<SnapshotStore>,
-}
-
-impl SniResolver {
-    /// A resolver reading certificates from `store`.
-    pub fn new(store: Arc<SnapshotStore>) -> Self {
-        SniResolver { store }
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let snapshot = self.store.load();
-        let cert = snapshot.certs.lookup(hello.server_name());
-        if cert.is_none() {
-            tracing::debug!(sni = ?hello.server_name(), "no certificate for SNI: handshake rejected");
+impl CertMap {
+    /// Sets the certificate expiry gauges (hosts no longer served disappear).
+    pub fn export_expiries(&self, m: &crate::metrics::Metrics) {
+        m.certificate_expiry.reset();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for (tenant, host, not_after) in self.expiries() {
+            m.certificate_expiry
+                .with_label_values(&[tenant, host])
+                .set(not_after - now);
         }
-        cert
     }
-}
-
-/// The SNI a TLS client sent, kept with the connection for the HTTP layer.
-#[derive(Debug)]
-pub struct TlsSni(pub Option<String>);
-
-/// Post-handshake hook that records the SNI in the connection's TLS digest.
-pub struct SniCapture;
-
-#[async_trait::async_trait]
-impl pingora::listeners::TlsAccept for SniCapture {
-    async fn handshake_complete_callback(
-        &self,
-        tls: &pingora::protocols::tls::TlsRef,
-    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        Some(Arc::new(TlsSni(
-            tls.server_name().map(|s| s.to_ascii_lowercase()),
-        )))
-    }
-}
-
-/// Parses a PEM chain and key into a rustls signing identity, checking that they match.
-pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid PEM certificate: {e}"))?;
-    if chain.is_empty() {
-        return Err("no PEM certificate found".into());
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("invalid PEM private key: {e}"))?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| format!("unsupported private key: {e}"))?;
-    let ck = CertifiedKey::new(chain, signing_key);
-    ck.keys_match()
-        .map_err(|e| format!("private key does not match the certificate: {e}"))?;
-    Ok(ck)
 }
 
 fn cert_files_exist(c: &Certificate) -> bool {

@@ -52,6 +52,23 @@ pub fn lock() -> &'static CacheKeyLockImpl {
     LOCK.as_ref()
 }
 
+/// Copies the store's per-tenant usage into the cache gauges (tenants that
+/// no longer have a shard disappear from them); run when metrics are served.
+pub fn export_usage(m: &crate::metrics::Metrics) {
+    for g in [&m.cache_bytes, &m.cache_objects, &m.cache_quota_bytes] {
+        g.reset();
+    }
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    for (tenant, u) in STORE.usage() {
+        let t = [tenant.as_str()];
+        m.cache_bytes.with_label_values(&t).set(clamp(u.bytes));
+        m.cache_objects.with_label_values(&t).set(clamp(u.objects));
+        m.cache_quota_bytes
+            .with_label_values(&t)
+            .set(clamp(u.quota));
+    }
+}
+
 /// Applies a config's cache limits to the store; tenants the config no
 /// longer has lose their objects.
 pub fn apply_limits(config: &gatehouse_config::Config) {

@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use pingora::http::{RequestHeader, ResponseHeader};
 
-use super::bindings::gatehouse::plugin::types::Header;
-use super::call::{Failure, Instance, PluginCall, Properties, RequestView, ResponseView};
-use super::decision::{HeaderEdit, RequestEdits, RequestOutcome, Respond, ResponseOutcome};
-use crate::route::BoundPlugin;
+use gatehouse_plugin_host::{
+    Failure, Header, HeaderEdit, Instance, PluginCall, Properties, RequestEdits, RequestOutcome,
+    RequestView, Respond, ResponseOutcome, ResponseView,
+};
+
+use super::BoundPlugin;
 use gatehouse_config::model::FailureMode;
 
 /// Why a chain stopped before its end.

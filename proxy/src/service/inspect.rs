@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{header, StatusCode};
+use http::header;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 
-use super::{Gatehouse, RequestCtx};
-use crate::local::LocalResponse;
+use super::answer::Stop;
+use super::ctx::RequestCtx;
+use super::refusal::Refusal;
 use crate::metrics::metrics;
 use crate::waf::{RequestInput, Verdict, Waf};
 
@@ -91,21 +92,11 @@ fn held_budget(ctx: &RequestCtx) -> u64 {
         .map_or(u64::MAX, |s| s.config.limits.waf_held_body_bytes)
 }
 
-/// Counts and records a request refused for the held-body budget.
-fn mark_busy(ctx: &mut RequestCtx) {
+/// Counts a request refused for the held-body budget.
+fn busy() -> Refusal {
     metrics().waf_busy.inc();
-    ctx.failure = Some(WAF_BUSY.into());
+    Refusal::WafBusy
 }
-
-/// The 503 `waf_busy` response; the budget frees up as held bodies finish.
-pub(super) fn busy_response() -> LocalResponse {
-    let mut resp = LocalResponse::json_error(StatusCode::SERVICE_UNAVAILABLE, WAF_BUSY);
-    let _ = resp.head.insert_header(header::RETRY_AFTER, "1");
-    resp
-}
-
-/// The error code (and `failure`) of a request refused for the held-body budget.
-pub(super) const WAF_BUSY: &str = "waf_busy";
 
 /// Whether the client asked for `100 Continue` before sending its body.
 fn expects_continue(session: &Session) -> bool {
@@ -119,170 +110,160 @@ fn expects_continue(session: &Session) -> bool {
 /// Detections logged per request at most (the rest are counted only).
 const LOGGED_DETECTIONS: usize = 16;
 
-impl Gatehouse {
-    /// Runs the domain's WAF. Returns the 403 to send when it blocks.
-    pub(super) async fn inspect_request(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        waf: Arc<Waf>,
-        path: &str,
-    ) -> Result<Option<LocalResponse>> {
-        let limit = waf.inspect_body_bytes();
-        let declared = session
-            .req_header()
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let mut body = BytesMut::new();
-        let mut truncated = false;
-        // Released when this returns: the body is inspected by then.
-        let mut held = HeldBytes::default();
-        if !session.as_mut().is_body_empty() {
-            match declared {
-                Some(len) if len <= REPLAY_LIMIT => {
-                    if !held.take(len, held_budget(ctx)) {
-                        mark_busy(ctx);
-                        return Ok(Some(busy_response()));
-                    }
-                    if expects_continue(session) {
-                        // The client waits for this before it sends the body
-                        // (RFC 9110 §10.1.1); without it, clients such as curl
-                        // stall for a second first.
-                        session.as_mut().write_continue_response().await?;
-                    }
-                    session.as_mut().enable_retry_buffering();
-                    while let Some(chunk) = session.read_request_body().await? {
-                        body.extend_from_slice(&chunk);
-                    }
-                    if body.len() > limit {
-                        body.truncate(limit);
-                        truncated = true;
-                    }
+/// Runs the domain's WAF: refuses the request when it blocks, or leaves a
+/// hold for a body that is inspected as it streams in.
+pub(super) async fn inspect_request(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    waf: Arc<Waf>,
+    path: &str,
+) -> std::result::Result<(), Stop> {
+    let limit = waf.inspect_body_bytes();
+    let declared = session
+        .req_header()
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let mut body = BytesMut::new();
+    let mut truncated = false;
+    // Released when this returns: the body is inspected by then.
+    let mut held = HeldBytes::default();
+    if !session.as_mut().is_body_empty() {
+        match declared {
+            Some(len) if len <= REPLAY_LIMIT => {
+                if !held.take(len, held_budget(ctx)) {
+                    return Err(busy().into());
                 }
-                _ => {
-                    // Inspect the head now (an attack in the query is refused
-                    // at once) and the body as it arrives.
+                if expects_continue(session) {
+                    // The client waits for this before it sends the body
+                    // (RFC 9110 §10.1.1); without it, clients such as curl
+                    // stall for a second first.
+                    session.as_mut().write_continue_response().await?;
+                }
+                session.as_mut().enable_retry_buffering();
+                while let Some(chunk) = session.read_request_body().await? {
+                    body.extend_from_slice(&chunk);
+                }
+                if body.len() > limit {
+                    body.truncate(limit);
                     truncated = true;
-                    ctx.waf_hold = Some(WafHold {
-                        waf: waf.clone(),
-                        path: path.to_string(),
-                        buf: BytesMut::new(),
-                        held: HeldBytes::default(),
-                    });
                 }
             }
-        }
-        let verdict = inspect(session, ctx, &waf, path, &body, truncated);
-        if ctx.waf_hold.is_some() && !verdict.blocked {
-            // The full verdict comes with the body.
-            return Ok(None);
-        }
-        Ok(self.apply_verdict(ctx, &waf, verdict))
-    }
-
-    /// Holds body chunks until enough arrived, then inspects them with the
-    /// head; releases the held bytes upstream or fails the request with 403.
-    pub(super) fn inspect_streamed_body(
-        &self,
-        session: &Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let budget = held_budget(ctx);
-        let Some(hold) = ctx.waf_hold.as_mut() else {
-            return Ok(());
-        };
-        if let Some(chunk) = body.take() {
-            if !hold.held.take(chunk.len() as u64, budget) {
-                ctx.waf_hold = None;
-                mark_busy(ctx);
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(503),
-                    "request body over the WAF's held-body budget",
-                );
+            _ => {
+                // Inspect the head now (an attack in the query is refused
+                // at once) and the body as it arrives.
+                truncated = true;
+                ctx.waf.hold = Some(WafHold {
+                    waf: waf.clone(),
+                    path: path.to_string(),
+                    buf: BytesMut::new(),
+                    held: HeldBytes::default(),
+                });
             }
-            hold.buf.extend_from_slice(&chunk);
         }
-        let limit = hold.waf.inspect_body_bytes();
-        if hold.buf.len() < limit && !end_of_stream {
-            // Nothing goes upstream yet (Pingora skips empty chunks).
-            *body = Some(Bytes::new());
-            return Ok(());
-        }
-        let Some(hold) = ctx.waf_hold.take() else {
-            return Ok(());
-        };
-        let held = hold.buf.freeze();
-        let inspected = &held[..held.len().min(limit)];
-        let truncated = held.len() > limit || !end_of_stream;
-        let verdict = inspect(session, ctx, &hold.waf, &hold.path, inspected, truncated);
-        if self.apply_verdict(ctx, &hold.waf, verdict).is_some() {
-            return Error::e_explain(ErrorType::HTTPStatus(403), "request blocked by the WAF");
-        }
-        *body = Some(held);
-        Ok(())
     }
+    let verdict = inspect(session, ctx, &waf, path, &body, truncated);
+    if ctx.waf.hold.is_some() && !verdict.blocked {
+        // The full verdict comes with the body.
+        return Ok(());
+    }
+    match apply_verdict(ctx, &waf, verdict) {
+        Some(refusal) => Err(refusal.into()),
+        None => Ok(()),
+    }
+}
 
-    /// Logs and counts a verdict; the 403 when it blocks.
-    fn apply_verdict(
-        &self,
-        ctx: &mut RequestCtx,
-        waf: &Waf,
-        verdict: Verdict,
-    ) -> Option<LocalResponse> {
-        if verdict.detections.is_empty() {
-            return None;
-        }
-        let tenant: &str = &ctx.vars.tenant;
-        let domain = ctx.domain_label.as_deref().unwrap_or("");
-        let action = if verdict.blocked { "blocked" } else { "logged" };
-        let m = metrics();
-        for (n, d) in verdict.detections.iter().enumerate() {
-            m.waf_detections
-                .with_label_values(&[tenant, domain, d.family, action])
-                .inc();
-            if n >= LOGGED_DETECTIONS {
-                continue;
-            }
-            tracing::warn!(
-                target: "gatehouse::waf",
-                request_id = %ctx.vars.request_id,
-                client_ip = %ctx.vars.client_ip,
-                tenant,
-                domain,
-                rule = d.rule,
-                family = d.family,
-                severity = d.severity,
-                variable = %d.variable,
-                matched = %d.fragment,
-                score = verdict.score,
-                threshold = waf.policy().anomaly_threshold,
-                action,
-                "{}",
-                d.description
+/// Holds body chunks until enough arrived, then inspects them with the
+/// head; releases the held bytes upstream or fails the request with 403.
+pub(super) fn inspect_streamed_body(
+    session: &Session,
+    body: &mut Option<Bytes>,
+    end_of_stream: bool,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
+    let budget = held_budget(ctx);
+    let Some(hold) = ctx.waf.hold.as_mut() else {
+        return Ok(());
+    };
+    if let Some(chunk) = body.take() {
+        if !hold.held.take(chunk.len() as u64, budget) {
+            ctx.waf.hold = None;
+            ctx.refuse(busy());
+            return Error::e_explain(
+                ErrorType::HTTPStatus(503),
+                "request body over the WAF's held-body budget",
             );
         }
-        let rules = verdict
-            .detections
-            .iter()
-            .map(|d| d.rule.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        ctx.waf_outcome = Some((verdict.score, rules));
-        if !verdict.blocked {
-            return None;
-        }
-        m.waf_blocked.with_label_values(&[tenant, domain]).inc();
-        ctx.waf_blocked = true;
-        ctx.failure = Some("waf_blocked".into());
-        Some(LocalResponse::json_error(
-            StatusCode::FORBIDDEN,
-            "waf_blocked",
-        ))
+        hold.buf.extend_from_slice(&chunk);
     }
+    let limit = hold.waf.inspect_body_bytes();
+    if hold.buf.len() < limit && !end_of_stream {
+        // Nothing goes upstream yet (Pingora skips empty chunks).
+        *body = Some(Bytes::new());
+        return Ok(());
+    }
+    let Some(hold) = ctx.waf.hold.take() else {
+        return Ok(());
+    };
+    let held = hold.buf.freeze();
+    let inspected = &held[..held.len().min(limit)];
+    let truncated = held.len() > limit || !end_of_stream;
+    let verdict = inspect(session, ctx, &hold.waf, &hold.path, inspected, truncated);
+    if let Some(refusal) = apply_verdict(ctx, &hold.waf, verdict) {
+        ctx.refuse(refusal);
+        return Error::e_explain(ErrorType::HTTPStatus(403), "request blocked by the WAF");
+    }
+    *body = Some(held);
+    Ok(())
+}
+
+/// Logs and counts a verdict; the refusal when it blocks.
+fn apply_verdict(ctx: &mut RequestCtx, waf: &Waf, verdict: Verdict) -> Option<Refusal> {
+    if verdict.detections.is_empty() {
+        return None;
+    }
+    let tenant: &str = &ctx.vars.tenant;
+    let domain = ctx.domain_label.as_deref().unwrap_or("");
+    let action = if verdict.blocked { "blocked" } else { "logged" };
+    let m = metrics();
+    for (n, d) in verdict.detections.iter().enumerate() {
+        m.waf_detections
+            .with_label_values(&[tenant, domain, d.family, action])
+            .inc();
+        if n >= LOGGED_DETECTIONS {
+            continue;
+        }
+        tracing::warn!(
+            target: "gatehouse::waf",
+            request_id = %ctx.vars.request_id,
+            client_ip = %ctx.vars.client_ip,
+            tenant,
+            domain,
+            rule = d.rule,
+            family = d.family,
+            severity = d.severity,
+            variable = %d.variable,
+            matched = %d.fragment,
+            score = verdict.score,
+            threshold = waf.policy().anomaly_threshold,
+            action,
+            "{}",
+            d.description
+        );
+    }
+    let rules = verdict
+        .detections
+        .iter()
+        .map(|d| d.rule.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    ctx.waf.outcome = Some((verdict.score, rules));
+    if !verdict.blocked {
+        return None;
+    }
+    m.waf_blocked.with_label_values(&[tenant, domain]).inc();
+    Some(Refusal::WafBlocked)
 }
 
 fn inspect(
@@ -296,7 +277,7 @@ fn inspect(
     let req = session.req_header();
     let input = RequestInput {
         method: req.method.as_str(),
-        raw_uri: ctx.original_uri.as_deref().unwrap_or(req.raw_path()),
+        raw_uri: ctx.client.original_uri.as_deref().unwrap_or(req.raw_path()),
         version: req.version,
         host: Some(ctx.vars.host.as_str()),
         headers: &req.headers,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// The caps a [`Held`] is taken under.
 #[derive(Debug)]
-pub(super) struct HoldCaps {
+pub(crate) struct HoldCaps {
     /// Instances kept across all tenants.
     pub total: AtomicU32,
     /// Most instances kept at once, all tenants together.
@@ -27,7 +27,7 @@ pub(super) struct HoldCaps {
 
 /// Proof that an instance may be kept; releases its place when dropped.
 #[derive(Debug)]
-pub(super) struct Held {
+pub(crate) struct Held {
     caps: &'static HoldCaps,
     tenant: Arc<AtomicU32>,
 }
@@ -68,7 +68,7 @@ fn take_under(counter: &AtomicU32, max: u32) -> bool {
 
 /// The shared kept-instance counter of `tenant`: every plugin of a tenant
 /// counts against the same cap, across reloads.
-pub(super) fn tenant_counter(tenant: &str) -> Arc<AtomicU32> {
+pub(crate) fn tenant_counter(tenant: &str) -> Arc<AtomicU32> {
     static COUNTERS: OnceLock<Mutex<HashMap<String, Weak<AtomicU32>>>> = OnceLock::new();
     let mut map = COUNTERS
         .get_or_init(Default::default)

@@ -13,20 +13,21 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gatehouse_config::model::{Config, MAX_PLUGIN_MEMORY};
 use gatehouse_config::ConfigErrors;
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::IntCounter;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{Policy, PolicyPre};
-use super::hold::{tenant_counter, HoldCaps};
-use super::host::HostState;
-use crate::metrics::metrics;
+use crate::bindings::{Policy, PolicyPre};
+use crate::breaker::Breaker;
+use crate::hold::{tenant_counter, HoldCaps};
+use crate::host::HostState;
+use crate::metrics::{families, PluginMetrics};
 
 /// Version of the `gatehouse:plugin` WIT package this proxy implements.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -50,25 +51,21 @@ pub fn kept_instances() -> u32 {
 }
 
 /// The caps on instances kept between a request's hooks.
-pub(super) static HOLD_CAPS: HoldCaps = HoldCaps {
+pub(crate) static HOLD_CAPS: HoldCaps = HoldCaps {
     total: AtomicU32::new(0),
     max_total: POOL_INSTANCES - POOL_RESERVED_FOR_RUNNING,
     max_per_tenant: HELD_PER_TENANT,
 };
 /// Bytes of a memory slot reset in place (not decommitted) between instances.
 const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
-/// Consecutive failures that open a plugin's circuit.
-const BREAKER_TRIP_AFTER: u32 = 5;
-/// How long an open circuit skips the plugin.
-const BREAKER_COOLDOWN: Duration = Duration::from_secs(10);
 
-pub(super) struct Runtime {
+pub(crate) struct Runtime {
     pub engine: Engine,
     pub linker: Linker<HostState>,
 }
 
 /// The process-wide runtime, created on first use.
-pub(super) fn runtime() -> Result<&'static Runtime, String> {
+pub(crate) fn runtime() -> Result<&'static Runtime, String> {
     static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| build_runtime().map_err(|e| format!("plugin runtime: {e:#}")))
@@ -123,116 +120,6 @@ fn build_runtime() -> wasmtime::Result<Runtime> {
     Ok(Runtime { engine, linker })
 }
 
-/// Per-plugin metric handles, resolved once at load.
-pub(super) struct PluginMetrics {
-    /// Indexed by hook (see `HOOKS`), then outcome (see `OUTCOMES`).
-    calls: Vec<[IntCounter; OUTCOMES.len()]>,
-    durations: Vec<Histogram>,
-    pub log_dropped: IntCounter,
-    /// `on-request` instances not kept for `on-response` (a keep cap was reached).
-    pub not_kept: IntCounter,
-    circuit_open: IntGauge,
-}
-
-/// Hook labels, indexed by `Hook as usize`.
-pub(super) const HOOKS: [&str; 2] = ["on_request", "on_response"];
-
-/// Outcome labels; `Failure::kind` returns one of these.
-pub(super) const OUTCOMES: [&str; 7] = [
-    "ok",
-    "timeout",
-    "out_of_memory",
-    "trap",
-    "invalid_decision",
-    "circuit_open",
-    "unavailable",
-];
-
-impl PluginMetrics {
-    fn new(tenant: &str, plugin: &str) -> Self {
-        let m = metrics();
-        PluginMetrics {
-            calls: HOOKS
-                .iter()
-                .map(|hook| {
-                    OUTCOMES.map(|outcome| {
-                        m.plugin_calls
-                            .with_label_values(&[tenant, plugin, hook, outcome])
-                    })
-                })
-                .collect(),
-            durations: HOOKS
-                .iter()
-                .map(|hook| {
-                    m.plugin_call_duration
-                        .with_label_values(&[tenant, plugin, hook])
-                })
-                .collect(),
-            log_dropped: m.plugin_log_dropped.with_label_values(&[tenant, plugin]),
-            not_kept: m.plugin_not_kept.with_label_values(&[tenant, plugin]),
-            circuit_open: m.plugin_circuit_open.with_label_values(&[tenant, plugin]),
-        }
-    }
-
-    pub(super) fn record(&self, hook: usize, outcome: &str, elapsed: Duration) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.calls[hook][i].inc();
-        }
-        self.durations[hook].observe(elapsed.as_secs_f64());
-    }
-}
-
-/// Milliseconds since the first call, for lock-free timestamps.
-fn now_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
-
-/// Skips a plugin that keeps failing, for a cooldown.
-#[derive(Default)]
-pub(super) struct Breaker {
-    consecutive: AtomicU32,
-    /// `now_ms()` until which the circuit is open; 0 when closed.
-    open_until: AtomicU64,
-}
-
-impl Breaker {
-    /// Whether a call may run (closed, or the cooldown is over: a trial call).
-    pub fn allow(&self) -> bool {
-        let until = self.open_until.load(Ordering::Relaxed);
-        until == 0 || now_ms() >= until
-    }
-
-    pub fn success(&self, plugin: &CompiledPlugin) {
-        self.consecutive.store(0, Ordering::Relaxed);
-        if self.open_until.swap(0, Ordering::Relaxed) != 0 {
-            plugin.metrics.circuit_open.set(0);
-            tracing::info!(tenant = %plugin.tenant, plugin = %plugin.name, "plugin circuit closed: a call succeeded after the cooldown");
-        }
-    }
-
-    pub fn failure(&self, plugin: &CompiledPlugin, reason: &str) {
-        let half_open = self.open_until.load(Ordering::Relaxed) != 0;
-        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        if half_open || n >= BREAKER_TRIP_AFTER {
-            self.consecutive.store(0, Ordering::Relaxed);
-            self.open_until.store(
-                now_ms() + BREAKER_COOLDOWN.as_millis() as u64,
-                Ordering::Relaxed,
-            );
-            plugin.metrics.circuit_open.set(1);
-            tracing::warn!(
-                tenant = %plugin.tenant,
-                plugin = %plugin.name,
-                consecutive_failures = n,
-                last_failure = reason,
-                cooldown_s = BREAKER_COOLDOWN.as_secs(),
-                "plugin circuit opened: its bindings answer per failure mode until the cooldown ends"
-            );
-        }
-    }
-}
-
 /// Distinct counter names one plugin may use.
 const MAX_COUNTER_NAMES: usize = 32;
 
@@ -246,11 +133,11 @@ pub struct CompiledPlugin {
     pub sha256: [u8; 32],
     /// `gatehouse:plugin` version the plugin was built for.
     pub version: String,
-    pub(super) pre: PolicyPre<HostState>,
-    pub(super) breaker: Breaker,
-    pub(super) metrics: PluginMetrics,
+    pub(crate) pre: PolicyPre<HostState>,
+    pub(crate) breaker: Breaker,
+    pub(crate) metrics: PluginMetrics,
     /// Instances the plugin's tenant keeps between hooks (shared by its plugins).
-    pub(super) tenant_held: Arc<AtomicU32>,
+    pub(crate) tenant_held: Arc<AtomicU32>,
     counters: Mutex<HashMap<String, IntCounter>>,
 }
 
@@ -267,7 +154,7 @@ impl std::fmt::Debug for CompiledPlugin {
 
 impl CompiledPlugin {
     /// The counter `name` of this plugin, if under the per-plugin name cap.
-    pub(super) fn counter(&self, name: &str) -> Option<IntCounter> {
+    pub(crate) fn counter(&self, name: &str) -> Option<IntCounter> {
         if name.is_empty() || name.len() > 64 {
             return None;
         }
@@ -279,7 +166,7 @@ impl CompiledPlugin {
             return None;
         }
         let c =
-            metrics()
+            families()
                 .plugin_counter
                 .with_label_values(&[&*self.tenant, self.name.as_str(), name]);
         map.insert(name.to_string(), c.clone());
@@ -287,7 +174,7 @@ impl CompiledPlugin {
     }
 }
 
-pub(super) fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -17,11 +17,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::runtime::EPOCH_TICK;
+use crate::runtime::EPOCH_TICK;
 
 /// The clock of one hook call.
 #[derive(Debug, Clone)]
-pub(super) struct CallClock {
+pub(crate) struct CallClock {
     timeout: Duration,
     started: Instant,
     wall_cap: Instant,
@@ -63,7 +63,7 @@ impl CallClock {
 }
 
 /// CPU time this thread has used.
-pub(super) fn thread_cpu_time() -> Duration {
+pub(crate) fn thread_cpu_time() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
         .map(Duration::from)
         .unwrap_or_default()

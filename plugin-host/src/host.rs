@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use wasmtime::{ResourceLimiter, StoreLimits};
 
-use super::bindings::gatehouse::plugin::host::{self, KvError, Level};
-use super::bindings::gatehouse::plugin::types;
-use super::call::Properties;
-use super::deadline::CallClock;
-use super::kv::{KvRefused, KvStore};
-use super::runtime::CompiledPlugin;
+use crate::bindings::gatehouse::plugin::host::{self, KvError, Level};
+use crate::bindings::gatehouse::plugin::types;
+use crate::call::Properties;
+use crate::deadline::CallClock;
+use crate::kv::{KvRefused, KvStore};
+use crate::runtime::CompiledPlugin;
 
 /// Longest log line; longer ones are cut (at a character boundary).
 pub const MAX_LOG_LINE: usize = 1024;
@@ -34,13 +34,13 @@ pub struct HostState {
     props: Arc<Properties>,
     log_budget: usize,
     /// The running call's deadline.
-    pub(super) clock: CallClock,
+    pub(crate) clock: CallClock,
     /// The request's headers, lent to the store for the duration of a call.
-    pub(super) request_headers: Vec<types::Header>,
+    pub(crate) request_headers: Vec<types::Header>,
     /// The response's headers, lent for `on-response` calls.
-    pub(super) response_headers: Vec<types::Header>,
+    pub(crate) response_headers: Vec<types::Header>,
     /// What the running call set with `rate-limit-key`.
-    pub(super) rate_limit_key: Option<String>,
+    pub(crate) rate_limit_key: Option<String>,
 }
 
 impl HostState {

@@ -9,10 +9,10 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use super::bindings::gatehouse::plugin::types::{
+use crate::bindings::gatehouse::plugin::types::{
     Header, HeaderOp, LocalResponse, RequestDecision, ResponseDecision,
 };
-use super::call::Failure;
+use crate::call::Failure;
 
 /// Most header edits one decision may carry.
 pub const MAX_HEADER_OPS: usize = 64;
@@ -245,8 +245,8 @@ pub fn check_response(d: ResponseDecision) -> Result<ResponseOutcome, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bindings::gatehouse::plugin::types::RequestEdits as WitEdits;
     use super::*;
+    use crate::bindings::gatehouse::plugin::types::RequestEdits as WitEdits;
 
     fn edits() -> WitEdits {
         WitEdits {

@@ -19,15 +19,15 @@ use std::time::Instant;
 use gatehouse_config::model::PluginBinding;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
-use super::bindings::gatehouse::plugin::types::{
+use crate::bindings::gatehouse::plugin::types::{
     Header, RequestDecision, RequestLine, ResponseDecision,
 };
-use super::bindings::Policy;
-use super::deadline::{thread_cpu_time, CallClock};
-use super::decision::{check_request, check_response, RequestOutcome, ResponseOutcome};
-use super::hold::Held;
-use super::host::HostState;
-use super::runtime::{runtime, CompiledPlugin, HOLD_CAPS};
+use crate::bindings::Policy;
+use crate::deadline::{thread_cpu_time, CallClock};
+use crate::decision::{check_request, check_response, RequestOutcome, ResponseOutcome};
+use crate::hold::Held;
+use crate::host::HostState;
+use crate::runtime::{runtime, CompiledPlugin, HOLD_CAPS};
 
 /// Which hook ran (the discriminant indexes the per-plugin metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ pub struct Properties {
 }
 
 impl Properties {
-    pub(super) fn get(&self, name: &str, plugin: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str, plugin: &str) -> Option<String> {
         match name {
             "request-id" => Some(self.request_id.clone()),
             "client-ip" => Some(self.client_ip.clone()),

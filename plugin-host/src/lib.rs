@@ -1,0 +1,50 @@
+//! `gatehouse-plugin-host`: tenant policy code run as sandboxed WebAssembly components.
+//!
+//! It owns the wasmtime engine, loading and validating components, and running
+//! one hook with its limits; it knows nothing of Pingora or HTTP servers, so the
+//! data plane (which drives chains of hooks per request) and the admin API (which
+//! validates uploads) both use it. Start reading at [`load_plugins`] and
+//! [`PluginCall`].
+//!
+//! Three parts, as in other component hosts: generated bindings for the
+//! `gatehouse:plugin` world (`bindings`), the host side of its imports on the
+//! per-call store state (`host`, with the tenant key-value store in `kv`), and
+//! the runtime (`runtime`: one engine with a pooling allocator, one epoch ticker,
+//! loading and caching components; `call`: running one hook with its limits and
+//! classifying failures; `hold`: caps on instances kept between hooks; `breaker`:
+//! skipping a plugin that keeps failing). `decision` checks what a plugin
+//! returned before any of it is applied; `metrics` holds the host's Prometheus
+//! families, which the data plane serves.
+//!
+//! Isolation: every request gets a fresh instance per binding from a
+//! pre-linked `InstancePre`, kept for its `on-response` when the caps in `hold`
+//! allow, so nothing survives between requests or tenants. CPU is
+//! bounded by epoch interruption, memory by a store limiter, stack by
+//! `max_wasm_stack`; a plugin that keeps failing is skipped for a cooldown.
+
+// `deny`, not `forbid`: one audited exception loads compiled plugins from the
+// private cache (see `runtime::deserialize`).
+#![deny(unsafe_code)]
+
+mod bindings;
+mod breaker;
+mod call;
+mod deadline;
+mod decision;
+mod hold;
+mod host;
+mod kv;
+pub mod metrics;
+mod runtime;
+
+pub use call::{Failure, Hook, Instance, PluginCall, Properties, RequestView, ResponseView};
+pub use decision::{
+    check_request, check_response, HeaderEdit, RequestEdits, RequestOutcome, Respond,
+    ResponseEdits, ResponseOutcome,
+};
+pub use runtime::{
+    inspect, inspect_bytes, kept_instances, load_plugins, CompiledPlugin, Inspection,
+    MAX_PLUGIN_BYTES, WIT_VERSION,
+};
+
+pub use bindings::gatehouse::plugin::types::{Header, RequestLine};
