@@ -951,13 +951,13 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
         (now != fingerprint).then_some(now)
     })
     .await;
-    let acme_state = api
-        .ok(
-            Method::GET,
-            &format!("/v1/tenants/acme/domains/{host}/acme"),
-            None,
-        )
-        .await;
+    // The order's state is recorded just after the certificate is stored.
+    let acme_path = format!("/v1/tenants/acme/domains/{host}/acme");
+    let acme_state = eventually(Duration::from_secs(10), "the renewal recorded", || async {
+        let state = api.ok(Method::GET, &acme_path, None).await;
+        (state["status"] == "active").then_some(state)
+    })
+    .await;
     assert_eq!(acme_state["status"], "active");
     assert!(acme_state["renew_at_ms"].as_i64().unwrap() > 0);
     eventually(

@@ -45,6 +45,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Loopback ports that were free a moment ago, all different: each is held
+/// until all are chosen (ports chosen one after another may repeat).
+pub fn distinct_free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<StdListener> = (0..N)
+        .map(|_| StdListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 /// A loopback address that refuses connections: the port is bound (so no
 /// other test can take it) but never listened on.
 pub struct DeadPort {
@@ -344,10 +353,11 @@ impl Proxy {
         command: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Proxy, tempfile::TempDir> {
+        let [http, https, internal] = distinct_free_ports();
         let ports = Ports {
-            http: free_port(),
-            https: free_port(),
-            internal: free_port(),
+            http,
+            https,
+            internal,
         };
         let config_path = dir.path().join("gatehouse.yaml");
         let rendered = render(yaml, &ports, dir.path());

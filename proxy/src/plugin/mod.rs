@@ -3,7 +3,7 @@
 //! The sandbox itself (engine, loading, one hook call, limits) lives in the
 //! `gatehouse-plugin-host` crate, re-exported here; this module adds what needs
 //! the proxy's HTTP types: [`BoundPlugin`] (a plugin with its binding's
-//! settings) and the chain runner in `chain`. The request path in `service.rs`
+//! settings) and the chain runner in `chain`. The request path in `service/`
 //! drives the chains.
 
 mod chain;

@@ -1,7 +1,7 @@
 //! The end of every request: its metrics and its JSON access log line.
 //!
-//! Reads the context, decides nothing: refusals, strikes and cache results
-//! were recorded by the stages that decided them.
+//! Reads the context, decides nothing: refusals and cache results were
+//! recorded by the stages that decided them.
 
 use http::header;
 use pingora::proxy::Session;
@@ -10,14 +10,19 @@ use pingora::Error;
 use super::ctx::RequestCtx;
 use crate::metrics::{metrics, status_class};
 
-/// Counts the request and writes its access log line (a background cache
-/// refresh is counted apart and logged at debug level only).
-pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
-    let status = session
+/// The status the client got: the head written, else the local response's;
+/// 0 when none was sent (the client went away first).
+pub(super) fn final_status(session: &Session, ctx: &RequestCtx) -> u16 {
+    session
         .response_written()
         .map(|r| r.status.as_u16())
         .or(ctx.local_status)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// Counts the request and writes its access log line (a background cache
+/// refresh is counted apart and logged at debug level only).
+pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, status: u16) {
     let elapsed = ctx.started.elapsed();
     let tenant: &str = &ctx.vars.tenant;
     let domain = ctx.domain_label.as_deref().unwrap_or("unknown");

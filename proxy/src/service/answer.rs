@@ -13,7 +13,6 @@ use pingora::proxy::Session;
 
 use super::ctx::RequestCtx;
 use super::decorate;
-use super::guard;
 use super::refusal::Refusal;
 use crate::local::{self, LocalResponse, StaticTarget};
 use crate::node::NodeState;
@@ -102,7 +101,6 @@ pub(super) async fn action(
 /// Writes a local response after `on-response` and the common decoration.
 /// Always `Ok(true)` unless writing fails: the response was sent.
 pub(super) async fn write(
-    node: &NodeState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     mut resp: LocalResponse,
@@ -111,9 +109,7 @@ pub(super) async fn write(
         resp = replacement;
     }
     decorate::head(ctx, &mut resp.head);
-    let status = resp.head.status.as_u16();
-    guard::count_strikes(node, ctx, status);
-    ctx.local_status = Some(status);
+    ctx.local_status = Some(resp.head.status.as_u16());
     let head_only = session.req_header().method == http::Method::HEAD;
     resp.write(session, head_only).await?;
     Ok(true)
@@ -121,11 +117,10 @@ pub(super) async fn write(
 
 /// Records the refusal and writes its response.
 pub(super) async fn refuse(
-    node: &NodeState,
     session: &mut Session,
     ctx: &mut RequestCtx,
     refusal: Refusal,
 ) -> pingora::Result<bool> {
     let resp = ctx.refuse(refusal).response();
-    write(node, session, ctx, resp).await
+    write(session, ctx, resp).await
 }

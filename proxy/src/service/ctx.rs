@@ -71,6 +71,10 @@ pub(super) struct WafState {
     pub hold: Option<WafHold>,
     /// The score and the rules that fired, for the access log.
     pub outcome: Option<(u32, String)>,
+    /// The WAF blocked the request: a strike toward bans (`bans.waf_blocks`)
+    /// whatever the refusal finally recorded (a fail-closed `on-response`
+    /// may replace it).
+    pub blocked: bool,
 }
 
 /// The plugins' part of the request.
@@ -158,10 +162,5 @@ impl RequestCtx {
     /// an earlier one: the response sent is the later stage's).
     pub(super) fn refuse(&mut self, refusal: Refusal) -> &Refusal {
         self.refusal.insert(refusal)
-    }
-
-    /// Whether the WAF blocked this request.
-    pub(super) fn waf_blocked(&self) -> bool {
-        matches!(self.refusal, Some(Refusal::WafBlocked))
     }
 }

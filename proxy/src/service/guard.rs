@@ -6,7 +6,7 @@
 //! after routing and the first throttle; [`run_plugins`] runs the route's
 //! `on-request` chain. Each returns what refuses the request ([`Refusal`]) or
 //! answers it ([`Stop`]); none writes a response. [`count_strikes`] is the ban
-//! policy's other half: it counts the failing status a response carries.
+//! policy's other half: it counts the failing status a request ended with.
 
 use std::sync::Arc;
 
@@ -213,11 +213,12 @@ pub(super) fn chain_stop(stop: ChainStop) -> Result<LocalResponse, Refusal> {
     }
 }
 
-/// Counts a response's status (and a WAF block) as strikes toward the
-/// domain's ban policy; called once per request, when its response head is
-/// final. Refusals for a ban already in force do not count again.
+/// Counts a request's final status (and a WAF block) as strikes toward the
+/// domain's ban policy; called once per request, when it is over (a block
+/// may come after the response head, while a held body streams in).
+/// Refusals for a ban already in force do not count again.
 pub(super) fn count_strikes(node: &NodeState, ctx: &RequestCtx, status: u16) {
-    if matches!(ctx.refusal, Some(Refusal::Banned)) {
+    if ctx.refusal == Some(Refusal::Banned) {
         return;
     }
     let (Some(snap), Some(label), Some(ip)) = (&ctx.snapshot, &ctx.domain_label, ctx.client.addr)
@@ -227,7 +228,7 @@ pub(super) fn count_strikes(node: &NodeState, ctx: &RequestCtx, status: u16) {
     let Some(policy) = ctx.domain_policy(snap).and_then(|d| d.bans.as_ref()) else {
         return;
     };
-    let waf = ctx.waf_blocked().then_some(BanPolicy::WAF_BLOCK);
+    let waf = ctx.waf.blocked.then_some(BanPolicy::WAF_BLOCK);
     // Only real failures count (0: the client went away before a response).
     let failed = (status >= 400).then_some(status);
     for strike in failed.into_iter().chain(waf) {

@@ -16,9 +16,10 @@
 //! - [`upstream_peer`](Gatehouse::upstream_peer), the body, the upstream
 //!   request, failures and retries: `forward`.
 //! - [`response_filter`](Gatehouse::response_filter): plugins' `on-response`
-//!   and the common headers (`decorate`), strikes toward bans (`guard`).
+//!   and the common headers (`decorate`).
 //! - [`fail_to_proxy`](Gatehouse::fail_to_proxy): the JSON error for a failed exchange.
-//! - [`logging`](Gatehouse::logging): metrics and the access log (`access_log`).
+//! - [`logging`](Gatehouse::logging): the final status's strikes toward bans
+//!   (`guard`), metrics and the access log (`access_log`).
 //!
 //! Every phase reads the one `Arc<Snapshot>` taken in `request_filter`.
 
@@ -109,8 +110,8 @@ impl ProxyHttp for Gatehouse {
                 ctx.upstream.pool = Some(pool);
                 Ok(false)
             }
-            Err(Stop::Respond(resp)) => answer::write(&self.node, session, ctx, *resp).await,
-            Err(Stop::Refuse(refusal)) => answer::refuse(&self.node, session, ctx, refusal).await,
+            Err(Stop::Respond(resp)) => answer::write(session, ctx, *resp).await,
+            Err(Stop::Refuse(refusal)) => answer::refuse(session, ctx, refusal).await,
             Err(Stop::Fail(e)) => Err(e),
         }
     }
@@ -209,8 +210,7 @@ impl ProxyHttp for Gatehouse {
         Ok(())
     }
 
-    /// Runs `on-response`, adds the common headers and `Cache-Status`, and
-    /// counts the status toward bans.
+    /// Runs `on-response` and adds the common headers and `Cache-Status`.
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -231,7 +231,6 @@ impl ProxyHttp for Gatehouse {
         }
         decorate::head(ctx, upstream_response);
         decorate::cache_status(session, ctx, upstream_response)?;
-        guard::count_strikes(&self.node, ctx, upstream_response.status.as_u16());
         Ok(())
     }
 
@@ -299,7 +298,7 @@ impl ProxyHttp for Gatehouse {
         if let Some(resp) = ctx.plugins.replacement.take() {
             let code = resp.head.status.as_u16();
             session.set_keepalive(None);
-            let _ = answer::write(&self.node, session, ctx, resp).await;
+            let _ = answer::write(session, ctx, resp).await;
             return FailToProxy {
                 error_code: code,
                 can_reuse_downstream: false,
@@ -322,7 +321,7 @@ impl ProxyHttp for Gatehouse {
                 // Pingora closes the client connection after a proxy failure;
                 // say so, or an HTTP/1.1 client may send its next request into a closing socket.
                 session.set_keepalive(None);
-                let _ = answer::write(&self.node, session, ctx, resp).await;
+                let _ = answer::write(session, ctx, resp).await;
             }
         }
         FailToProxy {
@@ -331,8 +330,11 @@ impl ProxyHttp for Gatehouse {
         }
     }
 
-    /// Access log line and request metrics.
+    /// The request is over: its final status counts toward the domain's ban
+    /// policy (`guard`), then the access log line and request metrics.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        access_log::record(session, e, ctx);
+        let status = access_log::final_status(session, ctx);
+        guard::count_strikes(&self.node, ctx, status);
+        access_log::record(session, e, ctx, status);
     }
 }
