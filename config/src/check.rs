@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::error::ConfigErrors;
 use crate::ipset::IpSet;
@@ -102,10 +102,10 @@ impl<'a> Checker<'a> {
     }
 
     pub(crate) fn header_name(&mut self, name: &str, path: &str) -> Option<HeaderName> {
-        match HeaderName::from_bytes(name.as_bytes()) {
+        match parse_header_name(name) {
             Ok(n) => Some(n),
-            Err(_) => {
-                self.err(path, format!("invalid header name {name:?}"));
+            Err(message) => {
+                self.err(path, message);
                 None
             }
         }
@@ -134,6 +134,17 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// A header name, or the message every section reports for a bad one.
+pub(crate) fn parse_header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))
+}
+
+/// A method, in any case (`get` is `GET`), or the message for a bad one.
+pub(crate) fn parse_method(m: &str) -> Result<Method, String> {
+    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method {m:?}"))
 }
 
 /// Names of tenants, pools and certificates: short, lowercase, URL-safe.

@@ -6,11 +6,15 @@
 //! `server`, `limits`, `tls`, `certificates`, `client_ip`, `admin`, `tenants`,
 //! `rate_limits`, `pools`, `plugins`, `domains` (with `routes`, `headers`,
 //! `security_headers`, `ip_rules`, `bans` below it), [`cache`] and [`waf`].
+//! The file and checked types of a section often share names, so a section
+//! module keeps them in inner `file` and `model` modules, its `check`
+//! functions beside them ([`cache`] and [`waf`], whose names differ, are flat).
+//! Sections share the helpers of `check` (error sink, addresses, names, ...).
+//!
 //! [`file`] and [`model`] gather the two layers' types (the roots
-//! `FileConfig` and `Config`, the section types re-exported), and
+//! `FileConfig` and `Config`, every section type re-exported), and
 //! [`validate`](mod@validate) runs the section checks in order, adds the checks
-//! that span sections and reports every problem with its field path. The
-//! sections share the helpers of `check`.
+//! that span sections and reports every problem with its field path.
 //!
 //! This crate does no I/O beyond reading the files a config names
 //! (certificates, static roots) and never panics on input. Start reading at

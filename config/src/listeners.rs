@@ -1,6 +1,6 @@
 //! `listeners`: the addresses the proxy binds. Holds the file type, the
-//! checked addresses and their checks ([`check`], then [`check_any`] once
-//! every section has been read, where `validate` always reported it).
+//! checked addresses and their checks: [`check`], and [`check_any`], which
+//! `validate` runs after every other section (its error has always come last).
 
 use crate::check::Checker;
 use model::Listeners;

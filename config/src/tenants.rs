@@ -32,6 +32,7 @@ pub mod file {
     }
 }
 
+/// Checks each tenant name and that it is defined once; the names.
 pub(crate) fn names(tenants: &[file::Tenant], cx: &mut Checker<'_>) -> HashSet<String> {
     let mut out = HashSet::new();
     for (i, t) in tenants.iter().enumerate() {

@@ -3,10 +3,10 @@
 //! checked route and [`check`], which also resolves the route's pool, plugins,
 //! rate limits and merged cache policy.
 
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderValue, StatusCode};
 
 use super::refs::Refs;
-use crate::check::Checker;
+use crate::check::{parse_method, Checker};
 use model::{Redirect, Respond, Route, RouteAction, StaticFiles};
 
 pub mod file {
@@ -210,12 +210,9 @@ pub(crate) fn check(
     }
     let mut methods = Vec::new();
     for (mi, m) in r.methods.iter().enumerate() {
-        match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+        match parse_method(m) {
             Ok(m) => methods.push(m),
-            Err(_) => cx.err(
-                format!("{path}.methods[{mi}]"),
-                format!("invalid method {m:?}"),
-            ),
+            Err(message) => cx.err(format!("{path}.methods[{mi}]"), message),
         }
     }
     let set = [
