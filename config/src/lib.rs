@@ -11,7 +11,7 @@
 //! functions beside them ([`cache`] and [`waf`], whose names differ, are flat).
 //! Sections share the helpers of `check` (error sink, addresses, names, ...).
 //!
-//! [`file`] and [`model`] gather the two layers' types (the roots
+//! [`file`](mod@file) and [`model`] gather the two layers' types (the roots
 //! `FileConfig` and `Config`, every section type re-exported), and
 //! [`validate`](mod@validate) runs the section checks in order, adds the checks
 //! that span sections and reports every problem with its field path.
