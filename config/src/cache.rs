@@ -12,6 +12,8 @@ use std::time::Duration;
 use http::{HeaderName, Method};
 use serde::{Deserialize, Serialize};
 
+use crate::check::{parse_header_name, parse_method};
+
 /// `cache:` on a domain or a route.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
@@ -211,7 +213,7 @@ pub fn merge(domain: Option<&Cache>, route: Option<&Cache>) -> Option<CachePolic
         bypass_methods: bypass
             .methods
             .iter()
-            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
+            .filter_map(|m| parse_method(m).ok())
             .collect(),
         bypass_paths: bypass.paths,
         query: if !key.query_only.is_empty() {
@@ -231,7 +233,7 @@ pub fn merge(domain: Option<&Cache>, route: Option<&Cache>) -> Option<CachePolic
 fn header_names(names: &[String]) -> Vec<HeaderName> {
     names
         .iter()
-        .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+        .filter_map(|h| parse_header_name(h).ok())
         .collect()
 }
 
@@ -282,11 +284,8 @@ pub fn check(c: &Cache, path: &str, err: &mut dyn FnMut(String, String)) {
             header_name(h, &format!("{bpath}.headers[{i}]"), err);
         }
         for (i, m) in b.methods.iter().enumerate() {
-            if Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
-                err(
-                    format!("{bpath}.methods[{i}]"),
-                    format!("invalid method {m:?}"),
-                );
+            if let Err(message) = parse_method(m) {
+                err(format!("{bpath}.methods[{i}]"), message);
             }
         }
         for (i, p) in b.paths.iter().enumerate() {
@@ -334,8 +333,8 @@ pub fn check(c: &Cache, path: &str, err: &mut dyn FnMut(String, String)) {
 }
 
 fn header_name(h: &str, path: &str, err: &mut dyn FnMut(String, String)) {
-    if HeaderName::from_bytes(h.as_bytes()).is_err() {
-        err(path.into(), format!("invalid header name {h:?}"));
+    if let Err(message) = parse_header_name(h) {
+        err(path.into(), message);
     }
 }
 

@@ -1,11 +1,24 @@
 //! `gatehouse-config`: the Gatehouse configuration model.
 //!
-//! Two layers: [`file`] holds serde types mirroring the YAML an operator writes
-//! (unknown fields rejected), and [`model`] holds the validated config the data
-//! plane compiles. [`validate`](mod@validate) converts one into the other and reports
-//! every problem with its field path. This crate does no I/O beyond reading the
-//! files a config names (certificates, static roots) and never panics on input.
-//! Start reading at [`load_file`].
+//! Two layers: serde types mirroring the YAML an operator writes (unknown
+//! fields rejected), and the validated config the data plane compiles. Each
+//! config section has one module holding both and its checks: `listeners`,
+//! `server`, `limits`, `tls`, `certificates`, `client_ip`, `admin`, `tenants`,
+//! `rate_limits`, `pools`, `plugins`, `domains` (with `routes`, `headers`,
+//! `security_headers`, `ip_rules`, `bans` below it), [`cache`] and [`waf`].
+//! The file and checked types of a section often share names, so a section
+//! module keeps them in inner `file` and `model` modules, its `check`
+//! functions beside them ([`cache`] and [`waf`], whose names differ, are flat).
+//! Sections share the helpers of `check` (error sink, addresses, names, ...).
+//!
+//! [`file`](mod@file) and [`model`] gather the two layers' types (the roots
+//! `FileConfig` and `Config`, every section type re-exported), and
+//! [`validate`](mod@validate) runs the section checks in order, adds the checks
+//! that span sections and reports every problem with its field path.
+//!
+//! This crate does no I/O beyond reading the files a config names
+//! (certificates, static roots) and never panics on input. Start reading at
+//! [`load_file`], then [`validate::validate_with`].
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +31,25 @@ pub mod model;
 pub mod published;
 pub mod validate;
 pub mod waf;
+
+// The sections, reached through `file`, `model` and `validate`. Lower
+// modules never use higher ones: `check` and `hosts` use no section;
+// `tenants` uses `rate_limits` and `limits`; `domains` uses `pools`,
+// `plugins`, `rate_limits`, `cache` and `waf`; `validate` uses them all.
+mod admin;
+mod certificates;
+mod check;
+mod client_ip;
+mod domains;
+mod hosts;
+mod limits;
+mod listeners;
+mod plugins;
+mod pools;
+mod rate_limits;
+mod server;
+mod tenants;
+mod tls;
 
 use std::path::Path;
 
