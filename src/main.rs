@@ -3,18 +3,27 @@
 //! proxy that follows an admin API, `check` validates a config, `plugin build`
 //! / `plugin inspect` make and check WebAssembly plugins.
 //!
-//! Thin by design: parsing arguments and logging setup live here, everything
-//! else in `gatehouse-proxy` and `gatehouse-config`.
+//! Thin by design: arguments, logging setup and one exit path live here;
+//! `local_admin` starts the in-process admin of `gatehouse run`, `acme_args`
+//! maps ACME flags, `plugin_build` builds plugins; everything else is in the
+//! library crates. Defaults shared with the config file come from
+//! `gatehouse_config::admin_defaults`.
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use gatehouse_config::admin_defaults as defaults;
 use tracing_subscriber::EnvFilter;
 
+mod acme_args;
+mod local_admin;
 mod plugin_build;
+
+use acme_args::AcmeArgs;
 
 // A proxy allocates and frees many small buffers per request on several
 // threads; glibc malloc's arena locks showed up as ~15% of CPU under load.
@@ -62,20 +71,16 @@ enum Command {
     /// bootstrap platform-admin token once, or installs the one in GATEHOUSE_ADMIN_TOKEN.
     Admin {
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:9900")]
+        #[arg(long, default_value = defaults::LISTEN)]
         listen: std::net::SocketAddr,
         /// Database: sqlite://path/to/file.db (created if missing) or postgres://user@host/db.
-        #[arg(
-            long,
-            default_value = "sqlite://data/gatehouse.db",
-            env = "GATEHOUSE_DATABASE_URL"
-        )]
+        #[arg(long, default_value = defaults::DATABASE, env = "GATEHOUSE_DATABASE_URL")]
         database: String,
         /// Key file sealing private keys at rest; created (private) when missing. Every admin
         /// sharing a database needs the same file.
         #[arg(
             long,
-            default_value = "data/secrets.key",
+            default_value = defaults::SECRETS_KEY_FILE,
             env = "GATEHOUSE_SECRETS_KEY_FILE"
         )]
         secrets_key_file: PathBuf,
@@ -111,7 +116,7 @@ enum Command {
         #[arg(long, env = "GATEHOUSE_NODE_ID")]
         node_id: Option<String>,
         /// Directory for the last applied version and plugin components.
-        #[arg(long, default_value = "data/node")]
+        #[arg(long, default_value = defaults::STATE_DIR)]
         state_dir: PathBuf,
         /// Accept a version older than the applied one, or an empty one (after restoring the
         /// admin's database on purpose). Without it such versions are refused.
@@ -155,8 +160,18 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    match run(Cli::parse().command) {
+        Ok(code) => code,
+        // Errors carry their command as context ("gatehouse admin: …").
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::WafRules { json } => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
@@ -175,56 +190,42 @@ fn main() -> ExitCode {
                     break;
                 }
             }
-            ExitCode::SUCCESS
         }
-        Command::Check { config } => match gatehouse_proxy::check(&config) {
-            Ok(snapshot) => {
-                println!(
-                    "{}: OK ({} domains, {} pools, {} certificates)",
-                    config.display(),
-                    snapshot.config.domains.len(),
-                    snapshot.config.pools.len(),
-                    snapshot.config.certificates.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(errors) => {
-                eprintln!("{}: {} error(s)", config.display(), errors.len());
-                for e in errors.iter() {
-                    eprintln!("  {e}");
+        Command::Check { config } => {
+            let snapshot = match gatehouse_proxy::check(&config) {
+                Ok(snapshot) => snapshot,
+                Err(errors) => {
+                    eprintln!("{}: {} error(s)", config.display(), errors.len());
+                    for e in errors.iter() {
+                        eprintln!("  {e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
                 }
-                ExitCode::FAILURE
-            }
-        },
+            };
+            println!(
+                "{}: OK ({} domains, {} pools, {} certificates)",
+                config.display(),
+                snapshot.config.domains.len(),
+                snapshot.config.pools.len(),
+                snapshot.config.certificates.len()
+            );
+        }
         Command::Plugin(PluginCommand::Build { crate_dir, output }) => {
-            match plugin_build::build(&crate_dir, &output) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("gatehouse plugin build: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+            plugin_build::build(&crate_dir, &output).context("gatehouse plugin build")?;
         }
         Command::Plugin(PluginCommand::Inspect { file }) => {
-            match gatehouse_proxy::plugin::inspect(&file) {
-                Ok(info) => {
-                    println!("file: {}", file.display());
-                    println!("size: {} bytes", info.size);
-                    println!("sha256: {}", info.sha256);
-                    println!(
-                        "world: gatehouse:plugin/policy (built for gatehouse:plugin@{})",
-                        info.version
-                    );
-                    println!("imports: {}", info.imports.join(", "));
-                    println!("exports: {}", info.exports.join(", "));
-                    println!("valid: yes");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{}: invalid plugin: {e}", file.display());
-                    ExitCode::FAILURE
-                }
-            }
+            let info = gatehouse_plugin_host::inspect(&file)
+                .map_err(|e| anyhow::anyhow!("{}: invalid plugin: {e}", file.display()))?;
+            println!("file: {}", file.display());
+            println!("size: {} bytes", info.size);
+            println!("sha256: {}", info.sha256);
+            println!(
+                "world: gatehouse:plugin/policy (built for gatehouse:plugin@{})",
+                info.version
+            );
+            println!("imports: {}", info.imports.join(", "));
+            println!("exports: {}", info.exports.join(", "));
+            println!("valid: yes");
         }
         Command::Admin {
             listen,
@@ -236,36 +237,22 @@ fn main() -> ExitCode {
             acme,
         } => {
             init_logging();
-            let acme = match acme.settings() {
-                Ok(a) => a,
-                Err(e) => {
-                    eprintln!("gatehouse admin: {e:#}");
-                    return ExitCode::FAILURE;
-                }
+            let serve = || -> anyhow::Result<()> {
+                let options = gatehouse_admin::ServeOptions {
+                    listen,
+                    database,
+                    preset_token: local_admin::preset_admin_token(),
+                    secrets_key_file,
+                    dns_resolver,
+                    auth_failures_per_minute,
+                    allow_internal_targets,
+                    local_node_token: None,
+                    acme: acme.settings()?,
+                };
+                tokio::runtime::Runtime::new()?
+                    .block_on(gatehouse_admin::serve(options, shutdown_signal()))
             };
-            let options = gatehouse_admin::ServeOptions {
-                listen,
-                database,
-                preset_token: preset_admin_token(),
-                secrets_key_file,
-                dns_resolver,
-                auth_failures_per_minute,
-                allow_internal_targets,
-                local_node_token: None,
-                acme,
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("gatehouse admin: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            if let Err(e) = runtime.block_on(gatehouse_admin::serve(options, shutdown_signal())) {
-                eprintln!("gatehouse admin: {e:#}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
+            serve().context("gatehouse admin")?;
         }
         Command::Proxy {
             config,
@@ -277,58 +264,36 @@ fn main() -> ExitCode {
             upgrade,
         } => {
             init_logging();
-            let token = match node_token(token_file.as_deref()) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("gatehouse proxy: {e:#}");
-                    return ExitCode::FAILURE;
-                }
+            let follow = || -> anyhow::Result<()> {
+                let control = gatehouse_proxy::control::ControlPlane {
+                    url: admin_url,
+                    token: node_token(token_file.as_deref())?,
+                    node_id: node_id.unwrap_or_else(default_node_id),
+                    state_dir,
+                    force: force_snapshot,
+                };
+                gatehouse_proxy::run(gatehouse_proxy::RunOptions {
+                    config,
+                    upgrade,
+                    control: Some(control),
+                })
             };
-            let control = gatehouse_proxy::control::ControlPlane {
-                url: admin_url,
-                token,
-                node_id: node_id.unwrap_or_else(default_node_id),
-                state_dir,
-                force: force_snapshot,
-            };
-            let options = gatehouse_proxy::RunOptions {
-                config,
-                upgrade,
-                control: Some(control),
-            };
-            if let Err(e) = gatehouse_proxy::run(options) {
-                eprintln!("gatehouse proxy: {e:#}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
+            follow().context("gatehouse proxy")?;
         }
         Command::Run { config, upgrade } => {
             init_logging();
-            let control = match start_local_admin(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("gatehouse: {e:#}");
-                    return ExitCode::FAILURE;
-                }
+            let serve = || -> anyhow::Result<()> {
+                let control = local_admin::start(&config)?;
+                gatehouse_proxy::run(gatehouse_proxy::RunOptions {
+                    config,
+                    upgrade,
+                    control,
+                })
             };
-            let options = gatehouse_proxy::RunOptions {
-                config,
-                upgrade,
-                control,
-            };
-            if let Err(e) = gatehouse_proxy::run(options) {
-                eprintln!("gatehouse: {e:#}");
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
+            serve().context("gatehouse")?;
         }
     }
-}
-
-fn preset_admin_token() -> Option<String> {
-    std::env::var("GATEHOUSE_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The node token: from `--token-file`, else GATEHOUSE_NODE_TOKEN.
@@ -353,140 +318,6 @@ fn default_node_id() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".into())
-}
-
-/// With an `admin` section in the config, starts the admin API on a thread of
-/// its own and returns how the proxy follows it (with a fresh node token).
-fn start_local_admin(
-    config: &std::path::Path,
-) -> anyhow::Result<Option<gatehouse_proxy::control::ControlPlane>> {
-    let text = std::fs::read_to_string(config)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
-    let file = gatehouse_config::parse_yaml(&text)
-        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", config.display()))?;
-    let Some(admin) = file.admin else {
-        return Ok(None);
-    };
-    let listen: std::net::SocketAddr = admin
-        .listen
-        .as_deref()
-        .unwrap_or("127.0.0.1:9900")
-        .parse()
-        .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?;
-    let node_token = gatehouse_admin::token::generate().token;
-    let options = gatehouse_admin::ServeOptions {
-        listen,
-        database: admin
-            .database
-            .unwrap_or_else(|| "sqlite://data/gatehouse.db".into()),
-        preset_token: preset_admin_token(),
-        secrets_key_file: admin
-            .secrets_key_file
-            .unwrap_or_else(|| "data/secrets.key".into())
-            .into(),
-        dns_resolver: None,
-        auth_failures_per_minute: gatehouse_admin::auth::AUTH_FAILURES_PER_MINUTE,
-        // One machine, one operator: its services on localhost are fair targets.
-        allow_internal_targets: true,
-        local_node_token: Some(node_token.clone()),
-        acme: match admin.acme {
-            Some(a) => AcmeArgs {
-                acme_directory: Some(a.directory_url),
-                acme_contact: a.contact,
-                acme_ca_bundle: a.ca_bundle.map(PathBuf::from),
-                acme_eab_kid: a.eab_kid,
-                acme_eab_hmac_key_file: a.eab_hmac_key_file.map(PathBuf::from),
-                acme_timeout_seconds: a.timeout_seconds.unwrap_or(60),
-                acme_renew_check_seconds: a.renew_check_seconds.unwrap_or(300),
-            }
-            .settings()
-            .map_err(|e| anyhow::anyhow!("admin.acme: {e:#}"))?,
-            None => None,
-        },
-    };
-    std::thread::Builder::new()
-        .name("gatehouse-admin".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("gatehouse admin: {e}");
-                    std::process::exit(1);
-                }
-            };
-            // The proxy owns the process's signals and exit: the admin runs until then.
-            if let Err(e) =
-                runtime.block_on(gatehouse_admin::serve(options, std::future::pending()))
-            {
-                eprintln!("gatehouse admin: {e:#}");
-                std::process::exit(1);
-            }
-        })?;
-    Ok(Some(gatehouse_proxy::control::ControlPlane {
-        url: format!("http://{listen}"),
-        token: node_token,
-        node_id: "local".into(),
-        state_dir: admin.state_dir.unwrap_or_else(|| "data/node".into()).into(),
-        force: false,
-    }))
-}
-
-/// Where the admin orders certificates (`gatehouse admin --acme-directory …`).
-#[derive(clap::Args, Debug)]
-struct AcmeArgs {
-    /// ACME directory URL of the CA to order certificates from (e.g. Let's Encrypt's
-    /// https://acme-v02.api.letsencrypt.org/directory); without it ordering is refused.
-    #[arg(long, env = "GATEHOUSE_ACME_DIRECTORY")]
-    acme_directory: Option<String>,
-    /// Contact for the ACME account (mailto:ops@example.com); repeatable.
-    #[arg(long)]
-    acme_contact: Vec<String>,
-    /// PEM file of CA certificates trusted for the ACME server itself (private CAs).
-    #[arg(long, env = "GATEHOUSE_ACME_CA_BUNDLE")]
-    acme_ca_bundle: Option<PathBuf>,
-    /// External account binding key id, for CAs that require one.
-    #[arg(long, requires = "acme_eab_hmac_key_file")]
-    acme_eab_kid: Option<String>,
-    /// File holding the EAB HMAC key (base64url, as CAs hand it out).
-    #[arg(long, requires = "acme_eab_kid")]
-    acme_eab_hmac_key_file: Option<PathBuf>,
-    /// How long validation and issuance may take per order, in seconds.
-    #[arg(long, default_value_t = 60)]
-    acme_timeout_seconds: u64,
-    /// How often to look for certificates due for renewal (two thirds into their
-    /// lifetime) and failed orders due for a retry, in seconds.
-    #[arg(
-        long,
-        default_value_t = 300,
-        env = "GATEHOUSE_ACME_RENEW_CHECK_SECONDS"
-    )]
-    acme_renew_check_seconds: u64,
-}
-
-impl AcmeArgs {
-    fn settings(self) -> anyhow::Result<Option<gatehouse_admin::acme::Settings>> {
-        let Some(directory_url) = self.acme_directory else {
-            return Ok(None);
-        };
-        let eab = match (self.acme_eab_kid, self.acme_eab_hmac_key_file) {
-            (Some(kid), Some(file)) => {
-                let text = std::fs::read_to_string(&file)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                let hmac_key = gatehouse_admin::acme::decode_eab_key(text.trim())
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                Some(gatehouse_admin::acme::Eab { kid, hmac_key })
-            }
-            _ => None,
-        };
-        Ok(Some(gatehouse_admin::acme::Settings {
-            directory_url,
-            contact: self.acme_contact,
-            eab,
-            ca_bundle: self.acme_ca_bundle,
-            timeout: std::time::Duration::from_secs(self.acme_timeout_seconds),
-            renew_check: std::time::Duration::from_secs(self.acme_renew_check_seconds.max(1)),
-        }))
-    }
 }
 
 /// Completes on SIGINT or SIGTERM.

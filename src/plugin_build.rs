@@ -223,7 +223,7 @@ pub fn build(crate_dir: &Path, output: &Path) -> Result<()> {
     let tmp = output.with_extension(format!("wasm.tmp{}", std::process::id()));
     std::fs::write(&tmp, &component)?;
     std::fs::rename(&tmp, output)?;
-    let info = gatehouse_proxy::plugin::inspect(output)
+    let info = gatehouse_plugin_host::inspect(output)
         .map_err(|e| anyhow!("{} is not a valid plugin: {e}", output.display()))?;
     println!(
         "built {} ({} bytes, sha256 {}, gatehouse:plugin@{})",

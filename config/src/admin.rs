@@ -4,6 +4,24 @@
 
 use crate::check::Checker;
 
+pub mod defaults {
+    //! What an unset `admin` setting means: also the defaults of
+    //! `gatehouse admin`'s and `gatehouse proxy`'s flags, defined once here.
+
+    /// `admin.listen`, `gatehouse admin --listen`.
+    pub const LISTEN: &str = "127.0.0.1:9900";
+    /// `admin.database`, `gatehouse admin --database`.
+    pub const DATABASE: &str = "sqlite://data/gatehouse.db";
+    /// `admin.secrets_key_file`, `gatehouse admin --secrets-key-file`.
+    pub const SECRETS_KEY_FILE: &str = "data/secrets.key";
+    /// `admin.state_dir`, `gatehouse proxy --state-dir`.
+    pub const STATE_DIR: &str = "data/node";
+    /// `admin.acme.timeout_seconds`, `--acme-timeout-seconds`.
+    pub const ACME_TIMEOUT_SECONDS: u64 = 60;
+    /// `admin.acme.renew_check_seconds`, `--acme-renew-check-seconds`.
+    pub const ACME_RENEW_CHECK_SECONDS: u64 = 300;
+}
+
 pub mod file {
     //! `admin` as operators write it.
 

@@ -1,7 +1,10 @@
 //! `certificates`: PEM chains and keys that domains and `tls` refer to by
 //! name. Holds the file type, the checked certificate and [`check`], which
-//! reads the files and parses the PEM (names and hosts are `validate`'s).
+//! reads the files and parses the PEM (names and hosts are `validate`'s), and
+//! [`certified_key_from_pem`], the one parse of a chain with its key that the
+//! data plane (serving) and the admin API (checking uploads) share.
 
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -170,4 +173,23 @@ fn check_key_pem(pem: &[u8], path: &str, cx: &mut Checker<'_>) {
     if let Err(e) = PrivateKeyDer::from_pem_slice(pem) {
         cx.err(path, format!("no usable PEM private key: {e}"));
     }
+}
+
+/// Parses a PEM chain (leaf first) and its PEM private key into a rustls
+/// identity, checking that the key is supported and matches the leaf.
+pub fn certified_key_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid PEM certificate: {e}"))?;
+    if chain.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("invalid PEM private key: {e}"))?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("unsupported private key: {e}"))?;
+    let ck = CertifiedKey::new(chain, signing_key);
+    ck.keys_match()
+        .map_err(|e| format!("private key does not match the certificate: {e}"))?;
+    Ok(ck)
 }

@@ -23,7 +23,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
-pub mod certificate;
 pub mod error;
 pub mod file;
 pub mod ipset;
@@ -53,6 +52,8 @@ mod tls;
 
 use std::path::Path;
 
+pub use admin::defaults as admin_defaults;
+pub use certificates::certified_key_from_pem;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::Config;
 

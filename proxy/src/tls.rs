@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use gatehouse_config::certificate::certified_key_from_pem;
+use gatehouse_config::certified_key_from_pem;
 use gatehouse_config::model::{CertSource, Certificate, Config, HostPattern, UnknownSni};
 use gatehouse_config::ConfigErrors;
 use rustls::sign::CertifiedKey;
