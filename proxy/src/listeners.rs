@@ -4,9 +4,9 @@
 //! [`proxy_service`] builds the Pingora service: PROXY-protocol headers are
 //! read first (`proxy_protocol`), then TLS (rustls, certificates chosen per
 //! SNI by [`SniResolver`] from the current snapshot's `tls::CertMap`), then
-//! HTTP, handled by `service::Gatehouse`. [`TlsSni`] carries the handshake's
-//! SNI to the request path, which refuses requests for names the
-//! connection's certificate does not cover.
+//! HTTP, handled by `service::Gatehouse`. [`SniCapture`] records the
+//! handshake's SNI as a `tls::TlsSni`, with which the request path refuses
+//! requests for names the connection's certificate does not cover.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,7 @@ use crate::node::NodeState;
 use crate::proxy_protocol::{PreTlsHeader, ProxyProtocolApp};
 use crate::service::Gatehouse;
 use crate::snapshot::SnapshotStore;
+use crate::tls::TlsSni;
 
 /// The proxy service listening on the configured HTTP and HTTPS addresses.
 pub fn proxy_service(
@@ -146,10 +147,6 @@ impl ResolvesServerCert for SniResolver {
         cert
     }
 }
-
-/// The SNI a TLS client sent, kept with the connection for the HTTP layer.
-#[derive(Debug)]
-pub struct TlsSni(pub Option<String>);
 
 /// Post-handshake hook that records the SNI in the connection's TLS digest.
 pub struct SniCapture;

@@ -164,6 +164,10 @@ impl CertMap {
     }
 }
 
+/// The SNI a TLS client sent, kept with the connection for the HTTP layer.
+#[derive(Debug)]
+pub struct TlsSni(pub Option<String>);
+
 fn cert_files_exist(c: &Certificate) -> bool {
     match &c.source {
         CertSource::Files { cert, key } => cert.exists() || key.exists(),

@@ -13,10 +13,10 @@ use pingora::proxy::Session;
 use super::answer::Stop;
 use super::ctx::RequestCtx;
 use super::refusal::Refusal;
-use crate::listeners::TlsSni;
 use crate::local::LocalResponse;
 use crate::route::{CompiledRoute, DomainPolicy, HostMatch, RouteMatch};
 use crate::snapshot::Snapshot;
+use crate::tls::TlsSni;
 
 /// The domain serving the request's host.
 pub(super) fn find_domain<'s>(
