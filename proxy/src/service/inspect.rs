@@ -263,6 +263,7 @@ fn apply_verdict(ctx: &mut RequestCtx, waf: &Waf, verdict: Verdict) -> Option<Re
         return None;
     }
     m.waf_blocked.with_label_values(&[tenant, domain]).inc();
+    ctx.waf.blocked = true;
     Some(Refusal::WafBlocked)
 }
 
