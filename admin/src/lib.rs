@@ -16,30 +16,21 @@
 //! `secrets`; canonical hostnames (IDNA) in `hostname`; object names in `names`.
 
 pub mod acme;
-pub mod acme_orders;
-pub mod audit;
-pub mod auth;
-pub mod certificates;
-pub mod challenges;
-pub mod dataplane;
-pub mod document;
-pub mod domains;
-mod duration;
-pub mod error;
-pub mod hostname;
-pub mod limits;
-pub mod names;
-pub mod objects;
-pub mod plugins;
-pub mod pools;
-pub mod publish;
-pub mod purges;
-pub mod routes;
-pub mod secrets;
-pub mod store;
-pub mod tenants;
-pub mod token;
-pub mod tokens;
+mod api;
+mod draft;
+mod infra;
+mod release;
+
+// The modules' old flat names, while the code moves into layers.
+pub use acme::{challenges, orders as acme_orders};
+pub use api::rate_ceiling as limits;
+pub use api::{
+    certificates, dataplane, domains, plugins, pools, purges, routes, tenants, tokens,
+};
+pub use draft::objects;
+use infra::duration;
+pub use infra::{audit, auth, credentials as token, error, hostname, names, secrets, store};
+pub use release::{document, publish};
 
 use std::sync::Arc;
 

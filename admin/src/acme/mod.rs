@@ -1,0 +1,5 @@
+pub mod challenges;
+pub mod client;
+pub mod orders;
+
+pub use client::*;

@@ -1,0 +1,10 @@
+pub mod certificates;
+pub mod dataplane;
+pub mod domains;
+pub mod plugins;
+pub mod pools;
+pub mod purges;
+pub mod rate_ceiling;
+pub mod routes;
+pub mod tenants;
+pub mod tokens;

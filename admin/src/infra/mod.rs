@@ -1,0 +1,9 @@
+pub mod audit;
+pub mod auth;
+pub mod credentials;
+pub mod duration;
+pub mod error;
+pub mod hostname;
+pub mod names;
+pub mod secrets;
+pub mod store;
