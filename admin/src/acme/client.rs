@@ -1,22 +1,8 @@
-//! Certificate issuance over ACME (RFC 8555) with `instant-acme`: the
-//! platform's account, and orders answered with HTTP-01.
-//!
-//! An order runs in two steps so that the caller controls when the ACME
-//! server may validate: [`begin`] opens the order and returns each
-//! hostname's challenge token and key authorization; the caller makes every
-//! edge node serve them at `/.well-known/acme-challenge/<token>`, and only
-//! then calls [`complete`], which tells the server the challenges are ready,
-//! waits for validation, finalizes with a fresh key and downloads the chain.
-//! A failed validation comes back as [`AcmeError::Rejected`] carrying the
-//! server's own problem detail (for the domain's visible state).
-//!
-//! ACME servers may reject any nonce (Pebble does so on purpose, for a share
-//! of requests): `instant-acme` retries a `badNonce` answer a few times, and
-//! every step here is retried again as a whole while the server keeps
-//! answering `badNonce` (a request it refused had no effect). Private ACME
-//! servers are reached through a CA bundle of their own.
+//! The ACME (RFC 8555) client over `instant-acme`: the platform's account,
+//! and orders answered with HTTP-01 in two steps ([`begin`], then
+//! [`complete`]) so that the caller decides when the server may validate.
+//! Knows nothing of tenants or the store. Imports only `infra` (the CA's settings).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use instant_acme::{
@@ -24,49 +10,7 @@ use instant_acme::{
     Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
 };
 
-/// Where and as whom to order certificates.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    /// The ACME directory URL.
-    pub directory_url: String,
-    /// Contact addresses (`mailto:ops@example.com`).
-    pub contact: Vec<String>,
-    /// External account binding, for CAs that require one.
-    pub eab: Option<Eab>,
-    /// PEM file of CA certificates to trust for the ACME server itself
-    /// (private ACME servers), instead of the system roots.
-    pub ca_bundle: Option<PathBuf>,
-    /// How long to wait for validation and for the certificate.
-    pub timeout: Duration,
-    /// How often the admin looks for certificates due for renewal.
-    pub renew_check: Duration,
-}
-
-/// An external account binding: key id and the raw HMAC key.
-#[derive(Clone)]
-pub struct Eab {
-    pub kid: String,
-    pub hmac_key: Vec<u8>,
-}
-
-impl std::fmt::Debug for Eab {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the key.
-        f.debug_struct("Eab").field("kid", &self.kid).finish()
-    }
-}
-
-/// An EAB HMAC key as CAs hand it out (base64url, padding optional).
-pub fn decode_eab_key(text: &str) -> Result<Vec<u8>, String> {
-    use base64::Engine;
-    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text.trim().trim_end_matches('='))
-        .map_err(|e| format!("not base64url: {e}"))?;
-    if key.is_empty() {
-        return Err("empty key".into());
-    }
-    Ok(key)
-}
+use crate::infra::acme_settings::Settings;
 
 /// Why an ACME operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +57,12 @@ fn problem_text(p: &instant_acme::Problem) -> String {
 }
 
 /// How often a step is tried while the server answers `badNonce`.
+///
+/// ACME servers may reject any nonce (Pebble does so on purpose, for a share
+/// of requests): `instant-acme` retries a `badNonce` answer a few times, and
+/// every step here is retried again as a whole while the server keeps
+/// answering `badNonce` (a request it refused had no effect). Private ACME
+/// servers are reached through a CA bundle of their own.
 const NONCE_ATTEMPTS: usize = 10;
 
 fn is_bad_nonce(e: &instant_acme::Error) -> bool {
@@ -203,6 +153,15 @@ pub struct Issued {
 }
 
 /// Opens an order for `hosts` and collects their HTTP-01 challenges.
+///
+/// An order runs in two steps so that the caller controls when the ACME
+/// server may validate: this opens the order and returns each hostname's
+/// challenge token and key authorization; the caller makes every edge node
+/// serve them at `/.well-known/acme-challenge/<token>`, and only then calls
+/// [`complete`], which tells the server the challenges are ready, waits for
+/// validation, finalizes with a fresh key and downloads the chain. A failed
+/// validation comes back as [`AcmeError::Rejected`] carrying the server's
+/// own problem detail (for the domain's visible state).
 pub async fn begin(account: &Account, hosts: &[String]) -> Result<Pending, AcmeError> {
     let identifiers: Vec<Identifier> = hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
     let mut order = retry_nonce!(account.new_order(&NewOrder::new(&identifiers)).await)?;

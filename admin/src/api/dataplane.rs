@@ -1,13 +1,15 @@
-//! `/v1/dataplane`: how proxies get their configuration, and `/v1/nodes`.
-//!
-//! A node long-polls `GET /v1/dataplane/snapshot?after=<applied>&wait=30s`
-//! with a node token. The call returns as soon as the current version differs
-//! from `after` (newer, or older after a restore of the admin's database: the
-//! node decides whether to accept an older one), or `304 Not Modified` when the
-//! wait ends first. A publish on this admin wakes waiting polls at once; a
-//! publish on another admin sharing the database is seen within a second.
-//! Plugins are fetched separately by digest. Each poll and report updates the
-//! node's row, which `GET /v1/nodes` lists.
+//! `/v1/dataplane` and `/v1/nodes`: how proxies get their configuration (a
+//! long-polled snapshot, plugins by digest), their ACK/NACK reports, and the
+//! nodes as last seen. Imports `release` and `infra`.
+
+// A node long-polls `GET /v1/dataplane/snapshot?after=<applied>&wait=30s`
+// with a node token. The call returns as soon as the current version differs
+// from `after` (newer, or older after a restore of the admin's database: the
+// node decides whether to accept an older one), or `304 Not Modified` when the
+// wait ends first. A publish on this admin wakes waiting polls at once; a
+// publish on another admin sharing the database is seen within a second.
+// Plugins are fetched separately by digest. Each poll and report updates the
+// node's row, which `GET /v1/nodes` lists.
 
 use std::time::Duration;
 
@@ -19,13 +21,27 @@ use gatehouse_config::published::{Report, Sections, Snapshot};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::auth::{NodeCaller, Principal, RequestMeta};
-use crate::document;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::publish;
-use crate::store::now_ms;
-use crate::AppState;
+use crate::infra::audit;
+use crate::infra::auth::{NodeCaller, Principal, RequestMeta};
+use crate::infra::duration;
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::infra::state::AppState;
+use crate::infra::store::now_ms;
+use crate::release::render::render;
+use crate::release::versions;
+
+/// The data plane's and the nodes' routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(snapshot))
+        .routes(routes!(plugin))
+        .routes(routes!(report))
+        .routes(routes!(nodes))
+        .routes(routes!(forget_node))
+}
 
 /// Longest wait a poll may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -51,13 +67,11 @@ pub struct PollQuery {
 /// A long poll's `wait` parameter (`30s`; absent: no wait), capped at a minute.
 pub(crate) fn poll_wait(wait: Option<&str>) -> Result<Duration, ApiError> {
     let wait = match wait {
-        Some(w) => {
-            crate::duration::parse(w, &["ms", "s", "m"]).ok_or_else(|| ApiError::Invalid {
-                code: "invalid_query",
-                message: "expected a number and a unit (ms, s, m), like 30s".into(),
-                field: Some("wait".into()),
-            })?
-        }
+        Some(w) => duration::parse(w, &["ms", "s", "m"]).ok_or_else(|| ApiError::Invalid {
+            code: "invalid_query",
+            message: "expected a number and a unit (ms, s, m), like 30s".into(),
+            field: Some("wait".into()),
+        })?,
         None => Duration::ZERO,
     };
     Ok(wait.min(MAX_WAIT))
@@ -100,13 +114,6 @@ pub(crate) async fn seen(
     Ok(())
 }
 
-async fn current_version(state: &AppState) -> Result<Option<i64>, ApiError> {
-    Ok(sqlx::query("SELECT MAX(version) AS v FROM snapshots")
-        .fetch_one(state.store.pool())
-        .await?
-        .try_get("v")?)
-}
-
 /// Waits for a version other than `after`, then returns it rendered for nodes.
 #[utoipa::path(
     get, path = "/v1/dataplane/snapshot", params(PollQuery),
@@ -135,7 +142,7 @@ pub async fn snapshot(
     let deadline = tokio::time::Instant::now() + wait;
     let mut published = state.published.subscribe();
     loop {
-        if let Some(v) = current_version(&state).await? {
+        if let Some(v) = versions::current(state.store.pool()).await? {
             if v != after {
                 return render_version(&state, v).await;
             }
@@ -179,11 +186,11 @@ async fn render_version(state: &AppState, v: i64) -> Result<Response, ApiError> 
 /// Version `v` as the JSON a node receives.
 async fn render_body(state: &AppState, v: i64) -> Result<axum::body::Bytes, ApiError> {
     let mut conn = state.store.pool().acquire().await?;
-    let (version, doc) = publish::load_version(&mut conn, v)
+    let (version, doc) = versions::load_version(&mut conn, v)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("version {v}")))?;
     drop(conn);
-    let (cfg, _) = document::render(&doc, &state.keys)?;
+    let (cfg, _) = render(&doc, &state.keys)?;
     let snapshot = Snapshot {
         version: version.version as u64,
         hash: version.hash,
@@ -343,9 +350,7 @@ pub async fn forget_node(
 ) -> Result<StatusCode, ApiError> {
     let target = format!("nodes/{id}");
     if let Err(e) = who.platform("forget nodes") {
-        return Err(
-            crate::audit::refused(&state, &who, &meta, "node.delete", None, target, e).await,
-        );
+        return Err(audit::refused(&state, &who, &meta, "node.delete", None, target, e).await);
     }
     let mut tx = state.store.begin_write().await?;
     let gone = sqlx::query("DELETE FROM nodes WHERE id = $1")
@@ -356,8 +361,8 @@ pub async fn forget_node(
     if gone == 0 {
         return Err(ApiError::NotFound(format!("node {id}")));
     }
-    let event = crate::audit::Event::ok("node.delete", None, target);
-    crate::audit::record(&mut tx, &who, &meta, event).await?;
+    let event = audit::Event::ok("node.delete", None, target);
+    audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

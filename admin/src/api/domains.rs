@@ -1,11 +1,7 @@
-//! `/v1/tenants/{tenant}/domains` and their routes.
-//!
-//! A domain is one hostname (or `*.` wildcard) in canonical ASCII form, unique
-//! across all tenants. It starts `pending`: published configs then serve only
-//! its ownership challenge at `/.well-known/gatehouse-challenge/<token>`. Once
-//! verified (`POST …/verify`) it is `active` and the next publish serves its
-//! routes. Routes are objects of their own (`…/domains/{host}/routes/{route}`)
-//! so that automation can own one route without rewriting the domain.
+//! `/v1/tenants/{tenant}/domains`: hostnames, unique across tenants, that
+//! start `pending` (published configs serve only their ownership challenge)
+//! and turn `active` once verified (`POST …/verify`), when the next publish
+//! serves their routes. Imports `acme`, `ownership`, `release`, `draft`, `model`, `infra`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,54 +10,32 @@ use axum::Json;
 use gatehouse_config::file;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::audit::{self, Event};
-use crate::auth::{Principal, RequestMeta};
-use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
-use crate::objects::{self, Kind, Stored, Write};
-use crate::{certificates, hostname, names, publish, AppState};
+use crate::acme::orders;
+use crate::api::object::with_etag;
+use crate::draft::access;
+use crate::draft::hostnames::check_available;
+use crate::draft::objects::{self, Kind, Stored, Write};
+use crate::draft::references::{check_covers, check_plugin_refs};
+use crate::infra::audit::{self, Event};
+use crate::infra::auth::{Principal, RequestMeta};
+use crate::infra::credentials::random_hex;
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::infra::hostname;
+use crate::infra::state::AppState;
+use crate::infra::store::now_ms;
+use crate::model::domain::{render, DomainSpec, StoredDomain, CHALLENGE_PREFIX};
+use crate::ownership::{dns_check, http_check};
+use crate::release::validate::check_alone;
 
-/// Path under which a pending domain's ownership token is served.
-pub const CHALLENGE_PREFIX: &str = "/.well-known/gatehouse-challenge/";
-
-/// A domain's settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DomainSpec {
-    /// Certificate (by name, same tenant) served for this hostname over HTTPS;
-    /// its names must cover the hostname.
-    pub certificate: Option<String>,
-    /// Get a certificate from the platform's ACME CA once the domain is verified,
-    /// and keep it renewed (the domain then uses `acme-<host>`).
-    #[serde(default)]
-    pub acme: bool,
-    /// Redirect plain-HTTP requests to HTTPS with 308.
-    #[serde(default)]
-    pub force_https: bool,
-    /// Header edits applied to every request and response.
-    #[serde(default)]
-    pub headers: file::HeaderRules,
-    /// Security response headers (presets `basic`/`strict`, HSTS, framing, ...).
-    #[serde(default)]
-    pub security_headers: Option<file::SecurityHeaders>,
-    /// Client addresses (CIDRs) allowed and denied.
-    #[serde(default)]
-    pub ip_rules: file::IpRules,
-    /// Rate limits on every request of the domain.
-    #[serde(default)]
-    pub rate_limits: Vec<file::RateLimit>,
-    /// Automatic bans of clients that keep failing (statuses, WAF blocks).
-    #[serde(default)]
-    pub bans: Option<file::Bans>,
-    /// Request inspection (WAF): mode, paranoia level, exclusions.
-    #[serde(default)]
-    pub waf: Option<gatehouse_config::waf::Waf>,
-    /// Edge caching of the routes that forward to a pool (default off).
-    #[serde(default)]
-    pub cache: Option<gatehouse_config::cache::Cache>,
-    /// Plugins (by name, same tenant) run on every request, before the route's.
-    #[serde(default)]
-    pub plugins: Vec<file::PluginBinding>,
+/// The domains' routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get, put, delete))
+        .routes(routes!(verify))
 }
 
 /// Where a domain is in its life.
@@ -118,16 +92,6 @@ pub struct Domain {
     pub updated_ms: i64,
 }
 
-/// What is stored for a domain: its spec and its ownership token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredDomain {
-    /// Settings.
-    #[serde(flatten)]
-    pub spec: DomainSpec,
-    /// Ownership token.
-    pub verification_token: String,
-}
-
 /// A list of domains.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DomainList {
@@ -167,95 +131,6 @@ pub fn existing(host: &str) -> Result<String, ApiError> {
     hostname::canonical(host).map_err(|_| ApiError::NotFound(format!("domain {host}")))
 }
 
-/// Refuses (409) a hostname another tenant registered, or one that would
-/// overlap another tenant's (see [`overlapping`]).
-pub async fn check_available(
-    conn: &mut sqlx::AnyConnection,
-    tenant: &str,
-    host: &str,
-) -> Result<(), ApiError> {
-    let holder = sqlx::query("SELECT tenant FROM objects WHERE kind = 'domain' AND name = $1")
-        .bind(host)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if let Some(row) = holder {
-        let owner: String = sqlx::Row::try_get(&row, "tenant")?;
-        if owner != tenant {
-            return Err(ApiError::Conflict {
-                message: format!("hostname {host} is registered by another tenant"),
-                field: Some("name".into()),
-            });
-        }
-    }
-    if let Some(other) = overlapping(conn, tenant, host).await? {
-        return Err(ApiError::Conflict {
-            message: format!("hostname {host} overlaps {other}, registered by another tenant"),
-            field: Some("name".into()),
-        });
-    }
-    Ok(())
-}
-
-/// Another tenant's domain that `host` would overlap: the wildcard covering
-/// an exact name (its traffic would go to the exact name, which matches
-/// first), or an exact name a wildcard would cover.
-async fn overlapping(
-    conn: &mut sqlx::AnyConnection,
-    tenant: &str,
-    host: &str,
-) -> Result<Option<String>, ApiError> {
-    use sqlx::Row;
-    if let Some(parent) = host.strip_prefix("*.") {
-        let suffix = format!(".{parent}");
-        let rows = sqlx::query(
-            "SELECT name FROM objects WHERE kind = 'domain' AND tenant <> $1 AND name LIKE $2",
-        )
-        .bind(tenant)
-        .bind(format!("%{suffix}"))
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in rows {
-            let name: String = row.try_get("name")?;
-            let one_label = name
-                .strip_suffix(&suffix)
-                .is_some_and(|label| !label.is_empty() && !label.contains('.'));
-            if one_label {
-                return Ok(Some(name));
-            }
-        }
-        return Ok(None);
-    }
-    let Some((_, parent)) = host.split_once('.') else {
-        return Ok(None);
-    };
-    let wildcard = format!("*.{parent}");
-    let held = sqlx::query(
-        "SELECT name FROM objects WHERE kind = 'domain' AND name = $1 AND tenant <> $2",
-    )
-    .bind(&wildcard)
-    .bind(tenant)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(held.map(|_| wildcard))
-}
-
-/// Checks that each plugin a chain binds exists in the tenant's draft.
-pub async fn check_plugin_refs(
-    conn: &mut sqlx::AnyConnection,
-    tenant: &str,
-    bindings: &[file::PluginBinding],
-) -> Result<(), ApiError> {
-    for (i, b) in bindings.iter().enumerate() {
-        if !objects::exists(conn, tenant, Kind::Plugin, &b.plugin).await? {
-            return Err(ApiError::invalid(
-                format!("plugins[{i}].plugin"),
-                format!("no plugin {:?} in this tenant", b.plugin),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Lists a tenant's domains.
 #[utoipa::path(
     get, path = "/v1/tenants/{tenant}/domains",
@@ -268,7 +143,7 @@ pub async fn list(
     who: Principal,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<DomainList>, ApiError> {
-    let domains = objects::read_all(&state, &who, &tenant, Kind::Domain, None)
+    let domains = access::read_all(&state, &who, &tenant, Kind::Domain, None)
         .await?
         .iter()
         .map(view)
@@ -295,8 +170,8 @@ pub async fn get(
         tenant: &tenant,
         name: &host,
     };
-    let o = objects::read_one(&state, &who, key).await?;
-    Ok(objects::with_etag(StatusCode::OK, o.revision, view(&o)?))
+    let o = access::read_one(&state, &who, key).await?;
+    Ok(with_etag(StatusCode::OK, o.revision, view(&o)?))
 }
 
 /// Creates or replaces a domain (tenant admin and up). A new domain is
@@ -323,11 +198,11 @@ pub async fn put(
     headers: HeaderMap,
     ApiJson(spec): ApiJson<DomainSpec>,
 ) -> Result<Response, ApiError> {
-    objects::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "put").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "put").await?;
     let host = canonical(&host)?;
     let check_spec = spec.clone();
     let (check_tenant, check_host) = (tenant.clone(), host.clone());
-    publish::check_alone(
+    check_alone(
         &tenant,
         move |cfg| {
             // Plugin references are checked against the draft below; the
@@ -350,18 +225,18 @@ pub async fn put(
     .await?;
     let target = format!("tenants/{tenant}/domains/{host}");
     let (stored, created) =
-        objects::audited(&state, &who, &meta, "domain.put", &tenant, target, async {
+        access::audited(&state, &who, &meta, "domain.put", &tenant, target, async {
             let mut tx = state.store.begin_write().await?;
             objects::require_tenant(&mut tx, &tenant).await?;
             check_available(&mut tx, &tenant, &host).await?;
             if let Some(cert) = &spec.certificate {
-                certificates::check_covers(&mut tx, &tenant, cert, &host).await?;
+                check_covers(&mut tx, &tenant, cert, &host).await?;
             }
             check_plugin_refs(&mut tx, &tenant, &spec.plugins).await?;
             let existing = objects::load(&mut tx, &tenant, Kind::Domain, &host).await?;
             let token = match &existing {
                 Some(o) => o.spec::<StoredDomain>()?.verification_token,
-                None => crate::token::random_hex(16),
+                None => random_hex(16),
             };
             let stored = StoredDomain {
                 spec: spec.clone(),
@@ -385,7 +260,7 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(objects::with_etag(status, stored.revision, view(&stored)?))
+    Ok(with_etag(status, stored.revision, view(&stored)?))
 }
 
 /// Deletes a domain and its routes (tenant admin and up).
@@ -406,10 +281,10 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("domain {host}"))?;
-    objects::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "delete").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "delete").await?;
     let host = existing(&host)?;
     let target = format!("tenants/{tenant}/domains/{host}");
-    objects::audited(
+    access::audited(
         &state,
         &who,
         &meta,
@@ -493,7 +368,7 @@ pub async fn verify(
     ApiPath((tenant, host)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    objects::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "verify").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Domain, &tenant, &host, "verify").await?;
     let host = existing(&host)?;
     let target = format!("tenants/{tenant}/domains/{host}");
     let mut conn = state.store.pool().acquire().await?;
@@ -526,7 +401,7 @@ pub async fn verify(
     let after = Stored {
         status: Some("active".into()),
         revision: before.revision + 1,
-        updated_ms: crate::store::now_ms(),
+        updated_ms: now_ms(),
         ..before.clone()
     };
     sqlx::query("UPDATE objects SET status = $1, revision = $2, updated_ms = $3 WHERE tenant = $4 AND kind = 'domain' AND name = $5")
@@ -548,208 +423,10 @@ pub async fn verify(
         let (state, who, meta) = (state.clone(), who.clone(), meta.clone());
         let (tenant, host) = (tenant.clone(), host.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::acme_orders::obtain(&state, &who, &meta, &tenant, &host).await {
+            if let Err(e) = orders::obtain(&state, &who, &meta, &tenant, &host).await {
                 tracing::warn!(tenant, host, error = %e, "ordering an ACME certificate failed; retried later");
             }
         });
     }
-    Ok(objects::with_etag(
-        StatusCode::OK,
-        after.revision,
-        view(&after)?,
-    ))
-}
-
-/// Fetches the challenge URL (through `verify_via` when set: the edge's
-/// address, for hosts whose DNS does not point at it from here).
-async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(), ApiError> {
-    let failed = |why: String| ApiError::Conflict {
-        message: format!("ownership of {host} not verified: {why}"),
-        field: None,
-    };
-    if host.starts_with("*.") {
-        return Err(failed("a wildcard cannot be verified over HTTP".into()));
-    }
-    let addr = match state.verify_via {
-        Some(a) => a,
-        None => tokio::net::lookup_host((host, 80))
-            .await
-            .map_err(|e| failed(format!("cannot resolve: {e}")))?
-            .next()
-            .ok_or_else(|| failed("no address".into()))?,
-    };
-    if state.verify_via.is_none() && !state.internal_targets && crate::pools::is_internal(addr.ip())
-    {
-        return Err(failed(format!(
-            "{host} resolves to {}, an address of the edge itself",
-            addr.ip()
-        )));
-    }
-    let path = format!("{CHALLENGE_PREFIX}{token}");
-    let body = fetch_challenge(addr, host, &path)
-        .await
-        .map_err(|e| failed(format!("GET http://{host}{path}: {e}")))?;
-    if body.trim() == token {
-        Ok(())
-    } else {
-        Err(failed(format!(
-            "http://{host}{path} did not answer with the token"
-        )))
-    }
-}
-
-/// GETs `path` of `host` from `addr`: no redirects, 5 s, at most 16 KiB; the
-/// body of a 200.
-async fn fetch_challenge(
-    addr: std::net::SocketAddr,
-    host: &str,
-    path: &str,
-) -> Result<String, String> {
-    const MAX_BODY: usize = 16 * 1024;
-    let client = reqwest::Client::builder()
-        .resolve(host, addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(5))
-        .user_agent("gatehouse-admin")
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut resp = client
-        .get(format!("http://{host}{path}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.status() != reqwest::StatusCode::OK {
-        return Err(format!("status {}", resp.status().as_u16()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_BODY {
-            return Err("response too large".into());
-        }
-    }
-    String::from_utf8(body).map_err(|_| "body is not UTF-8".into())
-}
-
-/// Looks for the token in the TXT records of `_gatehouse-challenge.<host>`,
-/// asking `dns_resolver` when set, else the system's resolvers. A resolver is
-/// made per check so that no cached answer (or cached absence) is reused.
-async fn dns_check(state: &AppState, host: &str, token: &str) -> Result<(), ApiError> {
-    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
-    use hickory_resolver::name_server::TokioConnectionProvider;
-    use hickory_resolver::TokioResolver;
-    let failed = |why: String| ApiError::Conflict {
-        message: format!("ownership of {host} not verified: {why}"),
-        field: None,
-    };
-    let mut builder = match state.dns_resolver {
-        Some(addr) => {
-            let servers = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, Vec::new(), servers),
-                TokioConnectionProvider::default(),
-            )
-        }
-        None => TokioResolver::builder_tokio()
-            .map_err(|e| failed(format!("no DNS resolver configured: {e}")))?,
-    };
-    let opts = builder.options_mut();
-    opts.cache_size = 0;
-    opts.timeout = std::time::Duration::from_secs(5);
-    let resolver = builder.build();
-    let name = format!("_gatehouse-challenge.{}.", host.trim_start_matches("*."));
-    let records = resolver
-        .txt_lookup(name.clone())
-        .await
-        .map_err(|e| failed(format!("TXT {name}: {e}")))?;
-    let found = records.iter().any(|txt| {
-        let value: Vec<u8> = txt
-            .txt_data()
-            .iter()
-            .flat_map(|part| part.iter().copied())
-            .collect();
-        value == token.as_bytes()
-    });
-    if found {
-        Ok(())
-    } else {
-        Err(failed(format!("no TXT record {name} with the token")))
-    }
-}
-
-/// The config file's domain for `host`: routes served when active, only the
-/// ownership challenge while pending.
-pub fn render(
-    tenant: &str,
-    host: &str,
-    spec: &DomainSpec,
-    routes: Vec<file::Route>,
-) -> file::Domain {
-    file::Domain {
-        hosts: vec![host.to_string()],
-        tenant: tenant.to_string(),
-        certificate: spec
-            .certificate
-            .as_ref()
-            .map(|c| names::qualified(tenant, c)),
-        force_https: spec.force_https,
-        headers: spec.headers.clone(),
-        security_headers: spec.security_headers.clone(),
-        ip_rules: spec.ip_rules.clone(),
-        rate_limits: spec.rate_limits.clone(),
-        bans: spec.bans.clone(),
-        waf: spec.waf.clone(),
-        cache: spec.cache.clone(),
-        plugins: qualify_bindings(tenant, &spec.plugins),
-        routes,
-    }
-}
-
-/// The challenge-only domain served while `host` is pending.
-pub fn render_pending(tenant: &str, host: &str, token: &str) -> file::Domain {
-    file::Domain {
-        hosts: vec![host.to_string()],
-        tenant: tenant.to_string(),
-        certificate: None,
-        force_https: false,
-        headers: file::HeaderRules::default(),
-        security_headers: None,
-        // The ownership challenge must be reachable by whoever verifies it.
-        ip_rules: file::IpRules::default(),
-        rate_limits: Vec::new(),
-        bans: None,
-        waf: None,
-        cache: None,
-        plugins: Vec::new(),
-        routes: vec![file::Route {
-            path: Some(format!("{CHALLENGE_PREFIX}{token}")),
-            path_match: file::PathMatch::Exact,
-            methods: vec!["GET".into()],
-            pool: None,
-            respond: Some(file::Respond {
-                status: Some(200),
-                headers: [("content-type".to_string(), "text/plain".to_string())].into(),
-                body: token.to_string(),
-            }),
-            redirect: None,
-            static_files: None,
-            plugins: Vec::new(),
-            rate_limits: Vec::new(),
-            cache: None,
-        }],
-    }
-}
-
-/// Plugin bindings with their plugin names qualified by the tenant.
-pub fn qualify_bindings(
-    tenant: &str,
-    bindings: &[file::PluginBinding],
-) -> Vec<file::PluginBinding> {
-    bindings
-        .iter()
-        .map(|b| file::PluginBinding {
-            plugin: names::qualified(tenant, &b.plugin),
-            ..b.clone()
-        })
-        .collect()
+    Ok(with_etag(StatusCode::OK, after.revision, view(&after)?))
 }

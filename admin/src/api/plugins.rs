@@ -1,11 +1,7 @@
-//! `/v1/tenants/{tenant}/plugins`: WebAssembly policy plugins.
-//!
-//! An upload is the component itself (`Content-Type: application/wasm`). It is
-//! validated by the proxy's own loader (a component, our world only, within the
-//! size cap, compiles and links) before anything is stored. Bytes are kept once
-//! per SHA-256 in `blobs`, where nodes fetch them; the plugin object binds a
-//! tenant's name to a digest. Domains and routes bind plugins by name with
-//! their config (see `domains`, `routes`).
+//! `/v1/tenants/{tenant}/plugins`: WebAssembly policy plugins, uploaded as the
+//! component itself and checked by the proxy's own loader before anything is
+//! stored. Bytes are kept once per SHA-256 in `blobs`, where nodes fetch them.
+//! Imports `draft`, `model` and `infra`.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -14,36 +10,34 @@ use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
-use crate::auth::{Principal, RequestMeta};
-use crate::domains::StoredDomain;
-use crate::error::{ApiError, ApiPath, ErrorBody};
-use crate::objects::{self, Kind, Object, Stored, Write};
-use crate::routes::RouteSpec;
-use crate::store::now_ms;
-use crate::{names, AppState};
+use crate::api::object::{with_etag, Object};
+use crate::draft::access;
+use crate::draft::objects::{self, Kind, Stored, Write};
+use crate::draft::references::{self, plugin_users};
+use crate::infra::auth::{Principal, RequestMeta};
+use crate::infra::error::{ApiError, ApiPath, ErrorBody};
+use crate::infra::names;
+use crate::infra::state::AppState;
+use crate::infra::store::now_ms;
+use crate::model::plugin::PluginInfo;
 
-/// Largest plugin upload accepted (the proxy's own cap).
-pub const MAX_UPLOAD_BYTES: usize = gatehouse_proxy::plugin::MAX_PLUGIN_BYTES as usize;
-
-/// The body limit layer for the upload route.
-pub fn upload_limit() -> DefaultBodyLimit {
-    DefaultBodyLimit::max(MAX_UPLOAD_BYTES)
+/// The plugins' routes; uploads have a body limit of their own.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get, delete))
+        .routes(routes!(put).layer(upload_limit()))
 }
 
-/// A plugin as stored and shown.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PluginInfo {
-    /// SHA-256 of the component, hex.
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: usize,
-    /// `gatehouse:plugin` version the component targets.
-    pub version: String,
-    /// Interfaces it imports.
-    pub imports: Vec<String>,
-    /// Interfaces it exports.
-    pub exports: Vec<String>,
+/// Largest plugin upload accepted (the proxy's own cap).
+const MAX_UPLOAD_BYTES: usize = gatehouse_proxy::plugin::MAX_PLUGIN_BYTES as usize;
+
+/// The body limit layer for the upload route.
+fn upload_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_UPLOAD_BYTES)
 }
 
 /// A list of plugins.
@@ -69,7 +63,7 @@ pub async fn list(
     who: Principal,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<PluginList>, ApiError> {
-    let plugins = objects::read_all(&state, &who, &tenant, Kind::Plugin, None)
+    let plugins = access::read_all(&state, &who, &tenant, Kind::Plugin, None)
         .await?
         .iter()
         .map(response)
@@ -94,12 +88,8 @@ pub async fn get(
         tenant: &tenant,
         name: &name,
     };
-    let o = objects::read_one(&state, &who, key).await?;
-    Ok(objects::with_etag(
-        StatusCode::OK,
-        o.revision,
-        response(&o)?,
-    ))
+    let o = access::read_one(&state, &who, key).await?;
+    Ok(with_etag(StatusCode::OK, o.revision, response(&o)?))
 }
 
 /// Uploads or replaces a plugin (tenant admin and up): the body is the
@@ -129,7 +119,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    objects::authorize_write(&state, &who, &meta, Kind::Plugin, &tenant, &name, "put").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Plugin, &tenant, &name, "put").await?;
     names::check("name", &name)?;
     let is_wasm = headers
         .get(header::CONTENT_TYPE)
@@ -167,73 +157,42 @@ pub async fn put(
         exports: inspection.exports,
     };
     let target = format!("tenants/{tenant}/plugins/{name}");
-    let (o, created) =
-        objects::audited(&state, &who, &meta, "plugin.put", &tenant, target, async {
-            let mut tx = state.store.begin_write().await?;
-            objects::require_tenant(&mut tx, &tenant).await?;
-            let known = sqlx::query("SELECT sha256 FROM blobs WHERE sha256 = $1")
-                .bind(&info.sha256)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if known.is_none() {
-                sqlx::query(
-                    "INSERT INTO blobs (sha256, bytes, size, created_ms) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&info.sha256)
-                .bind(bytes.to_vec())
-                .bind(info.size as i64)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-            }
-            let write = Write {
-                kind: Kind::Plugin,
-                tenant: &tenant,
-                name: &name,
-                spec: serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.into()))?,
-                status: None,
-            };
-            let out =
-                objects::put(&mut tx, &who, &meta, &headers, write, objects::no_secrets).await?;
-            tx.commit().await?;
-            Ok(out)
-        })
-        .await?;
+    let (o, created) = access::audited(&state, &who, &meta, "plugin.put", &tenant, target, async {
+        let mut tx = state.store.begin_write().await?;
+        objects::require_tenant(&mut tx, &tenant).await?;
+        let known = sqlx::query("SELECT sha256 FROM blobs WHERE sha256 = $1")
+            .bind(&info.sha256)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_none() {
+            sqlx::query(
+                "INSERT INTO blobs (sha256, bytes, size, created_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&info.sha256)
+            .bind(bytes.to_vec())
+            .bind(info.size as i64)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let write = Write {
+            kind: Kind::Plugin,
+            tenant: &tenant,
+            name: &name,
+            spec: serde_json::to_value(&info).map_err(|e| ApiError::Internal(e.into()))?,
+            status: None,
+        };
+        let out = objects::put(&mut tx, &who, &meta, &headers, write, objects::no_secrets).await?;
+        tx.commit().await?;
+        Ok(out)
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(objects::with_etag(status, o.revision, response(&o)?))
-}
-
-/// Domains and routes of `tenant` that bind plugin `name`.
-async fn users(
-    conn: &mut sqlx::AnyConnection,
-    tenant: &str,
-    name: &str,
-) -> Result<Vec<String>, ApiError> {
-    let mut out = Vec::new();
-    for d in objects::list(conn, tenant, Kind::Domain, None).await? {
-        if d.spec::<StoredDomain>()?
-            .spec
-            .plugins
-            .iter()
-            .any(|b| b.plugin == name)
-        {
-            out.push(format!("domain {}", d.name));
-        }
-    }
-    for r in objects::list(conn, tenant, Kind::Route, None).await? {
-        if r.spec::<RouteSpec>()?
-            .plugins
-            .iter()
-            .any(|b| b.plugin == name)
-        {
-            out.push(format!("route {}", r.name));
-        }
-    }
-    Ok(out)
+    Ok(with_etag(status, o.revision, response(&o)?))
 }
 
 /// Deletes a plugin (tenant admin and up); refused while a domain or route binds it.
@@ -254,9 +213,9 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("plugin {name}"))?;
-    objects::authorize_write(&state, &who, &meta, Kind::Plugin, &tenant, &name, "delete").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Plugin, &tenant, &name, "delete").await?;
     let target = format!("tenants/{tenant}/plugins/{name}");
-    objects::audited(
+    access::audited(
         &state,
         &who,
         &meta,
@@ -265,9 +224,9 @@ pub async fn delete(
         target,
         async {
             let mut tx = state.store.begin_write().await?;
-            let using = users(&mut tx, &tenant, &name).await?;
+            let using = plugin_users(&mut tx, &tenant, &name).await?;
             if !using.is_empty() {
-                return Err(objects::in_use(&format!("plugin {name}"), &using));
+                return Err(references::in_use(&format!("plugin {name}"), &using));
             }
             objects::delete(
                 &mut tx,

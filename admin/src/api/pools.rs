@@ -1,10 +1,7 @@
-//! `/v1/tenants/{tenant}/pools`: upstream pools and their targets.
-//!
-//! A pool's spec is the config file's pool without `name` and `tenant` (they
-//! come from the path) and without file paths (a CA bundle would have to exist
-//! on every node). Each write is checked by the very validation the proxy
-//! runs, on a one-pool config, so a bad target fails here with its field path
-//! and not at publish time.
+//! `/v1/tenants/{tenant}/pools`: upstream pools and their targets. Each write
+//! is checked by the proxy's own validation on a one-pool config, so a bad
+//! target fails here with its field path, not at publish time.
+//! Imports `release`, `draft`, `model` and `infra`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -13,97 +10,25 @@ use axum::Json;
 use gatehouse_config::file;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::auth::{Principal, RequestMeta};
-use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
-use crate::objects::{self, Kind, Object, Stored, Write};
-use crate::{names, publish, AppState};
+use crate::api::object::{with_etag, Object};
+use crate::draft::objects::{self, Kind, Stored, Write};
+use crate::draft::{access, references};
+use crate::infra::auth::{Principal, RequestMeta};
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::infra::names;
+use crate::infra::net::is_internal;
+use crate::infra::state::AppState;
+use crate::model::pool::PoolSpec;
+use crate::release::validate::check_alone;
 
-/// TLS towards a pool's targets.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PoolTls {
-    /// SNI and verified name (default: the target's host part).
-    pub sni: Option<String>,
-    /// Verify the upstream certificate chain and name against the system roots (default true).
-    pub verify: Option<bool>,
-}
-
-/// An upstream pool.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PoolSpec {
-    /// Upstream servers (`ip:port` or `hostname:port`), at least one.
-    pub targets: Vec<file::Target>,
-    /// Load-balancing algorithm (default `round_robin`).
-    #[serde(default)]
-    pub algorithm: file::Algorithm,
-    /// Key for `consistent_hash`: `$client_ip`, `$request_uri`, `$host`, or `header:<name>`.
-    pub hash_key: Option<String>,
-    /// TLS to the targets (default off).
-    pub tls: Option<PoolTls>,
-    /// Speak HTTP/2 to the targets.
-    #[serde(default)]
-    pub http2: bool,
-    /// Host header sent upstream (default: the client's).
-    pub host_header: Option<String>,
-    /// Timeouts.
-    #[serde(default)]
-    pub timeouts: file::Timeouts,
-    /// Extra attempts on another target after a connect failure (default 1).
-    pub retries: Option<u32>,
-    /// Active and passive health checking.
-    #[serde(default)]
-    pub health_check: file::HealthCheck,
-}
-
-impl PoolSpec {
-    /// The config file's pool for `tenant`'s pool `name`.
-    pub fn render(&self, tenant: &str, name: &str) -> file::Pool {
-        file::Pool {
-            name: names::qualified(tenant, name),
-            tenant: tenant.to_string(),
-            targets: self.targets.clone(),
-            algorithm: self.algorithm,
-            hash_key: self.hash_key.clone(),
-            tls: self.tls.as_ref().map(|t| file::UpstreamTls {
-                sni: t.sni.clone(),
-                verify: t.verify,
-                ca_path: None,
-            }),
-            http2: self.http2,
-            host_header: self.host_header.clone(),
-            timeouts: self.timeouts.clone(),
-            retries: self.retries,
-            health_check: self.health_check.clone(),
-        }
-    }
-}
-
-/// Whether `ip` is an address of this machine or its link: loopback (the
-/// admin API itself), unspecified, link-local (cloud metadata services at
-/// 169.254.169.254), multicast or broadcast. Private networks are not: tenants'
-/// upstreams often live there.
-pub fn is_internal(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_unspecified()
-                || v4.is_link_local()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_internal(IpAddr::V4(v4)),
-            None => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_unicast_link_local()
-                    || v6.is_multicast()
-            }
-        },
-    }
+/// The pools' routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get, put, delete))
 }
 
 /// Refuses targets that are, or resolve to, internal addresses (see
@@ -153,7 +78,7 @@ pub async fn list(
     who: Principal,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<PoolList>, ApiError> {
-    let pools = objects::read_all(&state, &who, &tenant, Kind::Pool, None)
+    let pools = access::read_all(&state, &who, &tenant, Kind::Pool, None)
         .await?
         .iter()
         .map(response)
@@ -178,12 +103,8 @@ pub async fn get(
         tenant: &tenant,
         name: &name,
     };
-    let o = objects::read_one(&state, &who, key).await?;
-    Ok(objects::with_etag(
-        StatusCode::OK,
-        o.revision,
-        response(&o)?,
-    ))
+    let o = access::read_one(&state, &who, key).await?;
+    Ok(with_etag(StatusCode::OK, o.revision, response(&o)?))
 }
 
 /// Creates or replaces a pool (operator and up). `If-Match` guards against
@@ -210,9 +131,9 @@ pub async fn put(
     headers: HeaderMap,
     ApiJson(spec): ApiJson<PoolSpec>,
 ) -> Result<Response, ApiError> {
-    objects::authorize_write(&state, &who, &meta, Kind::Pool, &tenant, &name, "put").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Pool, &tenant, &name, "put").await?;
     names::check("name", &name)?;
-    publish::check_alone(
+    check_alone(
         &tenant,
         |cfg| cfg.pools.push(spec.render(&tenant, &name)),
         "pools[0].",
@@ -223,7 +144,7 @@ pub async fn put(
     }
     let target = format!("tenants/{tenant}/pools/{name}");
     let (stored, created) =
-        objects::audited(&state, &who, &meta, "pool.put", &tenant, target, async {
+        access::audited(&state, &who, &meta, "pool.put", &tenant, target, async {
             let mut tx = state.store.begin_write().await?;
             objects::require_tenant(&mut tx, &tenant).await?;
             let write = Write {
@@ -244,11 +165,7 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(objects::with_etag(
-        status,
-        stored.revision,
-        response(&stored)?,
-    ))
+    Ok(with_etag(status, stored.revision, response(&stored)?))
 }
 
 /// Deletes a pool (operator and up); refused while a route forwards to it.
@@ -269,9 +186,9 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("pool {name}"))?;
-    objects::authorize_write(&state, &who, &meta, Kind::Pool, &tenant, &name, "delete").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Pool, &tenant, &name, "delete").await?;
     let target = format!("tenants/{tenant}/pools/{name}");
-    objects::audited(&state, &who, &meta, "pool.delete", &tenant, target, async {
+    access::audited(&state, &who, &meta, "pool.delete", &tenant, target, async {
         let mut tx = state.store.begin_write().await?;
         let users: Vec<String> = objects::list(&mut tx, &tenant, Kind::Route, None)
             .await?
@@ -280,7 +197,7 @@ pub async fn delete(
             .map(|r| format!("route {}", r.name))
             .collect();
         if !users.is_empty() {
-            return Err(objects::in_use(&format!("pool {name}"), &users));
+            return Err(references::in_use(&format!("pool {name}"), &users));
         }
         objects::delete(
             &mut tx,

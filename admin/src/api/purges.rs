@@ -1,15 +1,14 @@
 //! Cache purges: `POST /v1/tenants/{tenant}/cache/purge` and the nodes' feed
-//! `GET /v1/dataplane/purges`.
-//!
-//! A purge is not configuration: it takes effect on every node at once, with
-//! no publish. The admin numbers purges in one sequence (the write
-//! transaction serialises them, so numbers become visible in order) and nodes
-//! long-poll for the ones after their last. A node starting up asks from
-//! "now": its cache is empty, so earlier purges mean nothing to it. Rows older
-//! than a day are dropped.
-//!
-//! The tenant comes from the path, so a purge can only ever name its own
-//! tenant's objects; nodes apply it to that tenant's part of the cache alone.
+//! `GET /v1/dataplane/purges`. A purge is not configuration: it reaches every
+//! node at once, with no publish, numbered in one sequence nodes long-poll.
+//! Imports `draft` and `infra` (and `api::dataplane`'s poll helpers).
+
+// The write transaction serialises purges, so their numbers become visible
+// in order; nodes long-poll for the ones after their last. A node starting up
+// asks from "now": its cache is empty, so earlier purges mean nothing to it.
+// Rows older than a day are dropped. The tenant comes from the path, so a
+// purge can only ever name its own tenant's objects; nodes apply it to that
+// tenant's part of the cache alone.
 
 use std::time::Duration;
 
@@ -21,13 +20,23 @@ use gatehouse_config::published::{Purge, PurgeTarget, Purges};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::audit::{self, Event};
-use crate::auth::{NodeCaller, Principal, RequestMeta, Role};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::objects;
-use crate::store::{now_ms, Backend};
-use crate::AppState;
+use crate::api::dataplane::poll_wait;
+use crate::draft::objects;
+use crate::infra::audit::{self, Event};
+use crate::infra::auth::{NodeCaller, Principal, RequestMeta, Role};
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::infra::state::AppState;
+use crate::infra::store::{now_ms, Backend};
+
+/// The purges' routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(purge))
+        .routes(routes!(feed))
+}
 
 /// How long purge rows are kept.
 const KEEP: Duration = Duration::from_secs(24 * 3600);
@@ -212,7 +221,7 @@ pub async fn feed(
         message: "out of range".into(),
         field: Some("after".into()),
     })?;
-    let wait = crate::dataplane::poll_wait(q.wait.as_deref())?;
+    let wait = poll_wait(q.wait.as_deref())?;
     let deadline = tokio::time::Instant::now() + wait;
     let mut purged = state.purged.subscribe();
     loop {

@@ -1,24 +1,28 @@
-//! `/v1/tenants/{tenant}/rate-limit`: the tenant's aggregate request ceiling
-//! (every domain, every client together), as the config file's
-//! `tenants[].rate_limit`.
-//!
-//! It is the platform's cap on a tenant, not the tenant's own setting: only
-//! platform admins change it; the tenant's tokens can read it. It is a draft
-//! object like the others and reaches the proxies with the next published
-//! version (the proxies' bucket survives reloads that keep the quota).
+//! `/v1/tenants/{tenant}/rate-limit`: the tenant's rate ceiling, the
+//! platform's cap on all its traffic together (`tenants[].rate_limit`): only
+//! platform admins change it, the tenant's tokens read it, and it reaches the
+//! proxies with the next publish. Imports `release`, `draft`, `model`, `infra`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use gatehouse_config::file;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::auth::{Principal, RequestMeta};
-use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
-use crate::objects::{self, Kind, Object, Stored, Write};
-use crate::{publish, AppState};
+use crate::api::object::{with_etag, Object};
+use crate::draft::access;
+use crate::draft::objects::{self, Kind, Stored, Write};
+use crate::infra::auth::{Principal, RequestMeta};
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::infra::state::AppState;
+use crate::model::rate_ceiling::NAME;
+use crate::release::validate::check_alone;
 
-/// The one object name of this kind per tenant.
-pub const NAME: &str = "tenant";
+/// The rate ceiling's routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get, put, delete))
+}
 
 fn response(o: &Stored) -> Result<Object<file::Quota>, ApiError> {
     Ok(Object::new(o, o.spec()?))
@@ -26,7 +30,7 @@ fn response(o: &Stored) -> Result<Object<file::Quota>, ApiError> {
 
 fn key(tenant: &str) -> objects::Key<'_> {
     objects::Key {
-        kind: Kind::RateLimit,
+        kind: Kind::RateCeiling,
         tenant,
         name: NAME,
     }
@@ -44,12 +48,8 @@ pub async fn get(
     who: Principal,
     ApiPath(tenant): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let o = objects::read_one(&state, &who, key(&tenant)).await?;
-    Ok(objects::with_etag(
-        StatusCode::OK,
-        o.revision,
-        response(&o)?,
-    ))
+    let o = access::read_one(&state, &who, key(&tenant)).await?;
+    Ok(with_etag(StatusCode::OK, o.revision, response(&o)?))
 }
 
 /// Sets the tenant's request ceiling (platform admins only): `requests` per
@@ -76,15 +76,15 @@ pub async fn put(
     headers: HeaderMap,
     ApiJson(quota): ApiJson<file::Quota>,
 ) -> Result<Response, ApiError> {
-    objects::authorize_write(&state, &who, &meta, Kind::RateLimit, &tenant, NAME, "put").await?;
-    publish::check_alone(
+    access::authorize_write(&state, &who, &meta, Kind::RateCeiling, &tenant, NAME, "put").await?;
+    check_alone(
         &tenant,
         |cfg| cfg.tenants[0].rate_limit = Some(quota.clone()),
         "tenants[0].rate_limit.",
     )
     .await?;
     let target = format!("tenants/{tenant}/rate-limit");
-    let (stored, created) = objects::audited(
+    let (stored, created) = access::audited(
         &state,
         &who,
         &meta,
@@ -95,7 +95,7 @@ pub async fn put(
             let mut tx = state.store.begin_write().await?;
             objects::require_tenant(&mut tx, &tenant).await?;
             let write = Write {
-                kind: Kind::RateLimit,
+                kind: Kind::RateCeiling,
                 tenant: &tenant,
                 name: NAME,
                 spec: serde_json::to_value(&quota).map_err(|e| ApiError::Internal(e.into()))?,
@@ -113,11 +113,7 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(objects::with_etag(
-        status,
-        stored.revision,
-        response(&stored)?,
-    ))
+    Ok(with_etag(status, stored.revision, response(&stored)?))
 }
 
 /// Removes the tenant's request ceiling (platform admins only).
@@ -138,18 +134,18 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || "rate limit".to_string())?;
-    objects::authorize_write(
+    access::authorize_write(
         &state,
         &who,
         &meta,
-        Kind::RateLimit,
+        Kind::RateCeiling,
         &tenant,
         NAME,
         "delete",
     )
     .await?;
     let target = format!("tenants/{tenant}/rate-limit");
-    objects::audited(
+    access::audited(
         &state,
         &who,
         &meta,

@@ -1,10 +1,7 @@
-//! `/v1/tenants/{tenant}/domains/{host}/routes`: a domain's routes.
-//!
-//! A route maps a path (and optionally methods) to one action: forward to a
-//! pool of the same tenant, answer directly, or redirect. Serving files from a
-//! directory is a file-config feature only (the directory would have to exist
-//! on every node). Routes are matched by longest path, so their order does not
-//! matter and each can be edited on its own.
+//! `/v1/tenants/{tenant}/domains/{host}/routes`: a domain's routes, each an
+//! object of its own so that automation can own one route without rewriting
+//! the domain (routes match by longest path, so their order does not matter).
+//! Imports `release`, `draft`, `model` and `infra`.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -13,58 +10,27 @@ use axum::Json;
 use gatehouse_config::file;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::auth::{Principal, RequestMeta};
-use crate::domains::{check_plugin_refs, qualify_bindings};
-use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
-use crate::objects::{self, Kind, Object, Stored, Write};
-use crate::{names, publish, AppState};
+use crate::api::domains::existing;
+use crate::api::object::{with_etag, Object};
+use crate::draft::access;
+use crate::draft::objects::{self, Kind, Stored, Write};
+use crate::draft::references::check_plugin_refs;
+use crate::infra::auth::{Principal, RequestMeta};
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::infra::names;
+use crate::infra::state::AppState;
+use crate::model::domain;
+use crate::model::route::RouteSpec;
+use crate::release::validate::check_alone;
 
-/// A route.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSpec {
-    /// Path to match, starting with `/` (default `/`).
-    pub path: Option<String>,
-    /// `prefix` (default, segment-aware) or `exact`.
-    #[serde(default, rename = "match")]
-    pub path_match: file::PathMatch,
-    /// Allowed methods; empty means all (another method gets 405).
-    #[serde(default)]
-    pub methods: Vec<String>,
-    /// Forward to this pool (by name, same tenant).
-    pub pool: Option<String>,
-    /// Answer directly.
-    pub respond: Option<file::Respond>,
-    /// Redirect the client.
-    pub redirect: Option<file::Redirect>,
-    /// Plugins (by name, same tenant) run after the domain's.
-    #[serde(default)]
-    pub plugins: Vec<file::PluginBinding>,
-    /// Rate limits on this route's requests, after the domain's.
-    #[serde(default)]
-    pub rate_limits: Vec<file::RateLimit>,
-    /// Edge caching for this route, refining the domain's `cache` field by field.
-    #[serde(default)]
-    pub cache: Option<gatehouse_config::cache::Cache>,
-}
-
-impl RouteSpec {
-    /// The config file's route.
-    pub fn render(&self, tenant: &str) -> file::Route {
-        file::Route {
-            path: self.path.clone(),
-            path_match: self.path_match,
-            methods: self.methods.clone(),
-            pool: self.pool.as_ref().map(|p| names::qualified(tenant, p)),
-            respond: self.respond.clone(),
-            redirect: self.redirect.clone(),
-            static_files: None,
-            plugins: qualify_bindings(tenant, &self.plugins),
-            rate_limits: self.rate_limits.clone(),
-            cache: self.cache.clone(),
-        }
-    }
+/// The routes' routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get, put, delete))
 }
 
 /// A list of routes.
@@ -84,7 +50,7 @@ fn response(o: &Stored) -> Result<Object<RouteSpec>, ApiError> {
 }
 
 fn canonical(host: &str) -> Result<String, ApiError> {
-    crate::domains::existing(host)
+    existing(host)
 }
 
 /// Lists a domain's routes.
@@ -136,12 +102,8 @@ pub async fn get(
         tenant: &tenant,
         name: &name,
     };
-    let o = objects::read_one(&state, &who, key).await?;
-    Ok(objects::with_etag(
-        StatusCode::OK,
-        o.revision,
-        response(&o)?,
-    ))
+    let o = access::read_one(&state, &who, key).await?;
+    Ok(with_etag(StatusCode::OK, o.revision, response(&o)?))
 }
 
 /// Creates or replaces a route (operator and up). Its pool and plugins must
@@ -169,12 +131,12 @@ pub async fn put(
     headers: HeaderMap,
     ApiJson(spec): ApiJson<RouteSpec>,
 ) -> Result<Response, ApiError> {
-    objects::authorize_write(&state, &who, &meta, Kind::Route, &tenant, &route, "put").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Route, &tenant, &route, "put").await?;
     let host = canonical(&host)?;
     names::check("route", &route)?;
     let check_spec = spec.clone();
     let check_tenant = tenant.clone();
-    publish::check_alone(
+    check_alone(
         &tenant,
         move |cfg| {
             // References are checked against the draft below: stand-ins here.
@@ -203,7 +165,7 @@ pub async fn put(
                 path: "x.wasm".into(),
                 sha256: None,
             });
-            let mut d = crate::domains::render(
+            let mut d = domain::render(
                 &check_tenant,
                 "check.invalid",
                 &Default::default(),
@@ -218,7 +180,7 @@ pub async fn put(
     let name = format!("{host}/{route}");
     let target = format!("tenants/{tenant}/routes/{name}");
     let (stored, created) =
-        objects::audited(&state, &who, &meta, "route.put", &tenant, target, async {
+        access::audited(&state, &who, &meta, "route.put", &tenant, target, async {
             let mut tx = state.store.begin_write().await?;
             if !objects::exists(&mut tx, &tenant, Kind::Domain, &host).await? {
                 return Err(ApiError::NotFound(format!("domain {host}")));
@@ -250,11 +212,7 @@ pub async fn put(
     } else {
         StatusCode::OK
     };
-    Ok(objects::with_etag(
-        status,
-        stored.revision,
-        response(&stored)?,
-    ))
+    Ok(with_etag(status, stored.revision, response(&stored)?))
 }
 
 /// Deletes a route (operator and up).
@@ -276,11 +234,11 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     who.read(&tenant, || format!("route {route}"))?;
-    objects::authorize_write(&state, &who, &meta, Kind::Route, &tenant, &route, "delete").await?;
+    access::authorize_write(&state, &who, &meta, Kind::Route, &tenant, &route, "delete").await?;
     let host = canonical(&host)?;
     let name = format!("{host}/{route}");
     let target = format!("tenants/{tenant}/routes/{name}");
-    objects::audited(
+    access::audited(
         &state,
         &who,
         &meta,

@@ -1,8 +1,7 @@
-//! `/v1/tenants`: the tenants that own domains, pools, certificates and plugins.
-//!
-//! Platform admins create and delete tenants; a tenant's own tokens can read
-//! it and, from `admin` up, rename it. Every change carries a revision: the
-//! `ETag` of a read, checked against `If-Match` on writes (412 when stale).
+//! `/v1/tenants`: the tenants that own domains, pools, certificates and
+//! plugins. Platform admins create and delete them; a tenant's own tokens read
+//! it and, from `admin` up, rename it; writes check `If-Match` (412 when stale).
+//! Imports `release` and `infra`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -11,12 +10,22 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::audit::{self, Event};
-use crate::auth::{Principal, RequestMeta, Role};
-use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
-use crate::store::now_ms;
-use crate::AppState;
+use crate::infra::audit::{self, Event};
+use crate::infra::auth::{Principal, RequestMeta, Role};
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::infra::state::AppState;
+use crate::infra::store::now_ms;
+use crate::release::publish::unpublish_tenant;
+
+/// The tenants' routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, update, delete))
+}
 
 /// A tenant.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -372,7 +381,7 @@ pub async fn delete(
     let event = Event::ok("tenant.delete", Some(&name), target).before(&before);
     audit::record(&mut tx, &who, &meta, event).await?;
     // Its domains stop being served now, not at someone's next publish.
-    let version = crate::publish::unpublish_tenant(&mut tx, &who, &meta, &name).await?;
+    let version = unpublish_tenant(&mut tx, &who, &meta, &name).await?;
     tx.commit().await?;
     if let Some(v) = version {
         state.published.send_replace(v);

@@ -1,9 +1,7 @@
-//! `/v1/tokens`: API tokens, shown once, stored hashed, revocable.
-//!
-//! Listing shows each token's prefix, role, tenant, expiry, revocation and
-//! last use, never the secret. Who may create or revoke which token is in
-//! `Principal::may_manage_token`; a tenant's tokens are invisible (404) to
-//! other tenants' tokens.
+//! `/v1/tokens` and `/v1/tenants/{tenant}/tokens`: API tokens, shown once,
+//! stored hashed, revocable; listings never show a secret, and a tenant's
+//! tokens are invisible (404) to other tenants' tokens. Who may manage which
+//! token is `Principal::may_manage_token`'s. Imports `infra`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,13 +9,23 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::audit::{self, Event};
-use crate::auth::{Principal, RequestMeta, Role};
-use crate::error::{ApiError, ApiJson, ApiPath, ErrorBody};
-use crate::store::now_ms;
-use crate::token;
-use crate::AppState;
+use crate::infra::audit::{self, Event};
+use crate::infra::auth::{Principal, RequestMeta, Role};
+use crate::infra::credentials::{self, NewToken};
+use crate::infra::error::{ApiError, ApiJson, ApiPath, ErrorBody};
+use crate::infra::state::AppState;
+use crate::infra::store::now_ms;
+
+/// The tokens' routes.
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_platform, list))
+        .routes(routes!(create_in_tenant, list_in_tenant))
+        .routes(routes!(revoke))
+}
 
 /// A token as listed (no secret).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -57,7 +65,10 @@ pub struct CreatePlatformToken {
     pub name: String,
     /// Lifetime in days, 1 to 730 (default: no expiry).
     #[schema(minimum = 1, maximum = 730)]
-    #[serde(default, deserialize_with = "crate::error::integral::option_u32")]
+    #[serde(
+        default,
+        deserialize_with = "crate::infra::error::integral::option_u32"
+    )]
     pub expires_in_days: Option<u32>,
     /// `platform-admin` (default) or `node`: a proxy's token, which can only fetch
     /// configuration snapshots and report on them.
@@ -116,7 +127,10 @@ pub struct CreateTenantToken {
     pub role: TenantRole,
     /// Lifetime in days, 1 to 730 (default: no expiry).
     #[schema(minimum = 1, maximum = 730)]
-    #[serde(default, deserialize_with = "crate::error::integral::option_u32")]
+    #[serde(
+        default,
+        deserialize_with = "crate::infra::error::integral::option_u32"
+    )]
     pub expires_in_days: Option<u32>,
 }
 
@@ -180,7 +194,7 @@ pub(crate) async fn insert(
     tenant: Option<&str>,
     expires_ms: Option<i64>,
     created_by: Option<&str>,
-    new: &token::NewToken,
+    new: &NewToken,
 ) -> Result<TokenInfo, ApiError> {
     let info = TokenInfo {
         id: uuid::Uuid::new_v4().to_string(),
@@ -299,7 +313,7 @@ async fn create(
         }
         None => None,
     };
-    let new = token::generate();
+    let new = credentials::generate();
     let mut tx = state.store.begin_write().await?;
     if let Some(t) = tenant {
         let exists = sqlx::query("SELECT 1 FROM tenants WHERE name = $1")

@@ -1,24 +1,18 @@
-//! The draft store shared by every tenant resource (pools, domains, routes,
-//! certificates, plugins): one row per object, its spec as JSON, a revision.
-//!
-//! Resources differ in their spec and checks, not in how they are stored,
-//! versioned and audited, so that part lives here once: read and list, create
-//! or replace with `If-Match` / `If-None-Match`, delete, and the response with
-//! its `ETag`. Edits change only the draft; the proxies see them when the
-//! tenant publishes (`publish`).
+//! The draft store shared by every tenant resource: one row per object, its
+//! spec as JSON, a revision; read and list, create or replace under
+//! `If-Match` / `If-None-Match`, delete, each change audited in its
+//! transaction. Edits reach the proxies only when published (`release`).
+//! Imports `model` and `infra`.
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::{Deserialize, Serialize};
+use axum::http::{header, HeaderMap};
 use sqlx::{AnyConnection, Row};
-use utoipa::ToSchema;
 
-use crate::audit::{self, Event};
-use crate::auth::{Principal, RequestMeta, Role};
-use crate::error::ApiError;
-use crate::store::now_ms;
-use crate::AppState;
+use crate::draft::hostnames;
+use crate::infra::audit::{self, Event};
+use crate::infra::auth::{Principal, RequestMeta, Role};
+use crate::infra::error::ApiError;
+use crate::infra::store::now_ms;
+use crate::model::certificate;
 
 /// The kinds of tenant objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +28,7 @@ pub enum Kind {
     /// A plugin: a name bound to a component blob by SHA-256.
     Plugin,
     /// The tenant's aggregate request ceiling (one per tenant, named `tenant`).
-    RateLimit,
+    RateCeiling,
 }
 
 impl Kind {
@@ -46,7 +40,9 @@ impl Kind {
             Kind::Route => "route",
             Kind::Certificate => "certificate",
             Kind::Plugin => "plugin",
-            Kind::RateLimit => "rate_limit",
+            // Stored and audited under its first name: rows and audit events
+            // already carry it.
+            Kind::RateCeiling => "rate_limit",
         }
     }
 
@@ -57,7 +53,7 @@ impl Kind {
         match self {
             Kind::Pool | Kind::Route => Role::Operator,
             Kind::Domain | Kind::Certificate | Kind::Plugin => Role::Admin,
-            Kind::RateLimit => Role::PlatformAdmin,
+            Kind::RateCeiling => Role::PlatformAdmin,
         }
     }
 }
@@ -92,46 +88,6 @@ impl Stored {
             ))
         })
     }
-}
-
-/// What the API returns for an object: its name, spec and bookkeeping.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Object<S> {
-    /// Name, unique within the tenant.
-    pub name: String,
-    /// Owning tenant.
-    pub tenant: String,
-    /// The object's settings.
-    pub spec: S,
-    /// Revision, increased by every change (also the `ETag`).
-    pub revision: i64,
-    /// Creation time (Unix milliseconds).
-    pub created_ms: i64,
-    /// Last change (Unix milliseconds).
-    pub updated_ms: i64,
-}
-
-impl<S> Object<S> {
-    /// The response for `stored` with the client-facing `spec`.
-    pub fn new(stored: &Stored, spec: S) -> Self {
-        Object {
-            name: stored.name.clone(),
-            tenant: stored.tenant.clone(),
-            spec,
-            revision: stored.revision,
-            created_ms: stored.created_ms,
-            updated_ms: stored.updated_ms,
-        }
-    }
-}
-
-/// A JSON response with the object's revision as its `ETag`.
-pub fn with_etag(status: StatusCode, revision: i64, body: impl Serialize) -> Response {
-    let mut resp = (status, Json(body)).into_response();
-    if let Ok(tag) = HeaderValue::from_str(&format!("\"{revision}\"")) {
-        resp.headers_mut().insert(header::ETAG, tag);
-    }
-    resp
 }
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Stored, ApiError> {
@@ -215,31 +171,6 @@ pub async fn exists(
     name: &str,
 ) -> Result<bool, ApiError> {
     Ok(load(conn, tenant, kind, name).await?.is_some())
-}
-
-/// Reads one object for `who`: 404 when it does not exist or is another tenant's.
-pub async fn read_one(state: &AppState, who: &Principal, key: Key<'_>) -> Result<Stored, ApiError> {
-    let missing = || format!("{} {}", key.kind.as_str(), key.name);
-    who.read(key.tenant, missing)?;
-    let mut conn = state.store.pool().acquire().await?;
-    load(&mut conn, key.tenant, key.kind, key.name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(missing()))
-}
-
-/// Lists `tenant`'s objects of `kind` for `who` (404 for another tenant or a
-/// missing one), optionally only names starting with `prefix`.
-pub async fn read_all(
-    state: &AppState,
-    who: &Principal,
-    tenant: &str,
-    kind: Kind,
-    prefix: Option<&str>,
-) -> Result<Vec<Stored>, ApiError> {
-    who.read(tenant, || format!("tenant {tenant}"))?;
-    let mut conn = state.store.pool().acquire().await?;
-    require_tenant(&mut conn, tenant).await?;
-    list(&mut conn, tenant, kind, prefix).await
 }
 
 /// Checks that the tenant exists (a missing tenant's objects are "not found").
@@ -415,53 +346,72 @@ pub fn no_secrets(o: &Stored) -> serde_json::Value {
     o.spec.clone()
 }
 
-/// Authorizes a change of `kind` in `tenant`, auditing a refusal.
-pub async fn authorize_write(
-    state: &AppState,
-    who: &Principal,
-    meta: &RequestMeta,
-    kind: Kind,
+/// The redaction of certificates: the public part only.
+pub fn certificate_public(o: &Stored) -> serde_json::Value {
+    certificate::public_part(&o.spec)
+}
+
+/// One object put back into a draft by a rollback.
+pub struct Restored<'a> {
+    /// Kind, as stored.
+    pub kind: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Spec as published.
+    pub spec: &'a serde_json::Value,
+    /// Status as published.
+    pub status: Option<&'a str>,
+}
+
+/// Replaces `tenant`'s draft with `objects` (a rollback), all but its request
+/// ceiling, which is the platform's and stays as it is. Changes made at `now`.
+pub async fn replace_tenant(
+    conn: &mut AnyConnection,
     tenant: &str,
-    name: &str,
-    verb: &str,
+    objects: &[Restored<'_>],
+    now: i64,
 ) -> Result<(), ApiError> {
-    let what = || format!("tenant {tenant}");
-    if let Err(e) = who.require(
-        tenant,
-        kind.write_role(),
-        "change this kind of object",
-        what,
-    ) {
-        let target = format!("tenants/{tenant}/{}s/{name}", kind.as_str());
-        let action = format!("{}.{verb}", kind.as_str());
-        return Err(audit::refused(state, who, meta, &action, Some(tenant), target, e).await);
+    // Revisions go on from where they were, so an `If-Match` taken before
+    // the rollback cannot match the restored object by accident.
+    let revisions: std::collections::HashMap<(String, String), i64> =
+        sqlx::query("SELECT kind, name, revision FROM objects WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    (r.try_get("kind")?, r.try_get("name")?),
+                    r.try_get("revision")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+    let ceiling = Kind::RateCeiling.as_str();
+    sqlx::query("DELETE FROM objects WHERE tenant = $1 AND kind <> $2")
+        .bind(tenant)
+        .bind(ceiling)
+        .execute(&mut *conn)
+        .await?;
+    for o in objects.iter().filter(|o| o.kind != ceiling) {
+        if o.kind == Kind::Domain.as_str() {
+            hostnames::check_available(conn, tenant, o.name).await?;
+        }
+        let revision = revisions
+            .get(&(o.kind.to_string(), o.name.to_string()))
+            .map_or(1, |r| r + 1);
+        sqlx::query(
+            "INSERT INTO objects (kind, tenant, name, spec, status, revision, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(o.kind)
+        .bind(tenant)
+        .bind(o.name)
+        .bind(o.spec.to_string())
+        .bind(o.status)
+        .bind(revision)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
-}
-
-/// Refuses a change that another object depends on.
-pub fn in_use(what: &str, by: &[String]) -> ApiError {
-    ApiError::Conflict {
-        message: format!("{what} is used by {}; change those first", by.join(", ")),
-        field: None,
-    }
-}
-
-/// Runs the transactional part of a change; a refusal found inside it (stale
-/// `If-Match`, conflict) is audited after the transaction is dropped.
-pub async fn audited<T>(
-    state: &AppState,
-    who: &Principal,
-    meta: &RequestMeta,
-    action: &str,
-    tenant: &str,
-    target: String,
-    change: impl std::future::Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    match change.await {
-        Err(e @ (ApiError::PreconditionFailed(_) | ApiError::Conflict { .. })) => {
-            Err(audit::refused(state, who, meta, action, Some(tenant), target, e).await)
-        }
-        other => other,
-    }
 }

@@ -1,12 +1,14 @@
-//! Who is calling: bearer tokens, roles, tenant scoping, failed-auth limits.
-//!
-//! A token has one role. `platform-admin` tokens belong to no tenant and may do
-//! everything; the others belong to one tenant: `owner` (everything in the
-//! tenant, including owner tokens), `admin` (everything but owner tokens),
-//! `operator` (configuration, no tokens), `viewer` (read-only, secrets
-//! redacted). A token never learns whether another tenant's object exists:
-//! it gets 404 for it, as for a missing one. Clients that keep presenting
-//! wrong tokens are refused with 429 for a while before any token is looked at.
+//! Who is calling: bearer tokens, roles, tenant scoping, failed-auth limits,
+//! as the extractors handlers take (`Principal`, `NodeCaller`, `RequestMeta`).
+//! Imports `infra`.
+
+// A token has one role. `platform-admin` tokens belong to no tenant and may do
+// everything; the others belong to one tenant: `owner` (everything in the
+// tenant, including owner tokens), `admin` (everything but owner tokens),
+// `operator` (configuration, no tokens), `viewer` (read-only, secrets
+// redacted). A token never learns whether another tenant's object exists:
+// it gets 404 for it, as for a missing one. Clients that keep presenting
+// wrong tokens are refused with 429 for a while before any token is looked at.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,10 +26,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
-use crate::store::now_ms;
-use crate::token;
-use crate::AppState;
+use crate::infra::credentials;
+use crate::infra::error::ApiError;
+use crate::infra::state::AppState;
+use crate::infra::store::now_ms;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -292,7 +294,7 @@ async fn authenticate_request(parts: &mut Parts, state: &AppState) -> Result<Pri
 }
 
 async fn authenticate(state: &AppState, presented: &str) -> Result<Option<Principal>, ApiError> {
-    let Some(t) = token::parse(presented) else {
+    let Some(t) = credentials::parse(presented) else {
         return Ok(None);
     };
     let row = sqlx::query(
@@ -309,7 +311,7 @@ async fn authenticate(state: &AppState, presented: &str) -> Result<Option<Princi
     let secret_sha256: String = row.try_get("secret_sha256")?;
     let expires: Option<i64> = row.try_get("expires_ms")?;
     let revoked: Option<i64> = row.try_get("revoked_ms")?;
-    if !token::verify(t.secret, &secret_sha256)
+    if !credentials::verify(t.secret, &secret_sha256)
         || revoked.is_some()
         || expires.is_some_and(|e| e <= now)
     {

@@ -1,10 +1,12 @@
-//! API token format, generation and verification.
-//!
-//! A token reads `gh_<prefix>_<secret>`: the 8-character prefix identifies it
-//! (shown in listings and the audit log, unique), the 40-character secret is
-//! 160 random bits. Only the SHA-256 of the secret is stored: the secret has
-//! full entropy, so a slow password hash would add cost without adding safety.
-//! The token itself is shown once, when it is created.
+//! API token credentials: their format (`gh_<prefix>_<secret>`), generation,
+//! the hash that is stored and its verification; also public as `token`.
+//! Imports nothing else of this crate.
+
+// A token reads `gh_<prefix>_<secret>`: the 8-character prefix identifies it
+// (shown in listings and the audit log, unique), the 40-character secret is
+// 160 random bits. Only the SHA-256 of the secret is stored: the secret has
+// full entropy, so a slow password hash would add cost without adding safety.
+// The token itself is shown once, when it is created.
 
 use ring::rand::{SecureRandom, SystemRandom};
 

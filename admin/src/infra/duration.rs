@@ -1,7 +1,8 @@
 //! Durations in query parameters: a number and one unit (`30s`, `30d`).
-//!
-//! Deliberately narrow, so that the OpenAPI pattern and what the server
-//! accepts are the same set of strings.
+//! Imports nothing else of this crate.
+
+// Deliberately narrow, so that the OpenAPI pattern and what the server
+// accepts are the same set of strings.
 
 use std::time::Duration;
 

@@ -1,8 +1,10 @@
-//! The API's one error shape, and the JSON body extractor that produces it.
-//!
-//! Every error is `{"error":{"code","message","field"}}` with a 4xx status for
-//! anything the client can fix. Database and other internal failures become a
-//! bare 500 whose details go only to the log, tagged with the request id.
+//! The API's one error shape (`{"error":{"code","message","field"}}`), and the
+//! body, query and path extractors that answer with it. Imports nothing else
+//! of this crate.
+
+// Every error is `{"error":{"code","message","field"}}` with a 4xx status for
+// anything the client can fix. Database and other internal failures become a
+// bare 500 whose details go only to the log, tagged with the request id.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};

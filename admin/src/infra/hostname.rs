@@ -1,11 +1,12 @@
-//! Hostnames as tenants type them, made canonical for storage and matching.
-//!
-//! A domain is stored in its ASCII form (IDNA/UTS #46 with STD3 rules:
-//! lowercase, Punycode for non-ASCII labels, letters-digits-hyphens only, no
-//! hyphen first or last in a label, label and name lengths checked), without a trailing dot, so `Bücher.Example.`
-//! and `xn--bcher-kva.example` are the same domain and uniqueness holds
-//! across spellings. A leading `*.` wildcard label is kept as is. IP
-//! addresses are refused: domains are names a certificate can cover.
+//! Hostnames as tenants type them, made canonical (IDNA ASCII form) for
+//! storage and matching. Imports nothing else of this crate.
+
+// A domain is stored in its ASCII form (IDNA/UTS #46 with STD3 rules:
+// lowercase, Punycode for non-ASCII labels, letters-digits-hyphens only, no
+// hyphen first or last in a label, label and name lengths checked), without a trailing dot, so `Bücher.Example.`
+// and `xn--bcher-kva.example` are the same domain and uniqueness holds
+// across spellings. A leading `*.` wildcard label is kept as is. IP
+// addresses are refused: domains are names a certificate can cover.
 
 /// The canonical ASCII form of `input`, or why it is not a valid hostname.
 pub fn canonical(input: &str) -> Result<String, String> {

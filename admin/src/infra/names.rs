@@ -1,13 +1,11 @@
-//! Names of tenant objects, and how they appear in published configs.
-//!
-//! Objects are named per tenant (two tenants may both have a pool `web`); the
-//! published config qualifies them as `tenant/name`, a form the config
-//! validation checks against the owning tenant.
+//! Names of tenant objects, and how they appear in published configs
+//! (`tenant/name`). Imports `infra`.
 
-use crate::error::ApiError;
+// Objects are named per tenant (two tenants may both have a pool `web`); the
+// published config qualifies them as `tenant/name`, a form the config
+// validation checks against the owning tenant.
 
-/// The pattern object names follow (also in the OpenAPI document).
-pub const PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+use crate::infra::error::ApiError;
 
 /// Checks an object name: 1-63 of `a-z`, `0-9`, `-`, `_`, starting with a letter or digit.
 pub fn check(field: &str, name: &str) -> Result<(), ApiError> {

@@ -1,12 +1,13 @@
 //! Secrets at rest: AEAD encryption of what the store must keep but never show
-//! (certificate private keys, ACME account keys).
-//!
-//! Values are sealed with ChaCha20-Poly1305 (ring) under a 256-bit key read
-//! from a key file, with a fresh random nonce each time, and bound to what
-//! they belong to by associated data (`certificate/<id>`): a sealed value
-//! copied onto another row does not open. The sealed form names the key that
-//! sealed it (`gh1.<key id>.<hex>`), so keys can be rotated: the key file
-//! holds one key per line, the first seals, all open.
+//! (certificate private keys, ACME account keys), bound to what they belong to
+//! and naming the key that sealed them. Imports nothing else of this crate.
+
+// Values are sealed with ChaCha20-Poly1305 (ring) under a 256-bit key read
+// from a key file, with a fresh random nonce each time, and bound to what
+// they belong to by associated data (`certificate/<id>`): a sealed value
+// copied onto another row does not open. The sealed form names the key that
+// sealed it (`gh1.<key id>.<hex>`), so keys can be rotated: the key file
+// holds one key per line, the first seals, all open.
 
 use std::path::Path;
 

@@ -1,16 +1,18 @@
-//! The admin's database: SQLite by default, PostgreSQL by URL, one code path.
-//!
-//! Queries go through sqlx's `Any` driver and are written in the SQL both
-//! databases accept (`$1` placeholders, BIGINT millisecond times, TEXT for
-//! JSON), so the same handlers and the same test suite run on either. The
-//! schema lives in per-database migrations embedded in the binary and applied
-//! at start.
-//!
-//! SQLite is opened in WAL mode with a busy timeout, foreign keys on and
-//! `synchronous=FULL` (an acknowledged write survives a crash of the process
-//! or the machine), and every write transaction starts with `BEGIN IMMEDIATE`:
-//! a deferred transaction that reads and then writes fails with `SQLITE_BUSY`
-//! without waiting when another writer got there first.
+//! The admin's database: SQLite by default, PostgreSQL by URL, one code path
+//! (sqlx's `Any` driver, SQL both accept, per-database migrations applied at
+//! start). Imports nothing else of this crate.
+
+// Queries go through sqlx's `Any` driver and are written in the SQL both
+// databases accept (`$1` placeholders, BIGINT millisecond times, TEXT for
+// JSON), so the same handlers and the same test suite run on either. The
+// schema lives in per-database migrations embedded in the binary and applied
+// at start.
+//
+// SQLite is opened in WAL mode with a busy timeout, foreign keys on and
+// `synchronous=FULL` (an acknowledged write survives a crash of the process
+// or the machine), and every write transaction starts with `BEGIN IMMEDIATE`:
+// a deferred transaction that reads and then writes fails with `SQLITE_BUSY`
+// without waiting when another writer got there first.
 
 use std::str::FromStr;
 use std::time::Duration;
