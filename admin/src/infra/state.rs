@@ -37,7 +37,7 @@ pub struct AppState {
     /// DNS server for ownership checks by TXT record (default: the system's).
     pub dns_resolver: Option<std::net::SocketAddr>,
     /// Whether tenants may point pools (and ownership checks) at internal
-    /// addresses: loopback, link-local, ... (see [`is_internal`](crate::infra::net::is_internal)).
+    /// addresses: loopback, link-local, ... (see `infra::net::is_internal`).
     pub internal_targets: bool,
 }
 
