@@ -1,0 +1,123 @@
+//! The append-only audit log's writing side: one event per mutation, in the
+//! mutation's transaction; refusals each in a transaction of their own.
+//! Reading it is `api::audit`'s. Imports `infra`.
+
+// An event records who (token prefix), from where (client IP), the request
+// id, the action, its target and tenant, the object before and after (with
+// secrets already redacted by the caller) and the outcome. Because the event
+// is inserted in the same transaction as the change, there is never a change
+// without its event or an event for a change that was rolled back. Refused
+// mutations are recorded too, each in its own transaction. The database
+// rejects updates and deletes of events (triggers in the migrations).
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+
+use crate::infra::auth::{Principal, RequestMeta};
+use crate::infra::error::ApiError;
+use crate::infra::state::AppState;
+use crate::infra::store::now_ms;
+
+/// One audited action, before it is written.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// Action name (`tenant.create`, `token.revoke`, ...).
+    pub action: &'a str,
+    /// Tenant the target belongs to, if any.
+    pub tenant: Option<&'a str>,
+    /// The target (`tenant/acme`, `token/abcd1234`).
+    pub target: String,
+    /// The object before the change (secrets redacted).
+    pub before: Option<serde_json::Value>,
+    /// The object after the change (secrets redacted).
+    pub after: Option<serde_json::Value>,
+    /// `ok`, or why it was refused.
+    pub outcome: &'a str,
+}
+
+impl<'a> Event<'a> {
+    /// A successful `action` on `target`; add the object with `before` / `after`.
+    pub fn ok(action: &'a str, tenant: Option<&'a str>, target: String) -> Self {
+        Event {
+            action,
+            tenant,
+            target,
+            before: None,
+            after: None,
+            outcome: "ok",
+        }
+    }
+
+    /// The object before the change (already redacted).
+    pub fn before(mut self, object: &impl Serialize) -> Self {
+        self.before = serde_json::to_value(object).ok();
+        self
+    }
+
+    /// The object after the change (already redacted).
+    pub fn after(mut self, object: &impl Serialize) -> Self {
+        self.after = serde_json::to_value(object).ok();
+        self
+    }
+}
+
+/// Writes `event` on `conn` (the mutation's transaction).
+pub async fn record(
+    conn: &mut AnyConnection,
+    who: &Principal,
+    meta: &RequestMeta,
+    event: Event<'_>,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO audit_events \
+         (at_ms, actor, client_ip, request_id, action, tenant, target, before_json, after_json, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(now_ms())
+    .bind(&who.prefix)
+    .bind(meta.client_ip.to_string())
+    .bind(&meta.request_id)
+    .bind(event.action)
+    .bind(event.tenant)
+    .bind(&event.target)
+    .bind(event.before.map(|v| v.to_string()))
+    .bind(event.after.map(|v| v.to_string()))
+    .bind(event.outcome)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a refused mutation in a transaction of its own, then returns the refusal.
+pub async fn refused(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    action: &str,
+    tenant: Option<&str>,
+    target: String,
+    error: ApiError,
+) -> ApiError {
+    let outcome = match &error {
+        ApiError::Forbidden(_) => "forbidden",
+        ApiError::NotFound(_) => "not_found",
+        ApiError::Conflict { .. } => "conflict",
+        ApiError::PreconditionFailed(_) => "precondition_failed",
+        ApiError::Invalid { .. } | ApiError::InvalidFields(_) => "invalid",
+        _ => "failed",
+    };
+    let write = async {
+        let mut tx = state.store.begin_write().await?;
+        let event = Event {
+            outcome,
+            ..Event::ok(action, tenant, target)
+        };
+        record(&mut tx, who, meta, event).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(())
+    };
+    if let Err(e) = write.await {
+        tracing::error!(error = %e, action, "recording a refused mutation in the audit log failed");
+    }
+    error
+}

@@ -1,0 +1,78 @@
+//! Proof of ownership over HTTP: the edge serves the pending domain's token
+//! at the challenge URL once published, and the name's DNS must lead there.
+//! Imports `model` and `infra`.
+
+use crate::infra::error::ApiError;
+use crate::infra::net::is_internal;
+use crate::infra::state::AppState;
+use crate::model::domain::CHALLENGE_PREFIX;
+
+/// Fetches the challenge URL (through `verify_via` when set: the edge's
+/// address, for hosts whose DNS does not point at it from here).
+pub async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(), ApiError> {
+    let failed = |why: String| ApiError::Conflict {
+        message: format!("ownership of {host} not verified: {why}"),
+        field: None,
+    };
+    if host.starts_with("*.") {
+        return Err(failed("a wildcard cannot be verified over HTTP".into()));
+    }
+    let addr = match state.verify_via {
+        Some(a) => a,
+        None => tokio::net::lookup_host((host, 80))
+            .await
+            .map_err(|e| failed(format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| failed("no address".into()))?,
+    };
+    if state.verify_via.is_none() && !state.internal_targets && is_internal(addr.ip()) {
+        return Err(failed(format!(
+            "{host} resolves to {}, an address of the edge itself",
+            addr.ip()
+        )));
+    }
+    let path = format!("{CHALLENGE_PREFIX}{token}");
+    let body = fetch_challenge(addr, host, &path)
+        .await
+        .map_err(|e| failed(format!("GET http://{host}{path}: {e}")))?;
+    if body.trim() == token {
+        Ok(())
+    } else {
+        Err(failed(format!(
+            "http://{host}{path} did not answer with the token"
+        )))
+    }
+}
+
+/// GETs `path` of `host` from `addr`: no redirects, 5 s, at most 16 KiB; the
+/// body of a 200.
+async fn fetch_challenge(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<String, String> {
+    const MAX_BODY: usize = 16 * 1024;
+    let client = reqwest::Client::builder()
+        .resolve(host, addr)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(5))
+        .user_agent("gatehouse-admin")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut resp = client
+        .get(format!("http://{host}{path}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(format!("status {}", resp.status().as_u16()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err("response too large".into());
+        }
+    }
+    String::from_utf8(body).map_err(|_| "body is not UTF-8".into())
+}

@@ -1,0 +1,180 @@
+//! Running the admin as a server: options, the bootstrap platform-admin
+//! token, the in-process proxy's node token, the listener and the ACME
+//! renewal task. Imports `api`, `acme`, `release` and `infra`.
+
+use std::sync::Arc;
+
+use crate::acme::renewal::renewal_loop;
+use crate::api::{insert_token, router};
+use crate::infra::acme_settings;
+use crate::infra::auth::{AuthFailures, Role};
+use crate::infra::credentials;
+use crate::infra::secrets::Keys;
+use crate::infra::state::AppState;
+use crate::infra::store::{now_ms, Store};
+use crate::release::versions;
+
+/// Makes sure a platform-admin token exists. With none yet, creates one:
+/// from `preset` (a token in `gh_…` form, e.g. from `GATEHOUSE_ADMIN_TOKEN`)
+/// or freshly generated. Returns the token when one was created from nothing,
+/// for the caller to show once.
+pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Option<String>> {
+    let mut tx = store.begin_write().await?;
+    let exists = sqlx::query("SELECT 1 FROM tokens WHERE role = $1 AND revoked_ms IS NULL")
+        .bind(Role::PlatformAdmin.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if exists {
+        return Ok(None);
+    }
+    let new = match preset {
+        Some(t) => {
+            let p = credentials::parse(t).ok_or_else(|| {
+                anyhow::anyhow!("the preset admin token is not a Gatehouse token (gh_<8 chars>_<40 hex digits>)")
+            })?;
+            credentials::NewToken {
+                token: t.to_string(),
+                prefix: p.prefix.to_string(),
+                secret_sha256: credentials::secret_sha256(p.secret),
+            }
+        }
+        None => credentials::generate(),
+    };
+    insert_token(
+        &mut tx,
+        "bootstrap",
+        Role::PlatformAdmin,
+        None,
+        None,
+        None,
+        &new,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the bootstrap token: {e}"))?;
+    tx.commit().await?;
+    Ok(preset.is_none().then_some(new.token))
+}
+
+/// How to run the admin API as a server.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Address to listen on (the quickstart uses `127.0.0.1:9900`).
+    pub listen: std::net::SocketAddr,
+    /// Database URL (`sqlite://data/gatehouse.db`, `postgres://…`).
+    pub database: String,
+    /// Bootstrap platform-admin token to install on first start, instead of a generated one.
+    pub preset_token: Option<String>,
+    /// Key file sealing private keys at rest (created, private, when missing).
+    /// Every admin sharing a database needs the same file.
+    pub secrets_key_file: std::path::PathBuf,
+    /// DNS server for TXT ownership checks (default: the system's resolvers).
+    pub dns_resolver: Option<std::net::SocketAddr>,
+    /// Failed authentications a client may make (in a burst, and per minute)
+    /// before it is refused for a while.
+    pub auth_failures_per_minute: u32,
+    /// Let tenants target internal addresses (see [`AppState::internal_targets`]).
+    pub allow_internal_targets: bool,
+    /// A node token for the proxy running in the same process (`gatehouse run`):
+    /// installed at start, replacing the previous one.
+    pub local_node_token: Option<String>,
+    /// The ACME CA to order certificates from (none: ordering is refused).
+    pub acme: Option<acme_settings::Settings>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are secrets: say whether they are set, never what they are.
+        f.debug_struct("ServeOptions")
+            .field("listen", &self.listen)
+            .field("database", &self.database)
+            .field("preset_token", &self.preset_token.as_ref().map(|_| "<set>"))
+            .field("secrets_key_file", &self.secrets_key_file)
+            .field("dns_resolver", &self.dns_resolver)
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("allow_internal_targets", &self.allow_internal_targets)
+            .field(
+                "local_node_token",
+                &self.local_node_token.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
+}
+
+/// The name of the token `gatehouse run` creates for its own proxy.
+const LOCAL_NODE_TOKEN_NAME: &str = "local node (gatehouse run)";
+
+/// Installs `token` as the in-process proxy's node token, revoking the one
+/// of the previous start.
+pub async fn install_local_node_token(store: &Store, token_text: &str) -> anyhow::Result<()> {
+    let p =
+        credentials::parse(token_text).ok_or_else(|| anyhow::anyhow!("not a Gatehouse token"))?;
+    let new = credentials::NewToken {
+        token: token_text.to_string(),
+        prefix: p.prefix.to_string(),
+        secret_sha256: credentials::secret_sha256(p.secret),
+    };
+    let mut tx = store.begin_write().await?;
+    sqlx::query(
+        "UPDATE tokens SET revoked_ms = $1 WHERE name = $2 AND role = $3 AND revoked_ms IS NULL",
+    )
+    .bind(now_ms())
+    .bind(LOCAL_NODE_TOKEN_NAME)
+    .bind(Role::Node.as_str())
+    .execute(&mut *tx)
+    .await?;
+    insert_token(
+        &mut tx,
+        LOCAL_NODE_TOKEN_NAME,
+        Role::Node,
+        None,
+        None,
+        None,
+        &new,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the local node token: {e}"))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Serves the admin API until `shutdown` completes, then finishes the
+/// requests in flight. On first start (no platform-admin token yet) a
+/// bootstrap token is created and printed once on standard error.
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&options.database).await?;
+    let keys = Keys::load(&options.secrets_key_file, true)?;
+    if let Some(t) = &options.local_node_token {
+        install_local_node_token(&store, t).await?;
+    }
+    if let Some(token) = bootstrap(&store, options.preset_token.as_deref()).await? {
+        // Deliberately not through the log: a secret must not reach log storage.
+        eprintln!(
+            "gatehouse admin: bootstrap platform-admin token (shown once; store it now): {token}"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin API cannot listen on {}: {e}", options.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, backend = ?store.backend(), "admin API listening");
+    let current = versions::current(store.pool()).await?;
+    let mut state = AppState::new(store, keys);
+    state.published.send_replace(current.unwrap_or(0));
+    state.dns_resolver = options.dns_resolver;
+    state.internal_targets = options.allow_internal_targets;
+    state.acme = options.acme.map(Arc::new);
+    if let Some(acme) = &state.acme {
+        tokio::spawn(renewal_loop(state.clone(), acme.renew_check));
+    }
+    state.auth_failures = Arc::new(AuthFailures::new(options.auth_failures_per_minute));
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
