@@ -101,11 +101,8 @@ pub fn inspect(upload: &CertificateUpload, now_ms: i64) -> Result<CertificateInf
     let leaf = chain
         .first()
         .ok_or_else(|| ApiError::invalid("cert_pem", "no PEM certificate found"))?;
-    gatehouse_config::certified_key_from_pem(
-        upload.cert_pem.as_bytes(),
-        upload.key_pem.as_bytes(),
-    )
-    .map_err(|e| ApiError::invalid("key_pem", e))?;
+    gatehouse_config::certified_key_from_pem(upload.cert_pem.as_bytes(), upload.key_pem.as_bytes())
+        .map_err(|e| ApiError::invalid("key_pem", e))?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf)
         .map_err(|e| ApiError::invalid("cert_pem", format!("invalid certificate: {e}")))?;
     let not_before_ms = cert.validity().not_before.timestamp() * 1000;
