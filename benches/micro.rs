@@ -197,7 +197,7 @@ fn build_plugin(crate_path: &str) -> std::path::PathBuf {
 }
 
 fn plugin_call(c: &mut Criterion) {
-    use gatehouse_proxy::plugin::{
+    use gatehouse_plugin_host::{
         load_plugins, Header, PluginCall, Properties, RequestLine, RequestView, ResponseView,
     };
     let add_headers = build_plugin("examples/add-headers");

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use gatehouse_config::model::PluginBinding;
 
 pub use chain::{apply_request_edits, run_request, run_response, wit_headers, ChainStop};
-pub use gatehouse_plugin_host::*;
+pub use gatehouse_plugin_host::{
+    load_plugins, CompiledPlugin, Instance, Properties, RequestEdits, RequestLine, RequestView,
+};
 
 /// One plugin of a route's chain: the loaded plugin and its binding settings.
 #[derive(Debug)]
