@@ -166,9 +166,10 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         internal.add_tcp(&addr.to_string());
         server.add_service(internal);
     }
+    let (config_watch_started, config_watch) = tokio::sync::watch::channel(false);
     server.add_service(background_service(
         "gatehouse-readiness",
-        listeners::Readiness::new(ready, &config.listeners),
+        listeners::Readiness::new(ready, &config.listeners, config_watch),
     ));
     server.add_service(background_service(
         "gatehouse-housekeeping",
@@ -189,7 +190,7 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     server.add_service(background_service(
         "gatehouse-config-watch",
-        ConfigWatch::new(reloader),
+        ConfigWatch::new(reloader, config_watch_started),
     ));
     tracing::info!(
         http = ?config.listeners.http,

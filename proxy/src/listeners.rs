@@ -64,9 +64,12 @@ pub fn proxy_service(
 
 /// Background service: `/readyz` turns ready once the proxy listener accepts
 /// connections (Pingora binds it when the proxy service starts, which may be
-/// after this service starts), and unready at shutdown.
+/// after this service starts) and the config watch handles SIGHUP, and
+/// unready at shutdown.
 pub struct Readiness {
     ready: Arc<AtomicBool>,
+    /// True once `reload::ConfigWatch` runs.
+    config_watch: tokio::sync::watch::Receiver<bool>,
     /// An address of the proxy service: Pingora binds all endpoints of a
     /// service together, so one accepting address proves the service listens.
     probe: Option<SocketAddr>,
@@ -75,9 +78,14 @@ pub struct Readiness {
 impl Readiness {
     /// Flips `ready`, probing plain HTTP when there is such a listener (a
     /// bare TCP probe of the TLS port would be logged as a failed handshake).
-    pub fn new(ready: Arc<AtomicBool>, listeners: &Listeners) -> Self {
+    pub fn new(
+        ready: Arc<AtomicBool>,
+        listeners: &Listeners,
+        config_watch: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Readiness {
             ready,
+            config_watch,
             probe: listeners.http.or(listeners.https),
         }
     }
@@ -86,9 +94,15 @@ impl Readiness {
 #[async_trait::async_trait]
 impl BackgroundService for Readiness {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut config_watch = self.config_watch.clone();
+        let up = async {
+            wait_until_listening(self.probe).await;
+            // A closed channel (the watch never ran) must not hold readiness forever.
+            let _ = config_watch.wait_for(|started| *started).await;
+        };
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = wait_until_listening(self.probe) => {}
+            _ = up => {}
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!("ready: listeners accept connections");

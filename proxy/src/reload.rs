@@ -18,6 +18,7 @@ use gatehouse_config::ConfigErrors;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
 use crate::health::HealthChecker;
 use crate::metrics::metrics;
@@ -251,12 +252,15 @@ pub(crate) fn unix_now() -> i64 {
 /// at start, begins health checks and sets the config gauges.
 pub struct ConfigWatch {
     reloader: Arc<Reloader>,
+    /// Set once SIGHUP is handled: readiness waits for it, or a reload
+    /// signal sent as soon as the node reports ready would be lost.
+    started: watch::Sender<bool>,
 }
 
 impl ConfigWatch {
-    /// Watches `reloader`'s file.
-    pub fn new(reloader: Arc<Reloader>) -> Self {
-        ConfigWatch { reloader }
+    /// Watches `reloader`'s file; `started` turns true once it does.
+    pub fn new(reloader: Arc<Reloader>, started: watch::Sender<bool>) -> Self {
+        ConfigWatch { reloader, started }
     }
 }
 
@@ -276,6 +280,7 @@ impl BackgroundService for ConfigWatch {
                 None
             }
         };
+        self.started.send_replace(true);
         let mut tick = tokio::time::interval(WATCH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
