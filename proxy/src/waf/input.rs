@@ -9,7 +9,12 @@ use std::borrow::Cow;
 
 use http::HeaderMap;
 
+mod form;
 mod json;
+mod multipart;
+mod xml;
+
+use form::percent_decode;
 
 /// Where an input came from; each is one bit of a rule's targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,33 +217,6 @@ pub(crate) fn parse<'r>(req: &'r RequestInput<'r>, arena: &'r bumpalo::Bump) -> 
     p
 }
 
-/// Percent-decodes (and, in forms, reads `+` as a space).
-fn percent_decode(s: &[u8], plus_is_space: bool) -> Cow<'_, [u8]> {
-    if !(s.contains(&b'%') || plus_is_space && s.contains(&b'+')) {
-        return Cow::Borrowed(s);
-    }
-    let replaced: Cow<[u8]> = if plus_is_space && s.contains(&b'+') {
-        Cow::Owned(
-            s.iter()
-                .map(|&b| if b == b'+' { b' ' } else { b })
-                .collect(),
-        )
-    } else {
-        Cow::Borrowed(s)
-    };
-    let decoded: Vec<u8> = percent_encoding::percent_decode(&replaced).collect();
-    Cow::Owned(decoded)
-}
-
-fn has_invalid_escape(s: &[u8]) -> bool {
-    s.iter().enumerate().any(|(i, &b)| {
-        b == b'%'
-            && !(s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-            && !matches!(s.get(i + 1), Some(b'u' | b'U'))
-    })
-}
-
 impl<'r> Parsed<'r> {
     #[inline]
     fn push(&mut self, source: Source, name: Cow<'r, str>, value: Cow<'r, [u8]>) {
@@ -267,23 +245,6 @@ impl<'r> Parsed<'r> {
         };
         self.push(Source::ArgName, name_text.clone(), name_bytes);
         self.push(Source::Arg, name_text, value);
-    }
-
-    /// `a=1&b=2` (query strings and form bodies).
-    fn url_encoded(&mut self, s: &'r [u8]) {
-        if has_invalid_escape(s) {
-            self.problems.push(Problem::InvalidUrlEncoding);
-        }
-        for pair in s.split(|&b| b == b'&') {
-            if pair.is_empty() {
-                continue;
-            }
-            let (name, value) = match memchr::memchr(b'=', pair) {
-                Some(i) => (&pair[..i], &pair[i + 1..]),
-                None => (pair, &b""[..]),
-            };
-            self.arg(percent_decode(name, true), percent_decode(value, true));
-        }
     }
 
     fn cookies(&mut self, header: &'r [u8]) {
@@ -329,171 +290,6 @@ impl<'r> Parsed<'r> {
             self.push(Source::Body, Cow::Borrowed(""), Cow::Borrowed(body));
         }
     }
-
-    fn json(&mut self, body: &'r [u8], truncated: bool) -> bool {
-        // One document, or NDJSON: one document per line.
-        let trimmed = body.trim_ascii_start();
-        if (trimmed.starts_with(b"{") || trimmed.starts_with(b"["))
-            && json::walk(self, body).is_ok()
-        {
-            return true;
-        }
-        let mut any = false;
-        for line in body.split(|&b| b == b'\n') {
-            if line.trim_ascii().is_empty() {
-                continue;
-            }
-            match json::walk(self, line) {
-                Ok(()) => any = true,
-                Err(_) if truncated => return false,
-                Err(_) => {
-                    self.problems.push(Problem::BodyUnparsable("json"));
-                    return false;
-                }
-            }
-        }
-        any
-    }
-
-    fn xml(&mut self, body: &'r [u8], truncated: bool) -> bool {
-        use quick_xml::events::Event;
-        let mut reader = quick_xml::Reader::from_reader(body);
-        let mut stack: Vec<String> = Vec::new();
-        let mut buf = Vec::new();
-        loop {
-            if self.vars.len() >= MAX_VARS {
-                return true;
-            }
-            match reader.read_event_into(&mut buf) {
-                Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
-                    let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                    for attr in e.attributes().with_checks(false).flatten() {
-                        let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
-                        let value = attr
-                            .unescape_value()
-                            .map(|v| v.into_owned().into_bytes())
-                            .unwrap_or_else(|_| attr.value.into_owned());
-                        self.arg(
-                            Cow::Owned(format!("{name}@{key}").into_bytes()),
-                            Cow::Owned(value),
-                        );
-                    }
-                    if stack.len() < MAX_DEPTH {
-                        stack.push(name);
-                    }
-                }
-                Ok(Event::End(_)) => {
-                    stack.pop();
-                }
-                Ok(Event::Text(t)) => {
-                    let text = t
-                        .unescape()
-                        .map(|v| v.into_owned().into_bytes())
-                        .unwrap_or_else(|_| t.into_inner().into_owned());
-                    if !text.trim_ascii().is_empty() {
-                        let name = stack.last().cloned().unwrap_or_default();
-                        self.arg(Cow::Owned(name.into_bytes()), Cow::Owned(text));
-                    }
-                }
-                Ok(Event::CData(t)) => {
-                    let name = stack.last().cloned().unwrap_or_default();
-                    self.arg(
-                        Cow::Owned(name.into_bytes()),
-                        Cow::Owned(t.into_inner().into_owned()),
-                    );
-                }
-                Ok(Event::DocType(t)) => {
-                    // DOCTYPEs carry entity declarations (XXE): inspect them as text.
-                    let mut v = b"<!DOCTYPE ".to_vec();
-                    v.extend_from_slice(&t.into_inner());
-                    self.push(Source::Body, Cow::Borrowed(""), Cow::Owned(v));
-                }
-                Ok(Event::Eof) => return true,
-                Ok(_) => {}
-                // A truncated body may end mid-construct: inspect it raw as well.
-                Err(_) if truncated => return false,
-                Err(_) => {
-                    self.problems.push(Problem::BodyUnparsable("xml"));
-                    return false;
-                }
-            }
-            buf.clear();
-        }
-    }
-
-    fn multipart(&mut self, body: &'r [u8], content_type: &str, truncated: bool) -> bool {
-        use futures_util::FutureExt;
-        let Ok(boundary) = multer::parse_boundary(content_type) else {
-            self.problems.push(Problem::BodyUnparsable("multipart"));
-            return false;
-        };
-        let chunk: Result<bytes::Bytes, std::io::Error> = Ok(bytes::Bytes::copy_from_slice(body));
-        let stream = futures_util::stream::iter([chunk]);
-        let mut mp = multer::Multipart::new(stream, boundary);
-        loop {
-            if self.vars.len() >= MAX_VARS {
-                return true;
-            }
-            // The whole body is in memory, so every future is ready at once.
-            let next = match mp.next_field().now_or_never() {
-                Some(Ok(Some(field))) => field,
-                Some(Ok(None)) => return true,
-                Some(Err(_)) | None if truncated => return false,
-                Some(Err(_)) | None => {
-                    self.problems.push(Problem::BodyUnparsable("multipart"));
-                    return false;
-                }
-            };
-            let headers = next.headers().clone();
-            if headers.contains_key("content-transfer-encoding") {
-                self.problems.push(Problem::MultipartTransferEncoding);
-            }
-            if let Some(cd) = headers.get(http::header::CONTENT_DISPOSITION) {
-                check_disposition(cd.as_bytes(), &mut self.problems);
-            }
-            if let Some(ct) = headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-            {
-                if let Some(cs) = charset_of(ct) {
-                    if !allowed_charset(&cs) {
-                        self.problems.push(Problem::MultipartCharset(cs));
-                    }
-                }
-            }
-            let name = next.name().unwrap_or("").to_string();
-            let file = next.file_name().map(str::to_string);
-            let data = match next.bytes().now_or_never() {
-                Some(Ok(b)) => b,
-                _ if truncated => return false,
-                _ => {
-                    self.problems.push(Problem::BodyUnparsable("multipart"));
-                    return false;
-                }
-            };
-            if let Some(f) = file {
-                self.push(
-                    Source::FileName,
-                    Cow::Owned(name.clone()),
-                    Cow::Owned(f.into_bytes()),
-                );
-                self.arg_count += 1;
-                self.push(
-                    Source::ArgName,
-                    Cow::Owned(name.clone()),
-                    Cow::Owned(name.into_bytes()),
-                );
-            } else {
-                if name == "_charset_" {
-                    let cs = String::from_utf8_lossy(&data).trim().to_ascii_lowercase();
-                    if !allowed_charset(&cs) {
-                        self.problems.push(Problem::MultipartCharset(cs));
-                    }
-                }
-                self.arg(Cow::Owned(name.into_bytes()), Cow::Owned(data.to_vec()));
-            }
-        }
-    }
 }
 
 /// The `charset` parameter of a media type, lowercase and unquoted.
@@ -512,30 +308,6 @@ pub(crate) fn allowed_charset(cs: &str) -> bool {
         cs,
         "utf-8" | "utf8" | "iso-8859-1" | "iso-8859-15" | "windows-1252" | "us-ascii"
     )
-}
-
-/// A multipart `Content-Disposition` whose `name`/`filename` holds quotes,
-/// semicolons or backslashes reads differently in different parsers, which is
-/// how multipart WAF bypasses work.
-fn check_disposition(cd: &[u8], problems: &mut Vec<Problem>) {
-    let text = String::from_utf8_lossy(cd);
-    for param in text.split(';').skip(1) {
-        let Some((k, v)) = param.split_once('=') else {
-            continue;
-        };
-        let k = k.trim().to_ascii_lowercase();
-        if k != "name" && k != "filename" && k != "filename*" {
-            continue;
-        }
-        let v = v.trim();
-        let inner = v
-            .strip_prefix('"')
-            .and_then(|x| x.strip_suffix('"'))
-            .unwrap_or(v);
-        if inner.contains(['"', '\'', '\\', '=', ';']) || (v.starts_with('"') != v.ends_with('"')) {
-            problems.push(Problem::MultipartSuspiciousName(inner.to_string()));
-        }
-    }
 }
 
 #[cfg(test)]

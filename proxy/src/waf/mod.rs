@@ -18,14 +18,21 @@
 //! and families, and survive reloads that keep them.
 
 mod atoms;
+mod boundary;
 mod decode;
 mod engine;
+mod exclusion;
 mod input;
 mod rules;
+mod ruleset;
 mod scanner;
+mod scratch;
+mod verdict;
 
-pub use engine::{catalog, Detection, RuleInfo, Verdict, Waf};
+pub use engine::Waf;
 pub use input::RequestInput;
+pub use rules::{catalog, RuleInfo};
+pub use verdict::{Detection, Verdict};
 
 #[cfg(test)]
 mod tests;

@@ -10,12 +10,15 @@
 //! Rules at paranoia level 1 must stay quiet on ordinary traffic: prose with
 //! a semicolon before an English word, JSON documents, search queries. Rules
 //! that cannot promise that go to level 2 and up.
+//!
+//! [`catalog`] lists the rules for `gatehouse waf-rules`.
 
 use gatehouse_config::waf::WafFamily;
 
 use super::decode::View;
-use super::engine::{CheckCtx, Severity};
+use super::engine::CheckCtx;
 use super::input::Source;
+use super::verdict::Severity;
 
 mod checks;
 mod lists;
@@ -94,6 +97,30 @@ const fn rule(
 /// The whole catalog.
 pub(crate) fn all() -> &'static [RuleDef] {
     CATALOG
+}
+
+/// A rule of the catalog, as listed by `gatehouse waf-rules`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleInfo {
+    pub id: u32,
+    pub family: &'static str,
+    pub paranoia: u8,
+    pub severity: &'static str,
+    pub description: &'static str,
+}
+
+/// Every rule the WAF knows.
+pub fn catalog() -> Vec<RuleInfo> {
+    all()
+        .iter()
+        .map(|r| RuleInfo {
+            id: r.id,
+            family: r.family().name(),
+            paranoia: r.paranoia,
+            severity: r.severity.name(),
+            description: r.msg,
+        })
+        .collect()
 }
 
 #[rustfmt::skip]

@@ -391,7 +391,7 @@ fn waf_atoms() {
 #[ignore]
 fn waf_automaton_size() {
     for pl in 1..=4u8 {
-        let set = super::engine::RuleSet::debug_compile(pl);
+        let set = super::ruleset::RuleSet::debug_compile(pl);
         println!("pl{pl}: {set}");
     }
 }
@@ -458,7 +458,7 @@ fn the_atom_scanner_finds_what_aho_corasick_finds() {
     ];
     for pl in 1..=4u8 {
         for text in texts {
-            let [found, expected] = super::engine::RuleSet::debug_scan(pl, text);
+            let [found, expected] = super::ruleset::RuleSet::debug_scan(pl, text);
             assert!(!expected.is_empty(), "pl{pl}: no atom in {text:?}");
             assert_eq!(found, expected, "pl{pl}: {}", String::from_utf8_lossy(text));
         }

@@ -3,12 +3,16 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 use pingora::cache::key::CacheKey;
 use pingora::cache::storage::{PurgeOutcome, PurgeTarget, PurgeType};
 use pingora::cache::trace::Span;
 use pingora::cache::{CacheMeta, Storage};
 use pingora::http::ResponseHeader;
 
+use super::handlers::READ_CHUNK;
+use super::object::{tags_of, MAX_TAGS};
 use super::*;
 
 fn store(limits: StoreLimits) -> &'static EdgeStorage {

@@ -17,6 +17,8 @@
 //! object stay, so duplicate-argument rules still see them (a top-level array
 //! of objects therefore no longer looks like duplicate arguments). Once the
 //! input cap is reached no more names are built, which bounds the arena.
+//!
+//! A body that is not one document is read as NDJSON, one document a line.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -24,6 +26,31 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{Parsed, Problem, Source, MAX_DEPTH, MAX_NAME, MAX_VARS};
+
+impl<'r> Parsed<'r> {
+    pub(super) fn json(&mut self, body: &'r [u8], truncated: bool) -> bool {
+        // One document, or NDJSON: one document per line.
+        let trimmed = body.trim_ascii_start();
+        if (trimmed.starts_with(b"{") || trimmed.starts_with(b"[")) && walk(self, body).is_ok() {
+            return true;
+        }
+        let mut any = false;
+        for line in body.split(|&b| b == b'\n') {
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            match walk(self, line) {
+                Ok(()) => any = true,
+                Err(_) if truncated => return false,
+                Err(_) => {
+                    self.problems.push(Problem::BodyUnparsable("json"));
+                    return false;
+                }
+            }
+        }
+        any
+    }
+}
 
 /// Adds the inputs of one JSON document to `p`. On a syntax error the
 /// inputs added so far are taken back, so the caller can inspect the body
