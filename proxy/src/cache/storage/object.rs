@@ -2,11 +2,12 @@
 //! Pingora's `CacheMeta` without parsing), the URL and the origin's purge
 //! tags, and what it weighs against its tenant's quota.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use pingora::cache::key::HashBinary;
 use pingora::cache::CacheMeta;
 use pingora::http::ResponseHeader;
-use std::time::SystemTime;
 
 /// Response headers whose values tag an object for purging, as
 /// comma- or space-separated lists (`Cache-Tag: a,b`, `Surrogate-Key: a b`).

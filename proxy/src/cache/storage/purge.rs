@@ -1,6 +1,7 @@
-//! Purging by URL, prefix, tag, host, tenant or everything: each walks the
-//! tenant's shard (an operator action, not a request-path one) and bumps its
-//! generation first, so fills under way do not put back what it removes.
+//! Purging by URL, prefix, tag, host, tenant or everything. Each bumps the
+//! shard's generation first, so fills under way do not put back what it
+//! removes; all but the tenant-wide ones walk the tenant's shard (an
+//! operator action, not a request-path one).
 
 use std::sync::atomic::Ordering;
 

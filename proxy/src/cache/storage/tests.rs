@@ -4,7 +4,6 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-
 use pingora::cache::key::CacheKey;
 use pingora::cache::storage::{PurgeOutcome, PurgeTarget, PurgeType};
 use pingora::cache::trace::Span;
