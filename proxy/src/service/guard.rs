@@ -143,7 +143,7 @@ pub(super) fn run_plugins(
     let props = Arc::new(Properties {
         request_id: ctx.vars.request_id.clone(),
         client_ip: ctx.vars.client_ip.clone(),
-        tls_sni: super::routing::tls_sni(session),
+        tls_sni: super::routing::tls_sni(session).map(str::to_string),
         tls_version: ssl.as_ref().map(|d| d.version.to_string()),
         http_version: if session.is_http2() {
             "HTTP/2"

@@ -44,21 +44,23 @@ pub(super) fn check_connection(
     if ctx.vars.scheme != "https" {
         return Ok(());
     }
-    let sni = tls_sni(session);
-    if snap.certs.same_certificate(sni.as_deref(), &ctx.vars.host) {
+    if snap
+        .certs
+        .same_certificate(tls_sni(session), &ctx.vars.host)
+    {
         Ok(())
     } else {
         Err(Refusal::MisdirectedRequest)
     }
 }
 
-/// The SNI the TLS client sent, if any.
-pub(super) fn tls_sni(session: &Session) -> Option<String> {
+/// The SNI the TLS client sent, if any (borrowed: checked on every HTTPS request).
+pub(super) fn tls_sni(session: &Session) -> Option<&str> {
     session
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())
         .and_then(|d| d.extension.get::<TlsSni>())
-        .and_then(|s| s.0.clone())
+        .and_then(|s| s.0.as_deref())
 }
 
 /// The 308 to HTTPS for plain HTTP requests to a `force_https` domain (when
