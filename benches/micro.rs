@@ -206,6 +206,9 @@ fn plugin_call(c: &mut Criterion) {
     let yaml = format!(
         r#"
 listeners: {{ http: "127.0.0.1:0" }}
+# The bench runs hooks back to back on one core: more than the default
+# per-tenant plugin CPU budget (250ms/s) allows.
+limits: {{ plugins: {{ tenant_cpu: 64s }} }}
 tenants: [{{ name: acme }}]
 plugins:
   - {{ name: add-headers, tenant: acme, path: "{}" }}
@@ -224,15 +227,25 @@ domains:
     let cfg = gatehouse_config::load_str(&yaml, Path::new(".")).unwrap();
     let plugins = load_plugins(&cfg, &[]).unwrap();
     let binding = cfg.domains[0].plugins[0].clone();
-    let props = Arc::new(Properties {
-        request_id: "0123456789abcdef0123456789abcdef".into(),
-        client_ip: "203.0.113.7".into(),
-        http_version: "HTTP/1.1",
-        domain: Arc::from("example.com"),
-        route: "/".into(),
-        tenant: Arc::from("acme"),
-        ..Properties::default()
-    });
+    // A request's properties, with its own CPU and log budgets (one per
+    // iteration, as the proxy makes one per request).
+    let domain: Arc<str> = Arc::from("example.com");
+    let tenant: Arc<str> = Arc::from("acme");
+    let request = || {
+        Arc::new(Properties {
+            request_id: "0123456789abcdef0123456789abcdef".into(),
+            client_ip: "203.0.113.7".into(),
+            http_version: "HTTP/1.1",
+            domain: domain.clone(),
+            route: "/".into(),
+            tenant: tenant.clone(),
+            ..Properties::default()
+        })
+    };
+    // Hooks are futures; the proxy polls them on its Tokio workers.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let header = |n: &str, v: &str| Header {
         name: n.into(),
         value: v.as_bytes().to_vec(),
@@ -262,47 +275,78 @@ domains:
             header("content-length", "1234"),
         ],
     };
-    let call = PluginCall {
-        plugin: &plugins[0],
-        binding: &binding,
-        props: &props,
-    };
+    let binding1 = cfg.domains[0].plugins[1].clone();
     let no_pools = |_: &str| None;
     let mut group = c.benchmark_group("plugin");
     // What a request pays: one instance, kept from `on-request` for `on-response`.
     group.bench_function("add_headers_request_and_response", |b| {
         b.iter(|| {
+            let props = request();
+            let call = PluginCall {
+                plugin: &plugins[0],
+                binding: &binding,
+                props: &props,
+            };
             let mut slot = None;
-            let req = call
-                .on_request(&mut slot, black_box(&mut head), &no_pools)
-                .unwrap();
-            let resp = call
-                .on_response(&mut slot, black_box(&mut head), black_box(&mut response))
-                .unwrap();
-            black_box((req, resp))
+            rt.block_on(async {
+                let req = call
+                    .on_request(&mut slot, black_box(&mut head), &no_pools)
+                    .await
+                    .unwrap();
+                let resp = call
+                    .on_response(&mut slot, black_box(&mut head), black_box(&mut response))
+                    .await
+                    .unwrap();
+                black_box((req, resp))
+            })
         })
     });
     // The same when the keep caps are reached: a fresh instance per hook.
     group.bench_function("add_headers_request_and_response_not_kept", |b| {
         b.iter(|| {
-            let req = call
-                .on_request(&mut None, black_box(&mut head), &no_pools)
-                .unwrap();
-            let resp = call
-                .on_response(&mut None, black_box(&mut head), black_box(&mut response))
-                .unwrap();
-            black_box((req, resp))
+            let props = request();
+            let call = PluginCall {
+                plugin: &plugins[0],
+                binding: &binding,
+                props: &props,
+            };
+            rt.block_on(async {
+                let req = call
+                    .on_request(&mut None, black_box(&mut head), &no_pools)
+                    .await
+                    .unwrap();
+                let resp = call
+                    .on_response(&mut None, black_box(&mut head), black_box(&mut response))
+                    .await
+                    .unwrap();
+                black_box((req, resp))
+            })
         })
     });
     // One hook in an instance that already exists: the call without
     // instantiation or reset (an instance lives for one request; only this
     // bench reuses one).
     let mut warm = None;
-    call.on_request(&mut warm, &mut head, &no_pools).unwrap();
+    let props = request();
+    rt.block_on(
+        PluginCall {
+            plugin: &plugins[0],
+            binding: &binding,
+            props: &props,
+        }
+        .on_request(&mut warm, &mut head, &no_pools),
+    )
+    .unwrap();
     group.bench_function("add_headers_request_in_existing_instance", |b| {
         b.iter(|| {
+            let props = request();
+            let call = PluginCall {
+                plugin: &plugins[0],
+                binding: &binding,
+                props: &props,
+            };
             black_box(
-                call.on_request(&mut warm, black_box(&mut head), &no_pools)
+                rt.block_on(call.on_request(&mut warm, black_box(&mut head), &no_pools))
                     .unwrap(),
             )
         })
@@ -310,23 +354,28 @@ domains:
     drop(warm);
     group.bench_function("add_headers_request_only", |b| {
         b.iter(|| {
+            let props = request();
+            let call = PluginCall {
+                plugin: &plugins[0],
+                binding: &binding,
+                props: &props,
+            };
             black_box(
-                call.on_request(&mut None, black_box(&mut head), &no_pools)
+                rt.block_on(call.on_request(&mut None, black_box(&mut head), &no_pools))
                     .unwrap(),
             )
         })
     });
-    let minimal_binding = cfg.domains[0].plugins[1].clone();
-    let minimal = PluginCall {
-        plugin: &plugins[1],
-        binding: &minimal_binding,
-        props: &props,
-    };
     group.bench_function("minimal_request_only", |b| {
         b.iter(|| {
+            let props = request();
+            let call = PluginCall {
+                plugin: &plugins[1],
+                binding: &binding1,
+                props: &props,
+            };
             black_box(
-                minimal
-                    .on_request(&mut None, black_box(&mut head), &no_pools)
+                rt.block_on(call.on_request(&mut None, black_box(&mut head), &no_pools))
                     .unwrap(),
             )
         })

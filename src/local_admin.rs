@@ -32,6 +32,12 @@ pub fn start(
         .parse()
         .map_err(|e| anyhow::anyhow!("admin.listen: {e}"))?;
     let node_token = gatehouse_admin::token::generate().token;
+    // The admin refuses the chains this node would refuse.
+    let max_plugin_chain = file
+        .limits
+        .plugins
+        .max_chain
+        .unwrap_or(gatehouse_config::plugin_defaults::MAX_CHAIN);
     let options = gatehouse_admin::ServeOptions {
         listen,
         database: admin.database.unwrap_or_else(|| defaults::DATABASE.into()),
@@ -45,6 +51,7 @@ pub fn start(
         // One machine, one operator: its services on localhost are fair targets.
         allow_internal_targets: true,
         local_node_token: Some(node_token.clone()),
+        max_plugin_chain,
         acme: match admin.acme {
             Some(a) => AcmeArgs::from_config(a)
                 .settings()

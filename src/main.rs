@@ -96,6 +96,11 @@ enum Command {
         /// edge's own services. Private networks are always allowed.
         #[arg(long)]
         allow_internal_targets: bool,
+        /// Most plugin bindings one request may run, a domain's and a route's chains
+        /// together: set it to the nodes' `limits.plugins.max_chain` (both default to 16),
+        /// so that longer chains are refused here rather than by every node.
+        #[arg(long, default_value_t = gatehouse_config::plugin_defaults::MAX_CHAIN)]
+        max_plugin_chain: usize,
         #[command(flatten)]
         acme: AcmeArgs,
     },
@@ -234,6 +239,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             dns_resolver,
             auth_failures_per_minute,
             allow_internal_targets,
+            max_plugin_chain,
             acme,
         } => {
             init_logging();
@@ -248,6 +254,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     allow_internal_targets,
                     local_node_token: None,
                     acme: acme.settings()?,
+                    max_plugin_chain,
                 };
                 tokio::runtime::Runtime::new()?
                     .block_on(gatehouse_admin::serve(options, shutdown_signal()))

@@ -80,6 +80,8 @@ pub struct ServeOptions {
     pub local_node_token: Option<String>,
     /// The ACME CA to order certificates from (none: ordering is refused).
     pub acme: Option<acme_settings::Settings>,
+    /// The nodes' `limits.plugins.max_chain` (see [`AppState::max_plugin_chain`]).
+    pub max_plugin_chain: usize,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -93,6 +95,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("dns_resolver", &self.dns_resolver)
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("allow_internal_targets", &self.allow_internal_targets)
+            .field("max_plugin_chain", &self.max_plugin_chain)
             .field(
                 "local_node_token",
                 &self.local_node_token.as_ref().map(|_| "<set>"),
@@ -145,6 +148,13 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let ceiling = gatehouse_config::plugin_defaults::MAX_CHAIN_CEILING;
+    if !(1..=ceiling).contains(&options.max_plugin_chain) {
+        anyhow::bail!(
+            "--max-plugin-chain must be between 1 and {ceiling}, got {}",
+            options.max_plugin_chain
+        );
+    }
     let store = Store::connect(&options.database).await?;
     let keys = Keys::load(&options.secrets_key_file, true)?;
     if let Some(t) = &options.local_node_token {
@@ -165,6 +175,7 @@ pub async fn serve(
     state.published.send_replace(current.unwrap_or(0));
     state.dns_resolver = options.dns_resolver;
     state.internal_targets = options.allow_internal_targets;
+    state.max_plugin_chain = options.max_plugin_chain;
     state.acme = options.acme.map(Arc::new);
     if let Some(acme) = &state.acme {
         tokio::spawn(renewal_loop(state.clone(), acme.renew_check));

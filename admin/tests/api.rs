@@ -1251,6 +1251,7 @@ on_both_databases!(
     domain_ownership_is_verified_by_dns,
     certificates_are_checked_and_their_keys_never_shown,
     plugins_are_validated_as_the_proxy_loads_them_and_stored_by_digest,
+    plugin_chains_are_bounded_per_request,
     publishing_validates_everything_and_versions_roll_back,
     nodes_poll_versions_and_report_on_them,
     a_tenant_sees_only_its_part_of_versions,

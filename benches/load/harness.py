@@ -11,6 +11,13 @@ Output: a table per scenario, then one line per scenario, exactly:
 RESULT scenario=<name> ratio=<x.xx> cpu_ratio=<x.xx> gatehouse_rps=<n> nginx_rps=<n> \
 gatehouse_p99_ms=<x> nginx_p99_ms=<x> failures=<n>
 and a MEMORY line for the 10,000-domain profile.
+
+The noisy-neighbour scenarios (noisy-loop, noisy-chain) run Gatehouse alone:
+a victim tenant under a paced load, alone and while an attacker tenant's
+hostile plugin chain is flooded, and end with one line each, exactly:
+NOISY scenario=<name> victim_rps_ratio=<x.xx> victim_p99_ratio=<x.xx> \
+attacker_shed=<n> failures_victim=<n> victim_rps=<n> victim_solo_rps=<n> \
+victim_p99_ms=<x> victim_solo_p99_ms=<x>
 """
 
 import argparse
@@ -54,6 +61,34 @@ SCENARIOS = {
 # Slots later issues fill (waf, ratelimit): listed, not run.
 PENDING = ["waf", "ratelimit"]
 PLUGIN_WASM = os.path.join(ROOT, "target", "bench-plugins", "add-headers.wasm")
+LOOP_WASM = os.path.join(ROOT, "target", "bench-plugins", "infinite-loop.wasm")
+
+# Noisy neighbour: one Gatehouse, tenant `victim` (a plain route to the
+# origin) beside tenant `attacker`, whose route runs a chain of
+# plugins/hostile/infinite-loop. name -> the attacker's chain.
+NOISY = {
+    # One spinning binding: default 5 ms deadline, failing closed (503).
+    "noisy-loop": {"bindings": 1, "alternate": False, "binding": "failure_mode: closed", "limits": None},
+    # 20 bindings alternating spinning ({spin: true}) and instant ({spin: false}),
+    # 100 ms deadline, failing open: every timeout is followed by a success, so
+    # the circuit breaker stays closed (unless five requests' timeouts land back
+    # to back) and only the request's and the tenant's CPU budgets stop the chain. max_chain is raised so that the chain is
+    # accepted and those budgets, not the chain-length check, are measured.
+    "noisy-chain": {"bindings": 20, "alternate": True, "binding": "timeout: 100ms, failure_mode: open",
+                    "limits": "{ plugins: { max_chain: 20 } }"},
+}
+# The victim's load is paced: wrk's delay() hook makes each connection wait
+# NOISY_PACE_MS after a response, so one connection offers 1/(pace + latency).
+# A pace well above the latency keeps the offered rate nearly fixed when the
+# attacker slows the victim down (with 1 ms, a mean latency going from 0.3 to
+# 1.3 ms would cut the offer by 43% and the requests/s ratio would measure
+# latency again; with 5 ms, by 16%); p99 is the latency measure.
+NOISY_PACE_MS = 5
+NOISY_VICTIM_SHARE = 0.3   # the victim's offered load, as a share of what the node serves it closed-loop
+NOISY_PROBE_CONNECTIONS = 8
+NOISY_MAX_VICTIM_CONNECTIONS = 512
+NOISY_ATTACKERS = 4 * CORES  # attacker connections: more than cores, closed loop
+VICTIM, ATTACKER = "victim.test", "attacker.test"
 
 
 def free_port():
@@ -262,6 +297,39 @@ def gatehouse_conf(http_port, https_port, internal_port, origin_port, certs, dom
     return "\n".join(lines) + "\n"
 
 
+def noisy_conf(name, http_port, internal_port, origin_port):
+    """Two tenants on one node: `victim` with a plain route, `attacker` whose
+    route runs the scenario's chain of the infinite-loop plugin."""
+    v = NOISY[name]
+    lines = [
+        "listeners:",
+        f'  http: "127.0.0.1:{http_port}"',
+        f'  internal: "127.0.0.1:{internal_port}"',
+        f"server: {{ threads: {CORES} }}",
+    ]
+    if v["limits"]:
+        lines.append(f"limits: {v['limits']}")
+    lines += [
+        "tenants: [{ name: victim }, { name: attacker }]",
+        "pools:",
+        f'  - {{ name: victim-origin, tenant: victim, targets: [{{ addr: "127.0.0.1:{origin_port}" }}] }}',
+        f'  - {{ name: attacker-origin, tenant: attacker, targets: [{{ addr: "127.0.0.1:{origin_port}" }}] }}',
+        f'plugins: [{{ name: spin, tenant: attacker, path: "{LOOP_WASM}" }}]',
+        "domains:",
+        f"  - {{ hosts: [{VICTIM}], tenant: victim, routes: [{{ path: /, pool: victim-origin }}] }}",
+        f"  - hosts: [{ATTACKER}]",
+        "    tenant: attacker",
+        "    routes:",
+        "      - path: /",
+        "        pool: attacker-origin",
+        "        plugins:",
+    ]
+    for i in range(v["bindings"]):
+        spin = f"config: {{ spin: {'false' if i % 2 else 'true'} }}, " if v["alternate"] else ""
+        lines.append(f"          - {{ plugin: spin, {spin}{v['binding']} }}")
+    return "\n".join(lines) + "\n"
+
+
 def origin_conf(work, port):
     return f"""
 worker_processes 1;
@@ -341,6 +409,18 @@ def gatehouse_metric(srv, name):
     return float(m.group(1)) if m else float("nan")
 
 
+def gatehouse_metric_sum(srv, name, **labels):
+    """Sum of a labelled family's series whose labels include `labels`; 0
+    when the family is absent (e.g. a metric newer than the running binary)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{srv.internal}/metrics", timeout=5).read().decode()
+    total = 0.0
+    for m in re.finditer(rf"^{name}(?:{{(.*)}})? (\S+)$", body, re.M):
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
 def reload_under_load(gh, connections, duration, work, reloads=3):
     """SIGHUP Gatehouse `reloads` times while wrk spreads requests over the
     10,000 domains: every reload re-reads and recompiles the whole config
@@ -387,7 +467,7 @@ def main():
     ap.add_argument("--rounds", type=int, help="rounds per scenario (default 10, quick 3)")
     ap.add_argument("--duration", type=int, help="seconds per wrk run (default 5, quick 2)")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    ap.add_argument("--scenarios", default=",".join(list(SCENARIOS) + list(NOISY)), help="comma-separated subset")
     ap.add_argument("--access-log", action="store_true", help="access logging on for both proxies")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -396,8 +476,8 @@ def main():
     warmup = 1 if args.quick else 2
     wanted = [s for s in args.scenarios.split(",") if s]
     for s in wanted:
-        if s not in SCENARIOS and s not in PENDING:
-            sys.exit(f"unknown scenario {s!r}; known: {', '.join(SCENARIOS)}")
+        if s not in SCENARIOS and s not in PENDING and s not in NOISY:
+            sys.exit(f"unknown scenario {s!r}; known: {', '.join(list(SCENARIOS) + list(NOISY))}")
     if any(SCENARIOS[s][0] == "many" for s in wanted if s in SCENARIOS):
         domains_needed = MANY_DOMAINS
     else:
@@ -422,6 +502,10 @@ def main():
             "  return wrk.format(nil, nil, { Host = h })\n"
             "end\n"
         )
+    # Paced load (the noisy-neighbour victim): wrk calls delay() after each
+    # response and waits that many ms before the connection's next request.
+    with open(os.path.join(work, "paced.lua"), "w") as f:
+        f.write(f"function delay()\n  return {NOISY_PACE_MS}\nend\n")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     cpu_model = ""
     with open("/proc/cpuinfo") as f:
@@ -439,11 +523,14 @@ def main():
         f.write(origin_conf(work, origin_port))
     origin = Server("origin", [NGINX, "-c", origin_conf_path, "-p", work], [origin_port], os.path.join(work, "origin.out")).wait_ready()
 
-    results, memory, reload_check = {}, None, None
+    results, memory, reload_check, noisy = {}, None, None, {}
     try:
         if "plugin" in wanted:
             subprocess.run([GATEHOUSE, "plugin", "build", os.path.join(ROOT, "plugins", "examples", "add-headers"),
                             "-o", PLUGIN_WASM], check=True, stdout=subprocess.DEVNULL)
+        if any(s in NOISY for s in wanted):
+            subprocess.run([GATEHOUSE, "plugin", "build", os.path.join(ROOT, "plugins", "hostile", "infinite-loop"),
+                            "-o", LOOP_WASM], check=True, stdout=subprocess.DEVNULL)
         for profile in ("base", "many", "plugin", "cache"):
             scen = [s for s in wanted if s in SCENARIOS and SCENARIOS[s][0] == profile]
             if not scen:
@@ -465,6 +552,10 @@ def main():
                     srv.signal_stop()
                 for srv in servers.values():
                     srv.wait_stopped()
+        for s in wanted:
+            if s in NOISY:
+                noisy[s] = run_noisy(s, work, origin_port, rounds, duration, warmup, args.connections,
+                                     args.access_log)
     finally:
         origin.stop()
         if not args.keep:
@@ -473,6 +564,7 @@ def main():
             print(f"# work directory kept: {work}")
 
     report(results, memory, reload_check, wanted)
+    report_noisy(noisy)
 
 
 def start_proxies(work, profile, origin_port, certs, domains, access_log):
@@ -588,6 +680,125 @@ def check_cached(servers, path, host):
         print(f"{name}: {path} answered from cache ({status})", flush=True)
 
 
+# ---------------------------------------------------------------- noisy neighbour
+
+def run_noisy(name, work, origin_port, rounds, duration, warmup, connections, access_log):
+    """One Gatehouse with the victim and attacker tenants; each round measures
+    the victim's paced load alone and beside the attacker's flood."""
+    print(f"\n## {name}", flush=True)
+    gh = start_noisy(work, name, origin_port, access_log)
+    try:
+        victim = calibrate_victim(gh, warmup, connections, work)
+        rows = []
+        for r in range(rounds):
+            # Alternate which goes first so slow drift in the machine does not favour one side.
+            phases = ("solo", "attacked") if r % 2 == 0 else ("attacked", "solo")
+            rows.append({p: noisy_phase(gh, victim, duration, p == "attacked") for p in phases})
+            print_noisy_round(r, rows[-1])
+        return summarise_noisy(rows)
+    finally:
+        gh.stop()
+
+
+def start_noisy(work, name, origin_port, access_log):
+    http_port, internal = free_port(), free_port()
+    conf = os.path.join(work, f"gatehouse-{name}.yaml")
+    with open(conf, "w") as f:
+        f.write(noisy_conf(name, http_port, internal, origin_port))
+    log = os.path.join(work, f"gatehouse-{name}.out")
+    env_log = "info" if access_log else "warn"
+    srv = Server("gatehouse", ["env", f"GATEHOUSE_LOG={env_log}", GATEHOUSE, "run", "--config", conf],
+                 [http_port, internal], log)
+    srv.http, srv.internal = http_port, internal
+    try:
+        return srv.wait_ready()
+    except RuntimeError:
+        srv.stop()
+        with open(log) as f:
+            sys.exit(f"gatehouse did not start for {name} (config {conf}):\n{f.read()[-4000:]}")
+
+
+def calibrate_victim(gh, warmup, connections, work):
+    """The victim's offered load: NOISY_VICTIM_SHARE of what the node serves
+    it closed-loop (`connections`), as paced connections; a paced probe gives
+    what one connection offers. Both runs also warm the proxy up."""
+    url = url_for(gh, "http", "/small")
+    pace = ["-s", os.path.join(work, "paced.lua")]
+    closed = wrk(url, warmup, connections, [], VICTIM)
+    probe = wrk(url, warmup, NOISY_PROBE_CONNECTIONS, pace, VICTIM)
+    per_conn = probe["rps"] / NOISY_PROBE_CONNECTIONS
+    conns = NOISY_PROBE_CONNECTIONS
+    if per_conn and closed["rps"]:
+        conns = round(NOISY_VICTIM_SHARE * closed["rps"] / per_conn)
+        conns = max(1, min(NOISY_MAX_VICTIM_CONNECTIONS, conns))
+    share = conns * per_conn / closed["rps"] if closed["rps"] else float("nan")
+    print(f"victim alone, closed loop ({connections} connections): {closed['rps']:.0f} req/s; paced "
+          f"({NOISY_PACE_MS} ms after each response): {per_conn:.0f} req/s per connection -> {conns} connections, "
+          f"about {conns * per_conn:.0f} req/s offered ({share:.0%} of closed loop); "
+          f"attacker: {NOISY_ATTACKERS} connections, closed loop", flush=True)
+    return {"url": url, "extra": pace, "connections": conns}
+
+
+def noisy_phase(gh, victim, duration, attacked):
+    """The victim's paced load for `duration`, alone or with the attacker's
+    flood started beside it; then waits until the proxy is quiet again
+    (spinning calls outlive the attacker's wrk), so the next run starts clean."""
+    shed_before = attacker_shed(gh)
+    flood = None
+    if attacked:
+        argv = wrk_argv(url_for(gh, "http", "/small"), duration, NOISY_ATTACKERS, ["--timeout", "10s"], ATTACKER)
+        flood = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    res = wrk(victim["url"], duration, victim["connections"], victim["extra"], VICTIM)
+    if flood:
+        out, _ = flood.communicate(timeout=duration + 60)
+        res["attacker"] = parse_wrk(out, argv[-1])
+    wait_quiet(gh)
+    res["shed"] = attacker_shed(gh) - shed_before
+    return res
+
+
+def attacker_shed(gh):
+    """Attacker requests shed for its plugin CPU budget so far (0 before budgets exist)."""
+    return gatehouse_metric_sum(gh, "gatehouse_plugin_shed_total", tenant="attacker")
+
+
+def wait_quiet(srv, timeout=30.0, window=0.25, busy=0.1):
+    """Polls the proxy's CPU time until it uses less than `busy` of a core
+    over `window` seconds, or `timeout` passes (then warns)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        before = cpu_seconds(srv.proc.pid)
+        time.sleep(window)
+        if cpu_seconds(srv.proc.pid) - before < busy * window:
+            return
+    sys.stderr.write(f"{srv.name} still busy {timeout:.0f}s after the load ended\n")
+
+
+def print_noisy_round(r, row):
+    s, a = row["solo"], row["attacked"]
+    f = a["attacker"]
+    print(f"round {r + 1:2d}: victim alone {s['rps']:7.0f} req/s p99 {s['p99']:6.2f} ms | beside the attacker "
+          f"{a['rps']:7.0f} req/s p99 {a['p99']:6.2f} ms, failures {a['failures']} | attacker {f['rps']:8.0f} req/s "
+          f"(non-2xx or errors {f['failures']}), shed {a['shed']:.0f}", flush=True)
+
+
+def summarise_noisy(rows):
+    solo = [r["solo"] for r in rows]
+    hit = [r["attacked"] for r in rows]
+    return {
+        "rps_ratio": med([h["rps"] / s["rps"] for s, h in zip(solo, hit) if s["rps"]]),
+        "p99_ratio": med([h["p99"] / s["p99"] for s, h in zip(solo, hit) if s["p99"]]),
+        "rps": med([h["rps"] for h in hit]),
+        "solo_rps": med([s["rps"] for s in solo]),
+        "p99": med([h["p99"] for h in hit]),
+        "solo_p99": med([s["p99"] for s in solo]),
+        "attacker_rps": med([h["attacker"]["rps"] for h in hit]),
+        "shed": med([h["shed"] for h in hit]),
+        # Every victim failure counts, alone or attacked: never hidden by a median.
+        "failures": sum(x["failures"] for x in solo + hit),
+    }
+
+
 def verdict(value, lo, hi):
     if value != value or lo != lo:
         return "n/a"
@@ -599,9 +810,11 @@ def verdict(value, lo, hi):
 
 
 def report(results, memory, reload_check, wanted):
-    print("\n# Summary (medians over rounds; ratios are Gatehouse/nginx per round, then the median)")
-    print(f"{'scenario':16} {'gh req/s':>10} {'nginx req/s':>11} {'ratio':>6} {'control (min-med-max)':>22} "
-          f"{'gh p50/p99 ms':>14} {'nginx p50/p99':>14} {'gh us/req':>9} {'nginx us/req':>12} {'cpu ratio':>9} {'ceiling':>8}")
+    if results:
+        print("\n# Summary (medians over rounds; ratios are Gatehouse/nginx per round, then the median)")
+        print(f"{'scenario':16} {'gh req/s':>10} {'nginx req/s':>11} {'ratio':>6} {'control (min-med-max)':>22} "
+              f"{'gh p50/p99 ms':>14} {'nginx p50/p99':>14} {'gh us/req':>9} {'nginx us/req':>12} {'cpu ratio':>9} "
+              f"{'ceiling':>8}")
     for name, s in results.items():
         g, x = s["gatehouse"], s["nginx"]
         lo, mid, hi = s["control_ratio"]
@@ -638,6 +851,28 @@ def report(results, memory, reload_check, wanted):
         print(f"RESULT scenario={name} ratio={s['ratio']:.2f} cpu_ratio={s['cpu_ratio']:.2f} "
               f"gatehouse_rps={g['rps']:.0f} nginx_rps={x['rps']:.0f} gatehouse_p99_ms={g['p99']:.2f} "
               f"nginx_p99_ms={x['p99']:.2f} failures={g['failures'] + x['failures']}")
+
+
+def report_noisy(noisy):
+    if not noisy:
+        return
+    print("\n# Noisy neighbour (medians over rounds; ratios are the victim beside the attacker / alone, per round, "
+          "then the median)")
+    print(f"{'scenario':16} {'victim req/s':>12} {'alone':>8} {'ratio':>6} {'p99 ms':>7} {'alone':>7} {'ratio':>6} "
+          f"{'attacker req/s':>14} {'shed/round':>10} {'victim failures':>15}")
+    for name, n in noisy.items():
+        print(f"{name:16} {n['rps']:12.0f} {n['solo_rps']:8.0f} {n['rps_ratio']:6.2f} {n['p99']:7.2f} "
+              f"{n['solo_p99']:7.2f} {n['p99_ratio']:6.2f} {n['attacker_rps']:14.0f} {n['shed']:10.0f} "
+              f"{n['failures']:15d}")
+        met = n["rps_ratio"] >= 0.8 and n["p99_ratio"] <= 2.0 and n["failures"] == 0
+        print(f"{'':16} goal (victim >= 0.80x alone req/s, <= 2x alone p99, no failures): "
+              f"{'met' if met else 'missed'}")
+    print()
+    for name, n in noisy.items():
+        print(f"NOISY scenario={name} victim_rps_ratio={n['rps_ratio']:.2f} victim_p99_ratio={n['p99_ratio']:.2f} "
+              f"attacker_shed={n['shed']:.0f} failures_victim={n['failures']} victim_rps={n['rps']:.0f} "
+              f"victim_solo_rps={n['solo_rps']:.0f} victim_p99_ms={n['p99']:.2f} "
+              f"victim_solo_p99_ms={n['solo_p99']:.2f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ pub use crate::domains::routes::file::{PathMatch, Redirect, Respond, Route, Stat
 pub use crate::domains::security_headers::file::{
     FrameOptions, Hsts, SecurityHeaders, SecurityPreset,
 };
-pub use crate::limits::file::Limits;
+pub use crate::limits::file::{Limits, PluginLimits};
 pub use crate::listeners::file::Listeners;
 pub use crate::plugins::file::{FailureMode, Plugin, PluginBinding};
 pub use crate::pools::file::{

@@ -55,6 +55,7 @@ use std::path::Path;
 pub use admin::defaults as admin_defaults;
 pub use certificates::certified_key_from_pem;
 pub use error::{ConfigError, ConfigErrors};
+pub use limits::plugin_defaults;
 pub use model::Config;
 
 /// Parses YAML (JSON is valid YAML) into file types. On a syntax or type error,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::check::Checker;
-use model::Limits;
+use model::{Limits, PluginLimits};
 
 /// Default and least `limits.waf_held_body_bytes`.
 const DEFAULT_WAF_HELD_BODY_BYTES: u64 = 256 * 1024 * 1024;
@@ -16,6 +16,28 @@ const DEFAULT_CACHE_TENANT_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) const MIN_CACHE_TENANT_BYTES: u64 = 64 * 1024;
 const DEFAULT_CACHE_OBJECT_BYTES: u64 = 8 * 1024 * 1024;
 const MAX_CACHE_OBJECT_BYTES: u64 = 1 << 30;
+
+/// Bounds and defaults of `limits.plugins`.
+pub mod plugin_defaults {
+    use std::time::Duration;
+
+    /// Bindings one request runs (the domain's and the route's together).
+    pub const MAX_CHAIN: usize = 16;
+    /// The most `limits.plugins.max_chain` may be.
+    pub const MAX_CHAIN_CEILING: usize = 64;
+    /// CPU all of one request's hooks may use together.
+    pub const REQUEST_CPU: Duration = Duration::from_millis(50);
+    /// Plugin CPU a tenant may use per second on a node.
+    pub const TENANT_CPU: Duration = Duration::from_millis(250);
+    /// Linear memory of a tenant's live and kept instances on a node.
+    pub const TENANT_MEMORY_MB: u32 = 256;
+    /// Linear memory of all tenants' instances on a node.
+    pub const MEMORY_MB: u32 = 1024;
+    /// Plugin log bytes one request may write.
+    pub const REQUEST_LOG_BYTES: usize = 16 * 1024;
+    /// Plugin log bytes a tenant may write per second on a node.
+    pub const TENANT_LOG_BYTES: usize = 1024 * 1024;
+}
 
 /// Header count above which Pingora's HTTP/1 parser itself rejects a request (with 400).
 pub const PARSER_MAX_HEADERS: usize = 256;
@@ -65,6 +87,44 @@ pub mod file {
         #[serde(default, with = "humantime_serde")]
         #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "5s"))]
         pub keepalive_timeout: Option<Duration>,
+        /// What tenants' plugins may use on this node (the platform's settings; tenants
+        /// cannot change them).
+        #[serde(default)]
+        pub plugins: PluginLimits,
+    }
+
+    /// `limits.plugins`: budgets that keep one tenant's plugins from taking CPU,
+    /// memory or log volume from the others.
+    #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+    #[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+    #[cfg_attr(feature = "schema", schema(as = config::PluginLimits))]
+    #[serde(deny_unknown_fields)]
+    pub struct PluginLimits {
+        /// Most plugin bindings one request runs, the domain's and the route's chains
+        /// together (default 16, at most 64). Longer chains are refused.
+        pub max_chain: Option<usize>,
+        /// CPU time all of one request's hook calls may use together (default 50ms,
+        /// 1ms to 1s); a call's deadline is the smaller of its own and what is left.
+        #[serde(default, with = "humantime_serde")]
+        #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "50ms"))]
+        pub request_cpu: Option<Duration>,
+        /// Plugin CPU time each tenant may use per second on this node (default 250ms,
+        /// a quarter of a core; bursts up to one second's worth). A tenant over it has
+        /// its plugin-bound requests shed; `tenants[].plugin_cpu` overrides it.
+        #[serde(default, with = "humantime_serde")]
+        #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "250ms"))]
+        pub tenant_cpu: Option<Duration>,
+        /// MiB of linear memory each tenant's plugin instances (running and kept for
+        /// `on-response`) may use on this node (default 256, at least 64);
+        /// `tenants[].plugin_memory_mb` overrides it.
+        pub tenant_memory_mb: Option<u32>,
+        /// MiB of linear memory all plugin instances on this node may use together
+        /// (default 1024, at least 64).
+        pub memory_mb: Option<u32>,
+        /// Plugin log bytes one request may write, all its hooks together (default 16384).
+        pub request_log_bytes: Option<usize>,
+        /// Plugin log bytes each tenant may write per second on this node (default 1048576).
+        pub tenant_log_bytes: Option<usize>,
     }
 }
 
@@ -96,6 +156,42 @@ pub mod model {
         pub client_write_timeout: Duration,
         /// Idle keep-alive timeout.
         pub keepalive_timeout: Duration,
+        /// Tenants' plugin budgets.
+        pub plugins: PluginLimits,
+    }
+
+    /// `limits.plugins`, checked.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct PluginLimits {
+        /// Most bindings one request runs.
+        pub max_chain: usize,
+        /// CPU of all of one request's hook calls.
+        pub request_cpu: Duration,
+        /// Plugin CPU per second of a tenant without its own.
+        pub tenant_cpu: Duration,
+        /// Linear memory bytes of a tenant without its own.
+        pub tenant_memory: usize,
+        /// Linear memory bytes of all tenants together.
+        pub memory: usize,
+        /// Log bytes per request.
+        pub request_log_bytes: usize,
+        /// Log bytes per second per tenant.
+        pub tenant_log_bytes: usize,
+    }
+
+    impl Default for PluginLimits {
+        fn default() -> Self {
+            use super::plugin_defaults as d;
+            PluginLimits {
+                max_chain: d::MAX_CHAIN,
+                request_cpu: d::REQUEST_CPU,
+                tenant_cpu: d::TENANT_CPU,
+                tenant_memory: (d::TENANT_MEMORY_MB as usize) << 20,
+                memory: (d::MEMORY_MB as usize) << 20,
+                request_log_bytes: d::REQUEST_LOG_BYTES,
+                tenant_log_bytes: d::TENANT_LOG_BYTES,
+            }
+        }
     }
 }
 
@@ -166,5 +262,84 @@ pub(crate) fn check(l: &file::Limits, cx: &mut Checker<'_>) -> Limits {
             Duration::from_secs(60),
             "limits.keepalive_timeout",
         ),
+        plugins: plugin_limits(&l.plugins, cx),
     }
+}
+
+fn plugin_limits(l: &file::PluginLimits, cx: &mut Checker<'_>) -> PluginLimits {
+    use plugin_defaults as d;
+    let defaults = PluginLimits::default();
+    let max_chain = match l.max_chain {
+        Some(n) if n == 0 || n > d::MAX_CHAIN_CEILING => {
+            cx.err(
+                "limits.plugins.max_chain",
+                format!("must be between 1 and {}, got {n}", d::MAX_CHAIN_CEILING),
+            );
+            defaults.max_chain
+        }
+        Some(n) => n,
+        None => defaults.max_chain,
+    };
+    let request_cpu = match l.request_cpu {
+        Some(t) if t < Duration::from_millis(1) || t > Duration::from_secs(1) => {
+            cx.err("limits.plugins.request_cpu", "must be between 1ms and 1s");
+            defaults.request_cpu
+        }
+        Some(t) => t,
+        None => defaults.request_cpu,
+    };
+    let tenant_cpu =
+        tenant_cpu(l.tenant_cpu, "limits.plugins.tenant_cpu", cx).unwrap_or(defaults.tenant_cpu);
+    let tenant_memory = memory_mb(l.tenant_memory_mb, "limits.plugins.tenant_memory_mb", cx)
+        .unwrap_or(defaults.tenant_memory);
+    let memory = memory_mb(l.memory_mb, "limits.plugins.memory_mb", cx).unwrap_or(defaults.memory);
+    PluginLimits {
+        max_chain,
+        request_cpu,
+        tenant_cpu,
+        tenant_memory,
+        memory,
+        request_log_bytes: cx.positive(
+            l.request_log_bytes,
+            defaults.request_log_bytes,
+            "limits.plugins.request_log_bytes",
+        ),
+        tenant_log_bytes: cx.positive(
+            l.tenant_log_bytes,
+            defaults.tenant_log_bytes,
+            "limits.plugins.tenant_log_bytes",
+        ),
+    }
+}
+
+/// A tenant's plugin CPU per second at `path`: at least 1ms, at most 64s
+/// (64 cores' worth).
+pub(crate) fn tenant_cpu(
+    v: Option<Duration>,
+    path: &str,
+    cx: &mut Checker<'_>,
+) -> Option<Duration> {
+    let t = v?;
+    if t < Duration::from_millis(1) || t > Duration::from_secs(64) {
+        cx.err(path, "must be between 1ms and 64s (CPU time per second)");
+        return None;
+    }
+    Some(t)
+}
+
+/// A plugin memory budget in MiB at `path`, in bytes: at least one
+/// instance's largest memory (64 MiB), at most 1 TiB.
+pub(crate) fn memory_mb(v: Option<u32>, path: &str, cx: &mut Checker<'_>) -> Option<usize> {
+    let mb = v?;
+    let least = (crate::model::MAX_PLUGIN_MEMORY >> 20) as u32;
+    if mb < least || mb > 1 << 20 {
+        cx.err(
+            path,
+            format!(
+                "must be between {least} (one instance's largest memory) and 1048576 MiB, got {mb}"
+            ),
+        );
+        return None;
+    }
+    Some((mb as usize) << 20)
 }

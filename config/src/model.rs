@@ -19,7 +19,7 @@ pub use crate::domains::routes::model::{
 };
 pub use crate::domains::security_headers::model::SecurityHeaders;
 pub use crate::hosts::HostPattern;
-pub use crate::limits::model::Limits;
+pub use crate::limits::model::{Limits, PluginLimits};
 pub use crate::listeners::model::Listeners;
 pub use crate::plugins::model::{
     FailureMode, Plugin, PluginBinding, DEFAULT_PLUGIN_MEMORY, DEFAULT_PLUGIN_TIMEOUT,
@@ -31,6 +31,7 @@ pub use crate::pools::model::{
 };
 pub use crate::rate_limits::model::{RateLimitKey, RateLimitRule, RateQuota};
 pub use crate::server::model::Server;
+pub use crate::tenants::TenantPluginBudget;
 pub use crate::tls::model::{Tls, UnknownSni};
 
 /// A complete, validated Gatehouse config.
@@ -52,6 +53,8 @@ pub struct Config {
     pub tenant_rate_limits: Vec<(String, RateQuota)>,
     /// Tenants with their own edge cache quota, in bytes.
     pub tenant_cache_bytes: Vec<(String, u64)>,
+    /// Tenants with their own plugin budgets.
+    pub tenant_plugin_budgets: Vec<(String, TenantPluginBudget)>,
     /// Virtual hosts.
     pub domains: Vec<Domain>,
     /// Upstream pools, referenced by index from routes.

@@ -1,6 +1,6 @@
 //! `tenants`: the owners of domains, pools and plugins. Holds the file type
 //! and the checks of the section itself ([`names`], [`rate_limits`],
-//! [`cache_bytes`]); references to tenants are checked by `validate`.
+//! [`cache_bytes`], [`plugin_budgets`]); references to tenants are checked by `validate`.
 
 use std::collections::HashSet;
 
@@ -29,6 +29,14 @@ pub mod file {
         /// Bytes of edge cache the tenant's objects may use on each node
         /// (default `limits.cache_tenant_bytes`; at least 65536).
         pub cache_bytes: Option<u64>,
+        /// Plugin CPU time the tenant may use per second on each node (default
+        /// `limits.plugins.tenant_cpu`; 1ms to 64s).
+        #[serde(default, with = "humantime_serde")]
+        #[cfg_attr(feature = "schema", schema(value_type = Option<String>, example = "500ms"))]
+        pub plugin_cpu: Option<std::time::Duration>,
+        /// MiB of linear memory the tenant's plugin instances may use on each node
+        /// (default `limits.plugins.tenant_memory_mb`; at least 64).
+        pub plugin_memory_mb: Option<u32>,
     }
 }
 
@@ -68,6 +76,42 @@ pub(crate) fn rate_limits(
                 .map(|quota| (t.name.clone(), quota))
         })
         .collect()
+}
+
+/// Tenants with their own plugin budgets.
+pub(crate) fn plugin_budgets(
+    tenants: &[file::Tenant],
+    cx: &mut Checker<'_>,
+) -> Vec<(String, TenantPluginBudget)> {
+    tenants
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.plugin_cpu.is_some() || t.plugin_memory_mb.is_some())
+        .map(|(i, t)| {
+            let budget = TenantPluginBudget {
+                cpu: crate::limits::tenant_cpu(
+                    t.plugin_cpu,
+                    &format!("tenants[{i}].plugin_cpu"),
+                    cx,
+                ),
+                memory: crate::limits::memory_mb(
+                    t.plugin_memory_mb,
+                    &format!("tenants[{i}].plugin_memory_mb"),
+                    cx,
+                ),
+            };
+            (t.name.clone(), budget)
+        })
+        .collect()
+}
+
+/// A tenant's own plugin budgets; `None` takes `limits.plugins`'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantPluginBudget {
+    /// Plugin CPU per second.
+    pub cpu: Option<std::time::Duration>,
+    /// Linear memory bytes.
+    pub memory: Option<usize>,
 }
 
 /// Tenants with their own edge cache quota, in bytes.

@@ -52,6 +52,7 @@ pub fn validate_with(
     let tenants = tenants::names(&cfg.tenants, &mut cx);
     let tenant_rate_limits = tenants::rate_limits(&cfg.tenants, &mut cx);
     let tenant_cache_bytes = tenants::cache_bytes(&cfg.tenants, &mut cx);
+    let tenant_plugin_budgets = tenants::plugin_budgets(&cfg.tenants, &mut cx);
     let cert_index = name_index(
         cfg.certificates.iter().map(|c| c.name.as_str()),
         "certificates",
@@ -93,6 +94,7 @@ pub fn validate_with(
         pools: &pool_index,
         pool_files: &cfg.pools,
         plugins: &plugin_index,
+        max_chain: limits.plugins.max_chain,
     };
     // One host is served by one domain: the first to name it.
     let mut seen_hosts: HashMap<HostPattern, String> = HashMap::new();
@@ -156,6 +158,7 @@ pub fn validate_with(
         tenants: tenants.into_iter().collect(),
         tenant_rate_limits,
         tenant_cache_bytes,
+        tenant_plugin_budgets,
         domains,
         pools,
         certificates,

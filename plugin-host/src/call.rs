@@ -6,27 +6,33 @@
 //! request pays for one instantiation; otherwise `on-response` gets a fresh
 //! instance of its own. Either way nothing survives the request.
 //!
-//! The call is synchronous on the worker thread: epoch interruption stops it
-//! once it has used its deadline in CPU time (see `deadline`), the store's
-//! limiter caps its memory, and the pooling allocator makes the fresh instance
-//! cheap. Whatever happens inside, the caller gets either the guest's decision
-//! or a [`Failure`] saying whose fault it was and what status a fail-closed
-//! binding answers with.
+//! A call is a future (wasmtime's async support: the guest runs on a fiber
+//! stack of its own). At every epoch tick it either stops (its CPU deadline,
+//! the smaller of the binding's and what is left of the request's budget, is
+//! used, or its tenant went over its CPU budget) or yields the worker thread
+//! back to the runtime, so no call holds a worker thread for more than one
+//! tick at a time and other requests run in between (see `host::on_tick`).
+//! Before it starts, the tenant's budgets admit it or it is shed
+//! ([`Failure::Overloaded`]). The store's limiter caps its memory per binding
+//! and per tenant. Whatever happens inside, the caller gets either the guest's
+//! decision or a [`Failure`] saying whose fault it was and what status a
+//! fail-closed binding answers with.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gatehouse_config::model::PluginBinding;
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, Trap};
 
 use crate::bindings::gatehouse::plugin::types::{
     Header, RequestDecision, RequestLine, ResponseDecision,
 };
 use crate::bindings::Policy;
-use crate::deadline::{thread_cpu_time, CallClock};
+use crate::budget::{RequestBudget, Shed};
+use crate::deadline::metered;
 use crate::decision::{check_request, check_response, RequestOutcome, ResponseOutcome};
 use crate::hold::Held;
-use crate::host::HostState;
+use crate::host::{HostState, Stopped};
 use crate::runtime::{runtime, CompiledPlugin, HOLD_CAPS};
 
 /// Which hook ran (the discriminant indexes the per-plugin metrics).
@@ -53,6 +59,16 @@ pub enum Failure {
     CircuitOpen,
     /// No instance could be created (e.g. the instance pool is exhausted).
     Unavailable(String),
+    /// The tenant is over a plugin budget: the call was not run (or was
+    /// stopped) so that other tenants' requests do not wait behind it.
+    Overloaded {
+        /// Which budget.
+        shed: Shed,
+        /// When to try again, in whole seconds (for `Retry-After`).
+        retry_after: u32,
+    },
+    /// The request's hooks used all the CPU one request may use.
+    RequestCpu,
 }
 
 impl Failure {
@@ -65,6 +81,8 @@ impl Failure {
             Failure::InvalidDecision(_) => "invalid_decision",
             Failure::CircuitOpen => "circuit_open",
             Failure::Unavailable(_) => "unavailable",
+            Failure::Overloaded { .. } => "overloaded",
+            Failure::RequestCpu => "request_cpu",
         }
     }
 
@@ -72,7 +90,11 @@ impl Failure {
     /// 503 when the plugin could not answer in time or at all, 500 when it broke.
     pub fn default_status(&self) -> u16 {
         match self {
-            Failure::Timeout | Failure::CircuitOpen | Failure::Unavailable(_) => 503,
+            Failure::Timeout
+            | Failure::CircuitOpen
+            | Failure::Unavailable(_)
+            | Failure::Overloaded { .. }
+            | Failure::RequestCpu => 503,
             Failure::OutOfMemory | Failure::Trap(_) | Failure::InvalidDecision(_) => 500,
         }
     }
@@ -84,14 +106,25 @@ impl std::fmt::Display for Failure {
             Failure::Trap(m) | Failure::InvalidDecision(m) | Failure::Unavailable(m) => {
                 write!(f, "{}: {m}", self.kind())
             }
+            Failure::Overloaded { shed, .. } => {
+                write!(
+                    f,
+                    "{}: tenant over its plugin {} budget",
+                    self.kind(),
+                    shed.label()
+                )
+            }
             _ => f.write_str(self.kind()),
         }
     }
 }
 
-/// Request properties plugins can ask for through `host.property`.
+/// One request as its plugin calls share it: the properties plugins can ask
+/// for through `host.property`, and what its calls may still use.
 #[derive(Debug, Default)]
 pub struct Properties {
+    /// CPU, log and counter budgets of all the request's calls together.
+    pub budget: RequestBudget,
     /// Request id.
     pub request_id: String,
     /// Client IP.
@@ -201,15 +234,27 @@ pub struct PluginCall<'a> {
     pub props: &'a Arc<Properties>,
 }
 
+/// A hook and its arguments.
+enum HookCall<'a> {
+    Request(&'a RequestLine),
+    Response(&'a RequestLine, u16),
+}
+
+/// What a hook returned.
+enum HookResult {
+    Request(RequestDecision),
+    Response(ResponseDecision),
+}
+
 impl PluginCall<'_> {
     /// Runs `on-request` and checks its decision; `pool_of_tenant` resolves
     /// a pool hint among the plugin's tenant's pools. The instance is left in
     /// `slot` for `on-response` when it may be kept.
-    pub fn on_request(
+    pub async fn on_request(
         &self,
         slot: &mut Option<Instance>,
         request: &mut RequestView,
-        pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
+        pool_of_tenant: &(dyn Fn(&str) -> Option<usize> + Sync),
     ) -> Result<RequestOutcome, Failure> {
         let RequestView { line, headers } = request;
         let mut key = None;
@@ -218,17 +263,13 @@ impl PluginCall<'_> {
             response: None,
             rate_limit_key: Some(&mut key),
         };
-        let mut outcome = self.run(
-            Hook::Request,
-            slot,
-            lent,
-            |store, policy| {
-                policy
-                    .gatehouse_plugin_handler()
-                    .call_on_request(store, line)
-            },
-            |d: RequestDecision| check_request(d, pool_of_tenant),
-        )?;
+        let result = self
+            .run(Hook::Request, slot, lent, HookCall::Request(line))
+            .await;
+        let mut outcome = self.settle(Hook::Request, result, |r| match r {
+            HookResult::Request(d) => check_request(d, pool_of_tenant),
+            HookResult::Response(_) => unreachable!("on-request returns a request decision"),
+        })?;
         if let RequestOutcome::Continue(edits) = &mut outcome {
             edits.rate_limit_key = key;
         }
@@ -237,7 +278,7 @@ impl PluginCall<'_> {
 
     /// Runs `on-response` (in the instance `on-request` left in `slot`, or a
     /// fresh one) and checks its decision. The instance is released after.
-    pub fn on_response(
+    pub async fn on_response(
         &self,
         slot: &mut Option<Instance>,
         request: &mut RequestView,
@@ -250,150 +291,206 @@ impl PluginCall<'_> {
             response: Some(&mut response.headers),
             rate_limit_key: None,
         };
-        self.run(
-            Hook::Response,
-            slot,
-            lent,
-            |store, policy| {
-                policy
-                    .gatehouse_plugin_handler()
-                    .call_on_response(store, line, status)
-            },
-            |d: ResponseDecision| check_response(d),
-        )
+        let result = self
+            .run(Hook::Response, slot, lent, HookCall::Response(line, status))
+            .await;
+        self.settle(Hook::Response, result, |r| match r {
+            HookResult::Response(d) => check_response(d),
+            HookResult::Request(_) => unreachable!("on-response returns a response decision"),
+        })
     }
 
-    /// One call: breaker, instance, the hook, the decision check, then
-    /// metrics and breaker bookkeeping for whatever the outcome was.
-    fn run<R, O>(
+    /// Checks a hook's result, then does the metrics and breaker
+    /// bookkeeping for whatever the outcome was.
+    fn settle<O>(
         &self,
         hook: Hook,
-        slot: &mut Option<Instance>,
-        lent: Lent<'_>,
-        f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
-        check: impl FnOnce(R) -> Result<O, Failure>,
+        result: (Result<HookResult, Failure>, Duration),
+        check: impl FnOnce(HookResult) -> Result<O, Failure>,
     ) -> Result<O, Failure> {
         let plugin = self.plugin;
-        let started = Instant::now();
-        let result = if !plugin.breaker.allow() {
-            *slot = None;
-            Err(Failure::CircuitOpen)
-        } else {
-            self.call(slot, hook == Hook::Request, lent, f)
-                .and_then(check)
-        };
+        let (result, elapsed) = result;
+        let result = result.and_then(check);
         let outcome = match &result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
-        plugin
-            .metrics
-            .record(hook as usize, outcome, started.elapsed());
+        plugin.metrics.record(hook as usize, outcome, elapsed);
         match &result {
             Ok(_) => plugin.breaker.success(plugin),
-            Err(Failure::CircuitOpen) => {}
+            // Calls that did not run say nothing about the plugin.
+            Err(Failure::CircuitOpen | Failure::Overloaded { .. } | Failure::RequestCpu) => {}
             Err(e) => plugin.breaker.failure(plugin, &e.to_string()),
         }
         result
     }
 
-    /// Calls `f` in the instance from `slot` or a fresh one. With `keep`,
-    /// a fresh instance goes back into `slot` afterwards if the caps allow;
-    /// an instance whose call failed is always dropped (a trap can leave it
-    /// inconsistent).
-    fn call<R>(
+    /// One call: breaker, the tenant's and the request's budgets, then the
+    /// hook in the instance from `slot` or a fresh one. Returns the result
+    /// and the call's wall time.
+    async fn run(
+        &self,
+        hook: Hook,
+        slot: &mut Option<Instance>,
+        lent: Lent<'_>,
+        args: HookCall<'_>,
+    ) -> (Result<HookResult, Failure>, Duration) {
+        let started = Instant::now();
+        let plugin = self.plugin;
+        if !plugin.breaker.allow() {
+            *slot = None;
+            return (Err(Failure::CircuitOpen), started.elapsed());
+        }
+        let running = match plugin.budget.admit(started) {
+            Ok(r) => r,
+            Err((shed, wait)) => {
+                *slot = None;
+                return (Err(self.shed(shed, wait)), started.elapsed());
+            }
+        };
+        let cpu = self.binding.timeout.min(self.props.budget.cpu_left());
+        if cpu.is_zero() {
+            *slot = None;
+            return (Err(Failure::RequestCpu), started.elapsed());
+        }
+        let result = self
+            .call(slot, hook == Hook::Request, lent, cpu, args)
+            .await;
+        drop(running);
+        (result, started.elapsed())
+    }
+
+    /// Counts and logs a shed call; the failure it ends with.
+    fn shed(&self, shed: Shed, wait: Duration) -> Failure {
+        self.plugin.budget.count_shed(shed);
+        let retry_after = u32::try_from(wait.as_secs() + 1).unwrap_or(u32::MAX);
+        Failure::Overloaded { shed, retry_after }
+    }
+
+    /// Calls the hook in the instance from `slot` or a fresh one, allowed
+    /// `cpu` of CPU time. With `keep`, the instance goes back into `slot`
+    /// afterwards if the caps allow; an instance whose call failed is always
+    /// dropped (a trap can leave it inconsistent).
+    async fn call(
         &self,
         slot: &mut Option<Instance>,
         keep: bool,
         mut lent: Lent<'_>,
-        f: impl FnOnce(&mut Store<HostState>, &Policy) -> wasmtime::Result<R>,
-    ) -> Result<R, Failure> {
+        cpu: Duration,
+        args: HookCall<'_>,
+    ) -> Result<HookResult, Failure> {
         let (mut store, policy, held) = match slot.take() {
             Some(Instance {
                 mut store,
                 policy,
                 held,
             }) => {
-                self.arm(&mut store);
-                (store, policy, Some(held))
+                store.data_mut().begin_call(cpu);
+                (store, Some(policy), Some(held))
             }
-            None => {
-                let (store, policy) = self.instantiate()?;
-                let held = if keep {
-                    let held = Held::try_take(&HOLD_CAPS, &self.plugin.tenant_held);
-                    if held.is_none() {
-                        self.plugin.metrics.not_kept.inc();
-                    }
-                    held
-                } else {
-                    None
-                };
-                (store, policy, held)
-            }
+            None => (self.new_store(cpu)?, None, None),
         };
+        let meter = store.data().meter.clone();
         lent.swap(store.data_mut());
-        let result = f(&mut store, &policy);
+        let result = metered(&meter, async {
+            let policy = match policy {
+                Some(p) => p,
+                None => self.plugin.pre.instantiate_async(&mut store).await?,
+            };
+            let handler = policy.gatehouse_plugin_handler();
+            let result = match args {
+                HookCall::Request(line) => handler
+                    .call_on_request(&mut store, line)
+                    .await
+                    .map(HookResult::Request),
+                HookCall::Response(line, status) => handler
+                    .call_on_response(&mut store, line, status)
+                    .await
+                    .map(HookResult::Response),
+            };
+            result.map(|r| (r, policy))
+        })
+        .await;
         lent.swap(store.data_mut());
+        store.data_mut().end_call();
         match result {
-            Ok(v) => {
-                if let (true, Some(held)) = (keep, held) {
-                    *slot = Some(Instance {
-                        store,
-                        policy,
-                        held,
-                    });
+            Ok((r, policy)) => {
+                if keep {
+                    let held = held.or_else(|| self.hold(&store));
+                    if let Some(held) = held {
+                        *slot = Some(Instance {
+                            store,
+                            policy,
+                            held,
+                        });
+                    }
                 }
-                Ok(v)
+                Ok(r)
             }
-            Err(e) => Err(classify(&e, store.data().memory_denied)),
+            Err(e) => Err(self.classify(&e, store.data())),
         }
     }
 
-    /// A fresh instance with its deadline armed (instantiation counts
-    /// against the first call's deadline: it runs guest start code).
-    fn instantiate(&self) -> Result<(Store<HostState>, Policy), Failure> {
+    /// A place under the keep caps for a fresh instance, if they allow.
+    fn hold(&self, store: &Store<HostState>) -> Option<Held> {
+        let bytes = store.data().memory_charged();
+        let held = Held::try_take(&HOLD_CAPS, &self.plugin.budget, bytes);
+        if held.is_none() {
+            self.plugin.metrics.not_kept.inc();
+        }
+        held
+    }
+
+    /// A store for a fresh instance, its floor charged to the tenant's memory
+    /// budget and its first call armed (instantiation counts against the
+    /// first call: it runs guest start code).
+    fn new_store(&self, cpu: Duration) -> Result<Store<HostState>, Failure> {
         let rt = runtime().map_err(Failure::Unavailable)?;
-        let state = HostState::new(
+        let mut state = HostState::new(
             self.plugin.clone(),
             self.binding.config.clone(),
             self.props.clone(),
             self.binding.memory_limit,
         );
+        if !state.reserve_instance() {
+            return Err(self.shed(Shed::Memory, Duration::ZERO));
+        }
+        state.begin_call(cpu);
         let mut store = Store::new(&rt.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
-        store.epoch_deadline_callback(|mut cx| {
-            Ok(
-                match cx.data_mut().clock.on_tick(Instant::now(), thread_cpu_time) {
-                    Some(ticks) => UpdateDeadline::Continue(ticks),
-                    None => UpdateDeadline::Interrupt,
-                },
-            )
-        });
-        self.arm(&mut store);
-        match self.plugin.pre.instantiate(&mut store) {
-            Ok(policy) => Ok((store, policy)),
-            Err(e)
-                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-                    .is_some() =>
-            {
-                Err(Failure::Unavailable(e.to_string()))
-            }
-            Err(e) => Err(classify(&e, store.data().memory_denied)),
-        }
-    }
-
-    /// Starts a call's budgets and deadline.
-    fn arm(&self, store: &mut Store<HostState>) {
-        store.data_mut().begin_call(self.binding.timeout);
-        store.set_epoch_deadline(CallClock::FIRST_CHECK);
+        store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().on_tick()));
+        store.set_epoch_deadline(1);
+        Ok(store)
     }
 
     /// Decides what a fail-closed binding answers with for `failure`.
     pub fn failure_status(&self, failure: &Failure) -> u16 {
+        if let Failure::Overloaded { .. } = failure {
+            // An overload signal, whatever the binding's own status.
+            return 503;
+        }
         self.binding
             .failure_status
             .map(|s| s.as_u16())
             .unwrap_or_else(|| failure.default_status())
+    }
+
+    /// What went wrong in a call that returned an error.
+    fn classify(&self, e: &wasmtime::Error, state: &HostState) -> Failure {
+        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return Failure::Unavailable(e.to_string());
+        }
+        if state.stopped == Some(Stopped::TenantCpu) {
+            let now = crate::budget::now_ns(Instant::now());
+            let wait = self.plugin.budget.cpu.over(now).unwrap_or_default();
+            return self.shed(Shed::Cpu, wait);
+        }
+        if state.budget_denied {
+            self.plugin.budget.count_shed(Shed::Memory);
+        }
+        classify(e, state.memory_denied)
     }
 }
 

@@ -1,64 +1,121 @@
-//! A hook call's deadline, in CPU time, checked on epoch ticks.
+//! A hook call's CPU time, measured while a worker thread runs it.
 //!
-//! The deadline counts the CPU time the worker thread spends in the call, not
-//! wall time, so a call preempted on a busy machine is not failed for time it
-//! did not run. Reading a thread's CPU clock is a system call, too dear to pay
-//! on every call, so it is read only when a call outlives an epoch tick: the
-//! first check records the baseline, and later checks measure against it.
-//! Most calls end before any tick and never read the clock.
+//! Calls are futures (wasmtime's async support): a call that outlives an
+//! epoch tick yields to the runtime at that tick, and resumes whenever the
+//! runtime polls it again, possibly on another thread. So the CPU a call used
+//! is the sum over its polls (its *segments*) of the CPU the polling thread
+//! spent in each. [`metered`] marks each segment's start and end on a
+//! [`Meter`]; the store's epoch callback asks [`Meter::used`] at each tick.
 //!
-//! The CPU a call used before its first check is not known; it is taken to be
-//! the wall time since the start, but at most one tick. A running thread
-//! reaches its first check within a tick of the start, and a thread that was
-//! preempted before it ran at most that tick's worth before the preemption,
-//! so the estimate is off by less than a tick, whereas counting all the wall
-//! time would fail calls that merely waited for a CPU. A wall-clock cap stops
-//! a call that is starved of CPU for long.
+//! Reading a thread's CPU clock is a system call, too dear to pay on every
+//! call, so a segment is measured in wall time unless a tick falls inside it:
+//! the first tick of a segment reads the thread's CPU clock and takes the CPU
+//! used before it to be the wall time since the segment began, but at most one
+//! tick (a thread that was preempted before it ran had run at most that long
+//! before the preemption), and the segment's end reads the clock again. Most
+//! calls end before any tick and never read the clock; a call preempted on a
+//! busy machine is not charged for the time it waited for a CPU.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::budget::now_ns;
 use crate::runtime::EPOCH_TICK;
 
-/// The clock of one hook call.
-#[derive(Debug, Clone)]
-pub(crate) struct CallClock {
-    timeout: Duration,
-    started: Instant,
-    wall_cap: Instant,
-    /// The thread's CPU time when the call started, once a tick measured it.
-    cpu_start: Option<Duration>,
+/// The CPU time of one call, shared by the future that polls it and the
+/// store's epoch callback (both run on the polling thread, one after the other).
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    /// CPU of the finished segments, in nanoseconds.
+    done: AtomicU64,
+    /// When the current segment began (`now_ns`).
+    segment_wall: AtomicU64,
+    /// The thread's CPU clock at the start of the current segment, plus one,
+    /// once a tick measured it (0: not measured).
+    segment_cpu: AtomicU64,
 }
 
-impl CallClock {
-    /// A call starting now, allowed `timeout` of CPU time.
-    pub fn start(timeout: Duration) -> Self {
-        let started = Instant::now();
-        CallClock {
-            timeout,
-            started,
-            wall_cap: started + (timeout * 4).max(timeout + Duration::from_millis(50)),
-            cpu_start: None,
-        }
+impl Meter {
+    /// Starts a new call: nothing used yet.
+    pub fn reset(&self) {
+        self.done.store(0, Ordering::Relaxed);
+        self.segment_cpu.store(0, Ordering::Relaxed);
     }
 
-    /// Epoch ticks until the first check.
-    pub const FIRST_CHECK: u64 = 1;
+    /// A poll begins.
+    fn enter(&self) {
+        self.segment_wall
+            .store(now_ns(Instant::now()), Ordering::Relaxed);
+        self.segment_cpu.store(0, Ordering::Relaxed);
+    }
 
-    /// An epoch tick reached the call's deadline: `None` to stop the call, or
-    /// the number of ticks until the next check. `cpu_now` reads the thread's
-    /// CPU clock.
-    pub fn on_tick(&mut self, now: Instant, cpu_now: impl FnOnce() -> Duration) -> Option<u64> {
+    /// A poll ended: adds its segment to the total.
+    fn exit(&self) {
+        let used = match self.segment_cpu.swap(0, Ordering::Relaxed) {
+            0 => Duration::from_nanos(
+                now_ns(Instant::now()).saturating_sub(self.segment_wall.load(Ordering::Relaxed)),
+            ),
+            start => thread_cpu_time().saturating_sub(Duration::from_nanos(start - 1)),
+        };
+        self.done
+            .fetch_add(used.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// CPU the call has used, the running segment included; called at a tick
+    /// from inside a poll. `cpu_now` reads the thread's CPU clock.
+    pub fn used(&self, now: Instant, cpu_now: impl FnOnce() -> Duration) -> Duration {
         let cpu = cpu_now();
-        let cpu_start = *self.cpu_start.get_or_insert_with(|| {
-            let before_first_check = now.saturating_duration_since(self.started).min(EPOCH_TICK);
-            cpu.saturating_sub(before_first_check)
-        });
-        let used = cpu.saturating_sub(cpu_start);
-        if used >= self.timeout || now >= self.wall_cap {
-            return None;
+        let start = match self.segment_cpu.load(Ordering::Relaxed) {
+            0 => {
+                let wall = Duration::from_nanos(
+                    now_ns(now).saturating_sub(self.segment_wall.load(Ordering::Relaxed)),
+                );
+                let start = cpu.saturating_sub(wall.min(EPOCH_TICK));
+                self.segment_cpu
+                    .store(start.as_nanos() as u64 + 1, Ordering::Relaxed);
+                start
+            }
+            s => Duration::from_nanos(s - 1),
+        };
+        self.total() + cpu.saturating_sub(start)
+    }
+
+    /// CPU of the finished segments (the whole call once it returned).
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.done.load(Ordering::Relaxed))
+    }
+}
+
+/// Polls `fut` to completion, recording each poll as a segment on `meter`.
+pub(crate) async fn metered<F: Future>(meter: &Meter, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        meter.enter();
+        let polled = fut.as_mut().poll(cx);
+        meter.exit();
+        polled
+    })
+    .await
+}
+
+/// When a call must stop, in CPU time and (for a call starved of CPU) in wall time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    /// CPU the call may use.
+    pub cpu: Duration,
+    /// Wall-clock instant after which the call stops however little it ran.
+    pub wall_cap: Instant,
+}
+
+impl Deadline {
+    /// A call starting now, allowed `cpu` of CPU time; its wall cap is 4×
+    /// that, at least 50 ms more.
+    pub fn start(cpu: Duration) -> Self {
+        Deadline {
+            cpu,
+            wall_cap: Instant::now() + (cpu * 4).max(cpu + Duration::from_millis(50)),
         }
-        let left = self.timeout - used;
-        Some((left.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1))
     }
 }
 
@@ -75,53 +132,70 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    #[test]
-    fn a_running_call_is_stopped_once_it_used_its_cpu_time() {
-        let mut clock = CallClock::start(5 * MS);
-        let t0 = clock.started;
-        // First tick 0.4 ms in: baseline is CPU now minus the wall time so far.
-        let next = clock.on_tick(t0 + MS * 2 / 5, || 100 * MS + MS * 2 / 5);
-        assert_eq!(next, Some(5), "4.6 ms left: check again in 5 ticks");
-        // Running all along: 5 ms of CPU at 5 ms.
-        assert_eq!(clock.on_tick(t0 + 5 * MS, || 105 * MS), None);
+    /// A meter whose current segment began at `t0`.
+    fn meter_at(t0: Instant) -> Meter {
+        let m = Meter::default();
+        m.segment_wall.store(now_ns(t0), Ordering::Relaxed);
+        m
     }
 
     #[test]
-    fn a_preempted_call_gets_more_wall_time() {
-        let mut clock = CallClock::start(5 * MS);
-        let t0 = clock.started;
-        assert!(clock.on_tick(t0 + MS / 2, || 10 * MS + MS / 2).is_some());
-        // 6 ms later the thread has run only 2 ms of it.
-        let next = clock.on_tick(t0 + 6 * MS, || 12 * MS + MS / 2);
-        assert_eq!(next, Some(3), "2.5 ms used, 2.5 ms left");
-        assert_eq!(clock.on_tick(t0 + 9 * MS, || 15 * MS + MS / 2), None);
+    fn a_tick_counts_the_segment_in_cpu_from_an_estimated_start() {
+        let t0 = Instant::now();
+        let m = meter_at(t0);
+        // First tick 0.4 ms in, thread CPU at 100.4 ms: start taken as 100 ms.
+        assert_eq!(
+            m.used(t0 + MS * 2 / 5, || 100 * MS + MS * 2 / 5),
+            MS * 2 / 5
+        );
+        // Running all along: 5 ms later, 5 ms used.
+        assert_eq!(m.used(t0 + 5 * MS, || 105 * MS), 5 * MS);
     }
 
     #[test]
-    fn waiting_for_a_cpu_before_the_first_check_is_not_charged() {
-        let mut clock = CallClock::start(5 * MS);
-        let t0 = clock.started;
-        // Preempted right after the start: the first check comes 8 ms later.
-        let next = clock.on_tick(t0 + 8 * MS, || 50 * MS);
-        assert_eq!(next, Some(4), "charged one tick, not 8 ms");
-        assert_eq!(clock.on_tick(t0 + 12 * MS, || 54 * MS), None);
+    fn waiting_for_a_cpu_before_the_first_tick_is_not_charged() {
+        let t0 = Instant::now();
+        let m = meter_at(t0);
+        // Preempted right after the start: the first tick comes 8 ms later.
+        assert_eq!(m.used(t0 + 8 * MS, || 50 * MS), MS, "one tick, not 8 ms");
     }
 
     #[test]
-    fn a_starved_call_is_stopped_at_the_wall_cap() {
-        let mut clock = CallClock::start(5 * MS);
-        let t0 = clock.started;
-        assert!(clock.on_tick(t0 + MS, || MS).is_some());
-        // 5 ms timeout: the cap is 55 ms of wall time, however little CPU ran.
-        assert!(clock.on_tick(t0 + 54 * MS, || 2 * MS).is_some());
-        assert_eq!(clock.on_tick(t0 + 55 * MS, || 2 * MS), None);
+    fn finished_segments_add_up() {
+        let m = Meter::default();
+        m.done.store((3 * MS).as_nanos() as u64, Ordering::Relaxed);
+        let t0 = Instant::now();
+        m.segment_wall.store(now_ns(t0), Ordering::Relaxed);
+        assert_eq!(m.used(t0 + MS / 2, || 20 * MS), 3 * MS + MS / 2);
     }
 
     #[test]
-    fn a_timeout_shorter_than_the_first_tick_stops_there() {
-        let mut clock = CallClock::start(MS / 2);
-        let t0 = clock.started;
-        assert_eq!(clock.on_tick(t0 + MS, || 7 * MS), None);
+    fn metered_polls_are_segments() {
+        let m = Meter::default();
+        let spin = |d: Duration| {
+            let until = thread_cpu_time() + d;
+            while thread_cpu_time() < until {}
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(metered(&m, async {
+            spin(2 * MS);
+            tokio::task::yield_now().await;
+            spin(2 * MS);
+        }));
+        let total = m.total();
+        assert!(total >= 4 * MS, "{total:?}");
+        assert!(total < 40 * MS, "{total:?}");
+    }
+
+    #[test]
+    fn the_wall_cap_is_generous_for_a_starved_call() {
+        let before = Instant::now();
+        let d = Deadline::start(5 * MS);
+        assert!(d.wall_cap >= before + 55 * MS);
+        let d = Deadline::start(100 * MS);
+        assert!(d.wall_cap >= before + 400 * MS);
     }
 
     #[test]

@@ -2,17 +2,19 @@
 //!
 //! A request's instance is created for its `on-request` and, when possible,
 //! kept for its `on-response`, so a request pays for one instantiation and one
-//! slot reset instead of two. Kept instances occupy pool slots while the
-//! upstream answers, which can take as long as the upstream likes (long polls),
-//! so keeping is capped: per tenant (one tenant's slow upstream cannot take the
-//! pool from the others) and in total (slots always remain for the transient
-//! instances of hooks that are running). When a cap is reached the instance is
-//! simply not kept: `on-response` then gets a fresh one. Requests never fail
-//! because of these caps; they only lose the saving.
+//! slot reset instead of two. Kept instances occupy pool slots and memory while
+//! the upstream answers, which can take as long as the upstream likes (long
+//! polls), so keeping is capped: by count per tenant and in total (slots always
+//! remain for the instances of hooks that are running), and by bytes per
+//! tenant (kept instances may hold at most half its plugin memory budget, see
+//! `budget`). When a cap is reached the instance is simply not kept:
+//! `on-response` then gets a fresh one. Requests never fail because of these
+//! caps; they only lose the saving.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
+
+use crate::budget::TenantBudget;
 
 /// The caps a [`Held`] is taken under.
 #[derive(Debug)]
@@ -29,30 +31,41 @@ pub(crate) struct HoldCaps {
 #[derive(Debug)]
 pub(crate) struct Held {
     caps: &'static HoldCaps,
-    tenant: Arc<AtomicU32>,
+    tenant: Arc<TenantBudget>,
+    bytes: usize,
 }
 
 impl Held {
-    /// Takes a place for `tenant` (its counter from [`tenant_counter`]) if
-    /// both caps allow.
-    pub fn try_take(caps: &'static HoldCaps, tenant: &Arc<AtomicU32>) -> Option<Held> {
+    /// Takes a place for an instance of `bytes` of `tenant` if every cap allows.
+    pub fn try_take(
+        caps: &'static HoldCaps,
+        tenant: &Arc<TenantBudget>,
+        bytes: usize,
+    ) -> Option<Held> {
         if !take_under(&caps.total, caps.max_total) {
             return None;
         }
-        if !take_under(tenant, caps.max_per_tenant) {
+        if !take_under(&tenant.held, caps.max_per_tenant) {
+            caps.total.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        if !tenant.try_keep(bytes) {
+            tenant.held.fetch_sub(1, Ordering::Relaxed);
             caps.total.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
         Some(Held {
             caps,
             tenant: tenant.clone(),
+            bytes,
         })
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.tenant.fetch_sub(1, Ordering::Relaxed);
+        self.tenant.unkeep(self.bytes);
+        self.tenant.held.fetch_sub(1, Ordering::Relaxed);
         self.caps.total.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -66,27 +79,10 @@ fn take_under(counter: &AtomicU32, max: u32) -> bool {
         .is_ok()
 }
 
-/// The shared kept-instance counter of `tenant`: every plugin of a tenant
-/// counts against the same cap, across reloads.
-pub(crate) fn tenant_counter(tenant: &str) -> Arc<AtomicU32> {
-    static COUNTERS: OnceLock<Mutex<HashMap<String, Weak<AtomicU32>>>> = OnceLock::new();
-    let mut map = COUNTERS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = map.get(tenant).and_then(Weak::upgrade) {
-        return c;
-    }
-    // Tenants whose plugins were all unloaded leave dead entries; drop them.
-    map.retain(|_, w| w.strong_count() > 0);
-    let c = Arc::new(AtomicU32::new(0));
-    map.insert(tenant.to_string(), Arc::downgrade(&c));
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::tenant_budget;
 
     fn caps(max_total: u32, max_per_tenant: u32) -> &'static HoldCaps {
         Box::leak(Box::new(HoldCaps {
@@ -99,12 +95,12 @@ mod tests {
     #[test]
     fn one_tenant_cannot_take_more_than_its_share() {
         let caps = caps(10, 2);
-        let greedy = Arc::new(AtomicU32::new(0));
-        let other = Arc::new(AtomicU32::new(0));
-        let a = Held::try_take(caps, &greedy).expect("first");
-        let _b = Held::try_take(caps, &greedy).expect("second");
+        let greedy = tenant_budget("hold-test-greedy");
+        let other = tenant_budget("hold-test-other");
+        let a = Held::try_take(caps, &greedy, 1).expect("first");
+        let _b = Held::try_take(caps, &greedy, 1).expect("second");
         assert!(
-            Held::try_take(caps, &greedy).is_none(),
+            Held::try_take(caps, &greedy, 1).is_none(),
             "over the tenant cap"
         );
         assert_eq!(
@@ -113,12 +109,12 @@ mod tests {
             "refusal leaks nothing"
         );
         assert!(
-            Held::try_take(caps, &other).is_some(),
+            Held::try_take(caps, &other, 1).is_some(),
             "another tenant still keeps"
         );
         drop(a);
         assert!(
-            Held::try_take(caps, &greedy).is_some(),
+            Held::try_take(caps, &greedy, 1).is_some(),
             "a released place is reusable"
         );
     }
@@ -126,23 +122,41 @@ mod tests {
     #[test]
     fn the_total_cap_holds_across_tenants() {
         let caps = caps(3, 2);
-        let t: Vec<_> = (0..3).map(|_| Arc::new(AtomicU32::new(0))).collect();
-        let held: Vec<_> = t.iter().filter_map(|c| Held::try_take(caps, c)).collect();
+        let t: Vec<_> = (0..3)
+            .map(|i| tenant_budget(&format!("hold-test-t{i}")))
+            .collect();
+        let held: Vec<_> = t
+            .iter()
+            .filter_map(|c| Held::try_take(caps, c, 1))
+            .collect();
         assert_eq!(held.len(), 3);
-        let extra = Arc::new(AtomicU32::new(0));
-        assert!(Held::try_take(caps, &extra).is_none(), "over the total cap");
-        assert_eq!(extra.load(Ordering::Relaxed), 0, "refusal leaks nothing");
+        let extra = tenant_budget("hold-test-extra");
+        assert!(
+            Held::try_take(caps, &extra, 1).is_none(),
+            "over the total cap"
+        );
+        assert_eq!(
+            extra.held.load(Ordering::Relaxed),
+            0,
+            "refusal leaks nothing"
+        );
         drop(held);
         assert_eq!(caps.total.load(Ordering::Relaxed), 0);
-        assert!(t.iter().all(|c| c.load(Ordering::Relaxed) == 0));
+        assert!(t.iter().all(|c| c.held.load(Ordering::Relaxed) == 0));
     }
 
     #[test]
-    fn plugins_of_one_tenant_share_a_counter() {
-        let a = tenant_counter("hold-test-acme");
-        let b = tenant_counter("hold-test-acme");
-        let c = tenant_counter("hold-test-beta");
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &c));
+    fn kept_bytes_are_capped_per_tenant() {
+        let caps = caps(100, 100);
+        let t = tenant_budget("hold-test-bytes");
+        // Half the default 256 MiB budget may be kept.
+        let big = Held::try_take(caps, &t, 100 << 20).expect("100 MiB");
+        assert!(
+            Held::try_take(caps, &t, 64 << 20).is_none(),
+            "164 MiB > 128"
+        );
+        assert_eq!(t.held.load(Ordering::Relaxed), 1, "refusal leaks nothing");
+        drop(big);
+        assert!(Held::try_take(caps, &t, 64 << 20).is_some());
     }
 }

@@ -12,15 +12,20 @@
 //! the runtime (`runtime`: one engine with a pooling allocator, one epoch ticker,
 //! loading and caching components; `call`: running one hook with its limits and
 //! classifying failures; `hold`: caps on instances kept between hooks; `breaker`:
-//! skipping a plugin that keeps failing). `decision` checks what a plugin
+//! skipping a plugin that keeps failing; `budget`: what tenants and requests
+//! may use). `decision` checks what a plugin
 //! returned before any of it is applied; `metrics` holds the host's Prometheus
 //! families, which the data plane serves.
 //!
 //! Isolation: every request gets a fresh instance per binding from a
 //! pre-linked `InstancePre`, kept for its `on-response` when the caps in `hold`
-//! allow, so nothing survives between requests or tenants. CPU is
-//! bounded by epoch interruption, memory by a store limiter, stack by
-//! `max_wasm_stack`; a plugin that keeps failing is skipped for a cooldown.
+//! allow, so nothing survives between requests or tenants. A call is a future
+//! that yields the worker thread at every epoch tick and stops at its CPU
+//! deadline (`deadline`); memory is bounded by a store limiter per binding,
+//! per tenant and per node, stack by `max_wasm_stack`; a plugin that keeps
+//! failing is skipped for a cooldown (`breaker`). Tenants do not share
+//! budgets (`budget`): one over its CPU, memory or concurrency has its calls
+//! shed ([`Failure::Overloaded`]) instead of delaying other tenants'.
 
 // `deny`, not `forbid`: one audited exception loads compiled plugins from the
 // private cache (see `runtime::deserialize`).
@@ -28,6 +33,7 @@
 
 mod bindings;
 mod breaker;
+mod budget;
 mod call;
 mod deadline;
 mod decision;
@@ -37,6 +43,7 @@ mod kv;
 pub mod metrics;
 mod runtime;
 
+pub use budget::{node_memory_used, RequestBudget, Shed};
 pub use call::{Failure, Hook, Instance, PluginCall, Properties, RequestView, ResponseView};
 pub use decision::{
     check_request, check_response, HeaderEdit, RequestEdits, RequestOutcome, Respond,

@@ -27,6 +27,8 @@ pub(crate) struct Families {
     pub plugin_circuit_open: IntGaugeVec,
     /// `on-request` instances not kept for `on-response` because a cap was reached.
     pub plugin_not_kept: IntCounterVec,
+    /// Calls not run, or stopped, because the tenant was over a plugin budget.
+    pub plugin_shed: IntCounterVec,
 }
 
 /// The process-wide families, created on first use.
@@ -40,7 +42,7 @@ impl Families {
         let plugin_calls = IntCounterVec::new(
         Opts::new(
             "gatehouse_plugin_calls_total",
-            "Plugin hook calls by outcome (ok, timeout, out_of_memory, trap, invalid_decision, circuit_open, unavailable)",
+            "Plugin hook calls by outcome (ok, timeout, out_of_memory, trap, invalid_decision, circuit_open, unavailable, overloaded, request_cpu)",
         ),
         &["tenant", "plugin", "hook", "outcome"],
     )
@@ -68,7 +70,7 @@ impl Families {
         let plugin_log_dropped = IntCounterVec::new(
             Opts::new(
                 "gatehouse_plugin_log_dropped_total",
-                "Plugin log lines dropped over the per-call byte budget",
+                "Plugin log lines dropped over the request's or the tenant's byte budget",
             ),
             &["tenant", "plugin"],
         )
@@ -89,7 +91,16 @@ impl Families {
         &["tenant", "plugin"],
     )
     .expect("static metric definition");
+        let plugin_shed = IntCounterVec::new(
+        Opts::new(
+            "gatehouse_plugin_shed_total",
+            "Plugin calls shed (not run, or stopped at a tick) because the tenant was over a plugin budget: cpu, memory or concurrency",
+        ),
+        &["tenant", "budget"],
+    )
+    .expect("static metric definition");
         Families {
+            plugin_shed,
             plugin_calls,
             plugin_call_duration,
             plugin_counter,
@@ -110,7 +121,9 @@ pub fn collectors() -> Vec<Box<dyn Collector>> {
         Box::new(f.plugin_log_dropped.clone()),
         Box::new(f.plugin_circuit_open.clone()),
         Box::new(f.plugin_not_kept.clone()),
+        Box::new(f.plugin_shed.clone()),
         Box::new(KeptInstances::new()),
+        Box::new(InstanceMemory::new()),
     ]
 }
 
@@ -143,6 +156,35 @@ impl Collector for KeptInstances {
     }
 }
 
+/// `gatehouse_plugin_memory_bytes`: linear memory of every plugin instance
+/// on the node (running and kept), read from the budgets when scraped.
+struct InstanceMemory {
+    gauge: IntGauge,
+}
+
+impl InstanceMemory {
+    fn new() -> Self {
+        let gauge = IntGauge::new(
+            "gatehouse_plugin_memory_bytes",
+            "Linear memory of every plugin instance on the node (running and kept; each charged at least 2 MiB), bounded by limits.plugins.memory_mb",
+        )
+        .expect("static metric definition");
+        InstanceMemory { gauge }
+    }
+}
+
+impl Collector for InstanceMemory {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let bytes = crate::budget::node_memory_used();
+        self.gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.gauge.collect()
+    }
+}
+
 /// Per-plugin metric handles, resolved once at load.
 pub(crate) struct PluginMetrics {
     /// Indexed by hook (see `HOOKS`), then outcome (see `OUTCOMES`).
@@ -158,7 +200,7 @@ pub(crate) struct PluginMetrics {
 pub(crate) const HOOKS: [&str; 2] = ["on_request", "on_response"];
 
 /// Outcome labels; `Failure::kind` returns one of these.
-pub(crate) const OUTCOMES: [&str; 7] = [
+pub(crate) const OUTCOMES: [&str; 9] = [
     "ok",
     "timeout",
     "out_of_memory",
@@ -166,6 +208,8 @@ pub(crate) const OUTCOMES: [&str; 7] = [
     "invalid_decision",
     "circuit_open",
     "unavailable",
+    "overloaded",
+    "request_cpu",
 ];
 
 impl PluginMetrics {

@@ -25,7 +25,8 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::{Policy, PolicyPre};
 use crate::breaker::Breaker;
-use crate::hold::{tenant_counter, HoldCaps};
+use crate::budget::{apply_limits, tenant_budget, TenantBudget};
+use crate::hold::HoldCaps;
 use crate::host::HostState;
 use crate::metrics::{families, PluginMetrics};
 
@@ -56,8 +57,18 @@ pub(crate) static HOLD_CAPS: HoldCaps = HoldCaps {
     max_total: POOL_INSTANCES - POOL_RESERVED_FOR_RUNNING,
     max_per_tenant: HELD_PER_TENANT,
 };
-/// Bytes of a memory slot reset in place (not decommitted) between instances.
-const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
+/// Bytes of a memory slot reset in place (not decommitted) between instances;
+/// every instance is charged at least this much (`budget::INSTANCE_FLOOR`).
+const KEEP_RESIDENT: usize = crate::budget::INSTANCE_FLOOR;
+/// Reset slots kept warm beyond those in use (wasmtime's default): the slots
+/// ever used are at most the peak of live instances plus this many.
+const MAX_UNUSED_WARM_SLOTS: u32 = 100;
+/// Stack of a running call: the guest's (`max_wasm_stack`) plus room for the
+/// host functions it calls.
+const WASM_STACK: usize = 512 * 1024;
+const CALL_STACK: usize = 1024 * 1024;
+/// Bytes of a call stack zeroed in place after use; the rest is decommitted.
+const STACK_KEEP_RESIDENT: usize = 64 * 1024;
 
 pub(crate) struct Runtime {
     pub engine: Engine,
@@ -86,12 +97,22 @@ fn build_runtime() -> wasmtime::Result<Runtime> {
         // `madvise`: no page faults and TLB shootdowns on the next instance.
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(64 * 1024)
+        .max_unused_warm_slots(MAX_UNUSED_WARM_SLOTS)
+        // Every running call has a fiber stack of its own (calls are
+        // futures, see `call`), at most one per instance.
+        .total_stacks(POOL_INSTANCES)
+        .async_stack_keep_resident(STACK_KEEP_RESIDENT)
         .pagemap_scan(wasmtime::Enabled::Auto);
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
-        .max_wasm_stack(512 * 1024)
+        .max_wasm_stack(WASM_STACK)
+        .async_stack_size(CALL_STACK)
+        // Stacks are reused across tenants: zero them (defence in depth
+        // against a compiler bug reading a slot before writing it), which
+        // also decommits all but their first 64 KiB, bounding their RSS.
+        .async_stack_zeroing(true)
         .memory_init_cow(true)
         // Slots are as large as the largest memory a binding may ask for;
         // the per-store limiter enforces each binding's own cap.
@@ -136,8 +157,8 @@ pub struct CompiledPlugin {
     pub(crate) pre: PolicyPre<HostState>,
     pub(crate) breaker: Breaker,
     pub(crate) metrics: PluginMetrics,
-    /// Instances the plugin's tenant keeps between hooks (shared by its plugins).
-    pub(crate) tenant_held: Arc<AtomicU32>,
+    /// The plugin's tenant's budgets (shared by its plugins).
+    pub(crate) budget: Arc<TenantBudget>,
     counters: Mutex<HashMap<String, IntCounter>>,
 }
 
@@ -162,7 +183,7 @@ impl CompiledPlugin {
         if let Some(c) = map.get(name) {
             return Some(c.clone());
         }
-        if map.len() >= MAX_COUNTER_NAMES {
+        if map.len() >= MAX_COUNTER_NAMES || !self.budget.counter_name_allowed(&self.name, name) {
             return None;
         }
         let c =
@@ -301,7 +322,7 @@ pub fn load_plugins(
                 version,
                 pre,
                 breaker: Breaker::default(),
-                tenant_held: tenant_counter(&p.tenant),
+                budget: tenant_budget(&p.tenant),
                 counters: Mutex::new(HashMap::new()),
             })),
             Err(e) => errors.push(
@@ -310,11 +331,18 @@ pub fn load_plugins(
             ),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    for plugin in &out {
+        let own = config
+            .tenant_plugin_budgets
+            .iter()
+            .find(|(t, _)| **t == *plugin.tenant)
+            .map(|(_, b)| b);
+        apply_limits(&plugin.budget, &config.limits.plugins, own);
+    }
+    Ok(out)
 }
 
 fn read_plugin(path: &Path) -> Result<Vec<u8>, String> {

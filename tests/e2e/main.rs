@@ -10,6 +10,7 @@ mod bans;
 mod cache;
 mod cli;
 mod control_plane;
+mod hostile;
 mod ip_rules;
 mod plugins;
 mod protocol;

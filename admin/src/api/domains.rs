@@ -203,6 +203,7 @@ pub async fn put(
     let check_spec = spec.clone();
     let (check_tenant, check_host) = (tenant.clone(), host.clone());
     check_alone(
+        &state,
         &tenant,
         move |cfg| {
             // Plugin references are checked against the draft below; the

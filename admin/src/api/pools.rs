@@ -134,6 +134,7 @@ pub async fn put(
     access::authorize_write(&state, &who, &meta, Kind::Pool, &tenant, &name, "put").await?;
     names::check("name", &name)?;
     check_alone(
+        &state,
         &tenant,
         |cfg| cfg.pools.push(spec.render(&tenant, &name)),
         "pools[0].",

@@ -78,6 +78,7 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     access::authorize_write(&state, &who, &meta, Kind::RateCeiling, &tenant, NAME, "put").await?;
     check_alone(
+        &state,
         &tenant,
         |cfg| cfg.tenants[0].rate_limit = Some(quota.clone()),
         "tenants[0].rate_limit.",

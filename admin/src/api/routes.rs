@@ -137,6 +137,7 @@ pub async fn put(
     let check_spec = spec.clone();
     let check_tenant = tenant.clone();
     check_alone(
+        &state,
         &tenant,
         move |cfg| {
             // References are checked against the draft below: stand-ins here.

@@ -39,6 +39,10 @@ pub struct AppState {
     /// Whether tenants may point pools (and ownership checks) at internal
     /// addresses: loopback, link-local, ... (see `infra::net::is_internal`).
     pub internal_targets: bool,
+    /// Most plugin bindings one request may run (the domain's and the route's
+    /// together): the nodes' `limits.plugins.max_chain`, checked here so that
+    /// a version no node would load is never published.
+    pub max_plugin_chain: usize,
 }
 
 impl AppState {
@@ -56,6 +60,7 @@ impl AppState {
             verify_via: None,
             dns_resolver: None,
             internal_targets: false,
+            max_plugin_chain: gatehouse_config::plugin_defaults::MAX_CHAIN,
         }
     }
 }

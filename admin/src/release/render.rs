@@ -76,6 +76,8 @@ pub fn render(doc: &Document, keys: &Keys) -> Result<(file::FileConfig, ObjectPa
             name: tenant.clone(),
             rate_limit,
             cache_bytes: None,
+            plugin_cpu: None,
+            plugin_memory_mb: None,
         });
         for (name, e) in kind(Kind::Pool) {
             let spec: PoolSpec = e.spec_as("pool")?;

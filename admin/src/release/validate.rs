@@ -14,6 +14,7 @@ use crate::release::render::{render, ObjectPaths};
 /// Validates one object on its own: `fill` adds it to an empty config of
 /// `tenant`, and only problems under `prefix` are reported (without it).
 pub async fn check_alone(
+    state: &AppState,
     tenant: &str,
     fill: impl FnOnce(&mut gatehouse_config::file::FileConfig),
     prefix: &str,
@@ -23,9 +24,11 @@ pub async fn check_alone(
         name: tenant.to_string(),
         rate_limit: None,
         cache_bytes: None,
+        plugin_cpu: None,
+        plugin_memory_mb: None,
     });
     fill(&mut cfg);
-    match validate(cfg, ObjectPaths::default()).await {
+    match validate(cfg, ObjectPaths::default(), state.max_plugin_chain).await {
         Ok(()) => Ok(()),
         Err(problems) => {
             let mut mine: Vec<FieldProblem> = problems
@@ -57,7 +60,7 @@ pub async fn validate_document(
     doc: &Document,
 ) -> Result<(), ApiError> {
     let (cfg, paths) = render(doc, &state.keys)?;
-    match validate(cfg, paths).await {
+    match validate(cfg, paths, state.max_plugin_chain).await {
         Ok(()) => Ok(()),
         Err(problems) => {
             let problems = problems
@@ -77,13 +80,16 @@ pub async fn validate_document(
 
 /// Validates a rendered config with the proxy's validation, as a node with
 /// HTTP and HTTPS listeners would (a node's own listeners are its business:
-/// a node without HTTPS refuses `force_https` domains with a NACK). Runs off
-/// the async runtime (it resolves target hostnames); problems come back by object.
+/// a node without HTTPS refuses `force_https` domains with a NACK), whose
+/// `limits.plugins.max_chain` is `max_chain`. Runs off the async runtime (it
+/// resolves target hostnames); problems come back by object.
 pub async fn validate(
     mut cfg: file::FileConfig,
     paths: ObjectPaths,
+    max_chain: usize,
 ) -> Result<(), Vec<FieldProblem>> {
     use gatehouse_config::validate::{validate_with, Mode};
+    cfg.limits.plugins.max_chain = Some(max_chain);
     cfg.listeners.http = Some("127.0.0.1:0".into());
     cfg.listeners.https = Some("127.0.0.1:0".into());
     let result = tokio::task::spawn_blocking(move || {

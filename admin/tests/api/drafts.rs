@@ -773,3 +773,94 @@ pub async fn plugins_are_validated_as_the_proxy_loads_them_and_stored_by_digest(
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(bytes.as_ref(), good.as_slice());
 }
+
+/// A request runs its domain's chain and then its route's: the two together
+/// are bounded (`--max-plugin-chain`, the nodes' `limits.plugins.max_chain`,
+/// default 16). One object over the bound is refused when it is written;
+/// a domain and a route that are each within it but not together are
+/// refused when published, naming the route's field.
+pub async fn plugin_chains_are_bounded_per_request(api: Api) {
+    api.tenant("acme").await;
+    let admin = api.token(&api.admin, "admin", Some("acme")).await;
+    let r = api
+        .upload(
+            Method::PUT,
+            "/v1/tenants/acme/plugins/auth",
+            &admin,
+            "application/wasm",
+            component("0.1.0"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let chain = |n: usize| {
+        json!((0..n)
+            .map(|i| json!({ "plugin": "auth", "config": { "i": i } }))
+            .collect::<Vec<_>>())
+    };
+    let domain = "/v1/tenants/acme/domains/a.example.com";
+    let r = api
+        .call(
+            Method::PUT,
+            domain,
+            Some(&admin),
+            Some(json!({ "plugins": chain(17) })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "plugins");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("at most 16"), "{message}");
+    let r = api
+        .call(
+            Method::PUT,
+            domain,
+            Some(&admin),
+            Some(json!({ "plugins": chain(10) })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let route = format!("{domain}/routes/api");
+    let r = api
+        .call(
+            Method::PUT,
+            &route,
+            Some(&admin),
+            Some(json!({ "path": "/api", "respond": { "status": 204 }, "plugins": chain(17) })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(r.body["error"]["field"], "plugins");
+    // 10 on the domain and 7 here: each fits, together they do not.
+    let r = api
+        .call(
+            Method::PUT,
+            &route,
+            Some(&admin),
+            Some(json!({ "path": "/api", "respond": { "status": 204 }, "plugins": chain(7) })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api
+        .call(Method::POST, "/v1/publish", Some(&admin), Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let problems = r.body["error"]["details"].to_string();
+    assert!(
+        problems.contains("routes/a.example.com/api") && problems.contains("at most 16"),
+        "{problems}"
+    );
+    // Within the bound, it publishes.
+    let r = api
+        .call(
+            Method::PUT,
+            &route,
+            Some(&admin),
+            Some(json!({ "path": "/api", "respond": { "status": 204 }, "plugins": chain(6) })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = api
+        .call(Method::POST, "/v1/publish", Some(&admin), Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}

@@ -189,6 +189,7 @@ pub(crate) fn check(
         &format!("{dpath}.plugins"),
         cx,
     );
+    check_chain_lengths(d, dpath, refs.max_chain, cx);
     let routes = d
         .routes
         .iter()
@@ -218,5 +219,31 @@ pub(crate) fn check(
         waf,
         plugins,
         routes,
+    }
+}
+
+/// A request runs its domain's chain and then its route's: together they
+/// must stay within `limits.plugins.max_chain`, or one request could run
+/// thousands of hooks (each with its own deadline).
+fn check_chain_lengths(d: &file::Domain, dpath: &str, max: usize, cx: &mut Checker<'_>) {
+    let mine = d.plugins.len();
+    if mine > max {
+        cx.err(
+            format!("{dpath}.plugins"),
+            format!("{mine} plugin bindings; a request may run at most {max} (limits.plugins.max_chain)"),
+        );
+        return;
+    }
+    for (ri, r) in d.routes.iter().enumerate() {
+        let total = mine + r.plugins.len();
+        if total > max {
+            cx.err(
+                format!("{dpath}.routes[{ri}].plugins"),
+                format!(
+                    "{} plugin bindings here and {mine} on the domain make {total}; a request may run at most {max} (limits.plugins.max_chain)",
+                    r.plugins.len()
+                ),
+            );
+        }
     }
 }

@@ -17,4 +17,6 @@ pub(crate) struct Refs<'a> {
     pub pool_files: &'a [Pool],
     /// Plugin name → (index into `plugins`, owning tenant).
     pub plugins: &'a HashMap<String, (usize, String)>,
+    /// `limits.plugins.max_chain`: bindings one request may run.
+    pub max_chain: usize,
 }

@@ -5,7 +5,12 @@
 //! local response ends the chain. `on-response` runs in reverse order, like
 //! unwinding middleware. A failed call is handled by its binding's failure
 //! mode: fail-open skips the plugin, fail-closed ends the chain with an error
-//! status. Edits reach the real message only through `apply_*`, after checks.
+//! status. A call shed because its tenant is over a plugin budget follows the
+//! failure mode too, except that failing closed always answers 503
+//! `plugin_overloaded` with `Retry-After`. Calls are futures that yield to the
+//! runtime at every epoch tick (see the plugin host's `call`), so a chain never
+//! holds a worker thread for long. Edits reach the real message only through
+//! `apply_*`, after checks.
 
 use std::sync::Arc;
 
@@ -13,7 +18,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 
 use gatehouse_plugin_host::{
     Failure, Header, HeaderEdit, Instance, PluginCall, Properties, RequestEdits, RequestOutcome,
-    RequestView, Respond, ResponseOutcome, ResponseView,
+    RequestView, Respond, ResponseOutcome, ResponseView, Shed,
 };
 
 use super::BoundPlugin;
@@ -24,6 +29,16 @@ use gatehouse_config::model::FailureMode;
 pub enum ChainStop {
     /// A plugin answered locally.
     Respond(Respond),
+    /// A fail-closed binding's tenant is over a plugin budget: answer 503
+    /// `plugin_overloaded` with `Retry-After`.
+    Overloaded {
+        /// Plugin name.
+        plugin: String,
+        /// Which budget.
+        shed: Shed,
+        /// `Retry-After` seconds.
+        retry_after: u32,
+    },
     /// A fail-closed plugin failed; answer with `status`.
     Failed {
         /// Plugin name.
@@ -63,6 +78,14 @@ fn edit_wit(headers: &mut Vec<Header>, edit: &HeaderEdit) {
     }
 }
 
+/// Whether a failed call ran at all (shed calls and open circuits did not).
+fn ran(failure: &Failure) -> bool {
+    !matches!(
+        failure,
+        Failure::Overloaded { .. } | Failure::CircuitOpen | Failure::RequestCpu
+    )
+}
+
 fn failed(
     bound: &BoundPlugin,
     call: &PluginCall<'_>,
@@ -71,13 +94,26 @@ fn failed(
 ) -> Option<ChainStop> {
     let p = &bound.plugin;
     match bound.binding.failure_mode {
+        // Calls not run (shed, or an open circuit) are not logged: a flood
+        // would write a line per request. They are counted, and the circuit
+        // opening is logged once.
+        FailureMode::Open if !ran(&failure) => None,
         FailureMode::Open => {
             tracing::warn!(tenant = %p.tenant, plugin = %p.name, request_id = %props.request_id, failure = %failure, "plugin failed; skipped (fail_open)");
             None
         }
         FailureMode::Closed => {
+            if let Failure::Overloaded { shed, retry_after } = failure {
+                return Some(ChainStop::Overloaded {
+                    plugin: p.name.clone(),
+                    shed,
+                    retry_after,
+                });
+            }
             let status = call.failure_status(&failure);
-            tracing::warn!(tenant = %p.tenant, plugin = %p.name, request_id = %props.request_id, failure = %failure, status, "plugin failed; request refused (fail_closed)");
+            if ran(&failure) {
+                tracing::warn!(tenant = %p.tenant, plugin = %p.name, request_id = %props.request_id, failure = %failure, status, "plugin failed; request refused (fail_closed)");
+            }
             Some(ChainStop::Failed {
                 plugin: p.name.clone(),
                 failure,
@@ -92,28 +128,28 @@ fn failed(
 /// a pool hint among the tenant's pools. `instances` receives the instances
 /// kept for `on-response` (one slot per binding); when the chain stops they
 /// are released at once, since `on-response` will not run.
-pub fn run_request(
+pub async fn run_request(
     chain: &[BoundPlugin],
     request: &mut RequestView,
     props: &Arc<Properties>,
-    pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
+    pool_of_tenant: &(dyn Fn(&str) -> Option<usize> + Sync),
     edits: &mut RequestEdits,
     instances: &mut Vec<Option<Instance>>,
 ) -> Result<(), ChainStop> {
     instances.clear();
     instances.resize_with(chain.len(), || None);
-    let result = request_chain(chain, request, props, pool_of_tenant, edits, instances);
+    let result = request_chain(chain, request, props, pool_of_tenant, edits, instances).await;
     if result.is_err() {
         instances.clear();
     }
     result
 }
 
-fn request_chain(
+async fn request_chain(
     chain: &[BoundPlugin],
     request: &mut RequestView,
     props: &Arc<Properties>,
-    pool_of_tenant: &dyn Fn(&str) -> Option<usize>,
+    pool_of_tenant: &(dyn Fn(&str) -> Option<usize> + Sync),
     edits: &mut RequestEdits,
     instances: &mut [Option<Instance>],
 ) -> Result<(), ChainStop> {
@@ -123,7 +159,7 @@ fn request_chain(
             binding: &bound.binding,
             props,
         };
-        match call.on_request(slot, request, pool_of_tenant) {
+        match call.on_request(slot, request, pool_of_tenant).await {
             Ok(RequestOutcome::Continue(e)) => {
                 for h in &e.headers {
                     edit_wit(&mut request.headers, h);
@@ -157,7 +193,7 @@ fn request_chain(
 /// Runs `on-response` through `chain` in reverse, applying header edits to
 /// `response`, in the instances `run_request` kept (fresh ones where it could
 /// not keep them); all are released by the time it returns.
-pub fn run_response(
+pub async fn run_response(
     chain: &[BoundPlugin],
     request: &mut RequestView,
     props: &Arc<Properties>,
@@ -165,12 +201,12 @@ pub fn run_response(
     instances: &mut Vec<Option<Instance>>,
 ) -> Result<(), ChainStop> {
     instances.resize_with(chain.len(), || None);
-    let result = response_chain(chain, request, props, response, instances);
+    let result = response_chain(chain, request, props, response, instances).await;
     instances.clear();
     result
 }
 
-fn response_chain(
+async fn response_chain(
     chain: &[BoundPlugin],
     request: &mut RequestView,
     props: &Arc<Properties>,
@@ -187,7 +223,7 @@ fn response_chain(
             binding: &bound.binding,
             props,
         };
-        match call.on_response(slot, request, &mut view) {
+        match call.on_response(slot, request, &mut view).await {
             Ok(ResponseOutcome::Continue(ops)) => {
                 for op in &ops {
                     edit_wit(&mut view.headers, op);

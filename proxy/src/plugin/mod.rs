@@ -14,7 +14,8 @@ use gatehouse_config::model::PluginBinding;
 
 pub use chain::{apply_request_edits, run_request, run_response, wit_headers, ChainStop};
 pub use gatehouse_plugin_host::{
-    load_plugins, CompiledPlugin, Instance, Properties, RequestEdits, RequestLine, RequestView,
+    load_plugins, CompiledPlugin, Instance, Properties, RequestBudget, RequestEdits, RequestLine,
+    RequestView,
 };
 
 /// One plugin of a route's chain: the loaded plugin and its binding settings.

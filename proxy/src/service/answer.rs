@@ -105,7 +105,7 @@ pub(super) async fn write(
     ctx: &mut RequestCtx,
     mut resp: LocalResponse,
 ) -> pingora::Result<bool> {
-    if let Some(replacement) = decorate::response_plugins(ctx, &mut resp.head) {
+    if let Some(replacement) = decorate::response_plugins(ctx, &mut resp.head).await {
         resp = replacement;
     }
     decorate::head(ctx, &mut resp.head);

@@ -24,7 +24,7 @@ use crate::plugin::run_response;
 /// Runs `on-response` once, if the request's `on-request` chain completed.
 /// Returns the response that replaces `response` when the chain stopped (a
 /// plugin's answer, or a fail-closed failure, whose refusal is recorded).
-pub(super) fn response_plugins(
+pub(super) async fn response_plugins(
     ctx: &mut RequestCtx,
     response: &mut ResponseHeader,
 ) -> Option<LocalResponse> {
@@ -35,7 +35,9 @@ pub(super) fn response_plugins(
     let (Some(chain), Some((head, props))) = (&state.chain, &mut state.head) else {
         return None;
     };
-    let stop = run_response(chain, head, props, response, &mut state.instances).err()?;
+    let stop = run_response(chain, head, props, response, &mut state.instances)
+        .await
+        .err()?;
     Some(match chain_stop(stop) {
         Ok(resp) => resp,
         Err(refusal) => ctx.refuse(refusal).response(),

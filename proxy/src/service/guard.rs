@@ -21,7 +21,9 @@ use super::refusal::Refusal;
 use crate::local::LocalResponse;
 use crate::metrics::metrics;
 use crate::node::NodeState;
-use crate::plugin::{run_request, wit_headers, ChainStop, Properties, RequestLine, RequestView};
+use crate::plugin::{
+    run_request, wit_headers, ChainStop, Properties, RequestBudget, RequestLine, RequestView,
+};
 use crate::ratelimit::{ceil_secs, request_key, Advertised, BoundLimit, Outcome};
 use crate::route::{CompiledRoute, HostMatch};
 use crate::snapshot::Snapshot;
@@ -124,9 +126,12 @@ pub(super) fn throttle(
 }
 
 /// Runs the route's plugin chain (`on-request`). A plugin's own answer is a
-/// [`Stop::Respond`]; a fail-closed failure a [`Refusal::PluginFailed`].
-pub(super) fn run_plugins(
-    session: &Session,
+/// [`Stop::Respond`]; a fail-closed failure a [`Refusal::PluginFailed`], a
+/// fail-closed binding of a tenant over its plugin budget a
+/// [`Refusal::PluginOverloaded`]. (`session` is taken `&mut` only so that the
+/// future stays `Send`: Pingora's session is not `Sync`.)
+pub(super) async fn run_plugins(
+    session: &mut Session,
     ctx: &mut RequestCtx,
     snap: &Snapshot,
     route: &CompiledRoute,
@@ -141,6 +146,7 @@ pub(super) fn run_plugins(
         _ => None,
     };
     let props = Arc::new(Properties {
+        budget: RequestBudget::new(&snap.config.limits.plugins),
         request_id: ctx.vars.request_id.clone(),
         client_ip: ctx.vars.client_ip.clone(),
         tls_sni: super::routing::tls_sni(session).map(str::to_string),
@@ -181,7 +187,8 @@ pub(super) fn run_plugins(
         &pool_of_tenant,
         &mut state.edits,
         &mut state.instances,
-    );
+    )
+    .await;
     state.chain = Some(chain);
     state.head = Some((head, props));
     match result {
@@ -201,6 +208,15 @@ pub(super) fn run_plugins(
 pub(super) fn chain_stop(stop: ChainStop) -> Result<LocalResponse, Refusal> {
     match stop {
         ChainStop::Respond(r) => Ok(LocalResponse::from_parts(r.status, r.headers, r.body)),
+        ChainStop::Overloaded {
+            plugin,
+            shed,
+            retry_after,
+        } => Err(Refusal::PluginOverloaded {
+            plugin,
+            budget: shed.label(),
+            retry_after,
+        }),
         ChainStop::Failed {
             plugin,
             failure,

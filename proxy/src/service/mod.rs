@@ -87,7 +87,7 @@ impl Gatehouse {
         if let Some(waf) = found.domain.waf.clone().filter(|_| !ctx.background) {
             inspect::inspect_request(session, ctx, waf, &path).await?;
         }
-        let plugins = guard::run_plugins(session, ctx, &snap, route);
+        let plugins = guard::run_plugins(session, ctx, &snap, route).await;
         guard::throttle(session, ctx, &snap, route, Phase::AfterPlugins)?;
         plugins?;
         answer::action(session, ctx, route, &path).await
@@ -217,7 +217,7 @@ impl ProxyHttp for Gatehouse {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(replacement) = decorate::response_plugins(ctx, upstream_response) {
+        if let Some(replacement) = decorate::response_plugins(ctx, upstream_response).await {
             // The head is not sent yet. Failing the exchange is how Pingora
             // lets a filter drop the upstream's body and abort the cache fill
             // it feeds; `fail_to_proxy` writes the replacement instead.

@@ -64,6 +64,16 @@ pub enum Refusal {
         /// The binding's status for the refusal.
         status: StatusCode,
     },
+    /// The tenant is over a plugin budget and the binding fails closed:
+    /// the request is shed, not queued behind the tenant's other requests.
+    PluginOverloaded {
+        /// The plugin's name.
+        plugin: String,
+        /// Which budget (`cpu`, `memory`, `concurrency`).
+        budget: &'static str,
+        /// `Retry-After` seconds.
+        retry_after: u32,
+    },
     /// Every target of the pool was tried.
     NoUpstreamAvailable,
     /// Proxying failed after admission, as `fail_to_proxy` classified Pingora's error.
@@ -91,7 +101,7 @@ impl Refusal {
             MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            WafBusy => StatusCode::SERVICE_UNAVAILABLE,
+            WafBusy | PluginOverloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             PluginFailed { status, .. } => *status,
             NoUpstreamAvailable => StatusCode::BAD_GATEWAY,
             Failed { status, .. } => {
@@ -121,6 +131,7 @@ impl Refusal {
             WafBlocked => "waf_blocked",
             WafBusy => "waf_busy",
             PluginFailed { .. } => "plugin_failed",
+            PluginOverloaded { .. } => "plugin_overloaded",
             NoUpstreamAvailable => "no_upstream_available",
             Failed { code, .. } => code,
         }
@@ -149,6 +160,11 @@ impl Refusal {
             Refusal::WafBusy => {
                 let _ = resp.head.insert_header(header::RETRY_AFTER, "1");
             }
+            Refusal::PluginOverloaded { retry_after, .. } => {
+                let _ = resp
+                    .head
+                    .insert_header(header::RETRY_AFTER, retry_after.to_string());
+            }
             _ => {}
         }
         resp
@@ -162,6 +178,12 @@ impl fmt::Display for Refusal {
             Refusal::PluginFailed {
                 plugin, failure, ..
             } => write!(f, "plugin {plugin}: {failure}"),
+            Refusal::PluginOverloaded { plugin, budget, .. } => {
+                write!(
+                    f,
+                    "plugin_overloaded: plugin {plugin}, tenant over its {budget} budget"
+                )
+            }
             Refusal::Failed { code, kind, .. } => write!(f, "{code}: {kind}"),
             other => f.write_str(other.code()),
         }
@@ -188,6 +210,23 @@ mod tests {
             kind: "ConnectRefused",
         };
         assert_eq!(proxy.to_string(), "bad_gateway: ConnectRefused");
+    }
+
+    #[test]
+    fn a_shed_request_gets_503_plugin_overloaded_with_retry_after() {
+        let shed = Refusal::PluginOverloaded {
+            plugin: "auth".into(),
+            budget: "cpu",
+            retry_after: 2,
+        };
+        assert_eq!(shed.code(), "plugin_overloaded");
+        assert_eq!(
+            shed.to_string(),
+            "plugin_overloaded: plugin auth, tenant over its cpu budget"
+        );
+        let r = shed.response();
+        assert_eq!(r.head.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.head.headers[header::RETRY_AFTER], "2");
     }
 
     #[test]
