@@ -830,6 +830,16 @@ pub async fn plugin_chains_are_bounded_per_request(api: Api) {
         .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
     assert_eq!(r.body["error"]["field"], "plugins");
+    // Only verified domains are published.
+    let r = api
+        .call(
+            Method::POST,
+            &format!("{domain}/verify"),
+            Some(&api.admin),
+            Some(json!({ "method": "skip" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     // 10 on the domain and 7 here: each fits, together they do not.
     let r = api
         .call(
@@ -846,7 +856,8 @@ pub async fn plugin_chains_are_bounded_per_request(api: Api) {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     let problems = r.body["error"]["details"].to_string();
     assert!(
-        problems.contains("routes/a.example.com/api") && problems.contains("at most 16"),
+        problems.contains("tenants/acme/domains/a.example.com/routes/api.plugins")
+            && problems.contains("at most 16"),
         "{problems}"
     );
     // Within the bound, it publishes.
