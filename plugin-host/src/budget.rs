@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use gatehouse_config::model::PluginLimits;
@@ -26,10 +26,12 @@ use prometheus::IntCounter;
 
 use crate::metrics::families;
 
-/// The least memory an instance is charged: its slot keeps this much
-/// resident after it is reset (see `runtime::KEEP_RESIDENT`), so charging it
-/// bounds the slots a tenant can warm, not only the bytes it touches.
-pub const INSTANCE_FLOOR: usize = 2 << 20;
+/// The least memory an instance is charged: what its slot keeps resident
+/// after it is reset (`runtime::KEEP_RESIDENT`, 2 MiB), its call stack
+/// (1 MiB) and its tables and instance state (under 1 MiB with the pool's
+/// caps). Charging it bounds the slots a tenant can warm, not only the
+/// bytes it touches.
+pub const INSTANCE_FLOOR: usize = 4 << 20;
 /// Calls of one tenant that may run at once on this node.
 pub const RUNNING_PER_TENANT: u32 = 256;
 /// Distinct counter names all of a tenant's plugins may create.
@@ -42,8 +44,9 @@ const BURST: Duration = Duration::from_secs(1);
 /// Nanoseconds since the process's first use of a budget (0 is never "now").
 pub(crate) fn now_ns(now: Instant) -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(|| Instant::now() - Duration::from_secs(1));
-    now.saturating_duration_since(base).as_nanos() as u64
+    let base = *BASE.get_or_init(Instant::now);
+    // Offset by a second so that no time is 0.
+    now.saturating_duration_since(base).as_nanos() as u64 + 1_000_000_000
 }
 
 /// A generic cell rate algorithm bucket: spending `cost` units pushes the
@@ -287,21 +290,19 @@ fn add_under_u32(counter: &AtomicU32, max: u32) -> bool {
         .is_ok()
 }
 
-/// The budget of `tenant`: every plugin of a tenant shares it, across reloads.
+/// The budget of `tenant`: every plugin of a tenant shares it, across
+/// reloads. Budgets live as long as the process (a few hundred bytes per
+/// tenant ever seen): a tenant that unloads its plugins and loads them again
+/// must not start with a clean slate of CPU debt or counter names.
 pub(crate) fn tenant_budget(tenant: &str) -> Arc<TenantBudget> {
-    static BUDGETS: OnceLock<Mutex<HashMap<String, Weak<TenantBudget>>>> = OnceLock::new();
+    static BUDGETS: OnceLock<Mutex<HashMap<String, Arc<TenantBudget>>>> = OnceLock::new();
     let mut map = BUDGETS
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if let Some(b) = map.get(tenant).and_then(Weak::upgrade) {
-        return b;
-    }
-    // Tenants whose plugins were all unloaded leave dead entries; drop them.
-    map.retain(|_, w| w.strong_count() > 0);
-    let b = Arc::new(TenantBudget::new(tenant));
-    map.insert(tenant.to_string(), Arc::downgrade(&b));
-    b
+    map.entry(tenant.to_string())
+        .or_insert_with(|| Arc::new(TenantBudget::new(tenant)))
+        .clone()
 }
 
 /// Applies `limits` to the node's total and to `tenant`'s budget with its
@@ -351,6 +352,11 @@ impl RequestBudget {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 Some(left.saturating_sub(used))
             });
+    }
+
+    /// Log bytes the request may still write.
+    pub fn log_left(&self) -> usize {
+        self.log_left.load(Ordering::Relaxed)
     }
 
     /// Takes `bytes` of the request's log budget, or nothing when it has fewer left.

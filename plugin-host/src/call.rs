@@ -29,7 +29,7 @@ use crate::bindings::gatehouse::plugin::types::{
 };
 use crate::bindings::Policy;
 use crate::budget::{RequestBudget, Shed};
-use crate::deadline::metered;
+use crate::deadline::{metered, Deadline};
 use crate::decision::{check_request, check_response, RequestOutcome, ResponseOutcome};
 use crate::hold::Held;
 use crate::host::{HostState, Stopped};
@@ -69,6 +69,9 @@ pub enum Failure {
     },
     /// The request's hooks used all the CPU one request may use.
     RequestCpu,
+    /// The call ran past its wall-clock cap without using its CPU time: the
+    /// node is too busy to run it (not the plugin's fault).
+    Starved,
 }
 
 impl Failure {
@@ -83,6 +86,7 @@ impl Failure {
             Failure::Unavailable(_) => "unavailable",
             Failure::Overloaded { .. } => "overloaded",
             Failure::RequestCpu => "request_cpu",
+            Failure::Starved => "starved",
         }
     }
 
@@ -94,9 +98,31 @@ impl Failure {
             | Failure::CircuitOpen
             | Failure::Unavailable(_)
             | Failure::Overloaded { .. }
-            | Failure::RequestCpu => 503,
+            | Failure::RequestCpu
+            | Failure::Starved => 503,
             Failure::OutOfMemory | Failure::Trap(_) | Failure::InvalidDecision(_) => 500,
         }
+    }
+}
+
+impl Failure {
+    /// Whether the plugin itself caused this failure (what the breaker counts).
+    pub fn is_plugins_fault(&self) -> bool {
+        matches!(
+            self,
+            Failure::Timeout
+                | Failure::OutOfMemory
+                | Failure::Trap(_)
+                | Failure::InvalidDecision(_)
+        )
+    }
+
+    /// Whether the hook ran at all (calls that did not are not logged one by one).
+    pub fn ran(&self) -> bool {
+        !matches!(
+            self,
+            Failure::CircuitOpen | Failure::Overloaded { .. } | Failure::RequestCpu
+        )
     }
 }
 
@@ -234,6 +260,11 @@ pub struct PluginCall<'a> {
     pub props: &'a Arc<Properties>,
 }
 
+/// Bytes one import call (or a hook's result) may lift from the guest.
+const HOSTCALL_FUEL: usize = 2 << 20;
+/// Longest failure text kept for logs (trap messages can carry guest-chosen names).
+const MAX_FAILURE_TEXT: usize = 256;
+
 /// A hook and its arguments.
 enum HookCall<'a> {
     Request(&'a RequestLine),
@@ -318,8 +349,10 @@ impl PluginCall<'_> {
         plugin.metrics.record(hook as usize, outcome, elapsed);
         match &result {
             Ok(_) => plugin.breaker.success(plugin),
-            // Calls that did not run say nothing about the plugin.
-            Err(Failure::CircuitOpen | Failure::Overloaded { .. } | Failure::RequestCpu) => {}
+            // Calls that did not run, or were stopped for reasons that are
+            // not the plugin's (its tenant's budgets, its request's budget,
+            // a busy node), say nothing about the plugin.
+            Err(e) if !e.is_plugins_fault() => {}
             Err(e) => plugin.breaker.failure(plugin, &e.to_string()),
         }
         result
@@ -348,13 +381,14 @@ impl PluginCall<'_> {
                 return (Err(self.shed(shed, wait)), started.elapsed());
             }
         };
-        let cpu = self.binding.timeout.min(self.props.budget.cpu_left());
-        if cpu.is_zero() {
+        let left = self.props.budget.cpu_left();
+        if left.is_zero() {
             *slot = None;
             return (Err(Failure::RequestCpu), started.elapsed());
         }
+        let deadline = Deadline::start(self.binding.timeout.min(left), left < self.binding.timeout);
         let result = self
-            .call(slot, hook == Hook::Request, lent, cpu, args)
+            .call(slot, hook == Hook::Request, lent, deadline, args)
             .await;
         drop(running);
         (result, started.elapsed())
@@ -376,7 +410,7 @@ impl PluginCall<'_> {
         slot: &mut Option<Instance>,
         keep: bool,
         mut lent: Lent<'_>,
-        cpu: Duration,
+        deadline: Deadline,
         args: HookCall<'_>,
     ) -> Result<HookResult, Failure> {
         let (mut store, policy, held) = match slot.take() {
@@ -385,10 +419,10 @@ impl PluginCall<'_> {
                 policy,
                 held,
             }) => {
-                store.data_mut().begin_call(cpu);
+                store.data_mut().begin_call(deadline);
                 (store, Some(policy), Some(held))
             }
-            None => (self.new_store(cpu)?, None, None),
+            None => (self.new_store(deadline)?, None, None),
         };
         let meter = store.data().meter.clone();
         lent.swap(store.data_mut());
@@ -413,22 +447,40 @@ impl PluginCall<'_> {
         .await;
         lent.swap(store.data_mut());
         store.data_mut().end_call();
-        match result {
+        let outcome = match result {
             Ok((r, policy)) => {
-                if keep {
-                    let held = held.or_else(|| self.hold(&store));
-                    if let Some(held) = held {
-                        *slot = Some(Instance {
-                            store,
-                            policy,
-                            held,
-                        });
-                    }
+                let held = if keep {
+                    held.or_else(|| self.hold(&store))
+                } else {
+                    None
+                };
+                if let Some(held) = held {
+                    *slot = Some(Instance {
+                        store,
+                        policy,
+                        held,
+                    });
+                    return Ok(r);
                 }
                 Ok(r)
             }
             Err(e) => Err(self.classify(&e, store.data())),
-        }
+        };
+        self.release(store);
+        outcome
+    }
+
+    /// Drops a store the request is done with, charging the tenant for it:
+    /// resetting an instance's slot (zeroing what it dirtied, decommitting
+    /// the rest) is work the instance caused.
+    fn release(&self, store: Store<HostState>) {
+        let started = Instant::now();
+        drop(store);
+        let spent = started.elapsed().as_nanos() as u64;
+        self.plugin
+            .budget
+            .cpu
+            .charge(spent, crate::budget::now_ns(Instant::now()));
     }
 
     /// A place under the keep caps for a fresh instance, if they allow.
@@ -444,7 +496,7 @@ impl PluginCall<'_> {
     /// A store for a fresh instance, its floor charged to the tenant's memory
     /// budget and its first call armed (instantiation counts against the
     /// first call: it runs guest start code).
-    fn new_store(&self, cpu: Duration) -> Result<Store<HostState>, Failure> {
+    fn new_store(&self, deadline: Deadline) -> Result<Store<HostState>, Failure> {
         let rt = runtime().map_err(Failure::Unavailable)?;
         let mut state = HostState::new(
             self.plugin.clone(),
@@ -455,8 +507,11 @@ impl PluginCall<'_> {
         if !state.reserve_instance() {
             return Err(self.shed(Shed::Memory, Duration::ZERO));
         }
-        state.begin_call(cpu);
+        state.begin_call(deadline);
         let mut store = Store::new(&rt.engine, state);
+        // What one import may lift from the guest (an argument, a decision):
+        // the largest legitimate one is a 1 MiB local response body.
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().on_tick()));
         store.set_epoch_deadline(1);
@@ -482,13 +537,20 @@ impl PluginCall<'_> {
         {
             return Failure::Unavailable(e.to_string());
         }
-        if state.stopped == Some(Stopped::TenantCpu) {
-            let now = crate::budget::now_ns(Instant::now());
-            let wait = self.plugin.budget.cpu.over(now).unwrap_or_default();
-            return self.shed(Shed::Cpu, wait);
+        match state.stopped {
+            Some(Stopped::TenantCpu) => {
+                let now = crate::budget::now_ns(Instant::now());
+                let wait = self.plugin.budget.cpu.over(now).unwrap_or_default();
+                return self.shed(Shed::Cpu, wait);
+            }
+            Some(Stopped::RequestCpu) => return Failure::RequestCpu,
+            Some(Stopped::WallCap) => return Failure::Starved,
+            Some(Stopped::Deadline) | None => {}
         }
         if state.budget_denied {
-            self.plugin.budget.count_shed(Shed::Memory);
+            // Its tenant's (or the node's) memory is in use by other
+            // instances: shed like CPU, not a failure of this plugin.
+            return self.shed(Shed::Memory, Duration::ZERO);
         }
         classify(e, state.memory_denied)
     }
@@ -500,6 +562,56 @@ fn classify(e: &wasmtime::Error, memory_denied: bool) -> Failure {
         _ if memory_denied => Failure::OutOfMemory,
         Some(Trap::StackOverflow) => Failure::Trap("stack overflow".into()),
         Some(t) => Failure::Trap(t.to_string()),
-        None => Failure::Trap(format!("{e:#}")),
+        None => Failure::Trap(bounded(&format!("{e}"))),
+    }
+}
+
+/// `text` cut to [`MAX_FAILURE_TEXT`] bytes, control characters replaced:
+/// it reaches the log and the access log.
+fn bounded(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_FAILURE_TEXT)
+        .collect();
+    if out.len() > MAX_FAILURE_TEXT {
+        let mut end = MAX_FAILURE_TEXT;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_text_is_bounded_and_single_line() {
+        let long = format!("bad\n{}", "é".repeat(1000));
+        let t = bounded(&long);
+        assert!(t.len() <= MAX_FAILURE_TEXT);
+        assert!(!t.contains('\n'));
+        assert!(t.starts_with("bad "));
+    }
+
+    #[test]
+    fn only_the_plugins_own_failures_count_against_it() {
+        assert!(Failure::Timeout.is_plugins_fault());
+        assert!(Failure::Trap("x".into()).is_plugins_fault());
+        for f in [
+            Failure::CircuitOpen,
+            Failure::RequestCpu,
+            Failure::Starved,
+            Failure::Unavailable("pool".into()),
+            Failure::Overloaded {
+                shed: Shed::Memory,
+                retry_after: 1,
+            },
+        ] {
+            assert!(!f.is_plugins_fault(), "{f}");
+        }
     }
 }

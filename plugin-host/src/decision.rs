@@ -16,6 +16,9 @@ use crate::call::Failure;
 
 /// Most header edits one decision may carry.
 pub const MAX_HEADER_OPS: usize = 64;
+/// Bytes of header names and values one decision may carry: a request's
+/// whole head is limited to 32 KiB by default (`limits.max_header_bytes`).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Largest local response body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Longest path rewrite or cache key.
@@ -120,6 +123,18 @@ fn cut(s: &str) -> &str {
     &s[..end]
 }
 
+/// Refuses headers whose names and values add up to more than
+/// [`MAX_HEADER_BYTES`] (checked before any is parsed or copied).
+fn header_bytes<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> Result<(), Failure> {
+    let total: usize = headers.map(|(n, v)| n.len() + v.len()).sum();
+    if total > MAX_HEADER_BYTES {
+        return Err(invalid(format!(
+            "{total} bytes of header names and values; at most {MAX_HEADER_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 fn header_ops(ops: Vec<HeaderOp>) -> Result<Vec<HeaderEdit>, Failure> {
     if ops.len() > MAX_HEADER_OPS {
         return Err(invalid(format!(
@@ -127,6 +142,10 @@ fn header_ops(ops: Vec<HeaderOp>) -> Result<Vec<HeaderEdit>, Failure> {
             ops.len()
         )));
     }
+    header_bytes(ops.iter().map(|op| match op {
+        HeaderOp::Set(h) | HeaderOp::Append(h) => (h.name.as_str(), h.value.as_slice()),
+        HeaderOp::Remove(n) => (n.as_str(), &[][..]),
+    }))?;
     ops.into_iter()
         .map(|op| match op {
             HeaderOp::Set(Header { name: n, value: v }) => {
@@ -169,6 +188,11 @@ fn respond(r: LocalResponse) -> Result<Respond, Failure> {
             r.headers.len()
         )));
     }
+    header_bytes(
+        r.headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice())),
+    )?;
     let headers = r
         .headers
         .into_iter()
@@ -289,6 +313,19 @@ mod tests {
         );
         assert_eq!(e.path.unwrap().as_str(), "/new?q=1");
         assert_eq!(e.pool, Some(3));
+    }
+
+    #[test]
+    fn header_bytes_are_bounded_per_decision() {
+        // 63 appends of 2 KiB each: within the count, over the bytes.
+        let value = vec![b'v'; 2048];
+        let mut e = edits();
+        e.headers = (0..63).map(|_| set("x", &value)).collect();
+        let err = check_request(RequestDecision::Continue(e), |_| None).unwrap_err();
+        assert!(err.to_string().contains("at most 32768"), "{err}");
+        let mut e = edits();
+        e.headers = (0..15).map(|_| set("x", &value)).collect();
+        assert!(check_request(RequestDecision::Continue(e), |_| None).is_ok());
     }
 
     #[test]

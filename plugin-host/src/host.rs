@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{ResourceLimiter, StoreLimits, UpdateDeadline};
+use wasmtime::{ResourceLimiter, StoreLimits, Trap, UpdateDeadline};
 
 use crate::bindings::gatehouse::plugin::host::{self, KvError, Level};
 use crate::bindings::gatehouse::plugin::types;
@@ -21,7 +21,7 @@ use crate::budget::{now_ns, INSTANCE_FLOOR};
 use crate::call::Properties;
 use crate::deadline::{thread_cpu_time, Deadline, Meter};
 use crate::kv::{KvRefused, KvStore};
-use crate::runtime::CompiledPlugin;
+use crate::runtime::{CompiledPlugin, EPOCH_TICK};
 
 /// Longest log line; longer ones are cut (at a character boundary).
 pub const MAX_LOG_LINE: usize = 1024;
@@ -31,8 +31,12 @@ pub const MAX_RATE_LIMIT_KEY: usize = 256;
 /// Why the running call was stopped at a tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stopped {
-    /// It used its CPU deadline (or its wall cap).
+    /// It used its CPU deadline (the binding's `timeout`).
     Deadline,
+    /// It used what was left of its request's CPU budget.
+    RequestCpu,
+    /// It ran past its wall-clock cap: starved of CPU (the node is busy).
+    WallCap,
     /// Its tenant went over its CPU budget.
     TenantCpu,
 }
@@ -75,10 +79,10 @@ impl HostState {
         HostState {
             limits: wasmtime::StoreLimitsBuilder::new()
                 .memory_size(memory_limit)
-                .instances(64)
-                .tables(64)
-                .memories(4)
-                .table_elements(100_000)
+                .instances(crate::runtime::MAX_CORE_INSTANCES as usize)
+                .tables(crate::runtime::MAX_TABLES as usize)
+                .memories(1)
+                .table_elements(20_000)
                 .build(),
             memory_denied: false,
             budget_denied: false,
@@ -87,7 +91,7 @@ impl HostState {
             props,
             memory_charged: 0,
             meter: Arc::new(Meter::default()),
-            deadline: Deadline::start(Duration::ZERO),
+            deadline: Deadline::start(Duration::ZERO, false),
             charged: Duration::ZERO,
             stopped: None,
             request_headers: Vec::new(),
@@ -103,15 +107,15 @@ impl HostState {
         &self.plugin.name
     }
 
-    /// Starts a hook call allowed `cpu` of CPU time: failure flags, the meter
-    /// and the deadline start afresh.
-    pub(crate) fn begin_call(&mut self, cpu: Duration) {
+    /// Starts a hook call with its deadline: failure flags and the meter
+    /// start afresh.
+    pub(crate) fn begin_call(&mut self, deadline: Deadline) {
         self.memory_denied = false;
         self.budget_denied = false;
         self.stopped = None;
         self.meter.reset();
         self.charged = Duration::ZERO;
-        self.deadline = Deadline::start(cpu);
+        self.deadline = deadline;
     }
 
     /// Charges the tenant for the CPU the call used since the last charge.
@@ -133,23 +137,54 @@ impl HostState {
         used
     }
 
+    /// What a call must do now: `Some(why)` to stop, `None` to go on.
+    /// Charges the tenant for the CPU used so far.
+    fn check(&mut self, now: Instant) -> Option<Stopped> {
+        let used = self.meter.used(thread_cpu_time);
+        self.charge_tenant(used);
+        if used >= self.deadline.cpu {
+            return Some(if self.deadline.from_request {
+                Stopped::RequestCpu
+            } else {
+                Stopped::Deadline
+            });
+        }
+        if now >= self.deadline.wall_cap {
+            return Some(Stopped::WallCap);
+        }
+        if self.plugin.budget.cpu.over(now_ns(now)).is_some() {
+            return Some(Stopped::TenantCpu);
+        }
+        None
+    }
+
     /// An epoch tick reached the running call: stop it if it used its
     /// deadline or its tenant is over budget, else yield the worker thread
     /// to the runtime until the next tick. A call therefore never holds a
     /// worker thread for more than one tick at a time.
     pub(crate) fn on_tick(&mut self) -> UpdateDeadline {
+        match self.check(Instant::now()) {
+            Some(why) => {
+                self.stopped = Some(why);
+                UpdateDeadline::Interrupt
+            }
+            None => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+        }
+    }
+
+    /// The same at the start of every import (ticks are only noticed in
+    /// guest code): once the current turn has lasted a tick, stop or yield.
+    async fn checkpoint(&mut self) -> wasmtime::Result<()> {
         let now = Instant::now();
-        let used = self.meter.used(now, thread_cpu_time);
-        self.charge_tenant(used);
-        if used >= self.deadline.cpu || now >= self.deadline.wall_cap {
-            self.stopped = Some(Stopped::Deadline);
-            return UpdateDeadline::Interrupt;
+        if !self.meter.turn_longer_than(now, EPOCH_TICK) {
+            return Ok(());
         }
-        if self.plugin.budget.cpu.over(now_ns(now)).is_some() {
-            self.stopped = Some(Stopped::TenantCpu);
-            return UpdateDeadline::Interrupt;
+        if let Some(why) = self.check(now) {
+            self.stopped = Some(why);
+            return Err(Trap::Interrupt.into());
         }
-        UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+        tokio::task::yield_now().await;
+        Ok(())
     }
 
     /// Takes `bytes` more memory for this instance from the tenant's budget,
@@ -239,26 +274,43 @@ fn cut(s: &str, max: usize) -> &str {
 
 impl types::Host for HostState {}
 
+/// Log bytes a line costs: what reaches the log, where control characters
+/// are written as six-byte escapes (`\u0000`).
+fn log_cost(line: &str) -> usize {
+    line.len() + 5 * line.bytes().filter(|b| b.is_ascii_control()).count()
+}
+
+// Every import starts at a checkpoint: epoch ticks are only seen in guest
+// code, so a guest calling imports back to back would otherwise hold the
+// worker thread for as long as it liked.
 impl host::Host for HostState {
-    fn request_headers(&mut self) -> Vec<types::Header> {
-        self.request_headers.clone()
+    async fn request_headers(&mut self) -> wasmtime::Result<Vec<types::Header>> {
+        self.checkpoint().await?;
+        Ok(self.request_headers.clone())
     }
 
-    fn response_headers(&mut self) -> Vec<types::Header> {
-        self.response_headers.clone()
+    async fn response_headers(&mut self) -> wasmtime::Result<Vec<types::Header>> {
+        self.checkpoint().await?;
+        Ok(self.response_headers.clone())
     }
 
-    fn log(&mut self, level: Level, message: String) {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.checkpoint().await?;
         let line = cut(&message, MAX_LOG_LINE);
         let p = &self.plugin;
+        // A flood goes on long after the budget is spent: refuse it before
+        // looking at the line.
+        if self.props.budget.log_left() < line.len() {
+            p.metrics.log_dropped.inc();
+            return Ok(());
+        }
+        let cost = log_cost(line);
         // The request's share first: a refused line takes nothing from the tenant's.
-        let fits = self.props.budget.take_log(line.len())
-            && p.budget
-                .log
-                .try_spend(line.len() as u64, now_ns(Instant::now()));
+        let fits = self.props.budget.take_log(cost)
+            && p.budget.log.try_spend(cost as u64, now_ns(Instant::now()));
         if !fits {
             p.metrics.log_dropped.inc();
-            return;
+            return Ok(());
         }
         let request_id = self.props.request_id.as_str();
         match level {
@@ -275,48 +327,63 @@ impl host::Host for HostState {
                 tracing::error!(target: "gatehouse::plugin", tenant = %p.tenant, plugin = %p.name, request_id, "{line}")
             }
         }
+        Ok(())
     }
 
-    fn config(&mut self) -> String {
-        self.config.to_string()
+    async fn config(&mut self) -> wasmtime::Result<String> {
+        self.checkpoint().await?;
+        Ok(self.config.to_string())
     }
 
-    fn property(&mut self, name: String) -> Option<String> {
-        self.props.get(&name, &self.plugin.name)
+    async fn property(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        self.checkpoint().await?;
+        Ok(self.props.get(&name, &self.plugin.name))
     }
 
-    fn counter_add(&mut self, name: String, delta: u64) {
-        if !self.props.budget.take_counter_op() {
-            return;
+    async fn counter_add(&mut self, name: String, delta: u64) -> wasmtime::Result<()> {
+        self.checkpoint().await?;
+        if self.props.budget.take_counter_op() {
+            if let Some(c) = self.plugin.counter(&name) {
+                c.inc_by(delta);
+            }
         }
-        if let Some(c) = self.plugin.counter(&name) {
-            c.inc_by(delta);
-        }
+        Ok(())
     }
 
-    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
-        KvStore::global()
+    async fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.checkpoint().await?;
+        Ok(KvStore::global()
             .get(&self.plugin.tenant, &key)
-            .map(|v| v.to_vec())
+            .map(|v| v.to_vec()))
     }
 
-    fn kv_set(&mut self, key: String, value: Vec<u8>, ttl_ms: u32) -> Result<(), KvError> {
-        KvStore::global()
+    async fn kv_set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: u32,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        self.checkpoint().await?;
+        Ok(KvStore::global()
             .set(
                 &self.plugin.tenant,
                 &key,
                 &value,
                 Duration::from_millis(u64::from(ttl_ms)),
             )
-            .map_err(|KvRefused::TooLarge| KvError::TooLarge)
+            .map_err(|KvRefused::TooLarge| KvError::TooLarge))
     }
 
-    fn kv_delete(&mut self, key: String) {
-        KvStore::global().delete(&self.plugin.tenant, &key)
+    async fn kv_delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.checkpoint().await?;
+        KvStore::global().delete(&self.plugin.tenant, &key);
+        Ok(())
     }
 
-    fn rate_limit_key(&mut self, key: String) {
+    async fn rate_limit_key(&mut self, key: String) -> wasmtime::Result<()> {
+        self.checkpoint().await?;
         self.rate_limit_key = Some(cut(&key, MAX_RATE_LIMIT_KEY).to_string());
+        Ok(())
     }
 }
 

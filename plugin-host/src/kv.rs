@@ -19,6 +19,9 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Bytes (keys plus values) a tenant may keep before its entries are evicted.
 pub const TENANT_QUOTA_BYTES: u64 = 8 * 1024 * 1024;
+/// Bytes an entry is weighed at beyond its key and value (the cache's own
+/// bookkeeping per entry, roughly).
+const ENTRY_OVERHEAD: usize = 256;
 /// Longest TTL a plugin may ask for.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -80,8 +83,10 @@ impl KvStore {
             .or_insert_with(|| {
                 Cache::builder()
                     .max_capacity(TENANT_QUOTA_BYTES)
+                    // Each entry costs the cache its bookkeeping too: without
+                    // it, millions of empty entries would fit the quota.
                     .weigher(|k: &String, e: &Entry| {
-                        u32::try_from(k.len() + e.value.len()).unwrap_or(u32::MAX)
+                        u32::try_from(k.len() + e.value.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
                     })
                     .expire_after(EntryTtl)
                     .build()

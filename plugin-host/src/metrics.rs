@@ -42,7 +42,7 @@ impl Families {
         let plugin_calls = IntCounterVec::new(
         Opts::new(
             "gatehouse_plugin_calls_total",
-            "Plugin hook calls by outcome (ok, timeout, out_of_memory, trap, invalid_decision, circuit_open, unavailable, overloaded, request_cpu)",
+            "Plugin hook calls by outcome (ok, timeout, out_of_memory, trap, invalid_decision, circuit_open, unavailable, overloaded, request_cpu, starved)",
         ),
         &["tenant", "plugin", "hook", "outcome"],
     )
@@ -200,7 +200,7 @@ pub(crate) struct PluginMetrics {
 pub(crate) const HOOKS: [&str; 2] = ["on_request", "on_response"];
 
 /// Outcome labels; `Failure::kind` returns one of these.
-pub(crate) const OUTCOMES: [&str; 9] = [
+pub(crate) const OUTCOMES: [&str; 10] = [
     "ok",
     "timeout",
     "out_of_memory",
@@ -210,6 +210,7 @@ pub(crate) const OUTCOMES: [&str; 9] = [
     "unavailable",
     "overloaded",
     "request_cpu",
+    "starved",
 ];
 
 impl PluginMetrics {

@@ -57,16 +57,19 @@ pub(crate) static HOLD_CAPS: HoldCaps = HoldCaps {
     max_total: POOL_INSTANCES - POOL_RESERVED_FOR_RUNNING,
     max_per_tenant: HELD_PER_TENANT,
 };
-/// Bytes of a memory slot reset in place (not decommitted) between instances;
-/// every instance is charged at least this much (`budget::INSTANCE_FLOOR`).
-const KEEP_RESIDENT: usize = crate::budget::INSTANCE_FLOOR;
+/// Bytes of a memory slot reset in place (not decommitted) between instances.
+pub(crate) const KEEP_RESIDENT: usize = 2 << 20;
 /// Reset slots kept warm beyond those in use (wasmtime's default): the slots
 /// ever used are at most the peak of live instances plus this many.
 const MAX_UNUSED_WARM_SLOTS: u32 = 100;
 /// Stack of a running call: the guest's (`max_wasm_stack`) plus room for the
 /// host functions it calls.
 const WASM_STACK: usize = 512 * 1024;
-const CALL_STACK: usize = 1024 * 1024;
+pub(crate) const CALL_STACK: usize = 1024 * 1024;
+/// Core instances and tables one plugin instance may have (a component built
+/// by `gatehouse plugin build` has at most 4 of each).
+pub(crate) const MAX_CORE_INSTANCES: u32 = 16;
+pub(crate) const MAX_TABLES: u32 = 8;
 /// Bytes of a call stack zeroed in place after use; the rest is decommitted.
 const STACK_KEEP_RESIDENT: usize = 64 * 1024;
 
@@ -91,6 +94,10 @@ fn build_runtime() -> wasmtime::Result<Runtime> {
         .total_memories(POOL_INSTANCES)
         .total_tables(POOL_INSTANCES * 4)
         .max_memories_per_component(1)
+        // What one component may instantiate inside itself: a Gatehouse
+        // plugin is a few core modules; more only takes slots from others.
+        .max_core_instances_per_component(MAX_CORE_INSTANCES)
+        .max_tables_per_component(MAX_TABLES)
         .max_memory_size(MAX_PLUGIN_MEMORY)
         // Reset a used slot by zeroing the pages the instance dirtied
         // (found with PAGEMAP_SCAN where the kernel has it) instead of
@@ -113,6 +120,9 @@ fn build_runtime() -> wasmtime::Result<Runtime> {
         // against a compiler bug reading a slot before writing it), which
         // also decommits all but their first 64 KiB, bounding their RSS.
         .async_stack_zeroing(true)
+        // Failures are classified by trap code; a backtrace would only carry
+        // guest-chosen names into the logs, and costs time to capture.
+        .wasm_backtrace_max_frames(None)
         .memory_init_cow(true)
         // Slots are as large as the largest memory a binding may ask for;
         // the per-store limiter enforces each binding's own cap.
@@ -174,6 +184,15 @@ impl std::fmt::Debug for CompiledPlugin {
 }
 
 impl CompiledPlugin {
+    /// Whether the proxy may write a log line of about `bytes` about this
+    /// plugin (its failures): such lines count against the tenant's log
+    /// budget like the plugin's own, or a failing plugin would be a way to
+    /// flood the log.
+    pub fn may_log(&self, bytes: usize) -> bool {
+        let now = crate::budget::now_ns(std::time::Instant::now());
+        self.budget.log.try_spend(bytes as u64, now)
+    }
+
     /// The counter `name` of this plugin, if under the per-plugin name cap.
     pub(crate) fn counter(&self, name: &str) -> Option<IntCounter> {
         if name.is_empty() || name.len() > 64 {

@@ -78,12 +78,10 @@ fn edit_wit(headers: &mut Vec<Header>, edit: &HeaderEdit) {
     }
 }
 
-/// Whether a failed call ran at all (shed calls and open circuits did not).
-fn ran(failure: &Failure) -> bool {
-    !matches!(
-        failure,
-        Failure::Overloaded { .. } | Failure::CircuitOpen | Failure::RequestCpu
-    )
+/// Whether a failure is logged: only calls that ran, within the tenant's log
+/// budget (the line counts as 256 bytes).
+fn logged(plugin: &gatehouse_plugin_host::CompiledPlugin, failure: &Failure) -> bool {
+    failure.ran() && plugin.may_log(256)
 }
 
 fn failed(
@@ -97,7 +95,7 @@ fn failed(
         // Calls not run (shed, or an open circuit) are not logged: a flood
         // would write a line per request. They are counted, and the circuit
         // opening is logged once.
-        FailureMode::Open if !ran(&failure) => None,
+        FailureMode::Open if !logged(p, &failure) => None,
         FailureMode::Open => {
             tracing::warn!(tenant = %p.tenant, plugin = %p.name, request_id = %props.request_id, failure = %failure, "plugin failed; skipped (fail_open)");
             None
@@ -111,7 +109,7 @@ fn failed(
                 });
             }
             let status = call.failure_status(&failure);
-            if ran(&failure) {
+            if logged(p, &failure) {
                 tracing::warn!(tenant = %p.tenant, plugin = %p.name, request_id = %props.request_id, failure = %failure, status, "plugin failed; request refused (fail_closed)");
             }
             Some(ChainStop::Failed {
