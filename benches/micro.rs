@@ -244,6 +244,7 @@ domains:
     };
     // Hooks are futures; the proxy polls them on its Tokio workers.
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     let header = |n: &str, v: &str| Header {

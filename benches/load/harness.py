@@ -76,6 +76,11 @@ NOISY = {
     # accepted and those budgets, not the chain-length check, are measured.
     "noisy-chain": {"bindings": 20, "alternate": True, "binding": "timeout: 100ms, failure_mode: open",
                     "limits": "{ plugins: { max_chain: 20 } }"},
+    # The control: the same flood on a route without plugins. What the victim
+    # loses here is the cost of sharing the node's cores with any flood (the
+    # tenant's request ceiling is the tool for that); the plugin variants are
+    # judged against it too.
+    "noisy-plain": {"bindings": 0, "alternate": False, "binding": "", "limits": None},
 }
 # The victim's load is paced: wrk's delay() hook makes each connection wait
 # NOISY_PACE_MS after a response, so one connection offers 1/(pace + latency).
@@ -322,8 +327,9 @@ def noisy_conf(name, http_port, internal_port, origin_port):
         "    routes:",
         "      - path: /",
         "        pool: attacker-origin",
-        "        plugins:",
     ]
+    if v["bindings"]:
+        lines.append("        plugins:")
     for i in range(v["bindings"]):
         spin = f"config: {{ spin: {'false' if i % 2 else 'true'} }}, " if v["alternate"] else ""
         lines.append(f"          - {{ plugin: spin, {spin}{v['binding']} }}")

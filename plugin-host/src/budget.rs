@@ -11,6 +11,11 @@
 //!   store's limiter refuses growth past the tenant's budget or the node's.
 //! - **Running calls**: at most [`RUNNING_PER_TENANT`] at once (each holds an
 //!   instance and a fiber stack until it ends).
+//! - **Lanes**: how many of its calls may run at once on the node: one per
+//!   core's worth of its CPU budget (one for the default 250 ms/s). A call
+//!   waits for a lane before it starts (without CPU, instance or stack), so a
+//!   tenant flooding long calls occupies at most that many worker turns at a
+//!   time, and other tenants' requests wait behind at most one of its turns.
 //! - **Logs**: a GCRA bucket of log bytes per second.
 //!
 //! One request's calls share a [`RequestBudget`]: the CPU all its hooks may
@@ -115,7 +120,8 @@ pub enum Shed {
     Cpu,
     /// The tenant's instances (or all instances on the node) use their memory budget.
     Memory,
-    /// The tenant has [`RUNNING_PER_TENANT`] calls running.
+    /// The tenant has [`RUNNING_PER_TENANT`] calls running, or its lanes
+    /// stayed busy until the call's wall-clock cap.
     Concurrency,
 }
 
@@ -141,6 +147,12 @@ pub(crate) struct TenantBudget {
     /// Instances kept between hooks (count; see `hold`).
     pub held: AtomicU32,
     running: AtomicU32,
+    /// Calls that may run at once (see the module docs), and how many the
+    /// semaphore was given.
+    lanes: Arc<tokio::sync::Semaphore>,
+    lane_count: AtomicUsize,
+    /// Permits to forget as they come back (lanes were reduced while in use).
+    lanes_to_forget: AtomicUsize,
     counter_names: Mutex<HashSet<String>>,
     shed: [IntCounter; 3],
 }
@@ -172,6 +184,9 @@ impl TenantBudget {
             kept_bytes: AtomicUsize::new(0),
             held: AtomicU32::new(0),
             running: AtomicU32::new(0),
+            lanes: Arc::new(tokio::sync::Semaphore::new(0)),
+            lane_count: AtomicUsize::new(0),
+            lanes_to_forget: AtomicUsize::new(0),
             counter_names: Mutex::new(HashSet::new()),
             shed,
         };
@@ -183,9 +198,40 @@ impl TenantBudget {
     pub fn set_limits(&self, limits: &PluginLimits, cpu: Option<Duration>, memory: Option<usize>) {
         let cpu = cpu.unwrap_or(limits.tenant_cpu);
         self.cpu.set_rate(cpu.as_nanos() as u64);
+        self.set_lanes(lanes_for(cpu));
         self.log.set_rate(limits.tenant_log_bytes as u64);
         self.memory_max
             .store(memory.unwrap_or(limits.tenant_memory), Ordering::Relaxed);
+    }
+
+    /// Gives the semaphore `n` permits in all.
+    fn set_lanes(&self, n: usize) {
+        let old = self.lane_count.swap(n, Ordering::Relaxed);
+        if n > old {
+            self.lanes.add_permits(n - old);
+        } else if n < old {
+            // Permits in use are forgotten as they come back (see `Lane`).
+            let left = (old - n) - self.lanes.forget_permits(old - n);
+            self.lanes_to_forget.fetch_add(left, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits for a lane until `until`; `None` when none came in time.
+    pub async fn lane(self: &Arc<Self>, until: Instant) -> Option<Lane> {
+        let permit = match self.lanes.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let wait = self.lanes.clone().acquire_owned();
+                tokio::time::timeout_at(until.into(), wait)
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+        };
+        Some(Lane {
+            permit: Some(permit),
+            tenant: self.clone(),
+        })
     }
 
     /// Counts a shed call.
@@ -262,6 +308,26 @@ impl TenantBudget {
     }
 }
 
+/// One of a tenant's lanes, held by a running call.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    tenant: Arc<TenantBudget>,
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        let forget = self
+            .tenant
+            .lanes_to_forget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if let (true, Some(p)) = (forget, self.permit.take()) {
+            p.forget();
+        }
+    }
+}
+
 /// A running call of a tenant; its place is released when dropped.
 #[derive(Debug)]
 pub(crate) struct Running {
@@ -272,6 +338,12 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.tenant.running.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Lanes for a CPU budget: one per core's worth of it, at least one.
+fn lanes_for(cpu_per_second: Duration) -> usize {
+    let cores = cpu_per_second.as_nanos().div_ceil(1_000_000_000);
+    usize::try_from(cores).unwrap_or(64).clamp(1, 64)
 }
 
 fn add_under(counter: &AtomicUsize, n: usize, max: usize) -> bool {
@@ -428,6 +500,42 @@ mod tests {
         g.charge(u64::MAX, S);
         assert_eq!(g.over(S), None);
         assert!(g.try_spend(u64::MAX, S));
+    }
+
+    #[test]
+    fn a_tenant_gets_one_lane_per_core_of_its_cpu_budget() {
+        assert_eq!(lanes_for(Duration::from_millis(250)), 1);
+        assert_eq!(lanes_for(Duration::from_secs(1)), 1);
+        assert_eq!(lanes_for(Duration::from_millis(1500)), 2);
+        assert_eq!(lanes_for(Duration::from_secs(64)), 64);
+    }
+
+    #[tokio::test]
+    async fn lanes_bound_the_calls_that_run_at_once() {
+        let a = Arc::new(TenantBudget::new("budget-test-lanes"));
+        let soon = Instant::now() + Duration::from_millis(20);
+        let first = a.lane(soon).await.expect("the default budget has one lane");
+        assert!(
+            a.lane(soon).await.is_none(),
+            "the second waits, then gives up"
+        );
+        drop(first);
+        assert!(a.lane(soon).await.is_some());
+        // Two cores' worth: two lanes.
+        let limits = PluginLimits {
+            tenant_cpu: Duration::from_secs(2),
+            ..PluginLimits::default()
+        };
+        a.set_limits(&limits, None, None);
+        let later = Instant::now() + Duration::from_millis(20);
+        let (x, y) = (a.lane(later).await, a.lane(later).await);
+        assert!(x.is_some() && y.is_some());
+        // Back to one while both are in use: one is forgotten on its return.
+        a.set_limits(&PluginLimits::default(), None, None);
+        drop((x, y));
+        let later = Instant::now() + Duration::from_millis(20);
+        let (x, y) = (a.lane(later).await, a.lane(later).await);
+        assert!(x.is_some() && y.is_none());
     }
 
     #[test]

@@ -387,22 +387,34 @@ impl PluginCall<'_> {
             return (Err(Failure::RequestCpu), started.elapsed());
         }
         let deadline = Deadline::start(self.binding.timeout.min(left), left < self.binding.timeout);
+        // One of the tenant's lanes: waiting costs no CPU, and the wall cap
+        // bounds the wait (a tenant whose lanes stay busy with long calls has
+        // its other calls shed, not queued forever).
+        let Some(lane) = plugin.budget.lane(deadline.wall_cap).await else {
+            *slot = None;
+            return (
+                Err(self.shed(Shed::Concurrency, Duration::ZERO)),
+                started.elapsed(),
+            );
+        };
         let result = self
             .call(slot, hook == Hook::Request, lent, deadline, args)
             .await;
+        drop(lane);
         drop(running);
         (result, started.elapsed())
     }
 
-    /// Counts and logs a shed call; the failure it ends with.
+    /// Counts a shed call; the failure it ends with (not logged: a flood
+    /// would log a line per request).
     fn shed(&self, shed: Shed, wait: Duration) -> Failure {
         self.plugin.budget.count_shed(shed);
         let retry_after = u32::try_from(wait.as_secs() + 1).unwrap_or(u32::MAX);
         Failure::Overloaded { shed, retry_after }
     }
 
-    /// Calls the hook in the instance from `slot` or a fresh one, allowed
-    /// `cpu` of CPU time. With `keep`, the instance goes back into `slot`
+    /// Calls the hook in the instance from `slot` or a fresh one, until
+    /// `deadline`. With `keep`, the instance goes back into `slot`
     /// afterwards if the caps allow; an instance whose call failed is always
     /// dropped (a trap can leave it inconsistent).
     async fn call(

@@ -166,7 +166,7 @@ impl InstanceMemory {
     fn new() -> Self {
         let gauge = IntGauge::new(
             "gatehouse_plugin_memory_bytes",
-            "Linear memory of every plugin instance on the node (running and kept; each charged at least 2 MiB), bounded by limits.plugins.memory_mb",
+            "Linear memory of every plugin instance on the node (running and kept; each charged at least 4 MiB), bounded by limits.plugins.memory_mb",
         )
         .expect("static metric definition");
         InstanceMemory { gauge }
