@@ -5,19 +5,22 @@
 //! runtime polls it again, possibly on another thread. So the CPU a call used
 //! is the sum over its polls (its *turns*) of the CPU the polling thread
 //! spent in each. [`metered`] reads the thread's CPU clock when each turn
-//! begins and ends; the store's epoch callback, and every import, ask
+//! begins; the store's epoch callback, and every import, ask
 //! [`Meter::used`] for the total so far. Reading the clock is a system call
-//! (a few hundred nanoseconds), paid twice per turn: estimating instead (from
-//! wall time) could be fooled by a guest that does a long uncheckable step
+//! (about 0.5 µs here), so a turn that lasted at most one tick of wall time
+//! is counted in wall time when it ends (most calls are one such turn: one
+//! clock read per call); a longer one reads the clock again. Estimating the
+//! start instead could be fooled by a guest that does a long uncheckable step
 //! (a large argument copied by an import, one huge `memory.fill`) right
-//! before a check. A call preempted on a busy machine is not charged for the
-//! time it waited for a CPU.
+//! before a check. A call preempted on a busy machine for longer than a tick
+//! is not charged for the time it waited for a CPU.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::budget::now_ns;
+use crate::runtime::EPOCH_TICK;
 
 /// The CPU time of one call, shared by the future that polls it and the
 /// store's epoch callback (both run on the polling thread, one after the other).
@@ -45,10 +48,17 @@ impl Meter {
             .store(now_ns(Instant::now()), Ordering::Relaxed);
     }
 
-    /// A poll ended: adds its turn to the total.
+    /// A poll ended: adds its turn to the total (in wall time when it was
+    /// short, see the module docs).
     fn exit(&self) {
-        let used = (thread_cpu_time().as_nanos() as u64)
-            .saturating_sub(self.turn_cpu.load(Ordering::Relaxed));
+        let wall =
+            now_ns(Instant::now()).saturating_sub(self.turn_wall.load(Ordering::Relaxed));
+        let used = if wall <= EPOCH_TICK.as_nanos() as u64 {
+            wall
+        } else {
+            (thread_cpu_time().as_nanos() as u64)
+                .saturating_sub(self.turn_cpu.load(Ordering::Relaxed))
+        };
         self.done.fetch_add(used, Ordering::Relaxed);
     }
 
