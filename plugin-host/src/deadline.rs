@@ -51,8 +51,7 @@ impl Meter {
     /// A poll ended: adds its turn to the total (in wall time when it was
     /// short, see the module docs).
     fn exit(&self) {
-        let wall =
-            now_ns(Instant::now()).saturating_sub(self.turn_wall.load(Ordering::Relaxed));
+        let wall = now_ns(Instant::now()).saturating_sub(self.turn_wall.load(Ordering::Relaxed));
         let used = if wall <= EPOCH_TICK.as_nanos() as u64 {
             wall
         } else {

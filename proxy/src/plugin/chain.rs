@@ -125,7 +125,10 @@ fn failed(
 /// and applying them to `head` for the next plugin. `pool_of_tenant` resolves
 /// a pool hint among the tenant's pools. `instances` receives the instances
 /// kept for `on-response` (one slot per binding); when the chain stops they
-/// are released at once, since `on-response` will not run.
+/// are released at once, since `on-response` will not run. `Ok(false)`: the
+/// tenant was over a plugin budget and its fail-open bindings were skipped
+/// from there on; `on-response` is skipped too (the request goes on without
+/// the tenant's plugins, and a shed request costs two hooks less).
 pub async fn run_request(
     chain: &[BoundPlugin],
     request: &mut RequestView,
@@ -133,11 +136,11 @@ pub async fn run_request(
     pool_of_tenant: &(dyn Fn(&str) -> Option<usize> + Sync),
     edits: &mut RequestEdits,
     instances: &mut Vec<Option<Instance>>,
-) -> Result<(), ChainStop> {
+) -> Result<bool, ChainStop> {
     instances.clear();
     instances.resize_with(chain.len(), || None);
     let result = request_chain(chain, request, props, pool_of_tenant, edits, instances).await;
-    if result.is_err() {
+    if !matches!(result, Ok(true)) {
         instances.clear();
     }
     result
@@ -150,8 +153,8 @@ async fn request_chain(
     pool_of_tenant: &(dyn Fn(&str) -> Option<usize> + Sync),
     edits: &mut RequestEdits,
     instances: &mut [Option<Instance>],
-) -> Result<(), ChainStop> {
-    for (bound, slot) in chain.iter().zip(instances.iter_mut()) {
+) -> Result<bool, ChainStop> {
+    for (i, (bound, slot)) in chain.iter().zip(instances.iter_mut()).enumerate() {
         let call = PluginCall {
             plugin: &bound.plugin,
             binding: &bound.binding,
@@ -179,13 +182,33 @@ async fn request_chain(
             }
             Ok(RequestOutcome::Respond(r)) => return Err(ChainStop::Respond(r)),
             Err(failure) => {
+                let shed = match &failure {
+                    Failure::Overloaded { shed, retry_after } => Some((*shed, *retry_after)),
+                    _ => None,
+                };
                 if let Some(stop) = failed(bound, &call, failure, props) {
                     return Err(stop);
+                }
+                if let Some((shed, retry_after)) = shed {
+                    // The tenant is over a budget: the rest of its chain
+                    // would be shed too, so it is not called. Fail-open
+                    // bindings are skipped; the first fail-closed one refuses.
+                    return match chain[i + 1..]
+                        .iter()
+                        .find(|b| b.binding.failure_mode == FailureMode::Closed)
+                    {
+                        Some(b) => Err(ChainStop::Overloaded {
+                            plugin: b.plugin.name.clone(),
+                            shed,
+                            retry_after,
+                        }),
+                        None => Ok(false),
+                    };
                 }
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Runs `on-response` through `chain` in reverse, applying header edits to

@@ -192,8 +192,8 @@ pub(super) async fn run_plugins(
     state.chain = Some(chain);
     state.head = Some((head, props));
     match result {
-        Ok(()) => {
-            state.response_pending = true;
+        Ok(respond) => {
+            state.response_pending = respond;
             Ok(())
         }
         Err(stop) => Err(match chain_stop(stop) {
