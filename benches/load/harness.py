@@ -12,7 +12,7 @@ RESULT scenario=<name> ratio=<x.xx> cpu_ratio=<x.xx> gatehouse_rps=<n> nginx_rps
 gatehouse_p99_ms=<x> nginx_p99_ms=<x> failures=<n>
 and a MEMORY line for the 10,000-domain profile.
 
-The noisy-neighbour scenarios (noisy-loop, noisy-chain) run Gatehouse alone:
+The noisy-neighbour scenarios (noisy-loop, noisy-chain, noisy-plain) run Gatehouse alone:
 a victim tenant under a paced load, alone and while an attacker tenant's
 hostile plugin chain is flooded, and end with one line each, exactly:
 NOISY scenario=<name> victim_rps_ratio=<x.xx> victim_p99_ratio=<x.xx> \
