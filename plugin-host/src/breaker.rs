@@ -32,7 +32,7 @@ const TRIP_RATIO_PERCENT: u32 = 25;
 const COOLDOWN: Duration = Duration::from_secs(10);
 
 /// Milliseconds since the first call, for lock-free timestamps.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
     BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }

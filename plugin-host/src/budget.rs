@@ -11,11 +11,12 @@
 //!   store's limiter refuses growth past the tenant's budget or the node's.
 //! - **Running calls**: at most [`RUNNING_PER_TENANT`] at once (each holds an
 //!   instance and a fiber stack until it ends).
-//! - **Lanes**: how many of its calls may run at once on the node: one per
-//!   core's worth of its CPU budget (one for the default 250 ms/s). A call
-//!   waits for a lane before it starts (without CPU, instance or stack), so a
-//!   tenant flooding long calls occupies at most that many worker turns at a
-//!   time, and other tenants' requests wait behind at most one of its turns.
+//! - **Lanes**: how many of its *long* calls may run at once on the node:
+//!   one per core's worth of its CPU budget (one for the default 250 ms/s). A
+//!   call that outlives its first tick waits for a lane at that tick (without
+//!   using CPU), so a tenant flooding long calls has at most that many of them
+//!   taking turns on the workers, and other tenants' requests wait behind at
+//!   most one of its turns; calls shorter than a tick never wait.
 //! - **Logs**: a GCRA bucket of log bytes per second.
 //!
 //! One request's calls share a [`RequestBudget`]: the CPU all its hooks may

@@ -28,7 +28,7 @@ use crate::bindings::gatehouse::plugin::types::{
     Header, RequestDecision, RequestLine, ResponseDecision,
 };
 use crate::bindings::Policy;
-use crate::budget::{RequestBudget, Shed};
+use crate::budget::{Lane, RequestBudget, Shed};
 use crate::deadline::{metered, Deadline};
 use crate::decision::{check_request, check_response, RequestOutcome, ResponseOutcome};
 use crate::hold::Held;
@@ -387,20 +387,24 @@ impl PluginCall<'_> {
             return (Err(Failure::RequestCpu), started.elapsed());
         }
         let deadline = Deadline::start(self.binding.timeout.min(left), left < self.binding.timeout);
-        // One of the tenant's lanes: waiting costs no CPU, and the wall cap
-        // bounds the wait (a tenant whose lanes stay busy with long calls has
-        // its other calls shed, not queued forever).
-        let Some(lane) = plugin.budget.lane(deadline.wall_cap).await else {
-            *slot = None;
-            return (
-                Err(self.shed(Shed::Concurrency, Duration::ZERO)),
-                started.elapsed(),
-            );
+        // A plugin whose calls outlive a tick takes one of its tenant's lanes
+        // before it starts (others take one at their first tick, see
+        // `host`): waiting costs no CPU, and the wall cap bounds the wait.
+        let lane = if plugin.is_long() {
+            match plugin.budget.lane(deadline.wall_cap).await {
+                Some(lane) => Some(lane),
+                None => {
+                    *slot = None;
+                    let shed = self.shed(Shed::Concurrency, Duration::ZERO);
+                    return (Err(shed), started.elapsed());
+                }
+            }
+        } else {
+            None
         };
         let result = self
-            .call(slot, hook == Hook::Request, lent, deadline, args)
+            .call(slot, hook == Hook::Request, lent, deadline, lane, args)
             .await;
-        drop(lane);
         drop(running);
         (result, started.elapsed())
     }
@@ -423,6 +427,7 @@ impl PluginCall<'_> {
         keep: bool,
         mut lent: Lent<'_>,
         deadline: Deadline,
+        lane: Option<Lane>,
         args: HookCall<'_>,
     ) -> Result<HookResult, Failure> {
         let (mut store, policy, held) = match slot.take() {
@@ -436,6 +441,9 @@ impl PluginCall<'_> {
             }
             None => (self.new_store(deadline)?, None, None),
         };
+        if let Some(lane) = lane {
+            store.data_mut().hold_lane(lane);
+        }
         let meter = store.data().meter.clone();
         lent.swap(store.data_mut());
         let result = metered(&meter, async {
@@ -557,6 +565,8 @@ impl PluginCall<'_> {
             }
             Some(Stopped::RequestCpu) => return Failure::RequestCpu,
             Some(Stopped::WallCap) => return Failure::Starved,
+            // Its tenant's lanes stayed busy with its other long calls.
+            Some(Stopped::NoLane) => return self.shed(Shed::Concurrency, Duration::ZERO),
             Some(Stopped::Deadline) | None => {}
         }
         if state.budget_denied {

@@ -17,7 +17,7 @@ use wasmtime::{ResourceLimiter, StoreLimits, Trap, UpdateDeadline};
 
 use crate::bindings::gatehouse::plugin::host::{self, KvError, Level};
 use crate::bindings::gatehouse::plugin::types;
-use crate::budget::{now_ns, INSTANCE_FLOOR};
+use crate::budget::{now_ns, Lane, TenantBudget, INSTANCE_FLOOR};
 use crate::call::Properties;
 use crate::deadline::{thread_cpu_time, Deadline, Meter};
 use crate::kv::{KvRefused, KvStore};
@@ -37,6 +37,8 @@ pub(crate) enum Stopped {
     RequestCpu,
     /// It ran past its wall-clock cap: starved of CPU (the node is busy).
     WallCap,
+    /// It outlived a tick and none of its tenant's lanes came free in time.
+    NoLane,
     /// Its tenant went over its CPU budget.
     TenantCpu,
 }
@@ -61,6 +63,10 @@ pub struct HostState {
     charged: Duration,
     /// Why a tick stopped the running call, if one did.
     pub(crate) stopped: Option<Stopped>,
+    /// The tenant's lane the running call holds once it outlived a tick
+    /// (filled by the yield that waited for it), and whether it asked.
+    lane: Arc<std::sync::Mutex<Option<Lane>>>,
+    lane_asked: bool,
     /// The request's headers, lent to the store for the duration of a call.
     pub(crate) request_headers: Vec<types::Header>,
     /// The response's headers, lent for `on-response` calls.
@@ -94,6 +100,8 @@ impl HostState {
             deadline: Deadline::start(Duration::ZERO, false),
             charged: Duration::ZERO,
             stopped: None,
+            lane: Arc::default(),
+            lane_asked: false,
             request_headers: Vec::new(),
             response_headers: Vec::new(),
             rate_limit_key: None,
@@ -116,6 +124,7 @@ impl HostState {
         self.meter.reset();
         self.charged = Duration::ZERO;
         self.deadline = deadline;
+        self.release_lane();
     }
 
     /// Charges the tenant for the CPU the call used since the last charge.
@@ -131,6 +140,7 @@ impl HostState {
     /// Ends a call: charges the rest of its CPU to the tenant and the
     /// request; returns the CPU it used.
     pub(crate) fn end_call(&mut self) -> Duration {
+        self.release_lane();
         let used = self.meter.total();
         self.charge_tenant(used);
         self.props.budget.spend_cpu(used);
@@ -158,17 +168,62 @@ impl HostState {
         None
     }
 
+    /// Gives the call a lane taken before it started.
+    pub(crate) fn hold_lane(&mut self, lane: Lane) {
+        self.lane_asked = true;
+        *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = Some(lane);
+    }
+
+    fn release_lane(&mut self) {
+        self.lane_asked = false;
+        self.lane.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// What a call does at a tick: stop, or yield (its first yield waits
+    /// for one of its tenant's lanes: only calls that outlive a tick take
+    /// one, so short calls never wait).
+    fn at_tick(&mut self, now: Instant) -> Result<Option<(Arc<TenantBudget>, Instant)>, Stopped> {
+        if let Some(why) = self.check(now) {
+            return Err(why);
+        }
+        if self
+            .lane
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Ok(None);
+        }
+        if self.lane_asked {
+            return Err(Stopped::NoLane);
+        }
+        self.lane_asked = true;
+        // Its next calls take a lane before they start.
+        self.plugin.mark_long();
+        Ok(Some((self.plugin.budget.clone(), self.deadline.wall_cap)))
+    }
+
     /// An epoch tick reached the running call: stop it if it used its
     /// deadline or its tenant is over budget, else yield the worker thread
     /// to the runtime until the next tick. A call therefore never holds a
     /// worker thread for more than one tick at a time.
     pub(crate) fn on_tick(&mut self) -> UpdateDeadline {
-        match self.check(Instant::now()) {
-            Some(why) => {
+        match self.at_tick(Instant::now()) {
+            Err(why) => {
                 self.stopped = Some(why);
                 UpdateDeadline::Interrupt
             }
-            None => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+            Ok(None) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+            Ok(Some((tenant, until))) => {
+                let slot = self.lane.clone();
+                UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        let lane = tenant.lane(until).await;
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = lane;
+                    }),
+                )
+            }
         }
     }
 
@@ -179,12 +234,21 @@ impl HostState {
         if !self.meter.turn_longer_than(now, EPOCH_TICK) {
             return Ok(());
         }
-        if let Some(why) = self.check(now) {
-            self.stopped = Some(why);
-            return Err(Trap::Interrupt.into());
+        match self.at_tick(now) {
+            Err(why) => {
+                self.stopped = Some(why);
+                Err(Trap::Interrupt.into())
+            }
+            Ok(None) => {
+                tokio::task::yield_now().await;
+                Ok(())
+            }
+            Ok(Some((tenant, until))) => {
+                let lane = tenant.lane(until).await;
+                *self.lane.lock().unwrap_or_else(|p| p.into_inner()) = lane;
+                Ok(())
+            }
         }
-        tokio::task::yield_now().await;
-        Ok(())
     }
 
     /// Takes `bytes` more memory for this instance from the tenant's budget,

@@ -173,6 +173,9 @@ pub struct CompiledPlugin {
     pub(crate) metrics: PluginMetrics,
     /// The plugin's tenant's budgets (shared by its plugins).
     pub(crate) budget: Arc<TenantBudget>,
+    /// Until when (`breaker::now_ms`) its calls take a lane before they
+    /// start: set when one of its calls outlived a tick.
+    long_until: std::sync::atomic::AtomicU64,
     counters: Mutex<HashMap<String, IntCounter>>,
 }
 
@@ -187,7 +190,22 @@ impl std::fmt::Debug for CompiledPlugin {
     }
 }
 
+/// How long a plugin whose call outlived a tick keeps taking lanes up front.
+const LONG_FOR_MS: u64 = 10_000;
+
 impl CompiledPlugin {
+    /// Whether its calls have lately outlived a tick (they then take a lane
+    /// before they start, so their first turn waits like the rest).
+    pub(crate) fn is_long(&self) -> bool {
+        crate::breaker::now_ms() < self.long_until.load(Ordering::Relaxed)
+    }
+
+    /// One of its calls outlived a tick.
+    pub(crate) fn mark_long(&self) {
+        self.long_until
+            .store(crate::breaker::now_ms() + LONG_FOR_MS, Ordering::Relaxed);
+    }
+
     /// Whether the proxy may write a log line of about `bytes` about this
     /// plugin (its failures): such lines count against the tenant's log
     /// budget like the plugin's own, or a failing plugin would be a way to
@@ -346,6 +364,7 @@ pub fn load_plugins(
                 pre,
                 breaker: Breaker::default(),
                 budget: tenant_budget(&p.tenant),
+                long_until: Default::default(),
                 counters: Mutex::new(HashMap::new()),
             })),
             Err(e) => errors.push(
