@@ -122,65 +122,51 @@ pub fn collectors() -> Vec<Box<dyn Collector>> {
         Box::new(f.plugin_circuit_open.clone()),
         Box::new(f.plugin_not_kept.clone()),
         Box::new(f.plugin_shed.clone()),
-        Box::new(KeptInstances::new()),
-        Box::new(InstanceMemory::new()),
+        Box::new(ReadOnScrape::kept_instances()),
+        Box::new(ReadOnScrape::instance_memory()),
     ]
 }
 
-/// `gatehouse_plugin_instances_kept`, read from the hold caps when scraped
-/// (the count changes on every request; a gauge updated there would cost
-/// every request an atomic store nobody reads between scrapes).
-struct KeptInstances {
+/// A gauge read from the plugin host's own counters when scraped. The values
+/// change on every request; a gauge updated there would cost every request
+/// an atomic store nobody reads between scrapes.
+struct ReadOnScrape {
     gauge: IntGauge,
+    read: fn() -> i64,
 }
 
-impl KeptInstances {
-    fn new() -> Self {
-        let gauge = IntGauge::new(
+impl ReadOnScrape {
+    fn new(name: &str, help: &str, read: fn() -> i64) -> Self {
+        let gauge = IntGauge::new(name, help).expect("static metric definition");
+        ReadOnScrape { gauge, read }
+    }
+
+    /// `gatehouse_plugin_instances_kept`, from the hold caps.
+    fn kept_instances() -> Self {
+        ReadOnScrape::new(
             "gatehouse_plugin_instances_kept",
             "Plugin instances kept between a request's on-request and on-response",
+            || i64::from(crate::runtime::kept_instances()),
         )
-        .expect("static metric definition");
-        KeptInstances { gauge }
-    }
-}
-
-impl Collector for KeptInstances {
-    fn desc(&self) -> Vec<&Desc> {
-        self.gauge.desc()
     }
 
-    fn collect(&self) -> Vec<MetricFamily> {
-        self.gauge.set(i64::from(crate::runtime::kept_instances()));
-        self.gauge.collect()
-    }
-}
-
-/// `gatehouse_plugin_memory_bytes`: linear memory of every plugin instance
-/// on the node (running and kept), read from the budgets when scraped.
-struct InstanceMemory {
-    gauge: IntGauge,
-}
-
-impl InstanceMemory {
-    fn new() -> Self {
-        let gauge = IntGauge::new(
+    /// `gatehouse_plugin_memory_bytes`, from the budgets.
+    fn instance_memory() -> Self {
+        ReadOnScrape::new(
             "gatehouse_plugin_memory_bytes",
             "Linear memory of every plugin instance on the node (running and kept; each charged at least 4 MiB), bounded by limits.plugins.memory_mb",
+            || i64::try_from(crate::budget::node_memory_used()).unwrap_or(i64::MAX),
         )
-        .expect("static metric definition");
-        InstanceMemory { gauge }
     }
 }
 
-impl Collector for InstanceMemory {
+impl Collector for ReadOnScrape {
     fn desc(&self) -> Vec<&Desc> {
         self.gauge.desc()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let bytes = crate::budget::node_memory_used();
-        self.gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.gauge.set((self.read)());
         self.gauge.collect()
     }
 }
