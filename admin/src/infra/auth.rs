@@ -265,12 +265,15 @@ impl FromRequestParts<AppState> for NodeCaller {
     }
 }
 
-/// Authenticates the bearer token of a request, counting wrong tokens per client.
+/// Authenticates the bearer token of a request, counting wrong tokens per
+/// client address. A client whose address made too many failed attempts has
+/// its failed attempts refused with 429 for a while, but a valid token is
+/// always served: an address is not a caller (a node behind NAT, or any
+/// host a tenant's pool made a node call from, shares it with whoever
+/// guesses), and tokens are 128-bit random secrets, so the lockout is there
+/// to throttle floods of failures, not to make guessing harder.
 async fn authenticate_request(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
     let ip = meta(parts).client_ip;
-    if state.auth_failures.is_blocked(ip) {
-        return Err(ApiError::TooManyAuthFailures);
-    }
     let presented = parts
         .headers
         .get(AUTHORIZATION)
@@ -286,6 +289,7 @@ async fn authenticate_request(parts: &mut Parts, state: &AppState) -> Result<Pri
     };
     match authenticate(state, presented).await? {
         Some(p) => Ok(p),
+        None if state.auth_failures.is_blocked(ip) => Err(ApiError::TooManyAuthFailures),
         None => {
             state.auth_failures.failed(ip);
             Err(ApiError::Unauthenticated)
