@@ -378,15 +378,22 @@ pub(crate) fn tenant_budget(tenant: &str) -> Arc<TenantBudget> {
         .clone()
 }
 
-/// Applies `limits` to the node's total and to `tenant`'s budget with its
-/// own overrides; called when a config is loaded.
-pub(crate) fn apply_limits(
-    tenant: &TenantBudget,
-    limits: &PluginLimits,
-    own: Option<&gatehouse_config::model::TenantPluginBudget>,
+/// Applies a loaded config's plugin limits: the node's memory total, and
+/// each of `tenants`' budgets with its own overrides from `config`.
+pub(crate) fn apply_limits<'t>(
+    config: &gatehouse_config::Config,
+    tenants: impl Iterator<Item = &'t TenantBudget>,
 ) {
+    let limits = &config.limits.plugins;
     NODE_MEMORY_MAX.store(limits.memory, Ordering::Relaxed);
-    tenant.set_limits(limits, own.and_then(|o| o.cpu), own.and_then(|o| o.memory));
+    for tenant in tenants {
+        let own = config
+            .tenant_plugin_budgets
+            .iter()
+            .find(|(t, _)| **t == *tenant.name)
+            .map(|(_, b)| b);
+        tenant.set_limits(limits, own.and_then(|o| o.cpu), own.and_then(|o| o.memory));
+    }
 }
 
 /// Linear memory of every plugin instance on this node.

@@ -591,19 +591,10 @@ fn classify(e: &wasmtime::Error, memory_denied: bool) -> Failure {
 /// `text` cut to [`MAX_FAILURE_TEXT`] bytes, control characters replaced:
 /// it reaches the log and the access log.
 fn bounded(text: &str) -> String {
-    let mut out: String = text
+    crate::host::cut(text, MAX_FAILURE_TEXT)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_FAILURE_TEXT)
-        .collect();
-    if out.len() > MAX_FAILURE_TEXT {
-        let mut end = MAX_FAILURE_TEXT;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-    }
-    out
+        .collect()
 }
 
 #[cfg(test)]

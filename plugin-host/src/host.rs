@@ -325,7 +325,8 @@ impl ResourceLimiter for HostState {
     }
 }
 
-fn cut(s: &str, max: usize) -> &str {
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub(crate) fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -376,14 +376,7 @@ pub fn load_plugins(
     if !errors.is_empty() {
         return Err(errors);
     }
-    for plugin in &out {
-        let own = config
-            .tenant_plugin_budgets
-            .iter()
-            .find(|(t, _)| **t == *plugin.tenant)
-            .map(|(_, b)| b);
-        apply_limits(&plugin.budget, &config.limits.plugins, own);
-    }
+    apply_limits(config, out.iter().map(|p| &*p.budget));
     Ok(out)
 }
 
