@@ -13,19 +13,34 @@ pub struct ChallTestSrv {
     child: Child,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port free for both TCP and UDP, for a server started later by
+/// another program (Pebble, `pebble-challtestsrv`) that cannot be handed a
+/// bound socket.
+///
+/// It is drawn from below Linux's ephemeral range (32768 and up): ports the
+/// kernel hands out for `bind(0)` and outgoing connections never come from
+/// there, so the many test servers and clients running in parallel cannot
+/// take it between the choice and the server's bind. (A port from `bind(0)`
+/// could, and did: Pebble then exits with "address already in use".)
+pub fn unused_port() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    for attempt in 0u64..1000 {
+        let draw = RandomState::new().hash_one((std::process::id(), attempt));
+        let port = 10_000 + (draw % 22_000) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below the ephemeral range");
 }
 
 impl ChallTestSrv {
     /// Starts one on free loopback ports, once its management API answers.
     pub async fn start() -> ChallTestSrv {
-        let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let management = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let dns = SocketAddr::from(([127, 0, 0, 1], unused_port()));
+        let management = SocketAddr::from(([127, 0, 0, 1], unused_port()));
         let child = Command::new("pebble-challtestsrv")
             .args([
                 "-dns01",

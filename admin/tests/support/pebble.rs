@@ -24,13 +24,7 @@ pub struct Pebble {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::dns::unused_port;
 
 impl Pebble {
     /// Starts Pebble resolving names through `dns`, validating HTTP-01 on
@@ -50,8 +44,8 @@ impl Pebble {
         let key_path = dir.path().join("pebble.key");
         std::fs::write(&cert_path, cert.cert.pem()).unwrap();
         std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let management = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let listen = SocketAddr::from(([127, 0, 0, 1], unused_port()));
+        let management = SocketAddr::from(([127, 0, 0, 1], unused_port()));
         Pebble {
             directory: format!("https://{listen}/dir"),
             tls_ca: cert_path,
@@ -73,7 +67,7 @@ impl Pebble {
                 "certificate": self.tls_ca,
                 "privateKey": self.key,
                 "httpPort": http_port,
-                "tlsPort": free_port(),
+                "tlsPort": unused_port(),
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": self.eab.is_some(),
                 "externalAccountMACKeys": self
@@ -94,7 +88,7 @@ impl Pebble {
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", nonce_reject.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("pebble.log")).unwrap())
             .spawn()
             .expect("pebble is not installed: run scripts/setup.sh --pebble");
         self.child = Some(child);
@@ -110,7 +104,8 @@ impl Pebble {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("pebble exited with {status}");
+                let log = std::fs::read_to_string(self.dir.path().join("pebble.log"));
+                panic!("pebble exited with {status}: {}", log.unwrap_or_default());
             }
             assert!(
                 started.elapsed() < Duration::from_secs(15),
