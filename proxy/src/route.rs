@@ -357,6 +357,33 @@ pub fn normalize_path(path: &str) -> Result<std::borrow::Cow<'_, str>, InvalidPa
     Ok(std::borrow::Cow::Owned(out))
 }
 
+/// The path routes, WAF exclusions and cache bypass rules match: `path` (already
+/// normalised) with segment parameters (`;jsessionid=…`, RFC 3986 §3.3) cut
+/// from every segment. Servlet containers and Spring serve `/admin;x` as
+/// `/admin`, so matching the path with them would let a client step round an
+/// `/admin` route's protections. The request is forwarded unchanged. A
+/// segment that is only parameters disappears (`/;x/admin` is `/admin`).
+/// Borrowed when there are none (the common case).
+pub fn without_segment_params(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in segments.iter().enumerate() {
+        let name = seg.split(';').next().unwrap_or_default();
+        let last = i + 1 == segments.len();
+        if !name.is_empty() || last {
+            out.push('/');
+            out.push_str(name);
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -462,6 +489,21 @@ domains:
         assert_eq!(n("/bad%zz"), Err(InvalidPath));
         assert_eq!(n("/bad%4"), Err(InvalidPath));
         assert_eq!(n("*"), Err(InvalidPath));
+    }
+
+    #[test]
+    fn segment_parameters_are_not_part_of_the_matched_path() {
+        let m = |p: &str| without_segment_params(p).into_owned();
+        assert!(matches!(
+            without_segment_params("/admin/x"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(m("/admin;x"), "/admin");
+        assert_eq!(m("/admin;a=1;b=2/users;v=3"), "/admin/users");
+        assert_eq!(m("/;x/admin"), "/admin");
+        assert_eq!(m("/admin/;x"), "/admin/");
+        assert_eq!(m("/;x"), "/");
+        assert_eq!(m("/a%3Bb"), "/a%3Bb");
     }
 
     #[test]

@@ -323,6 +323,18 @@ async fn paths_are_normalised_and_hosts_validated_before_routing() {
         assert_eq!(json["server"], "api", "{target}");
         assert_eq!(json["path"], "/api/x?q=1", "{target}");
     }
+    // Segment parameters (`;jsessionid=…`) are not part of the path to a
+    // servlet origin, which serves `/api;x/x` as `/api/x`: the request is
+    // routed as /api (so no route's protections can be skipped with them)
+    // and forwarded unchanged.
+    for target in ["/api;jsessionid=1/x?q=1", "/;x/api;v=2/x;y?q=1"] {
+        let resp = raw(target, "example.test").await;
+        let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+        let json: Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{target}: {e}: {resp}"));
+        assert_eq!(json["server"], "api", "{target}");
+        assert_eq!(json["path"], target, "{target}");
+    }
     let resp = raw("/bad%zz", "example.test").await;
     assert!(
         resp.starts_with("HTTP/1.1 400") && resp.contains("invalid_path"),
@@ -334,7 +346,7 @@ async fn paths_are_normalised_and_hosts_validated_before_routing() {
         let resp = raw("/", host).await;
         assert!(resp.starts_with("HTTP/1.1 400"), "{host}: {resp}");
     }
-    assert_eq!(api.hits(), 5);
+    assert_eq!(api.hits(), 7);
 
     // Absolute-form target: an authority that contradicts Host is refused
     // (Pingora's parser answers 400), so a request can never be routed by one

@@ -20,7 +20,11 @@ pub(super) fn enable(session: &mut Session, ctx: &mut RequestCtx) {
         return;
     };
     let req = session.req_header();
-    if let Some(rule) = cache::policy::bypass_reason(&policy, req, req.uri.path()) {
+    if let Some(rule) = cache::policy::bypass_reason(
+        &policy,
+        req,
+        &crate::route::without_segment_params(req.uri.path()),
+    ) {
         ctx.cache.bypass = Some(rule);
         return;
     }

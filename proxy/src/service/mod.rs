@@ -73,6 +73,7 @@ impl Gatehouse {
         ctx.snapshot = Some(snap.clone());
         let path = admit::admit(session, ctx, &snap)?;
         answer::acme_challenge(&self.node, ctx, &path)?;
+        let path = crate::route::without_segment_params(&path);
         let found = routing::find_domain(ctx, &snap)?;
         guard::admit_client(&self.node, ctx, &found)?;
         routing::check_connection(session, ctx, &snap)?;
