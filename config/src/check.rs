@@ -12,6 +12,20 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use crate::error::ConfigErrors;
 use crate::ipset::IpSet;
 
+/// Headers that frame the message or the connection (RFC 9110 §7.6.1,
+/// RFC 9112 §6-7): the proxy owns them, so neither config rules nor plugins
+/// may set or remove them.
+pub const FRAMING_HEADERS: [&str; 8] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// The error sink of one validation run. Checks record problems here and go
 /// on, so that `gatehouse check` can list every problem at once.
 pub(crate) struct Checker<'a> {
@@ -109,6 +123,23 @@ impl<'a> Checker<'a> {
                 None
             }
         }
+    }
+
+    /// A header name a rule may set, add, remove or answer with: not one
+    /// that frames the message or the connection ([`FRAMING_HEADERS`]) nor
+    /// `host`, which the proxy owns (a pool's `host_header` sets it). A
+    /// `transfer-encoding` or `content-length` from a rule would desynchronise
+    /// the framing the proxy and the peer agree on (request smuggling).
+    pub(crate) fn editable_header_name(&mut self, name: &str, path: &str) -> Option<HeaderName> {
+        let n = self.header_name(name, path)?;
+        if FRAMING_HEADERS.contains(&n.as_str()) || n == http::header::HOST {
+            self.err(
+                path,
+                format!("header {:?} is managed by the proxy", n.as_str()),
+            );
+            return None;
+        }
+        Some(n)
     }
 
     pub(crate) fn header_value(&mut self, value: &str, path: &str) -> Option<HeaderValue> {

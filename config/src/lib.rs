@@ -54,6 +54,7 @@ use std::path::Path;
 
 pub use admin::defaults as admin_defaults;
 pub use certificates::certified_key_from_pem;
+pub use check::FRAMING_HEADERS;
 pub use error::{ConfigError, ConfigErrors};
 pub use limits::plugin_defaults;
 pub use model::Config;

@@ -187,6 +187,37 @@ domains:
 }
 
 #[test]
+fn rules_cannot_touch_framing_headers_or_host() {
+    let yaml = r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: a }]
+domains:
+  - hosts: [a.com]
+    tenant: a
+    headers:
+      request:
+        set: { Transfer-Encoding: chunked, Host: other.com, X-Fine: "1" }
+        remove: [content-length]
+      response: { add: { Connection: close } }
+    routes:
+      - path: /
+        respond: { body: x, headers: { Content-Length: "99", TE: trailers, X-Ok: y } }
+"#;
+    let errs = messages(&load(yaml).unwrap_err());
+    assert_exactly(
+        &errs,
+        &[
+            "domains[0].headers.request.remove[0]: header \"content-length\" is managed by the proxy",
+            "domains[0].headers.request.set.Transfer-Encoding: header \"transfer-encoding\" is managed by the proxy",
+            "domains[0].headers.request.set.Host: header \"host\" is managed by the proxy",
+            "domains[0].headers.response.add.Connection: header \"connection\" is managed by the proxy",
+            "domains[0].routes[0].respond.headers.Content-Length: header \"content-length\" is managed by the proxy",
+            "domains[0].routes[0].respond.headers.TE: header \"te\" is managed by the proxy",
+        ],
+    );
+}
+
+#[test]
 fn https_listener_needs_a_certificate() {
     let yaml = r#"
 listeners: { https: "127.0.0.1:0" }

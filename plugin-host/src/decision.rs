@@ -24,18 +24,6 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Longest path rewrite or cache key.
 pub const MAX_TEXT_BYTES: usize = 8 * 1024;
 
-/// Headers that frame the message or the connection: the proxy owns them.
-const FRAMING: [&str; 8] = [
-    "connection",
-    "content-length",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// One checked header edit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderEdit {
@@ -101,7 +89,7 @@ fn invalid(msg: impl Into<String>) -> Failure {
 fn name(n: &str) -> Result<HeaderName, Failure> {
     let name = HeaderName::from_bytes(n.as_bytes())
         .map_err(|_| invalid(format!("invalid header name {:?}", cut(n))))?;
-    if FRAMING.contains(&name.as_str()) {
+    if gatehouse_config::FRAMING_HEADERS.contains(&name.as_str()) {
         return Err(invalid(format!(
             "header {:?} frames the message and is managed by the proxy",
             name.as_str()

@@ -113,14 +113,14 @@ pub mod model {
 pub(crate) fn check(e: &file::HeaderEdits, path: &str, cx: &mut Checker<'_>) -> HeaderEdits {
     let mut out = HeaderEdits::default();
     for (i, name) in e.remove.iter().enumerate() {
-        if let Some(n) = cx.header_name(name, &format!("{path}.remove[{i}]")) {
+        if let Some(n) = cx.editable_header_name(name, &format!("{path}.remove[{i}]")) {
             out.remove.push(n);
         }
     }
     for (kind, map, dest) in [("set", &e.set, &mut out.set), ("add", &e.add, &mut out.add)] {
         for (name, value) in map {
             let fpath = format!("{path}.{kind}.{name}");
-            let n = cx.header_name(name, &fpath);
+            let n = cx.editable_header_name(name, &fpath);
             let t = match parse_template(value) {
                 Ok(t) => Some(t),
                 Err(msg) => {

@@ -298,7 +298,10 @@ fn respond(r: &file::Respond, path: &str, cx: &mut Checker<'_>) -> Option<Respon
     let mut headers = Vec::new();
     for (name, value) in &r.headers {
         let hpath = format!("{path}.headers.{name}");
-        if let (Some(n), Some(v)) = (cx.header_name(name, &hpath), cx.header_value(value, &hpath)) {
+        if let (Some(n), Some(v)) = (
+            cx.editable_header_name(name, &hpath),
+            cx.header_value(value, &hpath),
+        ) {
             headers.push((n, v));
         }
     }
