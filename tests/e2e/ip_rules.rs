@@ -88,3 +88,58 @@ domains:
     assert!(err.contains("client_ip.trusted_proxies[1]"), "{err}");
     assert!(err.contains("domains[0].ip_rules.deny[0]"), "{err}");
 }
+
+/// Headers an origin builds URLs or routes by (`Forwarded` host and proto,
+/// `X-Forwarded-Port`, `X-Forwarded-Prefix`) are the proxy's word unless a
+/// trusted proxy sent them; `X-Original-URL` and `X-Rewrite-URL` (which
+/// IIS and Symfony route by, after the proxy routed on the path) never pass.
+/// None of them is in the cache key, so a client's value would be cached for
+/// everyone.
+#[tokio::test]
+async fn forwarding_headers_are_the_proxys_unless_a_trusted_proxy_sent_them() {
+    let up = Upstream::start("app");
+    let proxy = Proxy::start(&config(up.addr, "")).await;
+    let port = proxy.http.port();
+    let send = || async {
+        let r = proxy
+            .client(&["open.test"])
+            .get(proxy.url("open.test", "/"))
+            .header("forwarded", "for=127.0.0.9;host=evil.test;proto=https")
+            .header("x-forwarded-port", "1")
+            .header("x-forwarded-prefix", "/evil")
+            .header("x-original-url", "/admin")
+            .header("x-rewrite-url", "/admin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        body["headers"].clone()
+    };
+    let ours = format!("for=127.0.0.1;host=\"open.test:{port}\";proto=http");
+    let h = send().await;
+    assert_eq!(h["forwarded"], ours.as_str(), "{h}");
+    assert_eq!(h["x-forwarded-port"], port.to_string(), "{h}");
+    for stripped in ["x-forwarded-prefix", "x-original-url", "x-rewrite-url"] {
+        assert!(h.get(stripped).is_none(), "{stripped} passed: {h}");
+    }
+
+    // From a trusted proxy: its elements are kept and ours appended; its
+    // port and prefix stand. The URL overrides still never pass.
+    proxy.write_config(&config(
+        up.addr,
+        "client_ip: { trusted_proxies: [127.0.0.1/32], header: forwarded }",
+    ));
+    proxy.wait_version(2).await;
+    let h = send().await;
+    assert_eq!(
+        h["forwarded"],
+        format!("for=127.0.0.9;host=evil.test;proto=https, {ours}"),
+        "{h}"
+    );
+    assert_eq!(h["x-forwarded-port"], "1", "{h}");
+    assert_eq!(h["x-forwarded-prefix"], "/evil", "{h}");
+    for stripped in ["x-original-url", "x-rewrite-url"] {
+        assert!(h.get(stripped).is_none(), "{stripped} passed: {h}");
+    }
+}

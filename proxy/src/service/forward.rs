@@ -21,6 +21,7 @@ use super::admit::X_REQUEST_ID;
 use super::ctx::RequestCtx;
 use super::refusal::Refusal;
 use crate::plugin::apply_request_edits;
+use crate::snapshot::Snapshot;
 use crate::upstream::HashInput;
 
 /// Chooses the target for this attempt (called again for each retry).
@@ -89,23 +90,7 @@ pub(super) fn upstream_request(
         return Ok(());
     };
     let v = &ctx.vars;
-    let peer_ip = ctx
-        .client
-        .peer_ip
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
-    let xff = match session
-        .req_header()
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|h| h.to_str().ok())
-    {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {peer_ip}"),
-        _ => peer_ip,
-    };
-    upstream_request.insert_header("x-forwarded-for", xff)?;
-    upstream_request.insert_header("x-forwarded-proto", v.scheme)?;
-    upstream_request.insert_header("x-forwarded-host", ctx.client.raw_host.as_str())?;
+    forwarding_headers(session, ctx, snap, upstream_request)?;
     upstream_request.insert_header(X_REQUEST_ID, v.request_id.as_str())?;
     // The upstream's Host is the authority we routed on (RFC 9112 §3.2.2: an
     // absolute-form target overrides Host), never a different Host header
@@ -132,6 +117,87 @@ pub(super) fn upstream_request(
         apply_request_edits(upstream_request, &ctx.plugins.edits);
     }
     Ok(())
+}
+
+/// The forwarding headers: what the origin learns of the client and of how
+/// it reached us. `X-Forwarded-For` appends the connecting hop (the origin
+/// takes the rightmost entries it trusts). `Forwarded` (RFC 7239) gets our
+/// element; a client's own elements are dropped unless the peer is a trusted
+/// proxy (`client_ip.trusted_proxies`), as are its `X-Forwarded-Port` and
+/// `X-Forwarded-Prefix`: origins build absolute URLs from them, and none is
+/// in the cache key, so a client's value would be cached for everyone.
+/// `X-Original-URL` and `X-Rewrite-URL` override the path at IIS and
+/// Symfony origins, after we routed on the path: they never pass.
+fn forwarding_headers(
+    session: &Session,
+    ctx: &RequestCtx,
+    snap: &Snapshot,
+    upstream_request: &mut RequestHeader,
+) -> Result<()> {
+    let v = &ctx.vars;
+    let peer = ctx.client.peer_ip;
+    let trusted = peer.is_some_and(|ip| snap.config.client_ip.trusted_proxies.contains(ip));
+    let peer_ip = peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let xff = match session
+        .req_header()
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|h| h.to_str().ok())
+    {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {peer_ip}"),
+        _ => peer_ip,
+    };
+    upstream_request.insert_header("x-forwarded-for", xff)?;
+    upstream_request.insert_header("x-forwarded-proto", v.scheme)?;
+    upstream_request.insert_header("x-forwarded-host", ctx.client.raw_host.as_str())?;
+
+    let node = match peer {
+        Some(std::net::IpAddr::V6(ip)) => format!("\"[{ip}]\""),
+        Some(ip) => ip.to_string(),
+        None => "unknown".to_string(),
+    };
+    let host = ctx.client.raw_host.replace(['"', '\\'], "");
+    let ours = format!("for={node};host=\"{host}\";proto={}", v.scheme);
+    let theirs = trusted
+        .then(|| joined(upstream_request, "forwarded"))
+        .flatten();
+    let forwarded = match theirs {
+        Some(prev) => format!("{prev}, {ours}"),
+        None => ours,
+    };
+    upstream_request.insert_header("forwarded", forwarded)?;
+    let port_sent = trusted && upstream_request.headers.contains_key("x-forwarded-port");
+    if !port_sent {
+        let port = session
+            .server_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.port());
+        match port {
+            Some(port) => upstream_request.insert_header("x-forwarded-port", port.to_string())?,
+            None => {
+                upstream_request.remove_header("x-forwarded-port");
+            }
+        }
+    }
+    if !trusted {
+        upstream_request.remove_header("x-forwarded-prefix");
+    }
+    upstream_request.remove_header("x-original-url");
+    upstream_request.remove_header("x-rewrite-url");
+    Ok(())
+}
+
+/// Every field named `name`, joined with commas (RFC 9110 §5.3), if any is
+/// text.
+fn joined(req: &RequestHeader, name: &str) -> Option<String> {
+    let parts: Vec<&str> = req
+        .headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// A response head arrived: the target is working.
