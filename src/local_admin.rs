@@ -62,19 +62,21 @@ pub fn start(
     std::thread::Builder::new()
         .name("gatehouse-admin".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("gatehouse admin: {e}");
-                    std::process::exit(1);
-                }
-            };
-            // The proxy owns the process's signals and exit: the admin runs until then.
-            if let Err(e) =
-                runtime.block_on(gatehouse_admin::serve(options, std::future::pending()))
-            {
-                eprintln!("gatehouse admin: {e:#}");
-                std::process::exit(1);
+            // The proxy owns the process's signals and exit: the admin runs
+            // until then. If it cannot run, the data plane goes on serving
+            // its last snapshot: exiting would take every site down over a
+            // control-plane problem, and a supervisor would restart it into
+            // the same problem again and again.
+            let served = tokio::runtime::Runtime::new()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| {
+                    runtime.block_on(gatehouse_admin::serve(options, std::future::pending()))
+                });
+            if let Err(e) = served {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the admin API stopped; the proxy keeps serving its last snapshot"
+                );
             }
         })?;
     Ok(Some(gatehouse_proxy::control::ControlPlane {

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use sqlx::Row;
+
 use crate::acme::renewal::renewal_loop;
 use crate::api::{insert_token, router};
 use crate::infra::acme_settings;
@@ -14,32 +16,99 @@ use crate::infra::state::AppState;
 use crate::infra::store::{now_ms, Store};
 use crate::release::versions;
 
-/// Makes sure a platform-admin token exists. With none yet, creates one:
-/// from `preset` (a token in `gh_…` form, e.g. from `GATEHOUSE_ADMIN_TOKEN`)
-/// or freshly generated. Returns the token when one was created from nothing,
-/// for the caller to show once.
-pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Option<String>> {
-    let mut tx = store.begin_write().await?;
-    let exists = sqlx::query("SELECT 1 FROM tokens WHERE role = $1 AND revoked_ms IS NULL")
-        .bind(Role::PlatformAdmin.as_str())
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
-    if exists {
-        return Ok(None);
+/// What [`bootstrap`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// No platform-admin token existed: this one was generated (show it once).
+    Generated(String),
+    /// No platform-admin token existed: the preset was installed.
+    PresetInstalled,
+    /// A platform-admin token exists (the preset, if any, is one of them).
+    Exists,
+    /// A platform-admin token exists and the preset is not one: it is not
+    /// used (the operator should know, rather than wonder why it fails).
+    PresetUnused,
+    /// No platform-admin token is active and the preset cannot be installed
+    /// (it was revoked, or its prefix belongs to another token): none was
+    /// created. The admin still serves every other token.
+    PresetRefused(&'static str),
+}
+
+impl Bootstrap {
+    /// What to tell the operator, if anything (never the token).
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Bootstrap::PresetUnused => Some(
+                "GATEHOUSE_ADMIN_TOKEN is not used: a platform-admin token already exists \
+                 (unset it, or create platform-admin tokens through the API)"
+                    .into(),
+            ),
+            Bootstrap::PresetRefused(why) => Some(format!(
+                "no platform-admin token is active and GATEHOUSE_ADMIN_TOKEN {why}: set it to \
+                 a new token, or unset it to have one generated, and restart the admin"
+            )),
+            _ => None,
+        }
     }
-    let new = match preset {
-        Some(t) => {
-            let p = credentials::parse(t).ok_or_else(|| {
-                anyhow::anyhow!("the preset admin token is not a Gatehouse token (gh_<8 chars>_<40 hex digits>)")
-            })?;
+}
+
+/// Makes sure a platform-admin token exists. With none active, creates one:
+/// from `preset` (a token in `gh_…` form, e.g. from `GATEHOUSE_ADMIN_TOKEN`)
+/// or freshly generated. A revoked preset is never brought back: revoking
+/// the bootstrap token must stay revoked across restarts. Errors only for a
+/// preset that is not a token when one is needed, or the store failing.
+pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Bootstrap> {
+    let parsed = preset.map(credentials::parse);
+    let mut tx = store.begin_write().await?;
+    let active = sqlx::query(
+        "SELECT prefix, secret_sha256 FROM tokens WHERE role = $1 AND revoked_ms IS NULL",
+    )
+    .bind(Role::PlatformAdmin.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    if !active.is_empty() {
+        let p = match &parsed {
+            None => return Ok(Bootstrap::Exists),
+            Some(None) => return Ok(Bootstrap::PresetUnused),
+            Some(Some(p)) => p,
+        };
+        let is_one = active.iter().any(|row| {
+            row.try_get::<String, _>("prefix")
+                .is_ok_and(|x| x == p.prefix)
+                && row
+                    .try_get::<String, _>("secret_sha256")
+                    .is_ok_and(|h| credentials::verify(p.secret, &h))
+        });
+        return Ok(if is_one {
+            Bootstrap::Exists
+        } else {
+            Bootstrap::PresetUnused
+        });
+    }
+    let new = match (preset, &parsed) {
+        (_, Some(None)) => anyhow::bail!(
+            "GATEHOUSE_ADMIN_TOKEN is not a Gatehouse token (gh_<8 chars>_<40 hex digits>)"
+        ),
+        (Some(t), Some(Some(p))) => {
+            let taken = sqlx::query("SELECT revoked_ms FROM tokens WHERE prefix = $1")
+                .bind(p.prefix)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = taken {
+                let revoked: Option<i64> = row.try_get("revoked_ms")?;
+                return Ok(Bootstrap::PresetRefused(if revoked.is_some() {
+                    "was revoked"
+                } else {
+                    "has the prefix of another token"
+                }));
+            }
             credentials::NewToken {
                 token: t.to_string(),
                 prefix: p.prefix.to_string(),
                 secret_sha256: credentials::secret_sha256(p.secret),
             }
         }
-        None => credentials::generate(),
+        _ => credentials::generate(),
     };
     insert_token(
         &mut tx,
@@ -53,7 +122,10 @@ pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Op
     .await
     .map_err(|e| anyhow::anyhow!("creating the bootstrap token: {e}"))?;
     tx.commit().await?;
-    Ok(preset.is_none().then_some(new.token))
+    Ok(match preset {
+        Some(_) => Bootstrap::PresetInstalled,
+        None => Bootstrap::Generated(new.token),
+    })
 }
 
 /// How to run the admin API as a server.
@@ -160,11 +232,21 @@ pub async fn serve(
     if let Some(t) = &options.local_node_token {
         install_local_node_token(&store, t).await?;
     }
-    if let Some(token) = bootstrap(&store, options.preset_token.as_deref()).await? {
-        // Deliberately not through the log: a secret must not reach log storage.
-        eprintln!(
-            "gatehouse admin: bootstrap platform-admin token (shown once; store it now): {token}"
-        );
+    match bootstrap(&store, options.preset_token.as_deref()).await? {
+        Bootstrap::Generated(token) => {
+            // Deliberately not through the log: a secret must not reach log storage.
+            eprintln!(
+                "gatehouse admin: bootstrap platform-admin token (shown once; store it now): {token}"
+            );
+        }
+        refused @ Bootstrap::PresetRefused(_) => {
+            tracing::error!("{}", refused.warning().unwrap_or_default());
+        }
+        outcome => {
+            if let Some(warning) = outcome.warning() {
+                tracing::warn!("{warning}");
+            }
+        }
     }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await

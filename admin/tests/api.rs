@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use gatehouse_admin::store::Store;
-use gatehouse_admin::{bootstrap, router, AppState};
+use gatehouse_admin::{bootstrap, router, AppState, Bootstrap};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -94,10 +94,9 @@ impl Api {
     async fn new(db: Db) -> Api {
         let (url, dir) = fresh(db).await;
         let store = Store::connect(&url).await.unwrap();
-        let admin = bootstrap(&store, None)
-            .await
-            .unwrap()
-            .expect("first start creates a token");
+        let Bootstrap::Generated(admin) = bootstrap(&store, None).await.unwrap() else {
+            panic!("first start creates a token");
+        };
         Api {
             app: router(test_state(&store)),
             store,
@@ -243,7 +242,10 @@ fn assert_error(r: &Reply, status: StatusCode, code: &str) {
 }
 
 async fn the_bootstrap_token_is_created_once(api: Api) {
-    assert!(bootstrap(&api.store, None).await.unwrap().is_none());
+    assert_eq!(
+        bootstrap(&api.store, None).await.unwrap(),
+        Bootstrap::Exists
+    );
     let r = api
         .call(Method::GET, "/v1/tenants", Some(&api.admin), None)
         .await;
@@ -255,23 +257,71 @@ async fn a_preset_bootstrap_token_is_used_as_given(api: Api) {
     let (url, _dir) = fresh(api.db).await;
     let store = Store::connect(&url).await.unwrap();
     let preset = gatehouse_admin::token::generate().token;
-    assert!(
-        bootstrap(&store, Some(&preset)).await.unwrap().is_none(),
+    assert_eq!(
+        bootstrap(&store, Some(&preset)).await.unwrap(),
+        Bootstrap::PresetInstalled,
         "nothing to show"
     );
     let app = router(AppState::new(store.clone(), test_keys()));
-    let req = Request::get("/v1/tenants")
-        .header(header::AUTHORIZATION, format!("Bearer {preset}"))
-        .body(Body::empty())
-        .unwrap();
-    assert_eq!(app.oneshot(req).await.unwrap().status(), StatusCode::OK);
-    assert!(
-        bootstrap(&store, Some("not-a-token"))
-            .await
-            .unwrap()
-            .is_none(),
-        "already bootstrapped"
+    let call = |method: Method, path: String| {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {preset}"))
+            .body(Body::empty())
+            .unwrap();
+        let app = app.clone();
+        async move { app.oneshot(req).await.unwrap() }
+    };
+    assert_eq!(
+        call(Method::GET, "/v1/tenants".into()).await.status(),
+        StatusCode::OK
     );
+    // Restarts with the same preset: nothing to do, nothing to say.
+    let again = bootstrap(&store, Some(&preset)).await.unwrap();
+    assert_eq!(again, Bootstrap::Exists);
+    assert_eq!(again.warning(), None);
+    // A different (or malformed) preset once an admin exists is not used,
+    // and the operator is told.
+    let other = gatehouse_admin::token::generate().token;
+    for unused in [other.as_str(), "not-a-token"] {
+        let outcome = bootstrap(&store, Some(unused)).await.unwrap();
+        assert_eq!(outcome, Bootstrap::PresetUnused, "{unused}");
+        let warning = outcome.warning().unwrap();
+        assert!(
+            warning.contains("GATEHOUSE_ADMIN_TOKEN is not used"),
+            "{warning}"
+        );
+        assert!(!warning.contains(unused), "{warning}");
+    }
+
+    // The only platform admin revokes itself. Restarting with the same
+    // preset must neither bring it back nor fail (it hit the prefix's
+    // unique constraint, and `gatehouse run` crash-looped on it).
+    let r = call(Method::GET, "/v1/tokens".into()).await;
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let id = body["tokens"][0]["id"].as_str().unwrap().to_string();
+    let r = call(Method::DELETE, format!("/v1/tokens/{id}")).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let outcome = bootstrap(&store, Some(&preset)).await.unwrap();
+    assert_eq!(outcome, Bootstrap::PresetRefused("was revoked"));
+    assert!(outcome.warning().unwrap().contains("was revoked"));
+    assert_eq!(
+        call(Method::GET, "/v1/tenants".into()).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "a revoked preset stays revoked"
+    );
+    // Unset, a fresh token is generated.
+    assert!(matches!(
+        bootstrap(&store, None).await.unwrap(),
+        Bootstrap::Generated(_)
+    ));
+
     let (url, _other) = fresh(api.db).await;
     let store = Store::connect(&url).await.unwrap();
     assert!(bootstrap(&store, Some("not-a-token")).await.is_err());

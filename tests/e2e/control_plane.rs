@@ -561,6 +561,78 @@ admin:
     .await;
 }
 
+/// The only platform-admin token, installed from `GATEHOUSE_ADMIN_TOKEN`,
+/// revokes itself; the process restarts with the same environment. The
+/// revoked token must stay revoked, and the data plane must keep serving:
+/// it crash-looped on the token's unique prefix.
+#[tokio::test]
+async fn a_revoked_preset_admin_token_stays_revoked_and_never_stops_the_data_plane() {
+    use reqwest::Method;
+    let a = Upstream::start("a");
+    let data = tempfile::tempdir().unwrap();
+    let data = data.path().display();
+    let admin_port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  http: "127.0.0.1:{{http}}"
+  internal: "127.0.0.1:{{internal}}"
+server:
+  threads: 1
+  grace_period: 1s
+  upgrade_sock: "{{dir}}/upgrade.sock"
+admin:
+  listen: "127.0.0.1:{admin_port}"
+  database: "sqlite://{data}/gatehouse.db"
+  secrets_key_file: "{data}/secrets.key"
+  state_dir: "{data}/node"
+"#
+    );
+    let preset = "gh_presetaa_0123456789abcdef0123456789abcdef01234567";
+    let env = [("GATEHOUSE_ADMIN_TOKEN", preset)];
+    let mut proxy = Proxy::start_command(tempfile::tempdir().unwrap(), &yaml, &["run"], &env).await;
+    let api = Api::new(&format!("http://127.0.0.1:{admin_port}"), preset);
+    let tokens = eventually(Duration::from_secs(10), "the admin API", || async {
+        let r = api
+            .http
+            .get(format!("{}/v1/tokens", api.base))
+            .bearer_auth(preset);
+        let r = r.send().await.ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json::<Value>().await.ok()
+    })
+    .await;
+    api.site("app.example.com", a.addr).await;
+    api.publish().await;
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    let id = tokens["tokens"][0]["id"].as_str().unwrap();
+    api.ok(Method::DELETE, &format!("/v1/tokens/{id}"), None)
+        .await;
+    proxy.terminate();
+    proxy.wait_exit(Duration::from_secs(10)).await;
+
+    let proxy = Proxy::start_command(tempfile::tempdir().unwrap(), &yaml, &["run"], &env).await;
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the refusal in the log",
+        || async {
+            proxy
+                .log()
+                .contains("GATEHOUSE_ADMIN_TOKEN was revoked")
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, _) = api.send(Method::GET, "/v1/tenants", None).await;
+    assert_eq!(status, 401, "the revoked token stays revoked");
+    assert!(
+        !proxy.log().contains(&preset[12..]),
+        "the secret was logged"
+    );
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(1)).await;
+}
+
 #[tokio::test]
 async fn a_purge_through_the_admin_reaches_the_nodes_cache() {
     use reqwest::Method;
