@@ -50,6 +50,7 @@ pub fn start(
         auth_failures_per_minute: gatehouse_admin::auth::AUTH_FAILURES_PER_MINUTE,
         // One machine, one operator: its services on localhost are fair targets.
         allow_internal_targets: true,
+        refused_target_ranges: None,
         local_node_token: Some(node_token.clone()),
         max_plugin_chain,
         acme: match admin.acme {
@@ -59,6 +60,8 @@ pub fn start(
             None => None,
         },
     };
+    // Tenants' pools may reach localhost here, but never the admin itself.
+    gatehouse_proxy::target_policy::protect(listen);
     std::thread::Builder::new()
         .name("gatehouse-admin".into())
         .spawn(move || {

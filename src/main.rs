@@ -96,6 +96,13 @@ enum Command {
         /// edge's own services. Private networks are always allowed.
         #[arg(long)]
         allow_internal_targets: bool,
+        /// Address ranges (CIDRs, comma-separated) tenants' pools may not reach, replacing
+        /// the default: loopback, 0.0.0.0/8, link-local, multicast, broadcast and reserved,
+        /// and the cloud metadata services (169.254.169.254, 100.100.100.200, 168.63.129.16,
+        /// fd00:ec2::254). Published to the nodes, which also refuse their own addresses and
+        /// check every address a target name resolves to.
+        #[arg(long, value_delimiter = ',')]
+        refused_target_ranges: Option<Vec<String>>,
         /// Most plugin bindings one request may run, a domain's and a route's chains
         /// together: set it to the nodes' `limits.plugins.max_chain` (both default to 16),
         /// so that longer chains are refused here rather than by every node.
@@ -239,6 +246,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             dns_resolver,
             auth_failures_per_minute,
             allow_internal_targets,
+            refused_target_ranges,
             max_plugin_chain,
             acme,
         } => {
@@ -252,6 +260,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     dns_resolver,
                     auth_failures_per_minute,
                     allow_internal_targets,
+                    refused_target_ranges,
                     local_node_token: None,
                     acme: acme.settings()?,
                     max_plugin_chain,

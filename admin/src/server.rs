@@ -11,6 +11,7 @@ use crate::api::{insert_token, router};
 use crate::infra::acme_settings;
 use crate::infra::auth::{AuthFailures, Role};
 use crate::infra::credentials;
+use crate::infra::net::TargetPolicy;
 use crate::infra::secrets::Keys;
 use crate::infra::state::AppState;
 use crate::infra::store::{now_ms, Store};
@@ -145,8 +146,13 @@ pub struct ServeOptions {
     /// Failed authentications a client may make (in a burst, and per minute)
     /// before it is refused for a while.
     pub auth_failures_per_minute: u32,
-    /// Let tenants target internal addresses (see [`AppState::internal_targets`]).
+    /// Let tenants target internal addresses: nothing is refused but the
+    /// nodes' own listeners (see [`AppState::target_policy`]).
     pub allow_internal_targets: bool,
+    /// Ranges tenants' pools may not reach, instead of
+    /// `gatehouse_config::DEFAULT_REFUSED_TARGETS` (ignored with
+    /// `allow_internal_targets`).
+    pub refused_target_ranges: Option<Vec<String>>,
     /// A node token for the proxy running in the same process (`gatehouse run`):
     /// installed at start, replacing the previous one.
     pub local_node_token: Option<String>,
@@ -167,6 +173,7 @@ impl std::fmt::Debug for ServeOptions {
             .field("dns_resolver", &self.dns_resolver)
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("allow_internal_targets", &self.allow_internal_targets)
+            .field("refused_target_ranges", &self.refused_target_ranges)
             .field("max_plugin_chain", &self.max_plugin_chain)
             .field(
                 "local_node_token",
@@ -213,6 +220,23 @@ pub async fn install_local_node_token(store: &Store, token_text: &str) -> anyhow
     Ok(())
 }
 
+/// The target policy `options` ask for.
+fn target_policy(options: &ServeOptions) -> anyhow::Result<TargetPolicy> {
+    use gatehouse_config::file::TargetPolicy as Published;
+    let published = match (
+        &options.refused_target_ranges,
+        options.allow_internal_targets,
+    ) {
+        (_, true) => Published::open(),
+        (Some(ranges), false) => Published {
+            refused: ranges.clone(),
+            node_addresses: true,
+        },
+        (None, false) => Published::default(),
+    };
+    TargetPolicy::new(published).map_err(|e| anyhow::anyhow!("--refused-target-ranges: {e}"))
+}
+
 /// Serves the admin API until `shutdown` completes, then finishes the
 /// requests in flight. On first start (no platform-admin token yet) a
 /// bootstrap token is created and printed once on standard error.
@@ -256,7 +280,7 @@ pub async fn serve(
     let mut state = AppState::new(store, keys);
     state.published.send_replace(current.unwrap_or(0));
     state.dns_resolver = options.dns_resolver;
-    state.internal_targets = options.allow_internal_targets;
+    state.target_policy = Arc::new(target_policy(&options)?);
     state.max_plugin_chain = options.max_plugin_chain;
     state.acme = options.acme.map(Arc::new);
     if let Some(acme) = &state.acme {

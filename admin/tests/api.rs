@@ -43,7 +43,10 @@ async fn fresh(db: Db) -> (String, Option<tempfile::TempDir>) {
 /// (the test servers live there).
 fn test_state(store: &Store) -> AppState {
     let mut state = AppState::new(store.clone(), test_keys());
-    state.internal_targets = true;
+    state.target_policy = std::sync::Arc::new(
+        gatehouse_admin::net::TargetPolicy::new(gatehouse_config::file::TargetPolicy::open())
+            .unwrap(),
+    );
     state
 }
 

@@ -28,8 +28,10 @@ pub use crate::pools::file::{
 };
 pub use crate::rate_limits::file::{Quota, RateLimit, RateLimitHeaders};
 pub use crate::server::file::Server;
+pub use crate::target_policy::file::TargetPolicy;
 pub use crate::tenants::file::Tenant;
 pub use crate::tls::file::{Tls, UnknownSni};
+pub use crate::upstream_dns::file::UpstreamDns;
 
 /// Root of a Gatehouse config file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -52,6 +54,9 @@ pub struct FileConfig {
     /// Where the real client address comes from behind other proxies.
     #[serde(default)]
     pub client_ip: ClientIp,
+    /// How pool targets given by name are resolved.
+    #[serde(default)]
+    pub upstream_dns: UpstreamDns,
     /// Tenants: the owners of domains and pools.
     #[serde(default)]
     pub tenants: Vec<Tenant>,
@@ -71,4 +76,8 @@ pub struct FileConfig {
     /// also serves what tenants publish through it. Takes effect at start.
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// The target policy a control plane published with its sections (see
+    /// [`FileConfig::merge_published`]); never read from a file.
+    #[serde(skip)]
+    pub target_policy: Option<TargetPolicy>,
 }

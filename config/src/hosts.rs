@@ -20,6 +20,13 @@ impl std::fmt::Display for HostPattern {
     }
 }
 
+/// Whether `h` is a DNS name (labels of letters, digits, `-` and `_`, up to
+/// 63 bytes each and 253 in all; an optional final dot), e.g. an upstream
+/// target's host.
+pub fn is_dns_name(h: &str) -> bool {
+    matches!(parse_host_pattern(h), Ok(HostPattern::Exact(_))) && h.trim() == h
+}
+
 /// Parses `example.com` or `*.example.com` into a lowercased pattern.
 pub fn parse_host_pattern(h: &str) -> Result<HostPattern, String> {
     let lower = h.trim().to_ascii_lowercase();

@@ -47,8 +47,10 @@ mod plugins;
 mod pools;
 mod rate_limits;
 mod server;
+mod target_policy;
 mod tenants;
 mod tls;
+mod upstream_dns;
 
 use std::path::Path;
 
@@ -58,6 +60,8 @@ pub use check::FRAMING_HEADERS;
 pub use error::{ConfigError, ConfigErrors};
 pub use limits::plugin_defaults;
 pub use model::Config;
+pub use target_policy::DEFAULT_REFUSED as DEFAULT_REFUSED_TARGETS;
+pub use upstream_dns::defaults as upstream_dns_defaults;
 
 /// Parses YAML (JSON is valid YAML) into file types. On a syntax or type error,
 /// the error names the field path and the line/column.

@@ -31,8 +31,10 @@ pub use crate::pools::model::{
 };
 pub use crate::rate_limits::model::{RateLimitKey, RateLimitRule, RateQuota};
 pub use crate::server::model::Server;
+pub use crate::target_policy::model::{embedded_v4, TargetPolicy};
 pub use crate::tenants::TenantPluginBudget;
 pub use crate::tls::model::{Tls, UnknownSni};
+pub use crate::upstream_dns::model::UpstreamDns;
 
 /// A complete, validated Gatehouse config.
 #[derive(Debug, Clone)]
@@ -47,6 +49,11 @@ pub struct Config {
     pub tls: Tls,
     /// Where the client address comes from.
     pub client_ip: ClientIp,
+    /// How pool targets given by name are resolved.
+    pub upstream_dns: UpstreamDns,
+    /// Where published (tenants') pools may not connect: `Some` on a node
+    /// following a control plane (the published policy, else the default).
+    pub tenant_targets: Option<TargetPolicy>,
     /// Tenant names.
     pub tenants: Vec<String>,
     /// Tenants' aggregate request ceilings.

@@ -3,7 +3,7 @@
 //! [`check`] (which resolves target addresses, once, at load time).
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::HeaderName;
@@ -70,6 +70,12 @@ pub mod file {
         /// Active and passive health checking.
         #[serde(default)]
         pub health_check: HealthCheck,
+        /// Set when the pool arrived from a control plane (a tenant's): its
+        /// addresses are held to the published target policy. Never read
+        /// from a file or the API.
+        #[serde(skip)]
+        #[cfg_attr(feature = "schema", schema(ignore))]
+        pub published: bool,
     }
 
     /// One upstream server.
@@ -78,7 +84,8 @@ pub mod file {
     #[cfg_attr(feature = "schema", schema(as = config::Target))]
     #[serde(deny_unknown_fields)]
     pub struct Target {
-        /// `ip:port` or `hostname:port` (resolved when the config is loaded).
+        /// `ip:port`, `[v6]:port` or `hostname:port` (a name is resolved by each
+        /// proxy at run time and again when its records expire).
         pub addr: String,
         /// Relative weight, 1..=1000 (default 1).
         pub weight: Option<u32>,
@@ -228,6 +235,8 @@ pub mod model {
         pub active_health: Option<ActiveHealthCheck>,
         /// Passive ejection.
         pub passive_health: PassiveHealthCheck,
+        /// Arrived from a control plane: held to the target policy.
+        pub published: bool,
     }
 
     /// One upstream server.
@@ -235,10 +244,14 @@ pub mod model {
     pub struct Target {
         /// Address as written (`host:port`), used as the target's identity in metrics.
         pub name: String,
-        /// Resolved address.
-        pub addr: SocketAddr,
-        /// Host part of `name` (default SNI).
+        /// The address, when `name` is an IP literal. `None`: `host` is a DNS
+        /// name, resolved by the proxy at run time (never by validation: a
+        /// name that stops resolving must not make the config invalid).
+        pub addr: Option<SocketAddr>,
+        /// Host part of `name` (default SNI; the name to resolve).
         pub host: String,
+        /// Port part of `name`.
+        pub port: u16,
         /// Weight.
         pub weight: u32,
     }
@@ -331,11 +344,12 @@ pub(crate) fn check(p: &file::Pool, path: &str, cx: &mut Checker<'_>) -> Pool {
                 format!("duplicate target {:?}", t.addr),
             );
         }
-        match resolve_target(&t.addr) {
-            Ok((addr, host)) => targets.push(Target {
+        match parse_target(&t.addr) {
+            Ok((addr, host, port)) => targets.push(Target {
                 name: t.addr.clone(),
                 addr,
                 host,
+                port,
                 weight,
             }),
             Err(msg) => cx.err(format!("{tpath}.addr"), msg),
@@ -439,6 +453,7 @@ pub(crate) fn check(p: &file::Pool, path: &str, cx: &mut Checker<'_>) -> Pool {
         retries,
         active_health,
         passive_health,
+        published: p.published,
     }
 }
 
@@ -535,22 +550,22 @@ fn parse_hash_key(k: &str) -> Result<HashKey, String> {
     }
 }
 
-/// Resolves `host:port` once, at load time.
-fn resolve_target(addr: &str) -> Result<(SocketAddr, String), String> {
+/// Splits `ip:port`, `[v6]:port` or `hostname:port`. A hostname is only
+/// checked for form here: it is resolved at run time.
+fn parse_target(addr: &str) -> Result<(Option<SocketAddr>, String, u16), String> {
     if let Ok(sa) = addr.parse::<SocketAddr>() {
-        return Ok((sa, sa.ip().to_string()));
+        return Ok((Some(sa), sa.ip().to_string(), sa.port()));
     }
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(format!("invalid target {addr:?}: expected host:port"));
-    };
-    if port.parse::<u16>().is_err() || host.is_empty() {
-        return Err(format!("invalid target {addr:?}: expected host:port"));
+    let invalid = || format!("invalid target {addr:?}: expected host:port");
+    let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
+    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    if port == 0 {
+        return Err(format!("invalid target {addr:?}: port 0"));
     }
-    match (host, port.parse::<u16>().unwrap_or(0)).to_socket_addrs() {
-        Ok(mut it) => match it.next() {
-            Some(sa) => Ok((sa, host.to_string())),
-            None => Err(format!("target {addr:?}: {host} resolves to no address")),
-        },
-        Err(e) => Err(format!("target {addr:?}: cannot resolve {host}: {e}")),
+    if !crate::hosts::is_dns_name(host) {
+        return Err(format!(
+            "invalid target {addr:?}: {host:?} is neither an IP address nor a DNS name"
+        ));
     }
+    Ok((None, host.to_ascii_lowercase(), port))
 }

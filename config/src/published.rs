@@ -31,6 +31,10 @@ pub struct Sections {
     /// Plugins, as `plugins/<sha256>.wasm` relative to the node's state directory.
     #[serde(default)]
     pub plugins: Vec<file::Plugin>,
+    /// The platform's policy for the addresses these pools may reach (the
+    /// default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_policy: Option<file::TargetPolicy>,
 }
 
 impl Sections {
@@ -81,7 +85,11 @@ impl FileConfig {
     pub fn merge_published(&mut self, published: Sections) {
         self.tenants.extend(published.tenants);
         self.domains.extend(published.domains);
-        self.pools.extend(published.pools);
+        self.pools.extend(published.pools.into_iter().map(|mut p| {
+            p.published = true;
+            p
+        }));
+        self.target_policy = Some(published.target_policy.unwrap_or_default());
         self.certificates.extend(published.certificates);
         self.plugins.extend(published.plugins);
     }

@@ -15,7 +15,10 @@ use crate::domains::refs::Refs;
 use crate::error::ConfigErrors;
 use crate::file;
 use crate::model::*;
-use crate::{admin, certificates, client_ip, domains, limits, listeners, plugins, pools};
+use crate::{
+    admin, certificates, client_ip, domains, limits, listeners, plugins, pools, target_policy,
+    upstream_dns,
+};
 use crate::{server, tenants, tls};
 
 pub use crate::domains::headers::parse_template;
@@ -121,6 +124,12 @@ pub fn validate_with(
     }
     let tls = tls::check(&cfg.tls, &cert_index, &mut cx);
     let client_ip = client_ip::check(&cfg.client_ip, &mut cx);
+    let upstream_dns = upstream_dns::check(&cfg.upstream_dns, &mut cx);
+    let tenant_targets = match (mode, &cfg.target_policy) {
+        (Mode::File, _) => None,
+        (Mode::Node, Some(p)) => Some(target_policy::check(p, "target_policy", &mut cx)),
+        (Mode::Node, None) => Some(crate::model::TargetPolicy::default_policy()),
+    };
     if let Some(admin) = &cfg.admin {
         admin::check(admin, &mut cx);
     }
@@ -155,6 +164,8 @@ pub fn validate_with(
         limits,
         tls,
         client_ip,
+        upstream_dns,
+        tenant_targets,
         tenants: tenants.into_iter().collect(),
         tenant_rate_limits,
         tenant_cache_bytes,

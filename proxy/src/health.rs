@@ -39,7 +39,8 @@ impl HealthChecker {
                     target.state.clear_probe_verdict();
                     continue;
                 };
-                let peer = pool.peer(i);
+                // The address is set before each probe: a name's answer changes.
+                let peer = pool.peer_at(i, std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
                 let state = target.state.clone();
                 let host = pool
                     .config
@@ -77,10 +78,17 @@ async fn probe_loop(
     check: ActiveHealthCheck,
     state: Arc<TargetState>,
 ) {
+    let mut peer = peer;
     let mut ticker = tokio::time::interval(check.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        // A name that has not resolved yet: nothing to probe (the target is
+        // down for having no address, not for failing probes).
+        let Some(addr) = state.address() else {
+            continue;
+        };
+        peer._address = addr.into();
         let outcome =
             tokio::time::timeout(check.timeout, probe(&connector, &peer, &host, &check)).await;
         let ok = match outcome {

@@ -27,9 +27,11 @@ pub mod plugin;
 pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod reload;
+pub mod resolve;
 pub mod route;
 pub mod service;
 pub mod snapshot;
+pub mod target_policy;
 pub mod tls;
 pub mod upstream;
 pub mod waf;
@@ -115,6 +117,9 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
             .map(|a| a.sections.clone())
             .unwrap_or_default()
     });
+    if let Some(control) = &opts.control {
+        protect_admin(&control.url);
+    }
     let snapshot = Snapshot::compile(cfg, 1, None, CertGeneration::Generate)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?;
     let config = snapshot.config.clone();
@@ -199,4 +204,27 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         "gatehouse starting"
     );
     server.run_forever();
+}
+
+/// Keeps tenants' pools away from the admin API this node follows (its
+/// addresses as they resolve at start).
+fn protect_admin(url: &str) {
+    use std::net::ToSocketAddrs;
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return;
+    };
+    let Some(host) = uri.host() else {
+        return;
+    };
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(addrs) = (host, port).to_socket_addrs() {
+        addrs.for_each(target_policy::protect);
+    }
 }

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub upstream_healthy: IntGaugeVec,
     /// Upstream failures by pool and kind (connect, timeout, error).
     pub upstream_failures: IntCounterVec,
+    /// Failed resolutions of targets given by name, by pool and reason
+    /// (`dns`: no answer; `refused`: only addresses the policy refuses).
+    pub upstream_resolution_failures: IntCounterVec,
     /// Version (sequence number) of the config currently serving.
     pub config_version: IntGauge,
     /// Successful config reloads.
@@ -101,6 +104,14 @@ impl Metrics {
                 "1 when the upstream target is eligible for traffic, 0 when down or ejected",
             ),
             &["pool", "target"],
+        )
+        .expect("static metric definition");
+        let upstream_resolution_failures = IntCounterVec::new(
+            Opts::new(
+                "gatehouse_upstream_resolution_failures_total",
+                "Failed resolutions of upstream targets given by name (the last good answer is kept)",
+            ),
+            &["pool", "reason"],
         )
         .expect("static metric definition");
         let upstream_failures = IntCounterVec::new(
@@ -263,6 +274,7 @@ impl Metrics {
             Box::new(request_duration.clone()),
             Box::new(upstream_healthy.clone()),
             Box::new(upstream_failures.clone()),
+            Box::new(upstream_resolution_failures.clone()),
             Box::new(config_version.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_reload_failures.clone()),
@@ -291,6 +303,7 @@ impl Metrics {
             request_duration,
             upstream_healthy,
             upstream_failures,
+            upstream_resolution_failures,
             config_version,
             config_reloads,
             config_reload_failures,

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::health::HealthChecker;
 use crate::metrics::metrics;
+use crate::resolve::TargetResolver;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::tls::CertGeneration;
 
@@ -87,6 +88,7 @@ pub struct Reloader {
     path: PathBuf,
     store: Arc<SnapshotStore>,
     health: HealthChecker,
+    resolver: TargetResolver,
     /// Serialises reloads (SIGHUP, file changes and published versions may coincide).
     lock: tokio::sync::Mutex<()>,
     last_stamp: Mutex<Option<FileStamp>>,
@@ -109,6 +111,7 @@ impl Reloader {
             path,
             store,
             health: HealthChecker::default(),
+            resolver: TargetResolver::default(),
             lock: tokio::sync::Mutex::new(()),
             last_stamp: Mutex::new(last),
             published: Mutex::new(published),
@@ -200,6 +203,8 @@ impl Reloader {
             *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
         }
         let version = next.version;
+        self.resolver.prime(&next).await;
+        self.resolver.restart(&next);
         self.health.restart(&next);
         forget_removed_targets(&current, &next);
         self.store.store(next);
@@ -268,6 +273,7 @@ impl ConfigWatch {
 impl BackgroundService for ConfigWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let snap = self.reloader.store.load();
+        self.reloader.resolver.restart(&snap);
         self.reloader.health.restart(&snap);
         let m = metrics();
         m.config_version.set(snap.version as i64);

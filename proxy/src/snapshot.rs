@@ -14,6 +14,7 @@ use gatehouse_config::{Config, ConfigErrors};
 
 use crate::plugin::{load_plugins, CompiledPlugin};
 use crate::route::Router;
+use crate::target_policy::AddressGuard;
 use crate::tls::{CertGeneration, CertMap};
 use crate::upstream::{ca_store, TargetState, UpstreamPool};
 
@@ -58,6 +59,10 @@ impl Snapshot {
             }
         }
         let mut errors = ConfigErrors::default();
+        let guard = config
+            .tenant_targets
+            .as_ref()
+            .map(|policy| Arc::new(AddressGuard::new(policy, config.listeners.internal)));
         let mut pools = Vec::with_capacity(config.pools.len());
         for (i, p) in config.pools.iter().enumerate() {
             let ca = match p.tls.as_ref().and_then(|t| t.ca.as_deref()) {
@@ -70,7 +75,8 @@ impl Snapshot {
                 },
                 None => None,
             };
-            pools.push(UpstreamPool::new(p, ca, &states));
+            let pool_guard = guard.clone().filter(|_| p.published);
+            pools.push(UpstreamPool::new(p, ca, &states, pool_guard));
         }
         // WAF rule sets are shared between domains (and kept across reloads).
         let wafs: Vec<Option<Arc<crate::waf::Waf>>> = config

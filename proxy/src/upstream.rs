@@ -8,10 +8,12 @@
 //! here from request outcomes.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use gatehouse_config::model::{Algorithm, HashKey, Pool, Target};
 use pingora::protocols::tls::CaType;
 use pingora::protocols::ALPN;
@@ -19,6 +21,7 @@ use pingora::upstreams::peer::HttpPeer;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use crate::metrics::metrics;
+use crate::target_policy::AddressGuard;
 
 /// Milliseconds on a process-local monotonic clock.
 fn now_ms() -> u64 {
@@ -41,10 +44,16 @@ pub struct TargetState {
     ejected_until: AtomicU64,
     /// Requests currently using this target.
     in_flight: AtomicUsize,
+    /// Where to connect: the literal address, or the last good answer for a
+    /// name (see [`crate::resolve`]). Empty until a name first resolves: the
+    /// target is down until then.
+    addresses: ArcSwap<Vec<SocketAddr>>,
+    /// Rotation over `addresses`.
+    next_address: AtomicUsize,
 }
 
 impl TargetState {
-    fn new(pool: &str, target: &str) -> Self {
+    fn new(pool: &str, target: &str, literal: Option<SocketAddr>) -> Self {
         let state = TargetState {
             pool: pool.to_string(),
             target: target.to_string(),
@@ -54,6 +63,8 @@ impl TargetState {
             request_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            addresses: ArcSwap::from_pointee(literal.into_iter().collect()),
+            next_address: AtomicUsize::new(0),
         };
         state.publish();
         state
@@ -63,6 +74,47 @@ impl TargetState {
     pub fn is_available(&self) -> bool {
         self.probe_up.load(Ordering::Relaxed)
             && self.ejected_until.load(Ordering::Relaxed) <= now_ms()
+            && self.has_address()
+    }
+
+    /// Whether there is an address to connect to (a name resolved at least
+    /// once to an address the target may use).
+    pub fn has_address(&self) -> bool {
+        !self.addresses.load().is_empty()
+    }
+
+    /// The address for the next connection: the answers of a name in turn.
+    pub fn address(&self) -> Option<SocketAddr> {
+        let all = self.addresses.load();
+        let n = self.next_address.fetch_add(1, Ordering::Relaxed);
+        all.get(n % all.len().max(1)).copied()
+    }
+
+    /// Replaces the addresses with a name's new answer (never empty: a
+    /// failed resolution keeps the last good answer).
+    pub fn set_addresses(&self, mut addresses: Vec<SocketAddr>) {
+        addresses.sort();
+        addresses.dedup();
+        if addresses.is_empty() || **self.addresses.load() == addresses {
+            return;
+        }
+        tracing::info!(pool = %self.pool, target = %self.target, ?addresses, "upstream target resolved");
+        self.addresses.store(Arc::new(addresses));
+        self.publish();
+    }
+
+    /// Sets an IP literal target's address (`None`: refused by the policy).
+    fn set_literal(&self, literal: Option<SocketAddr>) {
+        let now: Vec<SocketAddr> = literal.into_iter().collect();
+        if **self.addresses.load() != now {
+            self.addresses.store(Arc::new(now));
+            self.publish();
+        }
+    }
+
+    /// The pool and target names (for logs and metrics).
+    pub fn names(&self) -> (&str, &str) {
+        (&self.pool, &self.target)
     }
 
     /// Requests in flight.
@@ -186,6 +238,9 @@ pub struct UpstreamPool {
     connection_group: u64,
     /// Targets in config order.
     pub targets: Vec<UpstreamTarget>,
+    /// The addresses this pool may use, when it is a published (tenant's)
+    /// pool; `None` for the operator's own.
+    pub guard: Option<Arc<AddressGuard>>,
     /// Weighted round-robin schedule: target indices, interleaved by weight.
     schedule: Vec<usize>,
     cursor: AtomicUsize,
@@ -212,21 +267,35 @@ pub struct Selection {
 }
 
 impl UpstreamPool {
-    /// Compiles `config`, reusing target states from `previous` by (pool, target) name.
+    /// Compiles `config`, reusing target states from `previous` by (pool,
+    /// target) name. An IP literal `guard` refuses leaves its target without
+    /// an address (down).
     pub fn new(
         config: &Pool,
         ca: Option<Arc<CaType>>,
         previous: &HashMap<(String, String), Arc<TargetState>>,
+        guard: Option<Arc<AddressGuard>>,
     ) -> Self {
         let targets: Vec<UpstreamTarget> = config
             .targets
             .iter()
             .map(|t| {
                 let key = (config.name.clone(), t.name.clone());
+                let literal = t.addr.filter(|a| match &guard {
+                    Some(g) if !g.allows(*a) => {
+                        refused_literal(&config.name, &t.name);
+                        false
+                    }
+                    _ => true,
+                });
                 let state = previous
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(TargetState::new(&config.name, &t.name)));
+                    .unwrap_or_else(|| Arc::new(TargetState::new(&config.name, &t.name, literal)));
+                if t.addr.is_some() {
+                    // The policy may have changed since the state was made.
+                    state.set_literal(literal);
+                }
                 UpstreamTarget {
                     config: t.clone(),
                     state,
@@ -246,6 +315,7 @@ impl UpstreamPool {
         }
         UpstreamPool {
             config: config.clone(),
+            guard,
             ca,
             connection_group: fnv1a(&group),
             schedule: smooth_weighted_schedule(&weights),
@@ -278,8 +348,11 @@ impl UpstreamPool {
         })
     }
 
+    /// A target without an address (a name that never resolved) is never
+    /// eligible, not even when every target is down.
     fn eligible(&self, i: usize, tried: &[usize], healthy_only: bool) -> bool {
-        !tried.contains(&i) && (!healthy_only || self.targets[i].state.is_available())
+        let state = &self.targets[i].state;
+        !tried.contains(&i) && state.has_address() && (!healthy_only || state.is_available())
     }
 
     fn pick(
@@ -365,15 +438,22 @@ impl UpstreamPool {
     }
 
     /// Builds the Pingora peer for target `index` with the pool's TLS,
-    /// protocol and timeout settings.
-    pub fn peer(&self, index: usize) -> HttpPeer {
+    /// protocol and timeout settings, to the target's next address (`None`
+    /// while it has none).
+    pub fn peer(&self, index: usize) -> Option<HttpPeer> {
+        let addr = self.targets[index].state.address()?;
+        Some(self.peer_at(index, addr))
+    }
+
+    /// [`UpstreamPool::peer`] to a given address of the target.
+    pub fn peer_at(&self, index: usize, addr: SocketAddr) -> HttpPeer {
         let target = &self.targets[index].config;
         let cfg = &self.config;
         let (tls, sni) = match &cfg.tls {
             Some(t) => (true, t.sni.clone().unwrap_or_else(|| target.host.clone())),
             None => (false, String::new()),
         };
-        let mut peer = HttpPeer::new(target.addr, tls, sni);
+        let mut peer = HttpPeer::new(addr, tls, sni);
         peer.group_key = self.connection_group;
         let o = &mut peer.options;
         o.connection_timeout = Some(cfg.timeouts.connect);
@@ -390,6 +470,19 @@ impl UpstreamPool {
         o.alpn = if cfg.http2 { ALPN::H2 } else { ALPN::H1 };
         peer
     }
+}
+
+/// Logs and counts a published target whose literal address the policy refuses.
+fn refused_literal(pool: &str, target: &str) {
+    tracing::warn!(
+        pool,
+        target,
+        "upstream target refused: its address is not one tenants' pools may reach"
+    );
+    metrics()
+        .upstream_resolution_failures
+        .with_label_values(&[pool, "refused"])
+        .inc();
 }
 
 /// Smooth weighted round robin (as in nginx), precomputed into a schedule so

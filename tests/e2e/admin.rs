@@ -30,6 +30,12 @@ impl Admin {
     /// Starts `gatehouse admin` on `db`; the key file goes next to a SQLite
     /// database (else into a fresh temp dir), never into the working directory.
     pub async fn start(db: &str, env: &[(&str, &str)]) -> Admin {
+        // The test upstreams listen on loopback.
+        Self::start_with(db, env, &["--allow-internal-targets"]).await
+    }
+
+    /// [`Admin::start`] with these options instead of `--allow-internal-targets`.
+    pub async fn start_with(db: &str, env: &[(&str, &str)], options: &[&str]) -> Admin {
         let port = free_port();
         let key_file = match db.strip_prefix("sqlite://") {
             Some(path) => std::path::Path::new(path).with_file_name("secrets.key"),
@@ -45,8 +51,7 @@ impl Admin {
         ])
         .arg("--secrets-key-file")
         .arg(&key_file)
-        // The test upstreams listen on loopback.
-        .arg("--allow-internal-targets")
+        .args(options)
         .env_remove("GATEHOUSE_ADMIN_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -633,6 +633,210 @@ admin:
     until_served(&proxy, "app.example.com", "a", Duration::from_secs(1)).await;
 }
 
+/// A node resolving pool targets through `dns` (refreshing every second).
+async fn start_node_resolving_with(
+    admin_url: &str,
+    token: &str,
+    dns: std::net::SocketAddr,
+) -> (Proxy, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let yaml =
+        format!("{NODE}upstream_dns: {{ nameservers: [\"{dns}\"], min_ttl: 1s, max_ttl: 2s }}\n");
+    let state_dir = state.path().display().to_string();
+    let proxy = Proxy::start_command(
+        tempfile::tempdir().unwrap(),
+        &yaml,
+        &[
+            "proxy",
+            "--admin-url",
+            admin_url,
+            "--state-dir",
+            &state_dir,
+            "--node-id",
+            "edge-1",
+        ],
+        &[("GATEHOUSE_NODE_TOKEN", token)],
+    )
+    .await;
+    (proxy, state)
+}
+
+/// Issue 22, item 1: a target name is resolved by the proxy while it runs,
+/// never by validation. One that does not resolve is a down target, not an
+/// invalid config: every other site publishes and is served, and the name
+/// is served as soon as it resolves; once it stops resolving, the last good
+/// answer is kept.
+#[tokio::test]
+async fn a_target_name_that_does_not_resolve_is_down_and_never_blocks_anyones_config() {
+    use reqwest::Method;
+    let dns = dns::ChallTestSrv::start().await;
+    let f = fixture().await;
+    let (named, other) = (Upstream::start("named"), Upstream::start("other"));
+    let node_token = f.api.node_token("edge-1").await;
+    let (proxy, _state) = start_node_resolving_with(&f.admin.base, &node_token, dns.dns).await;
+    f.api.site("other.example.com", other.addr).await;
+    let name = format!("app.upstream.test:{}", named.addr.port());
+    f.api
+        .ok(
+            Method::PUT,
+            "/v1/tenants/acme/pools/named",
+            Some(json!({ "targets": [{ "addr": name }] })),
+        )
+        .await;
+    f.api.domain("named.example.com", json!({})).await;
+    f.api
+        .ok(
+            Method::PUT,
+            "/v1/tenants/acme/domains/named.example.com/routes/root",
+            Some(json!({ "pool": "named" })),
+        )
+        .await;
+    f.api.publish().await;
+    until_served(&proxy, "other.example.com", "other", Duration::from_secs(5)).await;
+    let r = proxy
+        .client(&["named.example.com"])
+        .get(proxy.url("named.example.com", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "no_upstream_available");
+    let labels = [("pool", "acme/named"), ("target", name.as_str())];
+    assert_eq!(
+        proxy.metric("gatehouse_upstream_healthy", &labels).await,
+        Some(0.0)
+    );
+    // `gatehouse check` agrees: a file with the same pool is valid.
+    let yaml = "listeners: { http: \"127.0.0.1:0\" }\ntenants: [{ name: t }]\n\
+                pools: [{ name: p, tenant: t, targets: [{ addr: \"nowhere.invalid:80\" }] }]\n";
+    let (ok, out) = check_config(yaml);
+    assert!(ok, "{out}");
+
+    dns.set_a("app.upstream.test", std::net::Ipv4Addr::LOCALHOST)
+        .await;
+    until_served(
+        &proxy,
+        "named.example.com",
+        "named",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        proxy.metric("gatehouse_upstream_healthy", &labels).await,
+        Some(1.0)
+    );
+
+    dns.clear_a("app.upstream.test").await;
+    let failures = [("pool", "acme/named"), ("reason", "dns")];
+    eventually(Duration::from_secs(10), "a failed resolution", || async {
+        proxy
+            .metric("gatehouse_upstream_resolution_failures_total", &failures)
+            .await
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        served_by(&proxy, "named.example.com").await.as_deref(),
+        Some("named")
+    );
+}
+
+/// Issue 22, items 5 and 6: the platform's target policy is applied by the
+/// node to every address it resolves for a tenant's pool (a name accepted
+/// when it was written may later point inside), and whatever the policy
+/// allows, no tenant's pool reaches the node's internal listener or the
+/// admin API.
+#[tokio::test]
+async fn tenants_pools_never_reach_refused_addresses_the_internal_listener_or_the_admin() {
+    use reqwest::Method;
+    let dns = dns::ChallTestSrv::start().await;
+    let up = Upstream::start("inside");
+    // The default policy: loopback is refused for tenants.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/data/gatehouse.db", dir.path().display());
+    let token = preset_token();
+    let admin = Admin::start_with(&db, &[("GATEHOUSE_ADMIN_TOKEN", &token)], &[]).await;
+    let api = Api::new(&admin.base, &token);
+    let node_token = api.node_token("edge-1").await;
+    let (proxy, _state) = start_node_resolving_with(&admin.base, &node_token, dns.dns).await;
+    // The admin cannot resolve the name (its resolver is the system's):
+    // accepted. The node resolves it to loopback: refused there.
+    let name = format!("rebind.upstream.test:{}", up.addr.port());
+    dns.set_a("rebind.upstream.test", std::net::Ipv4Addr::LOCALHOST)
+        .await;
+    api.ok(Method::POST, "/v1/tenants", Some(json!({ "name": "acme" })))
+        .await;
+    api.ok(
+        Method::PUT,
+        "/v1/tenants/acme/pools/web",
+        Some(json!({ "targets": [{ "addr": name }] })),
+    )
+    .await;
+    api.domain("inside.example.com", json!({})).await;
+    api.publish().await;
+    let refused = [("pool", "acme/web"), ("reason", "refused")];
+    eventually(Duration::from_secs(10), "the refused answer", || async {
+        proxy
+            .metric("gatehouse_upstream_resolution_failures_total", &refused)
+            .await
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    let r = proxy
+        .client(&["inside.example.com"])
+        .get(proxy.url("inside.example.com", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(up.hits(), 0, "the node connected to a refused address");
+    drop(proxy);
+
+    // An open policy (`--allow-internal-targets`): loopback is fine, but
+    // never the node's internal listener nor the admin API.
+    let f = fixture().await;
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let proxy = start_node(&f.admin.base, &node_token, state.path(), "edge-1").await;
+    let admin_addr = f.admin.base.trim_start_matches("http://").to_string();
+    f.api.site("fine.example.com", up.addr).await;
+    for (host, target) in [
+        ("internal.example.com", proxy.internal.to_string()),
+        ("admin.example.com", admin_addr),
+    ] {
+        let pool = host.split('.').next().unwrap();
+        f.api
+            .ok(
+                Method::PUT,
+                &format!("/v1/tenants/acme/pools/{pool}"),
+                Some(json!({ "targets": [{ "addr": target }] })),
+            )
+            .await;
+        f.api.domain(host, json!({})).await;
+        f.api
+            .ok(
+                Method::PUT,
+                &format!("/v1/tenants/acme/domains/{host}/routes/root"),
+                Some(json!({ "pool": pool })),
+            )
+            .await;
+    }
+    f.api.publish().await;
+    until_served(&proxy, "fine.example.com", "inside", Duration::from_secs(5)).await;
+    for host in ["internal.example.com", "admin.example.com"] {
+        let r = proxy
+            .client(&[host])
+            .get(proxy.url(host, "/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 502, "{host}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "no_upstream_available", "{host}");
+    }
+}
+
 #[tokio::test]
 async fn a_purge_through_the_admin_reaches_the_nodes_cache() {
     use reqwest::Method;

@@ -201,6 +201,7 @@ async fn render_body(state: &AppState, v: i64) -> Result<axum::body::Bytes, ApiE
             pools: cfg.pools,
             certificates: cfg.certificates,
             plugins: cfg.plugins,
+            target_policy: Some(state.target_policy.published.clone()),
         },
     };
     serde_json::to_vec(&snapshot)

@@ -19,7 +19,7 @@ use crate::draft::{access, references};
 use crate::infra::auth::{Principal, RequestMeta};
 use crate::infra::error::{ApiError, ApiJson, ApiPath, ErrorBody};
 use crate::infra::names;
-use crate::infra::net::is_internal;
+use crate::infra::net::TargetPolicy;
 use crate::infra::state::AppState;
 use crate::model::pool::PoolSpec;
 use crate::release::validate::check_alone;
@@ -31,20 +31,24 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get, put, delete))
 }
 
-/// Refuses targets that are, or resolve to, internal addresses (see
-/// [`is_internal`]): a tenant must not reach the edge's own services.
-async fn check_public_targets(targets: &[file::Target]) -> Result<(), ApiError> {
+/// Refuses targets that are, or now resolve to, addresses the platform's
+/// target policy refuses: early feedback, since nodes check every address
+/// they resolve. A name that does not resolve (yet) is accepted: it is down
+/// until it does.
+async fn check_public_targets(
+    policy: &TargetPolicy,
+    targets: &[file::Target],
+) -> Result<(), ApiError> {
     for (i, t) in targets.iter().enumerate() {
-        // Validation already checked the form and that it resolves.
-        let addrs = tokio::net::lookup_host(t.addr.as_str())
-            .await
-            .map_err(|e| ApiError::invalid(format!("targets[{i}].addr"), e.to_string()))?;
+        let Ok(addrs) = tokio::net::lookup_host(t.addr.as_str()).await else {
+            continue;
+        };
         for a in addrs {
-            if is_internal(a.ip()) {
+            if policy.refuses(a.ip()) {
                 return Err(ApiError::invalid(
                     format!("targets[{i}].addr"),
                     format!(
-                        "{} is (or resolves to) {}, an address of the edge itself; targets must be elsewhere",
+                        "{} is (or resolves to) {}, an address tenants' pools may not reach",
                         t.addr,
                         a.ip()
                     ),
@@ -140,9 +144,7 @@ pub async fn put(
         "pools[0].",
     )
     .await?;
-    if !state.internal_targets {
-        check_public_targets(&spec.targets).await?;
-    }
+    check_public_targets(&state.target_policy, &spec.targets).await?;
     let target = format!("tenants/{tenant}/pools/{name}");
     let (stored, created) =
         access::audited(&state, &who, &meta, "pool.put", &tenant, target, async {

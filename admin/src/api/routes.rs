@@ -159,6 +159,7 @@ pub async fn put(
                 timeouts: Default::default(),
                 retries: None,
                 health_check: Default::default(),
+                published: false,
             });
             cfg.plugins.push(file::Plugin {
                 name: "x".into(),

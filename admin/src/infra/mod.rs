@@ -11,7 +11,7 @@ pub(crate) mod duration;
 pub(crate) mod error;
 pub(crate) mod hostname;
 pub(crate) mod names;
-pub(crate) mod net;
+pub mod net;
 pub mod secrets;
 pub(crate) mod state;
 pub mod store;

@@ -36,9 +36,9 @@ pub struct AppState {
     pub verify_via: Option<std::net::SocketAddr>,
     /// DNS server for ownership checks by TXT record (default: the system's).
     pub dns_resolver: Option<std::net::SocketAddr>,
-    /// Whether tenants may point pools (and ownership checks) at internal
-    /// addresses: loopback, link-local, ... (see `infra::net::is_internal`).
-    pub internal_targets: bool,
+    /// Where tenants' pools and HTTP ownership checks may not point; also
+    /// published to nodes, which apply it to every address they resolve.
+    pub target_policy: Arc<crate::infra::net::TargetPolicy>,
     /// Most plugin bindings one request may run (the domain's and the route's
     /// together): the nodes' `limits.plugins.max_chain`, checked here so that
     /// a version no node would load is never published.
@@ -59,7 +59,7 @@ impl AppState {
             rendered: Arc::new(std::sync::Mutex::new(None)),
             verify_via: None,
             dns_resolver: None,
-            internal_targets: false,
+            target_policy: Arc::default(),
             max_plugin_chain: gatehouse_config::plugin_defaults::MAX_CHAIN,
         }
     }

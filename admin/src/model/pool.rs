@@ -66,6 +66,7 @@ impl PoolSpec {
             timeouts: self.timeouts.clone(),
             retries: self.retries,
             health_check: self.health_check.clone(),
+            published: false,
         }
     }
 }

@@ -49,8 +49,9 @@ impl ChallTestSrv {
                 &management.to_string(),
             ])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            // Names resolve to IPv4 loopback only, where test servers listen.
-            .args(["-defaultIPv6", ""])
+            // Only names given records resolve (nothing by default), and to
+            // IPv4 only, where test servers listen.
+            .args(["-defaultIPv4", "", "-defaultIPv6", ""])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -119,5 +120,18 @@ impl ChallTestSrv {
             .await
             .unwrap();
         assert!(r.status().is_success(), "add-a: {}", r.status());
+    }
+
+    /// Removes the A records of `name`: it no longer resolves.
+    #[allow(dead_code)]
+    pub async fn clear_a(&self, name: &str) {
+        let body = serde_json::json!({ "host": format!("{}.", name.trim_end_matches('.')) });
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/clear-a", self.management))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "clear-a: {}", r.status());
     }
 }

@@ -42,14 +42,23 @@ pub(super) fn choose_peer(session: &Session, ctx: &mut RequestCtx) -> Result<Box
     };
     let up = &mut ctx.upstream;
     let Some(selection) = pool.select(&up.tried, &mut up.rotation, &input) else {
-        ctx.refuse(Refusal::NoUpstreamAvailable);
+        // Nothing was tried: no target can take traffic (every one without
+        // an address). After failed attempts the last failure is the answer.
+        if up.tried.is_empty() {
+            ctx.refuse(Refusal::NoUpstreamAvailable);
+        }
         return Err(Error::explain(
             ErrorType::ConnectNoRoute,
             "every target of the pool was tried",
         )
         .into_up());
     };
-    let peer = pool.peer(selection.index);
+    let Some(peer) = pool.peer(selection.index) else {
+        ctx.refuse(Refusal::NoUpstreamAvailable);
+        return Err(
+            Error::explain(ErrorType::ConnectNoRoute, "the target has no address").into_up(),
+        );
+    };
     up.started.get_or_insert_with(Instant::now);
     // A retry replays the buffered body through `request_body_filter`.
     up.body_bytes = 0;
@@ -288,6 +297,9 @@ pub(super) fn classify(e: &Error, refusal: Option<&Refusal>) -> (u16, &'static s
             (503, Refusal::WafBusy.code())
         }
         ErrorType::HTTPStatus(code) => (*code, "http_status"),
+        ErrorType::ConnectNoRoute if refusal == Some(&Refusal::NoUpstreamAvailable) => {
+            (502, Refusal::NoUpstreamAvailable.code())
+        }
         t if e.esource() == &ErrorSource::Upstream && is_timeout(t) => (504, "upstream_timeout"),
         _ => match e.esource() {
             ErrorSource::Upstream => (502, "bad_gateway"),
