@@ -19,6 +19,7 @@ pub use crate::domains::routes::file::{PathMatch, Redirect, Respond, Route, Stat
 pub use crate::domains::security_headers::file::{
     FrameOptions, Hsts, SecurityHeaders, SecurityPreset,
 };
+pub use crate::internal_api::file::InternalApi;
 pub use crate::limits::file::{Limits, PluginLimits};
 pub use crate::listeners::file::Listeners;
 pub use crate::plugins::file::{FailureMode, Plugin, PluginBinding};
@@ -57,6 +58,9 @@ pub struct FileConfig {
     /// How pool targets given by name are resolved.
     #[serde(default)]
     pub upstream_dns: UpstreamDns,
+    /// The internal listener's credential.
+    #[serde(default)]
+    pub internal_api: InternalApi,
     /// Tenants: the owners of domains and pools.
     #[serde(default)]
     pub tenants: Vec<Tenant>,

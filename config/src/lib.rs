@@ -41,6 +41,7 @@ mod check;
 mod client_ip;
 mod domains;
 mod hosts;
+mod internal_api;
 mod limits;
 mod listeners;
 mod plugins;

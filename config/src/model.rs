@@ -19,6 +19,7 @@ pub use crate::domains::routes::model::{
 };
 pub use crate::domains::security_headers::model::SecurityHeaders;
 pub use crate::hosts::HostPattern;
+pub use crate::internal_api::model::InternalApi;
 pub use crate::limits::model::{Limits, PluginLimits};
 pub use crate::listeners::model::Listeners;
 pub use crate::plugins::model::{
@@ -51,6 +52,8 @@ pub struct Config {
     pub client_ip: ClientIp,
     /// How pool targets given by name are resolved.
     pub upstream_dns: UpstreamDns,
+    /// The internal listener's credential.
+    pub internal_api: InternalApi,
     /// Where published (tenants') pools may not connect: `Some` on a node
     /// following a control plane (the published policy, else the default).
     pub tenant_targets: Option<TargetPolicy>,

@@ -16,8 +16,8 @@ use crate::error::ConfigErrors;
 use crate::file;
 use crate::model::*;
 use crate::{
-    admin, certificates, client_ip, domains, limits, listeners, plugins, pools, target_policy,
-    upstream_dns,
+    admin, certificates, client_ip, domains, internal_api, limits, listeners, plugins, pools,
+    target_policy, upstream_dns,
 };
 use crate::{server, tenants, tls};
 
@@ -125,6 +125,7 @@ pub fn validate_with(
     let tls = tls::check(&cfg.tls, &cert_index, &mut cx);
     let client_ip = client_ip::check(&cfg.client_ip, &mut cx);
     let upstream_dns = upstream_dns::check(&cfg.upstream_dns, &mut cx);
+    let internal_api = internal_api::check(&cfg.internal_api, &mut cx);
     let tenant_targets = match (mode, &cfg.target_policy) {
         (Mode::File, _) => None,
         (Mode::Node, Some(p)) => Some(target_policy::check(p, "target_policy", &mut cx)),
@@ -165,6 +166,7 @@ pub fn validate_with(
         tls,
         client_ip,
         upstream_dns,
+        internal_api,
         tenant_targets,
         tenants: tenants.into_iter().collect(),
         tenant_rate_limits,

@@ -3,7 +3,10 @@
 //! listeners accept connections) and `/bans` (list with GET, lift with
 //! `DELETE /bans?ip=<addr>[&domain=<hosts>]`) and `POST /cache/purge`
 //! (a JSON [`PurgeRequest`](crate::cache::purge::PurgeRequest); answers
-//! `{"purged": n}`). Bind it to loopback or a private network.
+//! `{"purged": n}`). `/bans` and `/cache/purge` take the bearer token of
+//! `internal_api.token_file` and are off without one. Bind it to loopback or
+//! a private network; tenants' pools can never reach it (see
+//! [`crate::target_policy`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +33,43 @@ impl InternalApi {
     /// `/bans` lists and lifts `node`'s bans.
     pub fn new(store: Arc<SnapshotStore>, ready: Arc<AtomicBool>, node: Arc<NodeState>) -> Self {
         InternalApi { store, ready, node }
+    }
+}
+
+impl InternalApi {
+    /// Bans name clients and purges change what every tenant is served:
+    /// they take `internal_api.token_file`'s bearer token, and without one
+    /// configured they are off (401 or 403, nothing else said).
+    #[allow(clippy::result_large_err)]
+    fn authorize(&self, session: &ServerSession) -> Result<(), Response<Vec<u8>>> {
+        let snap = self.store.load();
+        let credential = &snap.config.internal_api;
+        if credential.token.is_none() {
+            return Err(reply(
+                StatusCode::FORBIDDEN,
+                "application/json",
+                br#"{"error":"forbidden","detail":"set internal_api.token_file to use this endpoint"}"#
+                    .to_vec(),
+            ));
+        }
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if credential.authorizes(presented) {
+            return Ok(());
+        }
+        let mut refused = reply(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            br#"{"error":"unauthorized"}"#.to_vec(),
+        );
+        refused.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        Err(refused)
     }
 }
 
@@ -73,8 +113,15 @@ impl ServeHttp for InternalApi {
                     )
                 }
             }
-            "/bans" => bans_endpoint(&self.node.bans, session),
-            "/cache/purge" => purge_endpoint(session).await,
+            "/bans" | "/cache/purge" => {
+                if let Err(refused) = self.authorize(session) {
+                    return refused;
+                }
+                match path.as_str() {
+                    "/bans" => bans_endpoint(&self.node.bans, session),
+                    _ => purge_endpoint(session).await,
+                }
+            }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "application/json",

@@ -21,7 +21,7 @@ domains:
 "#,
         up.addr
     );
-    let proxy = Proxy::start(&cfg).await;
+    let proxy = Proxy::start_with_internal_token(&cfg).await;
     let client = proxy.client(&["guarded.test", "other.test"]);
     let get = |host: &'static str, path: &'static str| {
         let client = client.clone();
@@ -46,15 +46,36 @@ domains:
     );
 
     let internal = format!("http://{}/bans", proxy.internal);
-    let bans: Value = reqwest::get(&internal).await.unwrap().json().await.unwrap();
+    let admin = reqwest::Client::new();
+    // Bans name clients and lifting them changes what a domain admits: the
+    // internal listener's token is required.
+    let r = reqwest::get(&internal).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = admin
+        .delete(format!("{internal}?ip=127.0.0.1"))
+        .bearer_auth("internal-token-0123456789abcdef0123456780")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let bans: Value = admin
+        .get(&internal)
+        .bearer_auth(INTERNAL_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let ban = &bans["bans"][0];
     assert_eq!(ban["ip"], "127.0.0.1", "{bans}");
     assert_eq!(ban["domain"], "guarded.test");
     let left = ban["remaining_seconds"].as_u64().unwrap();
     assert!((590..=600).contains(&left), "{left}");
 
-    let lifted: Value = reqwest::Client::new()
+    let lifted: Value = admin
         .delete(format!("{internal}?ip=127.0.0.1&domain=guarded.test"))
+        .bearer_auth(INTERNAL_TOKEN)
         .send()
         .await
         .unwrap()
@@ -63,12 +84,31 @@ domains:
         .unwrap();
     assert_eq!(lifted["lifted"], 1);
     assert_eq!(get("guarded.test", "/app").await.status(), 200);
-    let r = reqwest::Client::new()
+    let r = admin
         .delete(&internal)
+        .bearer_auth(INTERNAL_TOKEN)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "lifting needs an address");
+
+    // Without a configured token the endpoints are off, whoever asks.
+    let open = Proxy::start(&cfg).await;
+    for path in ["bans", "cache/purge"] {
+        let r = admin
+            .post(format!("http://{}/{path}", open.internal))
+            .bearer_auth(INTERNAL_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = admin
+        .delete(format!("http://{}/bans?ip=127.0.0.1", open.internal))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 #[test]

@@ -540,6 +540,7 @@ async fn a_thundering_herd_sends_one_request_upstream() {
 async fn purge(proxy: &Proxy, body: serde_json::Value) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new()
         .post(format!("http://{}/cache/purge", proxy.internal))
+        .bearer_auth(INTERNAL_TOKEN)
         .json(&body)
         .send()
         .await
@@ -564,7 +565,7 @@ async fn purges_by_url_prefix_tag_and_tenant_never_cross_tenants() {
             ..Default::default()
         },
     );
-    let proxy = Proxy::start(&config(&origin, "{}", TENANTS)).await;
+    let proxy = Proxy::start_with_internal_token(&config(&origin, "{}", TENANTS)).await;
     let c = proxy.client(&["a.test", "b.test"]);
     let fill = || async {
         for host in ["a.test", "b.test"] {

@@ -323,6 +323,15 @@ impl Proxy {
         Self::start_in(dir, yaml).await
     }
 
+    /// Starts `gatehouse run` on `yaml` with [`INTERNAL_TOKEN`] as the
+    /// internal listener's credential.
+    pub async fn start_with_internal_token(yaml: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("internal.token"), INTERNAL_TOKEN).unwrap();
+        let yaml = format!("{yaml}\ninternal_api: {{ token_file: \"{{dir}}/internal.token\" }}\n");
+        Self::start_in(dir, &yaml).await
+    }
+
     pub async fn start_in(dir: tempfile::TempDir, yaml: &str) -> Proxy {
         Self::start_command(dir, yaml, &["run"], &[]).await
     }
@@ -543,6 +552,9 @@ fn render(yaml: &str, ports: &Ports, dir: &std::path::Path) -> String {
 }
 
 /// The standard listener block for test configs.
+/// The internal listener's token of [`Proxy::start_with_internal_token`].
+pub const INTERNAL_TOKEN: &str = "internal-token-0123456789abcdef0123456789";
+
 pub const LISTENERS: &str = r#"
 listeners:
   http: "127.0.0.1:{http}"
