@@ -72,6 +72,14 @@ impl Api {
         self
     }
 
+    /// The same API and database, with nodes whose plugin chains are at most `n` long.
+    fn with_max_plugin_chain(mut self, n: usize) -> Api {
+        let mut state = test_state(&self.store);
+        state.max_plugin_chain = n;
+        self.app = router(state);
+        self
+    }
+
     /// The same API and database with the production default: no internal targets.
     fn refusing_internal_targets(mut self) -> Api {
         self.app = router(AppState::new(self.store.clone(), test_keys()));
@@ -1313,6 +1321,7 @@ on_both_databases!(
     plugins_are_validated_as_the_proxy_loads_them_and_stored_by_digest,
     plugin_chains_are_bounded_per_request,
     publishing_validates_everything_and_versions_roll_back,
+    a_tenants_publish_never_fails_on_another_tenants_part,
     nodes_poll_versions_and_report_on_them,
     a_tenant_sees_only_its_part_of_versions,
     tenant_rate_limits_are_set_by_the_platform_and_published,

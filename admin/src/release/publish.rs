@@ -1,5 +1,5 @@
 //! Publishing: the next version built from the draft (a publish) or from an
-//! earlier version (a rollback), validated as a whole and stored by the one
+//! earlier version (a rollback), validated tenant part by tenant part and stored by the one
 //! optimistic loop ([`release`]) that every new version goes through.
 //! Imports `release`, `draft` and `infra`.
 
@@ -16,7 +16,7 @@ use crate::infra::state::AppState;
 use crate::infra::store::now_ms;
 use crate::release::diff::{visible_diff, Change};
 use crate::release::document::{self, Document};
-use crate::release::validate::validate_document;
+use crate::release::validate::validate_changes;
 use crate::release::versions::{self, Version};
 
 /// The outcome of a publish or rollback.
@@ -66,7 +66,8 @@ pub(crate) enum Outcome {
 }
 
 /// Stores the document `plan` builds on top of the latest version as the
-/// next version, validated as a whole, and audits it.
+/// next version, its changed tenant parts validated (each on its own), and
+/// audits it.
 ///
 /// Validation happens before the write transaction (it may resolve DNS); the
 /// transaction then checks that no other publish slipped in, and the plan is
@@ -90,7 +91,7 @@ pub(crate) async fn release(
                 return Ok(Outcome::Kept(version));
             }
         }
-        validate_document(state, who, &next).await?;
+        validate_changes(state, who, &base, &next).await?;
         let new = NewVersion {
             base: latest.as_ref().map(|v| v.version),
             document: &next,
@@ -229,7 +230,7 @@ pub struct Request {
     pub if_match: Option<HeaderMap>,
 }
 
-/// Publishes or rolls back as `request` asks: validated as a whole, retried
+/// Publishes or rolls back as `request` asks: validated part by part, retried
 /// when another publish lands first, audited (refusals too).
 pub async fn publish(
     state: &AppState,

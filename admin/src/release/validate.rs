@@ -1,7 +1,7 @@
 //! Validation with the proxy's own rules (gatehouse-config), of one object on
-//! its own as it is written to the draft ([`check_alone`]) and of a whole
-//! document before it is published ([`validate_document`]), problems mapped
-//! back to objects. Imports `release` and `infra`.
+//! its own as it is written to the draft ([`check_alone`]) and of the tenant
+//! parts a publish changes, each on its own ([`validate_changes`]), problems
+//! mapped back to objects. Imports `release` and `infra`.
 
 use gatehouse_config::file;
 
@@ -52,37 +52,51 @@ pub async fn check_alone(
     }
 }
 
-/// Validates `doc` as a whole; problems in other tenants' parts are not
+/// Validates what `next` changes from `base`: each tenant part that is new
+/// or different, on its own. A part nothing changed was valid when it was
+/// published, and tenants' parts cannot conflict (names are per tenant and
+/// hostnames unique across tenants in the store), so nothing in one
+/// tenant's part — even one no longer valid under today's bounds — can make
+/// another tenant's publish fail. Problems in other tenants' parts are not
 /// shown to a tenant token.
-pub async fn validate_document(
+pub async fn validate_changes(
     state: &AppState,
     who: &Principal,
-    doc: &Document,
+    base: &Document,
+    next: &Document,
 ) -> Result<(), ApiError> {
-    let (cfg, paths) = render(doc, &state.keys)?;
-    match validate(cfg, paths, state.max_plugin_chain).await {
-        Ok(()) => Ok(()),
-        Err(problems) => {
-            let problems = problems
-                .into_iter()
-                .map(|p| match (&who.tenant, ObjectPaths::tenant_of(&p.field)) {
-                    (Some(mine), Some(t)) if t != mine => FieldProblem {
-                        field: format!("tenants/{t}"),
-                        message: "another tenant's published configuration is invalid; the platform operators have to fix it".into(),
-                    },
-                    _ => p,
-                })
-                .collect();
-            Err(ApiError::InvalidConfig(problems))
+    let mut problems = Vec::new();
+    for (tenant, part) in &next.tenants {
+        if base.tenants.get(tenant) == Some(part) {
+            continue;
+        }
+        let (cfg, paths) = render(&next.only(tenant), &state.keys)?;
+        if let Err(found) = validate(cfg, paths, state.max_plugin_chain).await {
+            problems.extend(found);
         }
     }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let problems = problems
+        .into_iter()
+        .map(|p| match (&who.tenant, ObjectPaths::tenant_of(&p.field)) {
+            (Some(mine), Some(t)) if t != mine => FieldProblem {
+                field: format!("tenants/{t}"),
+                message: "another tenant's configuration is invalid; the platform operators have to fix it".into(),
+            },
+            _ => p,
+        })
+        .collect();
+    Err(ApiError::InvalidConfig(problems))
 }
 
 /// Validates a rendered config with the proxy's validation, as a node with
 /// HTTP and HTTPS listeners would (a node's own listeners are its business:
 /// a node without HTTPS refuses `force_https` domains with a NACK), whose
-/// `limits.plugins.max_chain` is `max_chain`. Runs off the async runtime (it
-/// resolves target hostnames); problems come back by object.
+/// `limits.plugins.max_chain` is `max_chain`. Runs off the async runtime
+/// (it reads and parses certificates and plugins); problems come back by
+/// object.
 pub async fn validate(
     mut cfg: file::FileConfig,
     paths: ObjectPaths,

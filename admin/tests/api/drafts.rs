@@ -629,7 +629,7 @@ pub async fn domain_ownership_is_verified_by_dns(api: Api) {
 }
 
 /// A component of this repository's plugin world at `version`, whose functions do nothing.
-fn component(version: &str) -> Vec<u8> {
+pub fn component(version: &str) -> Vec<u8> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let wit = std::fs::read_to_string(root.join("wit/plugin.wit"))
         .unwrap()

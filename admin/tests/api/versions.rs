@@ -35,6 +35,77 @@ async fn publish(api: &Api, token: &str, body: Value) -> Reply {
         .await
 }
 
+/// Issue 22, item 2: a publish validates the parts it changes, each on its
+/// own; another tenant's part, even one no longer valid (here: the platform
+/// lowered the plugin chain bound below what it published), cannot make it
+/// fail. That tenant's own next publish is refused, naming its objects.
+pub async fn a_tenants_publish_never_fails_on_another_tenants_part(api: Api) {
+    api.tenant("acme").await;
+    api.tenant("beta").await;
+    let beta = api.token(&api.admin, "admin", Some("beta")).await;
+    let r = api
+        .upload(
+            Method::PUT,
+            "/v1/tenants/beta/plugins/auth",
+            &beta,
+            "application/wasm",
+            component("0.1.0"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    site(&api, "beta", "beta.example.com", "127.0.0.1:9002").await;
+    let chain: Vec<Value> = (0..3)
+        .map(|i| json!({ "plugin": "auth", "config": { "i": i } }))
+        .collect();
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/beta/domains/beta.example.com",
+            Some(&beta),
+            Some(json!({ "plugins": chain })),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let r = publish(&api, &beta, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    let api = api.with_max_plugin_chain(2);
+    site(&api, "acme", "app.example.com", "127.0.0.1:9001").await;
+    let acme = api.token(&api.admin, "operator", Some("acme")).await;
+    let r = publish(&api, &acme, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // A platform-wide publish changing only acme's part passes too.
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            Some(&api.admin),
+            Some(json!({ "targets": [{ "addr": "127.0.0.1:9003" }] })),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let r = publish(&api, &api.admin, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    // beta's own next publish must fix its part first.
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/beta/pools/web",
+            Some(&beta),
+            Some(json!({ "targets": [{ "addr": "127.0.0.1:9004" }] })),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let r = publish(&api, &beta, json!({})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let problems = r.body["error"]["details"].to_string();
+    assert!(
+        problems.contains("tenants/beta/domains/beta.example.com.plugins"),
+        "{problems}"
+    );
+}
+
 pub async fn publishing_validates_everything_and_versions_roll_back(api: Api) {
     api.tenant("acme").await;
     let op = api.token(&api.admin, "operator", Some("acme")).await;
