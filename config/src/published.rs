@@ -38,6 +38,59 @@ pub struct Sections {
 }
 
 impl Sections {
+    /// These sections without the parts of `tenants`.
+    pub fn without_tenants(&self, tenants: &[&str]) -> Sections {
+        if tenants.is_empty() {
+            return self.clone();
+        }
+        let keep = |t: &str| !tenants.contains(&t);
+        let domains: Vec<file::Domain> = self
+            .domains
+            .iter()
+            .filter(|d| keep(&d.tenant))
+            .cloned()
+            .collect();
+        Sections {
+            tenants: self
+                .tenants
+                .iter()
+                .filter(|t| keep(&t.name))
+                .cloned()
+                .collect(),
+            pools: self
+                .pools
+                .iter()
+                .filter(|p| keep(&p.tenant))
+                .cloned()
+                .collect(),
+            plugins: self
+                .plugins
+                .iter()
+                .filter(|p| keep(&p.tenant))
+                .cloned()
+                .collect(),
+            // A certificate goes with the domains that use it.
+            certificates: self
+                .certificates
+                .iter()
+                .filter(|c| {
+                    let users: Vec<&file::Domain> = self
+                        .domains
+                        .iter()
+                        .filter(|d| d.certificate.as_deref() == Some(c.name.as_str()))
+                        .collect();
+                    match users.is_empty() {
+                        true => c.name.split_once('/').is_none_or(|(t, _)| keep(t)),
+                        false => users.iter().any(|d| keep(&d.tenant)),
+                    }
+                })
+                .cloned()
+                .collect(),
+            domains,
+            target_policy: self.target_policy.clone(),
+        }
+    }
+
     /// True when nothing is published (no tenant, no domain).
     pub fn is_empty(&self) -> bool {
         self.tenants.is_empty() && self.domains.is_empty()
@@ -78,6 +131,135 @@ pub struct Report {
     pub applied: bool,
     /// Why it was rejected (every problem, one per line).
     pub error: Option<String>,
+    /// Tenant parts left out of an applied version, and why (the rest of the
+    /// version is served).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedPart>,
+    /// The names the node's own config file defines: the admin keeps them
+    /// from tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<Reserved>,
+}
+
+/// A tenant's part a node left out of a version it applied.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::RefusedPart))]
+#[serde(deny_unknown_fields)]
+pub struct RefusedPart {
+    /// The tenant.
+    pub tenant: String,
+    /// What was wrong in it (`path: message`).
+    pub problems: Vec<String>,
+}
+
+/// Tenant names and host patterns a node's own config file defines.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schema", schema(as = config::Reserved))]
+#[serde(deny_unknown_fields)]
+pub struct Reserved {
+    /// Tenant names.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// Host patterns (`example.com`, `*.example.com`), lowercase.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+impl Reserved {
+    /// The names `file` (a node's own config) defines.
+    pub fn of(file: &FileConfig) -> Reserved {
+        let mut hosts: Vec<String> = file
+            .domains
+            .iter()
+            .flat_map(|d| d.hosts.iter())
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let mut tenants: Vec<String> = file.tenants.iter().map(|t| t.name.clone()).collect();
+        tenants.sort();
+        tenants.dedup();
+        Reserved { tenants, hosts }
+    }
+}
+
+/// Validates `file` (a node's own config) with `published` merged in, like
+/// [`crate::validate::validate_with`] in `Node` mode, but a problem in one
+/// tenant's published part leaves out that part only: the rest of the
+/// version is served, and the parts left out are returned with their
+/// problems. Problems in the file itself (or not attributable to one
+/// published tenant) refuse the whole.
+pub fn validate_isolating(
+    file: &FileConfig,
+    published: &Sections,
+    base_dir: &std::path::Path,
+) -> Result<(crate::Config, Vec<RefusedPart>), crate::ConfigErrors> {
+    use crate::validate::{validate_with, Mode};
+    let mut refused: Vec<RefusedPart> = Vec::new();
+    // Each round leaves out at least one more tenant, so this ends.
+    loop {
+        let left_out: Vec<&str> = refused.iter().map(|r| r.tenant.as_str()).collect();
+        let kept = published.without_tenants(&left_out);
+        let mut merged = file.clone();
+        merged.merge_published(kept.clone());
+        let errors = match validate_with(&merged, base_dir, Mode::Node) {
+            Ok(cfg) => return Ok((cfg, refused)),
+            Err(errors) => errors,
+        };
+        let mut faulty: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut attributable = true;
+        for e in errors.iter() {
+            match published_tenant_at(file, &kept, &e.path) {
+                Some(t) => faulty.entry(t).or_default().push(e.to_string()),
+                None => attributable = false,
+            }
+        }
+        if !attributable {
+            return Err(errors);
+        }
+        if faulty.is_empty() {
+            return Err(errors);
+        }
+        refused.extend(
+            faulty
+                .into_iter()
+                .map(|(tenant, problems)| RefusedPart { tenant, problems }),
+        );
+    }
+}
+
+/// The published tenant that the entry at `path` (`domains[7].hosts[0]`)
+/// belongs to, when it is a published entry (published entries follow the
+/// file's in every section).
+fn published_tenant_at(file: &FileConfig, published: &Sections, path: &str) -> Option<String> {
+    let (section, rest) = path.split_once('[')?;
+    let index: usize = rest.split_once(']')?.0.parse().ok()?;
+    let own = match section {
+        "tenants" => file.tenants.len(),
+        "domains" => file.domains.len(),
+        "pools" => file.pools.len(),
+        "certificates" => file.certificates.len(),
+        "plugins" => file.plugins.len(),
+        _ => return None,
+    };
+    let i = index.checked_sub(own)?;
+    match section {
+        "tenants" => published.tenants.get(i).map(|t| t.name.clone()),
+        "domains" => published.domains.get(i).map(|d| d.tenant.clone()),
+        "pools" => published.pools.get(i).map(|p| p.tenant.clone()),
+        "plugins" => published.plugins.get(i).map(|p| p.tenant.clone()),
+        _ => {
+            let name = &published.certificates.get(i)?.name;
+            published
+                .domains
+                .iter()
+                .find(|d| d.certificate.as_deref() == Some(name.as_str()))
+                .map(|d| d.tenant.clone())
+                .or_else(|| name.split_once('/').map(|(t, _)| t.to_string()))
+        }
+    }
 }
 
 impl FileConfig {

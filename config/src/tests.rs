@@ -606,3 +606,53 @@ domains:
     assert_eq!(cfg.tenant_cache_bytes, [("acme".to_string(), 1 << 20)]);
     assert_eq!(cfg.limits.cache_object_bytes, 8 << 20);
 }
+
+#[test]
+fn a_published_part_that_collides_with_the_nodes_file_is_left_out_alone() {
+    use crate::published::{validate_isolating, Reserved, Sections};
+    let file = crate::parse_yaml(
+        r#"
+listeners: { http: "127.0.0.1:0" }
+tenants: [{ name: ops }]
+domains:
+  - { hosts: [status.example.net], tenant: ops, routes: [{ path: /, respond: { body: ok } }] }
+"#,
+    )
+    .unwrap();
+    let published: Sections = serde_json::from_value(serde_json::json!({
+        "tenants": [{ "name": "ops" }, { "name": "squatter" }, { "name": "good" }],
+        "domains": [
+            { "hosts": ["evil.example.com"], "tenant": "ops",
+              "routes": [{ "path": "/", "respond": { "body": "x" } }] },
+            { "hosts": ["status.example.net"], "tenant": "squatter",
+              "routes": [{ "path": "/", "respond": { "body": "x" } }] },
+            { "hosts": ["good.example.com"], "tenant": "good",
+              "routes": [{ "path": "/", "respond": { "body": "x" } }] }
+        ]
+    }))
+    .unwrap();
+    let (cfg, refused) = validate_isolating(&file, &published, Path::new(".")).unwrap();
+    let tenants: Vec<&str> = refused.iter().map(|r| r.tenant.as_str()).collect();
+    assert_eq!(tenants, ["ops", "squatter"], "{refused:#?}");
+    let hosts: Vec<String> = cfg
+        .domains
+        .iter()
+        .flat_map(|d| d.hosts.iter().map(|h| h.to_string()))
+        .collect();
+    assert_eq!(hosts, ["status.example.net", "good.example.com"]);
+    assert!(cfg
+        .domains
+        .iter()
+        .all(|d| d.tenant != "ops" || d.hosts.len() == 1));
+    assert_eq!(
+        Reserved::of(&file),
+        Reserved {
+            tenants: vec!["ops".into()],
+            hosts: vec!["status.example.net".into()],
+        }
+    );
+    // A problem in the file itself still refuses everything.
+    let mut broken = file.clone();
+    broken.domains[0].hosts = vec!["bad host".into()];
+    assert!(validate_isolating(&broken, &published, Path::new(".")).is_err());
+}

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_config::published::{Purges, Report, Sections, Snapshot};
+use gatehouse_config::published::{Purges, RefusedPart, Report, Sections, Snapshot};
 use pingora::server::ShutdownWatch;
 
 use crate::metrics::metrics;
@@ -149,6 +149,8 @@ pub struct Follower {
     /// The version last settled (applied, or refused for good) and reported:
     /// the next poll's `after`.
     seen: u64,
+    /// Tenant parts the applied version runs without, and why.
+    refused_parts: Vec<RefusedPart>,
 }
 
 impl Follower {
@@ -163,7 +165,9 @@ impl Follower {
             .connect_timeout(Duration::from_secs(5))
             .timeout(POLL_WAIT + Duration::from_secs(30))
             .build()?;
-        let seen = applied.as_ref().map_or(0, |a| a.version);
+        // The first poll takes the current version even if it is the one
+        // applied: its report tells the admin this node's reserved names.
+        let seen = 0;
         Ok(Follower {
             cp,
             client,
@@ -171,6 +175,7 @@ impl Follower {
             applied,
             node,
             seen,
+            refused_parts: Vec::new(),
         })
     }
 
@@ -245,6 +250,12 @@ impl Follower {
             hash,
             applied: outcome.is_ok(),
             error: outcome.as_ref().err().map(|r| r.message.clone()),
+            refused: if outcome.is_ok() {
+                self.refused_parts.clone()
+            } else {
+                Vec::new()
+            },
+            reserved: self.reloader.reserved(),
         };
         match &outcome {
             Ok(()) => tracing::info!(version, "applied published configuration"),
@@ -322,9 +333,17 @@ impl Follower {
             }
         }
         let sections = localize(snap.config.clone(), &self.cp.state_dir);
-        if let Err(errors) = self.reloader.apply_published(sections.clone()).await {
-            return Err(refused("invalid", errors.to_string()));
+        let refused_parts = match self.reloader.apply_published(sections.clone()).await {
+            Ok((_, refused_parts)) => refused_parts,
+            Err(errors) => return Err(refused("invalid", errors.to_string())),
+        };
+        if !refused_parts.is_empty() {
+            metrics()
+                .published_rejected
+                .with_label_values(&["tenant_part"])
+                .inc_by(refused_parts.len() as u64);
         }
+        self.refused_parts = refused_parts;
         metrics().published_version.set(snap.version as i64);
         let text = serde_json::to_vec(&snap).map_err(|e| refused("invalid", e.to_string()))?;
         let path = self.cp.state_dir.join(SNAPSHOT_FILE);

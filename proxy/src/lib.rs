@@ -90,12 +90,13 @@ pub fn run(opts: RunOptions) -> anyhow::Result<()> {
         &opts.config,
         applied.as_ref().map(|a| &a.sections).or(empty.as_ref()),
     ) {
-        Ok(cfg) => cfg,
+        Ok(loaded) => loaded.config,
         Err(e) if applied.is_some() => {
             tracing::error!(errors = %e, "the last snapshot does not validate with this config file; starting without it");
             applied = None;
             reload::load_merged(&opts.config, empty.as_ref())
                 .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", opts.config.display()))?
+                .config
         }
         Err(e) => {
             return Err(anyhow::anyhow!(

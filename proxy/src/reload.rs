@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use gatehouse_config::published::Sections;
+use gatehouse_config::published::{RefusedPart, Reserved, Sections};
 use gatehouse_config::ConfigErrors;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -57,29 +57,48 @@ impl FileStamp {
     }
 }
 
+/// A config loaded with what a control plane published.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated config.
+    pub config: gatehouse_config::Config,
+    /// Published tenant parts left out, and why (the rest is served).
+    pub refused: Vec<RefusedPart>,
+}
+
 /// Reads the config file and validates it with `published` (the sections a
 /// control plane published) merged in. `Some` means the proxy follows a
-/// control plane, even before anything was published (`Some` of empty sections).
+/// control plane, even before anything was published (`Some` of empty
+/// sections). A published tenant part that does not validate with this
+/// file (a host or tenant name the file already has, a chain longer than
+/// this node allows, ...) is left out alone (see
+/// [`gatehouse_config::published::validate_isolating`]).
 pub fn load_merged(
     path: &std::path::Path,
     published: Option<&Sections>,
-) -> Result<gatehouse_config::Config, ConfigErrors> {
-    use gatehouse_config::validate::Mode;
+) -> Result<Loaded, ConfigErrors> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors::single("", format!("cannot read {}: {e}", path.display())))?;
-    let mut file = gatehouse_config::parse_yaml(&text)?;
-    let mode = match published {
-        Some(p) => {
-            file.merge_published(p.clone());
-            Mode::Node
-        }
-        None => Mode::File,
-    };
+    let file = gatehouse_config::parse_yaml(&text)?;
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    gatehouse_config::validate::validate_with(&file, base, mode)
+    let (config, refused) = match published {
+        Some(p) => gatehouse_config::published::validate_isolating(&file, p, base)?,
+        None => (
+            gatehouse_config::validate::validate(&file, base)?,
+            Vec::new(),
+        ),
+    };
+    for r in &refused {
+        tracing::error!(
+            tenant = %r.tenant,
+            problems = %r.problems.join("; "),
+            "a published tenant part does not validate with this node's config: left out, the rest is served"
+        );
+    }
+    Ok(Loaded { config, refused })
 }
 
 /// Rebuilds and publishes snapshots from the config file (and the sections
@@ -118,6 +137,14 @@ impl Reloader {
         }
     }
 
+    /// The names the config file defines (`None` if it cannot be read now).
+    pub fn reserved(&self) -> Option<Reserved> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        gatehouse_config::parse_yaml(&text)
+            .ok()
+            .map(|f| Reserved::of(&f))
+    }
+
     /// The snapshots this reloader publishes into.
     pub fn store(&self) -> &Arc<SnapshotStore> {
         &self.store
@@ -147,16 +174,23 @@ impl Reloader {
 
     /// Loads the file and, if valid, swaps it in. Returns the new version.
     pub async fn reload(&self) -> Result<u64, ConfigErrors> {
-        self.rebuild(None).await
+        self.rebuild(None).await.map(|(version, _)| version)
     }
 
     /// Applies newly published sections: the file with them merged in is
-    /// validated and compiled, and swapped in only if all of it is valid.
-    pub async fn apply_published(&self, sections: Sections) -> Result<u64, ConfigErrors> {
+    /// validated and compiled, and swapped in if the file's part is valid;
+    /// published tenant parts that are not are left out (and returned).
+    pub async fn apply_published(
+        &self,
+        sections: Sections,
+    ) -> Result<(u64, Vec<RefusedPart>), ConfigErrors> {
         self.rebuild(Some(sections)).await
     }
 
-    async fn rebuild(&self, candidate: Option<Sections>) -> Result<u64, ConfigErrors> {
+    async fn rebuild(
+        &self,
+        candidate: Option<Sections>,
+    ) -> Result<(u64, Vec<RefusedPart>), ConfigErrors> {
         let _guard = self.lock.lock().await;
         let started = std::time::Instant::now();
         let current = self.store.load();
@@ -171,7 +205,8 @@ impl Reloader {
                 .clone(),
         };
         let compiled = tokio::task::spawn_blocking(move || {
-            let mut cfg = load_merged(&path, published.as_ref())?;
+            let loaded = load_merged(&path, published.as_ref())?;
+            let mut cfg = loaded.config;
             // Sockets and runtimes are fixed at start: keep describing what is
             // actually bound (force_https builds its redirect from it).
             if cfg.listeners != prev.config.listeners || cfg.server != prev.config.server {
@@ -183,10 +218,11 @@ impl Reloader {
                 cfg.server = prev.config.server.clone();
             }
             Snapshot::compile(cfg, prev.version + 1, Some(&prev), CertGeneration::Generate)
+                .map(|snap| (snap, loaded.refused))
         })
         .await
         .unwrap_or_else(|e| Err(ConfigErrors::single("", format!("reload task failed: {e}"))));
-        let next = match compiled {
+        let (next, refused) = match compiled {
             Ok(next) => next,
             Err(errors) => {
                 metrics().config_reload_failures.inc();
@@ -220,7 +256,7 @@ impl Reloader {
             duration_ms = took.as_secs_f64() * 1000.0,
             "config reloaded"
         );
-        Ok(version)
+        Ok((version, refused))
     }
 }
 

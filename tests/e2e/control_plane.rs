@@ -837,6 +837,135 @@ async fn tenants_pools_never_reach_refused_addresses_the_internal_listener_or_th
     }
 }
 
+/// Issue 22, item 3: the names a node's own config file defines are
+/// reported to the admin, which refuses them to tenants (409, naming no
+/// one); a collision the node still meets (here: the operator adds a name
+/// already published) costs only the colliding tenant's part, and the node
+/// says so.
+#[tokio::test]
+async fn names_a_nodes_file_defines_are_kept_from_tenants_and_a_collision_costs_only_its_tenant() {
+    use reqwest::Method;
+    let f = fixture().await;
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    let node_token = f.api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let local = |extra: &str| {
+        format!(
+            "{NODE}tenants: [{{ name: ops }}]\ndomains:\n  - {{ hosts: [status.example.net], tenant: ops, routes: [{{ path: /, respond: {{ body: local }} }}] }}\n{extra}"
+        )
+    };
+    let proxy = Proxy::start_command(
+        tempfile::tempdir().unwrap(),
+        &local(""),
+        &[
+            "proxy",
+            "--admin-url",
+            &f.admin.base,
+            "--state-dir",
+            &state_dir,
+            "--node-id",
+            "edge-1",
+        ],
+        &[("GATEHOUSE_NODE_TOKEN", &node_token)],
+    )
+    .await;
+    f.api.site("app.example.com", a.addr).await;
+    f.api.publish().await;
+    until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
+    eventually(
+        Duration::from_secs(5),
+        "the node's reserved names",
+        || async {
+            let node = f.api.node("edge-1").await;
+            (node["reserved"] == json!({ "tenants": ["ops"], "hosts": ["status.example.net"] }))
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, body) = f
+        .api
+        .send(Method::POST, "/v1/tenants", Some(json!({ "name": "ops" })))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    for host in ["status.example.net", "*.example.net"] {
+        let (status, body) = f
+            .api
+            .send(
+                Method::PUT,
+                &format!("/v1/tenants/acme/domains/{host}"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, 409, "{host}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("reserved") && !message.contains("edge-1"),
+            "{message}"
+        );
+    }
+
+    // The operator now defines a name tenant acme has published.
+    proxy.write_config(&local(
+        "  - { hosts: [app.example.com], tenant: ops, routes: [{ path: /, respond: { body: mine } }] }\n",
+    ));
+    eventually(
+        Duration::from_secs(10),
+        "the node's own app.example.com",
+        || async {
+            let r = proxy
+                .client(&["app.example.com"])
+                .get(proxy.url("app.example.com", "/"))
+                .send()
+                .await
+                .ok()?;
+            (r.text().await.ok()? == "mine").then_some(())
+        },
+    )
+    .await;
+    // Another tenant publishes: the node applies it without acme's part.
+    f.api
+        .ok(Method::POST, "/v1/tenants", Some(json!({ "name": "beta" })))
+        .await;
+    for (uri, body) in [
+        (
+            "/v1/tenants/beta/pools/web",
+            json!({ "targets": [{ "addr": b.addr.to_string() }] }),
+        ),
+        ("/v1/tenants/beta/domains/beta.example.com", json!({})),
+        (
+            "/v1/tenants/beta/domains/beta.example.com/routes/root",
+            json!({ "pool": "web" }),
+        ),
+    ] {
+        f.api.ok(Method::PUT, uri, Some(body)).await;
+    }
+    f.api
+        .ok(
+            Method::POST,
+            "/v1/tenants/beta/domains/beta.example.com/verify",
+            Some(json!({ "method": "skip" })),
+        )
+        .await;
+    let v2 = f.api.publish().await;
+    until_served(&proxy, "beta.example.com", "b", Duration::from_secs(5)).await;
+    let node = eventually(Duration::from_secs(5), "the node's report", || async {
+        let node = f.api.node("edge-1").await;
+        (node["applied_version"] == v2).then_some(node)
+    })
+    .await;
+    assert_eq!(node["refused"][0]["tenant"], "acme", "{node}");
+    let problems = node["refused"][0]["problems"].to_string();
+    assert!(problems.contains("app.example.com"), "{problems}");
+    let status = proxy
+        .client(&["status.example.net"])
+        .get(proxy.url("status.example.net", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.text().await.unwrap(), "local");
+}
+
 #[tokio::test]
 async fn a_purge_through_the_admin_reaches_the_nodes_cache() {
     use reqwest::Method;

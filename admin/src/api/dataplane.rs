@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use gatehouse_config::published::{Report, Sections, Snapshot};
+use gatehouse_config::published::{RefusedPart, Report, Reserved, Sections, Snapshot};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::{IntoParams, ToSchema};
@@ -249,13 +249,32 @@ pub async fn report(
         i64::try_from(r.version).map_err(|_| ApiError::invalid("version", "out of range"))?;
     seen(&state, &r.node, &who, &meta).await?;
     let error: Option<String> = r.error.map(|e| e.chars().take(8192).collect());
-    if r.applied {
-        sqlx::query("UPDATE nodes SET applied_version = $1, applied_hash = $2 WHERE id = $3")
-            .bind(version)
-            .bind(&r.hash)
+    if let Some(reserved) = bounded_reserved(r.reserved) {
+        let json = serde_json::to_string(&reserved).map_err(|e| ApiError::Internal(e.into()))?;
+        sqlx::query("UPDATE nodes SET reserved = $1 WHERE id = $2")
+            .bind(json)
             .bind(&r.node)
             .execute(state.store.pool())
             .await?;
+    }
+    if r.applied {
+        let refused = bounded_refused(r.refused);
+        if !refused.is_empty() {
+            tracing::warn!(node = %r.node, version, tenants = ?refused.iter().map(|p| &p.tenant).collect::<Vec<_>>(), "node applied a version without some tenant parts");
+        }
+        let refused = (!refused.is_empty())
+            .then(|| serde_json::to_string(&refused))
+            .transpose()
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        sqlx::query(
+            "UPDATE nodes SET applied_version = $1, applied_hash = $2, refused = $3 WHERE id = $4",
+        )
+        .bind(version)
+        .bind(&r.hash)
+        .bind(refused)
+        .bind(&r.node)
+        .execute(state.store.pool())
+        .await?;
     } else {
         tracing::warn!(node = %r.node, version, error = error.as_deref().unwrap_or(""), "node rejected a snapshot");
         sqlx::query("UPDATE nodes SET last_error = $1, last_error_version = $2, last_error_ms = $3 WHERE id = $4")
@@ -267,6 +286,37 @@ pub async fn report(
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a node reports is bounded before it is stored (a node token is
+/// trusted, but a bug must not grow the table without end).
+fn bounded_reserved(reserved: Option<Reserved>) -> Option<Reserved> {
+    let cut = |v: Vec<String>| -> Vec<String> {
+        v.into_iter()
+            .filter(|s| s.len() <= 253)
+            .take(10_000)
+            .collect()
+    };
+    reserved.map(|r| Reserved {
+        tenants: cut(r.tenants),
+        hosts: cut(r.hosts),
+    })
+}
+
+fn bounded_refused(refused: Vec<RefusedPart>) -> Vec<RefusedPart> {
+    refused
+        .into_iter()
+        .take(1000)
+        .map(|p| RefusedPart {
+            tenant: p.tenant.chars().take(128).collect(),
+            problems: p
+                .problems
+                .into_iter()
+                .take(20)
+                .map(|m| m.chars().take(1024).collect())
+                .collect(),
+        })
+        .collect()
 }
 
 /// A proxy node as last seen.
@@ -290,6 +340,12 @@ pub struct Node {
     pub last_error_version: Option<i64>,
     /// Last rejection: when (Unix milliseconds).
     pub last_error_ms: Option<i64>,
+    /// Tenant parts the version it runs was applied without, and why (a
+    /// name its own config file already has, a bound it sets lower, ...).
+    pub refused: Vec<RefusedPart>,
+    /// Tenant names and host patterns its own config file defines (kept
+    /// from tenants).
+    pub reserved: Option<Reserved>,
 }
 
 /// The list of nodes.
@@ -312,7 +368,7 @@ pub async fn nodes(
     who.platform("list nodes")?;
     let rows = sqlx::query(
         "SELECT id, token_prefix, address, applied_version, applied_hash, last_seen_ms, \
-         last_error, last_error_version, last_error_ms FROM nodes ORDER BY id",
+         last_error, last_error_version, last_error_ms, reserved, refused FROM nodes ORDER BY id",
     )
     .fetch_all(state.store.pool())
     .await?;
@@ -329,10 +385,21 @@ pub async fn nodes(
                 last_error: r.try_get("last_error")?,
                 last_error_version: r.try_get("last_error_version")?,
                 last_error_ms: r.try_get("last_error_ms")?,
+                refused: json_column(r, "refused")?.unwrap_or_default(),
+                reserved: json_column(r, "reserved")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(Json(NodeList { nodes }))
+}
+
+/// A JSON column, `None` when NULL (or unreadable: it is informative only).
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &sqlx::any::AnyRow,
+    column: &str,
+) -> Result<Option<T>, sqlx::Error> {
+    let text: Option<String> = row.try_get(column)?;
+    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
 /// Forgets a node (platform admins): for decommissioned nodes, which are

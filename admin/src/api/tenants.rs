@@ -189,6 +189,13 @@ pub async fn create(
             field: Some("name".into()),
         });
     }
+    let reserved = crate::draft::hostnames::reserved(&mut tx).await?;
+    if reserved.tenants.contains(&tenant.name) {
+        return Err(ApiError::Conflict {
+            message: format!("tenant name {} is reserved by the platform", tenant.name),
+            field: Some("name".into()),
+        });
+    }
     let retired = sqlx::query("SELECT name FROM retired_tenants WHERE name = $1")
         .bind(&tenant.name)
         .fetch_optional(&mut *tx)

@@ -1,5 +1,9 @@
-//! Who holds a hostname: a domain's name is unique across all tenants, and a
-//! wildcard may not overlap another tenant's names. Imports `infra`.
+//! Who holds a hostname: a domain's name is unique across all tenants, a
+//! wildcard may not overlap another tenant's names, and the names nodes'
+//! own config files define (as they report them) are nobody's to take.
+//! Refusals never name the holder. Imports `infra`.
+
+use gatehouse_config::published::Reserved;
 
 use crate::infra::error::ApiError;
 
@@ -23,13 +27,55 @@ pub async fn check_available(
             });
         }
     }
-    if let Some(other) = overlapping(conn, tenant, host).await? {
+    if overlapping(conn, tenant, host).await?.is_some() {
         return Err(ApiError::Conflict {
-            message: format!("hostname {host} overlaps {other}, registered by another tenant"),
+            message: format!("hostname {host} overlaps a hostname registered by another tenant"),
+            field: Some("name".into()),
+        });
+    }
+    let reserved = reserved(conn).await?;
+    if reserved
+        .hosts
+        .iter()
+        .any(|r| covers(r, host) || covers(host, r))
+    {
+        return Err(ApiError::Conflict {
+            message: format!("hostname {host} is reserved by the platform"),
             field: Some("name".into()),
         });
     }
     Ok(())
+}
+
+/// Whether pattern `a` is `b` or, as a one-label wildcard, matches `b`.
+fn covers(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match a.strip_prefix("*.") {
+        Some(parent) => b
+            .strip_suffix(parent)
+            .and_then(|label| label.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.contains('.') && label != "*"),
+        None => false,
+    }
+}
+
+/// Every name a node reported its own config file defines.
+pub async fn reserved(conn: &mut sqlx::AnyConnection) -> Result<Reserved, ApiError> {
+    use sqlx::Row;
+    let rows = sqlx::query("SELECT reserved FROM nodes WHERE reserved IS NOT NULL")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut all = Reserved::default();
+    for row in rows {
+        let text: String = row.try_get("reserved")?;
+        if let Ok(r) = serde_json::from_str::<Reserved>(&text) {
+            all.tenants.extend(r.tenants);
+            all.hosts.extend(r.hosts);
+        }
+    }
+    Ok(all)
 }
 
 /// Another tenant's domain that `host` would overlap: the wildcard covering
@@ -73,4 +119,19 @@ async fn overlapping(
     .fetch_optional(&mut *conn)
     .await?;
     Ok(held.map(|_| wildcard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn a_wildcard_covers_one_label() {
+        assert!(covers("a.example.com", "a.example.com"));
+        assert!(covers("*.example.com", "a.example.com"));
+        assert!(!covers("*.example.com", "a.b.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(!covers("*.example.com", "xexample.com"));
+        assert!(!covers("a.example.com", "*.example.com"));
+    }
 }
