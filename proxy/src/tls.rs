@@ -48,6 +48,46 @@ fn not_after(key: &CertifiedKey) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
+/// The DNS names (lowercase) the leaf certificate is for.
+fn dns_names(key: &CertifiedKey) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Some(leaf) = key.cert.first() else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(d.trim_end_matches('.').to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a certificate for `names` is valid for `host` (RFC 6125: a
+/// wildcard name covers exactly one label; a wildcard host needs the same
+/// wildcard name).
+fn covers(names: &[String], host: &HostPattern) -> bool {
+    match host {
+        HostPattern::Exact(h) => names.iter().any(|n| {
+            n == h
+                || n.strip_prefix("*.").is_some_and(|parent| {
+                    h.split_once('.')
+                        .is_some_and(|(label, rest)| !label.is_empty() && rest == parent)
+                })
+        }),
+        HostPattern::Wildcard(suffix) => names
+            .iter()
+            .any(|n| n.strip_prefix("*.") == Some(suffix.as_str())),
+    }
+}
+
 impl CertMap {
     /// Builds the map for `cfg`, loading (and, where asked, generating) every
     /// certificate. Errors carry the certificate's field path.
@@ -86,10 +126,15 @@ impl CertMap {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let names: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| k.as_deref().map(dns_names).unwrap_or_default())
+            .collect();
         for d in &cfg.domains {
             let Some(key) = d.certificate.and_then(|i| keys[i].clone()) else {
                 continue;
             };
+            let names = d.certificate.map(|i| &names[i][..]).unwrap_or_default();
             if let Some(expires) = d.certificate.and_then(|i| expiry_of[i]) {
                 let tenant: Arc<str> = Arc::from(d.tenant.as_str());
                 for h in &d.hosts {
@@ -106,6 +151,17 @@ impl CertMap {
                 }
             }
             for h in &d.hosts {
+                // A certificate is only served for names it is valid for: a
+                // domain pointing at another name's certificate (a mistake,
+                // or an attempt to make a node present it) gets none.
+                if !covers(names, h) {
+                    tracing::warn!(
+                        tenant = %d.tenant,
+                        domain = %h,
+                        "the domain's certificate does not cover it: not served for it"
+                    );
+                    continue;
+                }
                 match h {
                     HostPattern::Exact(name) => map.exact.insert(name.clone(), key.clone()),
                     HostPattern::Wildcard(suffix) => {
@@ -260,6 +316,28 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_certificate_covers_its_names_and_one_label_under_its_wildcards() {
+        let names = vec![
+            "a.example.com".to_string(),
+            "*.shop.example.com".to_string(),
+        ];
+        let exact = |h: &str| HostPattern::Exact(h.into());
+        assert!(covers(&names, &exact("a.example.com")));
+        assert!(covers(&names, &exact("x.shop.example.com")));
+        assert!(!covers(&names, &exact("shop.example.com")));
+        assert!(!covers(&names, &exact("x.y.shop.example.com")));
+        assert!(!covers(&names, &exact("b.example.com")));
+        assert!(covers(
+            &names,
+            &HostPattern::Wildcard("shop.example.com".into())
+        ));
+        assert!(!covers(
+            &names,
+            &HostPattern::Wildcard("example.com".into())
+        ));
+    }
 
     fn config(pems: &[(String, String)]) -> Config {
         let mut y = String::from(

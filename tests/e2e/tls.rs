@@ -33,6 +33,7 @@ pools: [{{ name: p, tenant: t, targets: [{{ addr: "{}" }}] }}]
 domains:
   - {{ hosts: [a.test], tenant: t, certificate: a, force_https: true, routes: [{{ path: /, pool: p }}] }}
   - {{ hosts: [b.test, "*.b.test"], tenant: t, certificate: b, routes: [{{ path: /, pool: p }}] }}
+  - {{ hosts: [stolen.test, "*.a.test"], tenant: t, certificate: a, routes: [{{ path: /, pool: p }}] }}
 "#,
         indent(&std::fs::read_to_string(&b.cert_path).unwrap()),
         indent(&std::fs::read_to_string(&b.key_path).unwrap()),
@@ -44,6 +45,18 @@ domains:
         a,
         b,
         _up: up,
+    }
+}
+
+/// Issue 22, item 9: a domain naming a certificate that is not valid for
+/// its hosts does not make the node present that certificate for them.
+#[tokio::test]
+async fn a_certificate_is_never_presented_for_a_host_it_does_not_cover() {
+    let s = start().await;
+    let https = s.proxy.https;
+    assert_eq!(presented_cert(https, "a.test").await.unwrap(), s.a.cert_der);
+    for sni in ["stolen.test", "x.a.test"] {
+        assert!(presented_cert(https, sni).await.is_err(), "{sni}");
     }
 }
 

@@ -48,12 +48,42 @@ pub struct AcmeIssued {
     pub published_version: Option<i64>,
 }
 
-/// The certificate object's name for `host`: `acme-` and the host with dots
-/// as dashes, cut to the 63 characters names may have.
-fn certificate_name(host: &str) -> String {
-    let mut name = format!("acme-{}", host.replace('.', "-"));
-    name.truncate(63);
-    name.trim_end_matches('-').to_string()
+/// The certificate object's name for `host`, one per host: `acme-`, the host
+/// with dots as dashes (cut, for reading), and 16 hex digits of the host's
+/// SHA-256, within the 63 characters names may have. Dots as dashes alone
+/// made `a-b.example.com` and `a.b-example.com` one name, so one domain's
+/// order replaced the other's certificate.
+pub fn certificate_name(host: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, host.as_bytes());
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut readable = host.replace('.', "-");
+    readable.truncate(40);
+    format!("acme-{}-{hex}", readable.trim_end_matches('-'))
+}
+
+/// Refuses to overwrite a certificate object that is not `host`'s ACME
+/// certificate: a name taken by an upload, or (however unlikely) another
+/// host's order.
+async fn check_replaceable(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    name: &str,
+    host: &str,
+) -> Result<(), ApiError> {
+    let Some(existing) = objects::load(conn, tenant, Kind::Certificate, name).await? else {
+        return Ok(());
+    };
+    let stored: StoredCertificate = existing.spec()?;
+    if stored.info.names.iter().any(|n| n == host) {
+        return Ok(());
+    }
+    Err(ApiError::Conflict {
+        message: format!("certificate {name} exists and is not {host}'s: not replaced"),
+        field: None,
+    })
 }
 
 /// The platform's account for `settings`, created on first use.
@@ -179,6 +209,11 @@ pub async fn obtain(
     };
     let no_preconditions = HeaderMap::new();
     let mut tx = state.store.begin_write().await?;
+    if let Err(e) = check_replaceable(&mut tx, &tenant, &name, &host).await {
+        drop(tx);
+        record_failure(&state, &tenant, &host, "failed", &e.to_string()).await?;
+        return Err(e);
+    }
     objects::put(
         &mut tx,
         &who,
@@ -311,4 +346,26 @@ async fn run_order(
         }
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::certificate_name;
+
+    #[test]
+    fn certificate_names_are_one_per_host_and_valid_names() {
+        let a = certificate_name("a-b.example.com");
+        let b = certificate_name("a.b-example.com");
+        assert_ne!(a, b);
+        assert!(a.starts_with("acme-a-b-example-com-"), "{a}");
+        let long = certificate_name(&format!("{}.example.com", "x".repeat(60)));
+        assert!(long.len() <= 63, "{long}");
+        assert_ne!(
+            long,
+            certificate_name(&format!("{}.example.org", "x".repeat(60)))
+        );
+        for n in [a, b, long] {
+            assert!(crate::infra::names::check("name", &n).is_ok(), "{n}");
+        }
+    }
 }
