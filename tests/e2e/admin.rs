@@ -36,7 +36,11 @@ impl Admin {
 
     /// [`Admin::start`] with these options instead of `--allow-internal-targets`.
     pub async fn start_with(db: &str, env: &[(&str, &str)], options: &[&str]) -> Admin {
-        let port = free_port();
+        Self::start_at(free_port(), db, env, options).await
+    }
+
+    /// [`Admin::start_with`] on `port` (a restart where nodes expect it).
+    pub async fn start_at(port: u16, db: &str, env: &[(&str, &str)], options: &[&str]) -> Admin {
         let key_file = match db.strip_prefix("sqlite://") {
             Some(path) => std::path::Path::new(path).with_file_name("secrets.key"),
             None => tempfile::tempdir().unwrap().keep().join("secrets.key"),

@@ -1142,6 +1142,129 @@ server:
   upgrade_sock: "{dir}/upgrade.sock"
 "#;
 
+/// Issue 22, item 8: an order interrupted by the admin stopping (here:
+/// killed while it waits for the nodes to serve the challenge) is taken up
+/// again on its own once its lease ends, and ends with the certificate
+/// deployed: no state but `active` is left without a next attempt.
+#[tokio::test]
+async fn an_acme_order_interrupted_by_an_admin_crash_is_retried_until_deployed() {
+    use reqwest::Method;
+    let up = Upstream::start("a");
+    let dns = dns::ChallTestSrv::start().await;
+    let mut pebble = pebble::Pebble::new();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/data/gatehouse.db", dir.path().display());
+    let token = preset_token();
+    let ca = pebble.tls_ca.display().to_string();
+    let directory = pebble.directory.clone();
+    let env = [
+        ("GATEHOUSE_ADMIN_TOKEN", token.as_str()),
+        ("GATEHOUSE_ACME_DIRECTORY", directory.as_str()),
+        ("GATEHOUSE_ACME_CA_BUNDLE", ca.as_str()),
+        ("GATEHOUSE_ACME_RENEW_CHECK_SECONDS", "1"),
+    ];
+    // Short stages, so the order's lease (every stage at its longest) is short.
+    let options = ["--allow-internal-targets", "--acme-timeout-seconds", "3"];
+    let mut admin = Admin::start_with(&db, &env, &options).await;
+    let port: u16 = admin.base.rsplit(':').next().unwrap().parse().unwrap();
+    let api = Api::new(&admin.base, &token);
+    let node_token = api.node_token("edge-1").await;
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let node = Proxy::start_command(
+        tempfile::tempdir().unwrap(),
+        NODE_TLS,
+        &[
+            "proxy",
+            "--admin-url",
+            &admin.base,
+            "--state-dir",
+            &state_dir,
+            "--node-id",
+            "edge-1",
+        ],
+        &[("GATEHOUSE_NODE_TOKEN", &node_token)],
+    )
+    .await;
+    pebble.run(dns.dns, node.http.port(), 0).await;
+    let host = "crash.acme-tenant.test";
+    dns.set_a(host, std::net::Ipv4Addr::LOCALHOST).await;
+    api.site(host, up.addr).await;
+    api.publish().await;
+    until_served(&node, host, "a", Duration::from_secs(5)).await;
+    // A second node that polled once and went quiet: the order waits for it
+    // to serve the challenge, and the admin is killed meanwhile.
+    let quiet = api.node_token("edge-2").await;
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/dataplane/snapshot?after=0&wait=0s&node=edge-2",
+            admin.base
+        ))
+        .bearer_auth(&quiet)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let order = {
+        let (base, token) = (admin.base.clone(), token.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/v1/tenants/acme/domains/{host}/acme"))
+                .bearer_auth(token)
+                .send()
+                .await
+        })
+    };
+    eventually(Duration::from_secs(10), "the order under way", || async {
+        let (status, body) = api
+            .send(
+                Method::GET,
+                &format!("/v1/tenants/acme/domains/{host}/acme"),
+                None,
+            )
+            .await;
+        (status == 200 && body["status"] == "pending_validation").then_some(())
+    })
+    .await;
+    admin.kill();
+    assert!(
+        order.await.unwrap().is_err(),
+        "the order was answered before the kill"
+    );
+
+    let _admin = Admin::start_at(port, &db, &env, &options).await;
+    api.ok(Method::DELETE, "/v1/nodes/edge-2", None).await;
+    let deployed = eventually(
+        Duration::from_secs(60),
+        "the order taken up again",
+        || async {
+            let (_, body) = api
+                .send(
+                    Method::GET,
+                    &format!("/v1/tenants/acme/domains/{host}/acme"),
+                    None,
+                )
+                .await;
+            (body["status"] == "active").then_some(body)
+        },
+    )
+    .await;
+    assert!(deployed["not_after_ms"].as_i64().is_some(), "{deployed}");
+    assert_eq!(deployed["next_attempt_ms"], Value::Null, "{deployed}");
+    // The node presents it.
+    eventually(
+        Duration::from_secs(10),
+        "the certificate on the node",
+        || async {
+            let tcp = tokio::net::TcpStream::connect(node.https).await.ok()?;
+            tls_handshake(tcp, host, rustls::DEFAULT_VERSIONS)
+                .await
+                .ok()
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_with_it() {
     use reqwest::Method;

@@ -21,7 +21,10 @@ use utoipa::ToSchema;
 
 use crate::acme::challenges::{self, Challenge};
 use crate::acme::client::{self, AcmeError, Issued};
-use crate::acme::records::{record_failure, record_success, set_status, take_lease};
+use crate::acme::records::{
+    issued, record_awaiting_publish, record_deployed, record_failure, record_issued, set_status,
+    take_lease,
+};
 use crate::draft::objects::{self, certificate_public, Kind, Write};
 use crate::infra::acme_settings::Settings;
 use crate::infra::audit::{self, Event};
@@ -34,8 +37,22 @@ use crate::model::domain::StoredDomain;
 use crate::release::certificate::publish_certificate;
 use crate::release::versions;
 
-/// How long every node has to start serving the challenges.
+/// Longest wait for every node to start serving the challenges.
 const NODES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long every node has to start serving the challenges: the CA's own
+/// timeout, at most [`NODES_TIMEOUT`].
+fn nodes_timeout(settings: &Settings) -> Duration {
+    settings.timeout.min(NODES_TIMEOUT)
+}
+
+/// How long an order holds its domain: every stage at its longest (nodes,
+/// validation, issuance) and a margin. An order still running then has
+/// failed; the next attempt is due at the lease's end, so an order the
+/// admin never finished (it stopped, the store failed) is taken up again.
+fn order_lease(settings: &Settings) -> Duration {
+    nodes_timeout(settings) + settings.timeout * 3 + Duration::from_secs(10)
+}
 
 /// The certificate an order produced.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -173,7 +190,8 @@ pub async fn obtain(
         });
     }
     let name = certificate_name(&host);
-    if !take_lease(&state, &tenant, &host, &name).await? {
+    let lease = order_lease(&settings);
+    if !take_lease(&state, &tenant, &host, &name, lease).await? {
         return Err(ApiError::Conflict {
             message: format!("an order for {host} is running"),
             field: None,
@@ -258,29 +276,65 @@ pub async fn obtain(
         Some(serde_json::json!({ "certificate": name, "not_after_ms": info.not_after_ms }));
     audit::record(&mut tx, &who, &meta, event).await?;
     tx.commit().await?;
-    record_success(&state, &tenant, &host, &info).await?;
-    // Live at once when the domain is published: the certificate and the
-    // published domain's use of it, nothing else of the tenant's draft.
-    let published = {
-        let mut conn = state.store.pool().acquire().await?;
-        let (_, doc) = versions::latest(&mut conn).await?;
-        doc.tenants
-            .get(&tenant)
-            .and_then(|part| part.get(Kind::Domain.as_str()))
-            .is_some_and(|domains| domains.contains_key(&host))
-    };
-    let version = if published {
-        publish_certificate(&state, &who, &meta, &tenant, &name, &host)
-            .await?
-            .map(|v| v.version)
-    } else {
-        None
-    };
+    // Issued; if deploying it is interrupted, it is tried again after `lease`.
+    record_issued(&state, &tenant, &host, &info, lease).await?;
+    let version = deploy(&state, &who, &meta, &tenant, &host).await?;
     Ok(AcmeIssued {
         certificate: name,
         info,
         published_version: version,
     })
+}
+
+/// Deploys `host`'s issued certificate: live at once when the domain is
+/// published (the certificate and the published domain's use of it, nothing
+/// else of the tenant's draft), then `active`; for a domain not published,
+/// it goes live with the tenant's next publish (looked at again later). A
+/// publish that fails leaves it `issued` with a retry after a backoff, and
+/// is the error. Returns the version that deployed it.
+pub async fn deploy(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    tenant: &str,
+    host: &str,
+) -> Result<Option<i64>, ApiError> {
+    let Some((name, not_after)) = issued(state, tenant, host).await? else {
+        return Err(ApiError::NotFound(format!("ACME record of {host}")));
+    };
+    let (published, deployed) = {
+        let mut conn = state.store.pool().acquire().await?;
+        let (_, doc) = versions::latest(&mut conn).await?;
+        let part = doc.tenants.get(tenant);
+        let domain = part
+            .and_then(|p| p.get(Kind::Domain.as_str()))
+            .and_then(|d| d.get(host));
+        let uses_it = domain.is_some_and(|d| d.spec["certificate"] == name.as_str());
+        let carried = part
+            .and_then(|p| p.get(Kind::Certificate.as_str()))
+            .and_then(|c| c.get(&name))
+            .is_some_and(|c| c.spec["info"]["not_after_ms"].as_i64() == not_after);
+        (domain.is_some(), uses_it && carried)
+    };
+    if deployed {
+        record_deployed(state, tenant, host).await?;
+        return Ok(None);
+    }
+    if !published {
+        record_awaiting_publish(state, tenant, host).await?;
+        return Ok(None);
+    }
+    match publish_certificate(state, who, meta, tenant, &name, host).await {
+        Ok(version) => {
+            record_deployed(state, tenant, host).await?;
+            Ok(version.map(|v| v.version))
+        }
+        Err(e) => {
+            let why = format!("the certificate is issued but publishing it failed: {e}");
+            record_failure(state, tenant, host, "issued", &why).await?;
+            Err(e)
+        }
+    }
 }
 
 /// Opens the order, has every node serve its challenges, validates and
@@ -317,7 +371,9 @@ async fn run_order(
                 .await
                 .map_err(failed)?;
         }
-        if let Err(waiting) = challenges::wait_for_nodes(state, version, NODES_TIMEOUT).await {
+        if let Err(waiting) =
+            challenges::wait_for_nodes(state, version, nodes_timeout(settings)).await
+        {
             return Err((
                 "pending_validation_timed_out",
                 ApiError::Conflict {

@@ -1,7 +1,10 @@
 //! Each domain's ACME record (`acme_domains`): the lease that lets one order
 //! run at a time per domain (across admins sharing a store), its stage, its
 //! failures with their backoff, and when its certificate is due for renewal.
-//! Imports `model` and `infra`.
+//! Every state but `active` has a next attempt: an order that is interrupted
+//! (the admin stopped, the store failed) is taken up again when its lease
+//! ends, and a certificate issued but not yet deployed (`issued`) is deployed
+//! again until a published version carries it. Imports `model` and `infra`.
 
 use std::time::Duration;
 
@@ -14,16 +17,18 @@ use crate::infra::state::AppState;
 use crate::infra::store::now_ms;
 use crate::model::certificate::CertificateInfo;
 
-/// How long an order may hold a domain (one order at a time per domain).
-const LEASE: Duration = Duration::from_secs(15 * 60);
+/// How long a certificate issued for a domain that is not published yet
+/// waits before the next look at whether a version carries it.
+const UNPUBLISHED_RECHECK: Duration = Duration::from_secs(3600);
 
 /// Where a domain's ACME certificate stands.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AcmeState {
     /// The certificate object it lives in.
     pub certificate: String,
-    /// `pending_validation`, `pending_issuance`, `active`,
-    /// `pending_validation_timed_out`, `pending_issuance_timed_out` or `failed`.
+    /// `pending_validation`, `pending_issuance`, `issued` (stored, not yet in
+    /// a published version), `active` (deployed), `pending_validation_timed_out`,
+    /// `pending_issuance_timed_out` or `failed`.
     pub status: String,
     /// Why the last order failed (the CA's words), while not active.
     pub error: Option<String>,
@@ -33,7 +38,9 @@ pub struct AcmeState {
     pub renew_at_ms: Option<i64>,
     /// Failed orders since the last success.
     pub attempts: i64,
-    /// Earliest retry after a failure.
+    /// When the record is looked at next, unless it is `active`: a retry
+    /// after a failure, the end of a running order's lease (an interrupted
+    /// order is taken up again then), or the next deployment attempt.
     pub next_attempt_ms: Option<i64>,
     pub updated_ms: i64,
 }
@@ -67,16 +74,18 @@ pub async fn load(
     }))
 }
 
-/// Takes `host`'s order lease (creating its row); false when another order
-/// for it is running.
+/// Takes `host`'s order lease for `lease` (creating its row); false when
+/// another order for it is running. The next attempt is set to the lease's
+/// end, so an order that never finishes is taken up again.
 pub async fn take_lease(
     state: &AppState,
     tenant: &str,
     host: &str,
     certificate: &str,
+    lease: Duration,
 ) -> Result<bool, ApiError> {
     let now = now_ms();
-    let until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+    let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let mut tx = state.store.begin_write().await?;
     sqlx::query(
         "INSERT INTO acme_domains (tenant, host, certificate, status, updated_ms) \
@@ -89,13 +98,14 @@ pub async fn take_lease(
     .execute(&mut *tx)
     .await?;
     let taken = sqlx::query(
-        "UPDATE acme_domains SET lease_until_ms = $1 WHERE tenant = $2 AND host = $3 \
-         AND (lease_until_ms IS NULL OR lease_until_ms < $4)",
+        "UPDATE acme_domains SET lease_until_ms = $1, next_attempt_ms = $1, certificate = $5 \
+         WHERE tenant = $2 AND host = $3 AND (lease_until_ms IS NULL OR lease_until_ms < $4)",
     )
     .bind(until)
     .bind(tenant)
     .bind(host)
     .bind(now)
+    .bind(certificate)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -167,27 +177,84 @@ fn ring_jitter() -> u32 {
     u32::from_le_bytes(b)
 }
 
-/// A certificate in force: when it ends and when to renew it (two thirds
-/// into its lifetime); attempts reset, the lease released.
-pub async fn record_success(
+/// A certificate issued and stored (`issued`): when it ends and when to
+/// renew it (two thirds into its lifetime); attempts reset, the lease
+/// released. Until [`record_deployed`], its deployment is looked at again
+/// (first at the end of `deploy_within`).
+pub async fn record_issued(
     state: &AppState,
     tenant: &str,
     host: &str,
     info: &CertificateInfo,
+    deploy_within: Duration,
 ) -> Result<(), ApiError> {
     let lifetime = (info.not_after_ms - info.not_before_ms).max(0);
     let renew_at = info.not_before_ms + lifetime * 2 / 3;
+    let now = now_ms();
     sqlx::query(
-        "UPDATE acme_domains SET status = 'active', error = NULL, not_after_ms = $1, renew_at_ms = $2, \
-         attempts = 0, next_attempt_ms = NULL, lease_until_ms = NULL, updated_ms = $3 \
-         WHERE tenant = $4 AND host = $5",
+        "UPDATE acme_domains SET status = 'issued', error = NULL, not_after_ms = $1, renew_at_ms = $2, \
+         attempts = 0, next_attempt_ms = $3, lease_until_ms = NULL, updated_ms = $4 \
+         WHERE tenant = $5 AND host = $6",
     )
     .bind(info.not_after_ms)
     .bind(renew_at)
+    .bind(now + i64::try_from(deploy_within.as_millis()).unwrap_or(i64::MAX))
+    .bind(now)
+    .bind(tenant)
+    .bind(host)
+    .execute(state.store.pool())
+    .await?;
+    Ok(())
+}
+
+/// The issued certificate is in the latest published version: `active`,
+/// nothing to do until its renewal time.
+pub async fn record_deployed(state: &AppState, tenant: &str, host: &str) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE acme_domains SET status = 'active', error = NULL, attempts = 0, next_attempt_ms = NULL, \
+         updated_ms = $1 WHERE tenant = $2 AND host = $3",
+    )
     .bind(now_ms())
     .bind(tenant)
     .bind(host)
     .execute(state.store.pool())
     .await?;
     Ok(())
+}
+
+/// The issued certificate's domain is not published: the certificate goes
+/// live with the tenant's next publish; looked at again later.
+pub async fn record_awaiting_publish(
+    state: &AppState,
+    tenant: &str,
+    host: &str,
+) -> Result<(), ApiError> {
+    let next = now_ms() + i64::try_from(UNPUBLISHED_RECHECK.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query(
+        "UPDATE acme_domains SET next_attempt_ms = $1, updated_ms = $2 WHERE tenant = $3 AND host = $4",
+    )
+    .bind(next)
+    .bind(now_ms())
+    .bind(tenant)
+    .bind(host)
+    .execute(state.store.pool())
+    .await?;
+    Ok(())
+}
+
+/// The certificate object and end of `host`'s last issued certificate.
+pub async fn issued(
+    state: &AppState,
+    tenant: &str,
+    host: &str,
+) -> Result<Option<(String, Option<i64>)>, ApiError> {
+    let row = sqlx::query(
+        "SELECT certificate, not_after_ms FROM acme_domains WHERE tenant = $1 AND host = $2",
+    )
+    .bind(tenant)
+    .bind(host)
+    .fetch_optional(state.store.pool())
+    .await?;
+    row.map(|r| Ok((r.try_get("certificate")?, r.try_get("not_after_ms")?)))
+        .transpose()
 }

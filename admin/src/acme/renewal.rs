@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::acme::orders::obtain;
+use crate::acme::orders::{deploy, obtain};
 use crate::infra::auth::{Principal, RequestMeta, Role};
 use crate::infra::error::ApiError;
 use crate::infra::state::AppState;
@@ -37,7 +37,7 @@ pub async fn renew_due(state: &AppState) -> Result<usize, ApiError> {
         }
     }
     let rows = sqlx::query(
-        "SELECT tenant, host FROM acme_domains \
+        "SELECT tenant, host, status FROM acme_domains \
          WHERE ((status = 'active' AND renew_at_ms <= $1) \
             OR (status <> 'active' AND next_attempt_ms IS NOT NULL AND next_attempt_ms <= $1)) \
            AND (lease_until_ms IS NULL OR lease_until_ms < $1) \
@@ -52,8 +52,37 @@ pub async fn renew_due(state: &AppState) -> Result<usize, ApiError> {
         role: Role::PlatformAdmin,
         tenant: None,
     };
+    let mut undeployed: Vec<(String, String)> = Vec::new();
     for row in rows {
-        due.push((row.try_get("tenant")?, row.try_get("host")?));
+        let status: String = row.try_get("status")?;
+        let key = (row.try_get("tenant")?, row.try_get("host")?);
+        // Issued but not deployed (and not due for renewal yet): deploy it.
+        let renewal_due = sqlx::query(
+            "SELECT 1 FROM acme_domains WHERE tenant = $1 AND host = $2 AND renew_at_ms <= $3",
+        )
+        .bind(&key.0)
+        .bind(&key.1)
+        .bind(now)
+        .fetch_optional(state.store.pool())
+        .await?
+        .is_some();
+        if status == "issued" && !renewal_due {
+            undeployed.push(key);
+        } else {
+            due.push(key);
+        }
+    }
+    for (tenant, host) in undeployed {
+        let meta = RequestMeta {
+            request_id: format!("acme-deploy-{}", uuid::Uuid::new_v4().simple()),
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        match deploy(state, &who, &meta, &tenant, &host).await {
+            Ok(_) => tracing::info!(tenant, host, "an issued ACME certificate is deployed"),
+            Err(e) => {
+                tracing::warn!(tenant, host, error = %e, "deploying an issued ACME certificate failed; retried later")
+            }
+        }
     }
     let mut renewed = 0;
     for (tenant, host) in due {
