@@ -51,6 +51,7 @@ pub fn start(
         // One machine, one operator: its services on localhost are fair targets.
         allow_internal_targets: true,
         refused_target_ranges: None,
+        pending_domain_ttl: gatehouse_admin::PENDING_DOMAIN_TTL,
         local_node_token: Some(node_token.clone()),
         max_plugin_chain,
         acme: match admin.acme {

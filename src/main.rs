@@ -103,6 +103,10 @@ enum Command {
         /// check every address a target name resolves to.
         #[arg(long, value_delimiter = ',')]
         refused_target_ranges: Option<Vec<String>>,
+        /// Days a domain may stay pending (ownership never proven) and still keep its name
+        /// from other tenants; after that another tenant's claim withdraws it.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
+        pending_domain_days: u64,
         /// Most plugin bindings one request may run, a domain's and a route's chains
         /// together: set it to the nodes' `limits.plugins.max_chain` (both default to 16),
         /// so that longer chains are refused here rather than by every node.
@@ -247,6 +251,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             auth_failures_per_minute,
             allow_internal_targets,
             refused_target_ranges,
+            pending_domain_days,
             max_plugin_chain,
             acme,
         } => {
@@ -261,6 +266,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     auth_failures_per_minute,
                     allow_internal_targets,
                     refused_target_ranges,
+                    pending_domain_ttl: std::time::Duration::from_secs(
+                        pending_domain_days * 86_400,
+                    ),
                     local_node_token: None,
                     acme: acme.settings()?,
                     max_plugin_chain,

@@ -129,6 +129,9 @@ pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Bo
     })
 }
 
+/// How long a pending domain keeps its name by default: 7 days.
+pub const PENDING_DOMAIN_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// How to run the admin API as a server.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -153,6 +156,8 @@ pub struct ServeOptions {
     /// `gatehouse_config::DEFAULT_REFUSED_TARGETS` (ignored with
     /// `allow_internal_targets`).
     pub refused_target_ranges: Option<Vec<String>>,
+    /// How long a pending domain keeps its name from other tenants.
+    pub pending_domain_ttl: std::time::Duration,
     /// A node token for the proxy running in the same process (`gatehouse run`):
     /// installed at start, replacing the previous one.
     pub local_node_token: Option<String>,
@@ -281,6 +286,7 @@ pub async fn serve(
     state.published.send_replace(current.unwrap_or(0));
     state.dns_resolver = options.dns_resolver;
     state.target_policy = Arc::new(target_policy(&options)?);
+    state.pending_domain_ttl = options.pending_domain_ttl;
     state.max_plugin_chain = options.max_plugin_chain;
     state.acme = options.acme.map(Arc::new);
     if let Some(acme) = &state.acme {

@@ -80,6 +80,14 @@ impl Api {
         self
     }
 
+    /// The same API and database, pending domains keeping their names for `ttl`.
+    fn with_pending_domain_ttl(mut self, ttl: std::time::Duration) -> Api {
+        let mut state = test_state(&self.store);
+        state.pending_domain_ttl = ttl;
+        self.app = router(state);
+        self
+    }
+
     /// The same API and database with the production default: no internal targets.
     fn refusing_internal_targets(mut self) -> Api {
         self.app = router(AppState::new(self.store.clone(), test_keys()));
@@ -1315,6 +1323,7 @@ on_both_databases!(
     pools_routes_and_domains_keep_their_references,
     tenants_cannot_point_pools_at_the_edge_itself,
     hostnames_are_canonical_and_unique_across_tenants,
+    pending_claims_expire_and_public_suffixes_cannot_be_claimed,
     domain_ownership_is_verified_over_http,
     domain_ownership_is_verified_by_dns,
     certificates_are_checked_and_their_keys_never_shown,

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::acme::orders;
 use crate::api::object::with_etag;
 use crate::draft::access;
-use crate::draft::hostnames::check_available;
+use crate::draft::hostnames::{check_available, stale_claim};
 use crate::draft::objects::{self, Kind, Stored, Write};
 use crate::draft::references::{check_covers, check_plugin_refs};
 use crate::infra::audit::{self, Event};
@@ -224,6 +224,14 @@ pub async fn put(
         "domains[0].",
     )
     .await?;
+    let ttl = state.pending_domain_ttl;
+    let stale = {
+        let mut conn = state.store.pool().acquire().await?;
+        stale_claim(&mut conn, &tenant, &host, ttl).await?
+    };
+    if let Some(holder) = stale {
+        expire_claim(&state, &meta, &holder, &host).await?;
+    }
     let target = format!("tenants/{tenant}/domains/{host}");
     let (stored, created) =
         access::audited(&state, &who, &meta, "domain.put", &tenant, target, async {
@@ -430,4 +438,70 @@ pub async fn verify(
         });
     }
     Ok(with_etag(StatusCode::OK, after.revision, view(&after)?))
+}
+
+/// Withdraws `holder`'s pending claim on `host` (past the platform's pending
+/// TTL, and wanted by another tenant): the domain and its routes leave the
+/// holder's draft and, if published, its published part, in one
+/// transaction, audited under the holder as the platform's doing.
+async fn expire_claim(
+    state: &AppState,
+    meta: &RequestMeta,
+    holder: &str,
+    host: &str,
+) -> Result<(), ApiError> {
+    let system = Principal {
+        token_id: "system".into(),
+        prefix: "pending-expiry".into(),
+        role: crate::infra::auth::Role::PlatformAdmin,
+        tenant: None,
+    };
+    let mut tx = state.store.begin_write().await?;
+    objects::delete(
+        &mut tx,
+        &system,
+        meta,
+        &HeaderMap::new(),
+        objects::Key {
+            kind: Kind::Domain,
+            tenant: holder,
+            name: host,
+        },
+        objects::no_secrets,
+    )
+    .await?;
+    let prefix = format!("{host}/");
+    for route in objects::list(&mut tx, holder, Kind::Route, Some(&prefix)).await? {
+        objects::delete(
+            &mut tx,
+            &system,
+            meta,
+            &HeaderMap::new(),
+            objects::Key {
+                kind: Kind::Route,
+                tenant: holder,
+                name: &route.name,
+            },
+            objects::no_secrets,
+        )
+        .await?;
+    }
+    let event = crate::infra::audit::Event::ok(
+        "domain.expire",
+        Some(holder),
+        format!("tenants/{holder}/domains/{host}"),
+    );
+    crate::infra::audit::record(&mut tx, &system, meta, event).await?;
+    let version =
+        crate::release::publish::unpublish_domain(&mut tx, &system, meta, holder, host).await?;
+    tx.commit().await?;
+    if let Some(v) = version {
+        state.published.send_replace(v);
+    }
+    tracing::info!(
+        tenant = holder,
+        host,
+        "a pending domain claim expired and was withdrawn"
+    );
+    Ok(())
 }

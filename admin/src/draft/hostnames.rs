@@ -47,6 +47,31 @@ pub async fn check_available(
     Ok(())
 }
 
+/// The tenant whose claim on `host` is pending (never verified) since before
+/// `ttl`, when another tenant than `tenant` holds it so: such a claim no
+/// longer keeps the name from anyone.
+pub async fn stale_claim(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    host: &str,
+    ttl: std::time::Duration,
+) -> Result<Option<String>, ApiError> {
+    use sqlx::Row;
+    let oldest = crate::infra::store::now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let row = sqlx::query(
+        "SELECT tenant FROM objects WHERE kind = 'domain' AND name = $1 AND tenant <> $2 \
+         AND status = 'pending' AND created_ms < $3",
+    )
+    .bind(host)
+    .bind(tenant)
+    .bind(oldest)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| r.try_get("tenant"))
+        .transpose()
+        .map_err(Into::into)
+}
+
 /// Whether pattern `a` is `b` or, as a one-label wildcard, matches `b`.
 fn covers(a: &str, b: &str) -> bool {
     if a == b {

@@ -46,6 +46,15 @@ pub fn canonical(input: &str) -> Result<String, String> {
     {
         return Err("the last label cannot be numeric".into());
     }
+    // A wildcard over a public suffix (`*.co.uk`, `*.github.io`) would claim
+    // every customer of a registry or a hosting platform at once. The
+    // Public Suffix List (ICANN and private sections) says what those are;
+    // a name that is itself a suffix has no registrable domain.
+    if wildcard && psl::domain(ascii.as_bytes()).is_none() {
+        return Err(format!(
+            "a wildcard over {ascii}, a public suffix, is not allowed (name a domain under it)"
+        ));
+    }
     let full = if wildcard {
         format!("*.{ascii}")
     } else {
@@ -88,6 +97,28 @@ mod tests {
             canonical("*.Shop.example.com").unwrap(),
             "*.shop.example.com"
         );
+    }
+
+    #[test]
+    fn wildcards_over_public_suffixes_are_refused() {
+        for suffix in [
+            "*.co.uk",
+            "*.github.io",
+            "*.s3.amazonaws.com",
+            "*.pages.dev",
+        ] {
+            let e = canonical(suffix).unwrap_err();
+            assert!(e.contains("public suffix"), "{suffix}: {e}");
+        }
+        for fine in [
+            "*.example.co.uk",
+            "*.me.github.io",
+            "*.shop.example.com",
+            "*.wild.test",
+        ] {
+            assert!(canonical(fine).is_ok(), "{fine}");
+        }
+        assert!(canonical("co.uk").is_ok(), "only wildcards are refused");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct AppState {
     /// Where tenants' pools and HTTP ownership checks may not point; also
     /// published to nodes, which apply it to every address they resolve.
     pub target_policy: Arc<crate::infra::net::TargetPolicy>,
+    /// How long a domain may stay pending (ownership never proven) and still
+    /// keep its name from other tenants.
+    pub pending_domain_ttl: std::time::Duration,
     /// Most plugin bindings one request may run (the domain's and the route's
     /// together): the nodes' `limits.plugins.max_chain`, checked here so that
     /// a version no node would load is never published.
@@ -60,6 +63,7 @@ impl AppState {
             verify_via: None,
             dns_resolver: None,
             target_policy: Arc::default(),
+            pending_domain_ttl: crate::server::PENDING_DOMAIN_TTL,
             max_plugin_chain: gatehouse_config::plugin_defaults::MAX_CHAIN,
         }
     }

@@ -392,6 +392,60 @@ async fn next_document(
     Ok(next)
 }
 
+/// Stores, in `tx`, a version without `tenant`'s domain `host` (and its
+/// routes) when the current one has it: an expired pending claim is
+/// withdrawn now, not at its tenant's next publish. Removing a domain
+/// cannot make the rest invalid, so this needs no validation. Returns the
+/// new version.
+pub async fn unpublish_domain(
+    tx: &mut AnyConnection,
+    who: &Principal,
+    meta: &RequestMeta,
+    tenant: &str,
+    host: &str,
+) -> Result<Option<i64>, ApiError> {
+    let (current, base) = versions::latest(tx).await?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    let mut next = base.clone();
+    let Some(part) = next.tenants.get_mut(tenant) else {
+        return Ok(None);
+    };
+    let routes = format!("{host}/");
+    if let Some(domains) = part.get_mut(Kind::Domain.as_str()) {
+        domains.remove(host);
+    }
+    if let Some(r) = part.get_mut(Kind::Route.as_str()) {
+        r.retain(|name, _| !name.starts_with(&routes));
+    }
+    part.retain(|_, objects| !objects.is_empty());
+    if part.is_empty() {
+        next.tenants.remove(tenant);
+    }
+    if next == base {
+        return Ok(None);
+    }
+    let version = Version {
+        version: current.version + 1,
+        hash: next.hash(),
+        created_ms: now_ms(),
+        created_by: who.prefix.clone(),
+        scope: Some(tenant.to_string()),
+        note: Some(format!("pending claim on {host} expired")),
+        rollback_of: None,
+    };
+    versions::insert_version(tx, &version, &next).await?;
+    let event = Event::ok(
+        "config.publish",
+        Some(tenant),
+        format!("versions/{}", version.version),
+    )
+    .after(&version);
+    audit::record(tx, who, meta, event).await?;
+    Ok(Some(version.version))
+}
+
 /// Stores, in `tx`, a version without `tenant` when the current one has it
 /// (the tenant is being deleted). Removing a tenant's part cannot make the
 /// rest invalid, so this needs no validation. Returns the new version.

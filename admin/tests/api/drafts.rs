@@ -250,6 +250,93 @@ pub async fn tenants_cannot_point_pools_at_the_edge_itself(api: Api) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 
+/// Issue 22, item 10: a pending (never verified) domain keeps its name from
+/// other tenants only for the platform's pending TTL; then another tenant's
+/// claim withdraws it from the holder's draft and published part. Wildcards
+/// over public suffixes are refused, and a 409 never names the holder.
+pub async fn pending_claims_expire_and_public_suffixes_cannot_be_claimed(api: Api) {
+    api.tenant("acme").await;
+    api.tenant("beta").await;
+    let t = Some(api.admin.as_str());
+    let host = "claimed.example.com";
+    let uri = |tenant: &str| format!("/v1/tenants/{tenant}/domains/{host}");
+    let r = api
+        .call(Method::PUT, &uri("acme"), t, Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api
+        .call(
+            Method::PUT,
+            &format!("{}/routes/root", uri("acme")),
+            t,
+            Some(json!({ "respond": { "body": "x" } })),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let r = api
+        .call(Method::POST, "/v1/publish", t, Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let published = r.body["version"]["version"].as_i64().unwrap();
+    let r = api
+        .call(Method::PUT, &uri("beta"), t, Some(json!({})))
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    assert!(!r.body.to_string().contains("acme"), "{:?}", r.body);
+    for wildcard in ["*.github.io", "*.co.uk"] {
+        let r = api
+            .call(
+                Method::PUT,
+                &format!("/v1/tenants/beta/domains/{wildcard}"),
+                t,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{wildcard}: {:?}",
+            r.body
+        );
+        assert!(r.body.to_string().contains("public suffix"), "{:?}", r.body);
+    }
+
+    // With a pending TTL of zero, the claim is stale at the next millisecond.
+    let api = api.with_pending_domain_ttl(std::time::Duration::ZERO);
+    let t = Some(api.admin.as_str());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = api
+            .call(Method::PUT, &uri("beta"), t, Some(json!({})))
+            .await;
+        if r.status == StatusCode::CREATED {
+            break;
+        }
+        assert_error(&r, StatusCode::CONFLICT, "conflict");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claim never expired"
+        );
+    }
+    let r = api.call(Method::GET, &uri("acme"), t, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    let r = api
+        .call(
+            Method::GET,
+            &format!("/v1/versions/{}", published + 1),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let doc = &r.body["document"]["tenants"];
+    assert!(doc["acme"]["domain"].get(host).is_none(), "{doc:?}");
+    assert!(doc["acme"]["route"].is_null(), "{doc:?}");
+    let events = api.audit("?action=domain.expire").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["tenant"], "acme");
+}
+
 pub async fn hostnames_are_canonical_and_unique_across_tenants(api: Api) {
     api.tenant("acme").await;
     api.tenant("beta").await;
