@@ -68,6 +68,10 @@ pub mod file {
         /// while it waits to inspect them (default 268435456, 256 MiB; at least 1048576).
         /// A request that would go over gets 503 `waf_busy` instead of being held.
         pub waf_held_body_bytes: Option<u64>,
+        /// Most of `waf_held_body_bytes` one tenant's requests may hold together (default a
+        /// quarter of it, at least 1048576): slow uploads to one tenant cannot take the
+        /// budget every other tenant's WAF-inspected requests need.
+        pub waf_held_body_bytes_per_tenant: Option<u64>,
         /// Edge cache bytes per tenant on each node, for tenants without their own
         /// `cache_bytes` (default 67108864, 64 MiB).
         pub cache_tenant_bytes: Option<u64>,
@@ -146,6 +150,8 @@ pub mod model {
         pub max_body_bytes: Option<u64>,
         /// Most body bytes the WAF holds for inspection at once (all requests).
         pub waf_held_body_bytes: u64,
+        /// Most of it one tenant's requests hold at once.
+        pub waf_held_body_bytes_per_tenant: u64,
         /// Edge cache bytes per tenant without its own quota.
         pub cache_tenant_bytes: u64,
         /// Largest body the edge cache stores.
@@ -203,6 +209,32 @@ pub(crate) fn check(l: &file::Limits, cx: &mut Checker<'_>) -> Limits {
             format!("must be at most {PARSER_MAX_HEADERS} (the HTTP/1 parser's own limit)"),
         );
     }
+    let waf_held_body_bytes = match l.waf_held_body_bytes {
+        // A smaller budget could not hold one request's largest
+        // inspection (`waf.inspect_body_bytes` is at most 1 MiB).
+        Some(n) if n < MIN_WAF_HELD_BODY_BYTES => {
+            cx.err(
+                "limits.waf_held_body_bytes",
+                format!("must be at least {MIN_WAF_HELD_BODY_BYTES} (1 MiB)"),
+            );
+            DEFAULT_WAF_HELD_BODY_BYTES
+        }
+        Some(n) => n,
+        None => DEFAULT_WAF_HELD_BODY_BYTES,
+    };
+    let waf_held_body_bytes_per_tenant = match l.waf_held_body_bytes_per_tenant {
+        Some(n) if n < MIN_WAF_HELD_BODY_BYTES || n > waf_held_body_bytes => {
+            cx.err(
+                "limits.waf_held_body_bytes_per_tenant",
+                format!(
+                    "must be between {MIN_WAF_HELD_BODY_BYTES} (1 MiB) and limits.waf_held_body_bytes ({waf_held_body_bytes})"
+                ),
+            );
+            waf_held_body_bytes
+        }
+        Some(n) => n,
+        None => (waf_held_body_bytes / 4).max(MIN_WAF_HELD_BODY_BYTES),
+    };
     Limits {
         max_header_bytes: cx.positive(l.max_header_bytes, 32 * 1024, "limits.max_header_bytes"),
         max_header_count,
@@ -212,19 +244,8 @@ pub(crate) fn check(l: &file::Limits, cx: &mut Checker<'_>) -> Limits {
             Some(n) => Some(n),
             None => Some(64 * 1024 * 1024),
         },
-        waf_held_body_bytes: match l.waf_held_body_bytes {
-            // A smaller budget could not hold one request's largest
-            // inspection (`waf.inspect_body_bytes` is at most 1 MiB).
-            Some(n) if n < MIN_WAF_HELD_BODY_BYTES => {
-                cx.err(
-                    "limits.waf_held_body_bytes",
-                    format!("must be at least {MIN_WAF_HELD_BODY_BYTES} (1 MiB)"),
-                );
-                DEFAULT_WAF_HELD_BODY_BYTES
-            }
-            Some(n) => n,
-            None => DEFAULT_WAF_HELD_BODY_BYTES,
-        },
+        waf_held_body_bytes,
+        waf_held_body_bytes_per_tenant,
         cache_tenant_bytes: match l.cache_tenant_bytes {
             Some(n) if n < MIN_CACHE_TENANT_BYTES => {
                 cx.err(

@@ -501,3 +501,81 @@ async fn held_bodies_share_one_budget() {
     assert_eq!(r.status(), 200);
     assert_eq!(up.hits(), 2);
 }
+
+/// Starts a chunked upload of about `bytes` to `host` that does not end.
+async fn slow_upload(proxy: &Proxy, host: &str, bytes: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(proxy.http).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let body = format!(r#"{{"text":"{}"#, "lorem ipsum ".repeat(bytes / 12));
+    for part in body.as_bytes().chunks(64 * 1024) {
+        s.write_all(format!("{:x}\r\n", part.len()).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(part).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s
+}
+
+/// Issue 22, item 14: each tenant holds at most its share of the held-body
+/// budget (`limits.waf_held_body_bytes_per_tenant`): slow uploads to one
+/// tenant are refused past it, and another tenant's uploads are still
+/// inspected and forwarded.
+#[tokio::test]
+async fn one_tenants_slow_uploads_never_take_another_tenants_waf_budget() {
+    let up = Upstream::start("app");
+    let yaml = format!(
+        r#"{LISTENERS}
+limits: {{ waf_held_body_bytes: 2097152, waf_held_body_bytes_per_tenant: 1048576 }}
+tenants: [{{ name: noisy }}, {{ name: quiet }}]
+pools:
+  - {{ name: pn, tenant: noisy, targets: [{{ addr: "{a}" }}] }}
+  - {{ name: pq, tenant: quiet, targets: [{{ addr: "{a}" }}] }}
+domains:
+  - {{ hosts: [noisy.test], tenant: noisy, waf: {{ mode: block, inspect_body_bytes: 1048576 }}, routes: [{{ path: /, pool: pn }}] }}
+  - {{ hosts: [quiet.test], tenant: quiet, waf: {{ mode: block, inspect_body_bytes: 1048576 }}, routes: [{{ path: /, pool: pq }}] }}
+"#,
+        a = up.addr
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let held = || proxy.metric("gatehouse_waf_held_body_bytes", &[]);
+    let _first = slow_upload(&proxy, "noisy.test", 900_000).await;
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the first upload held",
+        || async { held().await.filter(|n| *n >= 890_000.0) },
+    )
+    .await;
+    // A second slow upload to the same tenant goes over its share.
+    let mut second = slow_upload(&proxy, "noisy.test", 900_000).await;
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut second, &mut resp),
+    )
+    .await;
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 503"),
+        "{}",
+        &resp[..resp.len().min(300)]
+    );
+    assert!(resp.contains("waf_busy"), "{resp}");
+    // The other tenant's upload is inspected and forwarded.
+    let client = proxy.client(&["quiet.test"]);
+    let body = format!(r#"{{"text":"{}"}}"#, "x".repeat(600_000));
+    let r = client
+        .post(proxy.url("quiet.test", "/upload"))
+        .header("content-type", "application/json")
+        .body(chunked(body.into_bytes(), 64 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.hits(), 1);
+}

@@ -44,7 +44,7 @@ pub(super) fn admit_client(
         return Err(Refusal::IpDenied);
     }
     if let (Some(_), Some(ip)) = (&domain.bans, ctx.client.addr) {
-        if node.bans.is_banned(found.label, ip) {
+        if node.bans.is_banned(&domain.tenant, found.label, ip) {
             return Err(Refusal::Banned);
         }
     }
@@ -248,7 +248,10 @@ pub(super) fn count_strikes(node: &NodeState, ctx: &RequestCtx, status: u16) {
     // Only real failures count (0: the client went away before a response).
     let failed = (status >= 400).then_some(status);
     for strike in failed.into_iter().chain(waf) {
-        if node.bans.strike(label, ip, strike, policy) {
+        if node
+            .bans
+            .strike(&ctx.vars.tenant, label, ip, strike, policy)
+        {
             metrics()
                 .bans
                 .with_label_values(&[&*ctx.vars.tenant, label])

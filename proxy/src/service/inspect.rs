@@ -9,12 +9,16 @@
 //! aborts the upstream request.
 //!
 //! Held bytes (also the up-front reads) count against one process-wide budget
-//! (`limits.waf_held_body_bytes`): a request that would go over it is
-//! refused with 503 `waf_busy` rather than held, so many slow uploads cannot
-//! make the proxy buffer without bound, and nothing goes upstream uninspected.
+//! (`limits.waf_held_body_bytes`) and against their tenant's share of it
+//! (`limits.waf_held_body_bytes_per_tenant`): a request that would go over
+//! either is refused with 503 `waf_busy` rather than held, so many slow
+//! uploads cannot make the proxy buffer without bound, slow uploads to one
+//! tenant cannot take the budget other tenants need, and nothing goes
+//! upstream uninspected.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use http::header;
@@ -34,31 +38,70 @@ const REPLAY_LIMIT: u64 = 64 * 1024;
 /// Body bytes held for inspection right now, over all requests.
 static HELD_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// One request's share of [`HELD_BYTES`], given back when dropped (also when
-/// the request ends early).
+/// Body bytes held right now per tenant (entries leave at zero).
+static TENANT_HELD: Mutex<Option<HashMap<Arc<str>, u64>>> = Mutex::new(None);
+
+/// The two budgets a hold draws on.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// All requests together.
+    total: u64,
+    /// One tenant's requests together.
+    tenant: u64,
+}
+
+/// One request's share of [`HELD_BYTES`] and of its tenant's, given back
+/// when dropped (also when the request ends early).
 #[derive(Default)]
-pub(super) struct HeldBytes(u64);
+pub(super) struct HeldBytes {
+    bytes: u64,
+    tenant: Option<Arc<str>>,
+}
 
 impl HeldBytes {
-    /// Takes `n` more bytes from the budget; false (taking nothing) when
-    /// that would go over `budget`.
-    fn take(&mut self, n: u64, budget: u64) -> bool {
-        let before = HELD_BYTES.fetch_add(n, Ordering::AcqRel);
-        if before.saturating_add(n) > budget {
-            HELD_BYTES.fetch_sub(n, Ordering::AcqRel);
-            return false;
+    /// Takes `n` more bytes for `tenant`; false (taking nothing) when that
+    /// would go over either budget.
+    fn take(&mut self, n: u64, budget: Budget, tenant: &Arc<str>) -> bool {
+        {
+            let mut held = TENANT_HELD.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = held
+                .get_or_insert_with(HashMap::new)
+                .entry(tenant.clone())
+                .or_default();
+            if entry.saturating_add(n) > budget.tenant {
+                return false;
+            }
+            let before = HELD_BYTES.fetch_add(n, Ordering::AcqRel);
+            if before.saturating_add(n) > budget.total {
+                HELD_BYTES.fetch_sub(n, Ordering::AcqRel);
+                return false;
+            }
+            *entry += n;
         }
-        self.0 += n;
+        self.bytes += n;
+        self.tenant = Some(tenant.clone());
         metrics().waf_held_body_bytes.add(n as i64);
         true
     }
 
     /// Gives everything back.
     fn release(&mut self) {
-        let n = std::mem::take(&mut self.0);
-        if n > 0 {
-            HELD_BYTES.fetch_sub(n, Ordering::AcqRel);
-            metrics().waf_held_body_bytes.sub(n as i64);
+        let n = std::mem::take(&mut self.bytes);
+        if n == 0 {
+            return;
+        }
+        HELD_BYTES.fetch_sub(n, Ordering::AcqRel);
+        metrics().waf_held_body_bytes.sub(n as i64);
+        if let Some(tenant) = &self.tenant {
+            let mut held = TENANT_HELD.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(map) = held.as_mut() {
+                if let Some(left) = map.get_mut(tenant) {
+                    *left = left.saturating_sub(n);
+                    if *left == 0 {
+                        map.remove(tenant);
+                    }
+                }
+            }
         }
     }
 }
@@ -85,11 +128,18 @@ impl WafHold {
     }
 }
 
-/// The process-wide budget for held bodies, from the current snapshot.
-fn held_budget(ctx: &RequestCtx) -> u64 {
-    ctx.snapshot
-        .as_ref()
-        .map_or(u64::MAX, |s| s.config.limits.waf_held_body_bytes)
+/// The budgets for held bodies, from the current snapshot.
+fn held_budget(ctx: &RequestCtx) -> Budget {
+    ctx.snapshot.as_ref().map_or(
+        Budget {
+            total: u64::MAX,
+            tenant: u64::MAX,
+        },
+        |s| Budget {
+            total: s.config.limits.waf_held_body_bytes,
+            tenant: s.config.limits.waf_held_body_bytes_per_tenant,
+        },
+    )
 }
 
 /// Counts a request refused for the held-body budget.
@@ -132,7 +182,7 @@ pub(super) async fn inspect_request(
     if !session.as_mut().is_body_empty() {
         match declared {
             Some(len) if len <= REPLAY_LIMIT => {
-                if !held.take(len, held_budget(ctx)) {
+                if !held.take(len, held_budget(ctx), &ctx.vars.tenant) {
                     return Err(busy().into());
                 }
                 if expects_continue(session) {
@@ -183,11 +233,12 @@ pub(super) fn inspect_streamed_body(
     ctx: &mut RequestCtx,
 ) -> Result<()> {
     let budget = held_budget(ctx);
+    let tenant = ctx.vars.tenant.clone();
     let Some(hold) = ctx.waf.hold.as_mut() else {
         return Ok(());
     };
     if let Some(chunk) = body.take() {
-        if !hold.held.take(chunk.len() as u64, budget) {
+        if !hold.held.take(chunk.len() as u64, budget, &tenant) {
             ctx.waf.hold = None;
             ctx.refuse(busy());
             return Error::e_explain(
