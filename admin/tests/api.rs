@@ -1324,6 +1324,7 @@ on_both_databases!(
     tenants_cannot_point_pools_at_the_edge_itself,
     hostnames_are_canonical_and_unique_across_tenants,
     pending_claims_expire_and_public_suffixes_cannot_be_claimed,
+    refusals_are_audited_under_the_caller_and_bounded,
     domain_ownership_is_verified_over_http,
     domain_ownership_is_verified_by_dns,
     certificates_are_checked_and_their_keys_never_shown,

@@ -170,9 +170,43 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound("resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .route_layer(middleware::from_fn_with_state(state.clone(), audit_invalid))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Audits mutations refused as invalid (400, 413, 422) that their handler did
+/// not audit itself — most are refused before a handler knows what they
+/// would change — as `<METHOD> <route>`, under the caller. Unauthenticated
+/// requests are not events of anyone's (they are in the access log).
+async fn audit_invalid(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::http::{Method, StatusCode};
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let action = format!("{} {route}", req.method());
+    let target = req.uri().path().to_string();
+    let meta = crate::infra::auth::RequestMeta::of(&req);
+    let (resp, caller, audited) = crate::infra::audit::scoped(next.run(req)).await;
+    let invalid = matches!(
+        resp.status(),
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNPROCESSABLE_ENTITY
+    );
+    if let (true, false, Some(who)) = (invalid, audited, caller) {
+        crate::infra::audit::record_refusal(&state, &who, &meta, &action, None, target, "invalid")
+            .await;
+    }
+    resp
 }
 
 /// Gives every request an id (its own `x-request-id` if sane), runs it in a

@@ -106,6 +106,40 @@ pub async fn refused(
         ApiError::Invalid { .. } | ApiError::InvalidFields(_) => "invalid",
         _ => "failed",
     };
+    record_refusal(state, who, meta, action, tenant, target, outcome).await;
+    error
+}
+
+/// Longest target recorded for a refusal (the caller chose it).
+const MAX_REFUSED_TARGET: usize = 256;
+
+/// Writes a refusal event, in a transaction of its own. It is the caller's:
+/// a tenant token's refusals go under its own tenant, whatever tenant it
+/// aimed at (a refused attempt on another tenant must not write into that
+/// tenant's log, with names the caller made up). At most
+/// [`RefusalBudget`]'s share per token is written; the rest are counted.
+pub async fn record_refusal(
+    state: &AppState,
+    who: &Principal,
+    meta: &RequestMeta,
+    action: &str,
+    tenant: Option<&str>,
+    target: String,
+    outcome: &str,
+) {
+    mark_audited();
+    if !state.refusals.allow(&who.token_id) {
+        return;
+    }
+    let tenant = who.tenant.as_deref().or(tenant);
+    let mut target = target;
+    if target.len() > MAX_REFUSED_TARGET {
+        let mut end = MAX_REFUSED_TARGET;
+        while !target.is_char_boundary(end) {
+            end -= 1;
+        }
+        target.truncate(end);
+    }
     let write = async {
         let mut tx = state.store.begin_write().await?;
         let event = Event {
@@ -119,5 +153,83 @@ pub async fn refused(
     if let Err(e) = write.await {
         tracing::error!(error = %e, action, "recording a refused mutation in the audit log failed");
     }
-    error
+}
+
+/// What one request's audit needs to know beyond its handler: who called
+/// (once authenticated) and whether a refusal was written already.
+#[derive(Default)]
+struct RequestAudit {
+    caller: std::cell::RefCell<Option<Principal>>,
+    audited: std::cell::Cell<bool>,
+}
+
+tokio::task_local! {
+    static REQUEST: RequestAudit;
+}
+
+/// Notes that the current request's refusal is audited (see [`scoped`]).
+fn mark_audited() {
+    let _ = REQUEST.try_with(|r| r.audited.set(true));
+}
+
+/// Notes the authenticated caller of the current request (see [`scoped`]).
+pub fn note_caller(who: &Principal) {
+    let _ = REQUEST.try_with(|r| *r.caller.borrow_mut() = Some(who.clone()));
+}
+
+/// Runs `request`; tells its authenticated caller, if any, and whether it
+/// audited a refusal itself.
+pub async fn scoped<T>(
+    request: impl std::future::Future<Output = T>,
+) -> (T, Option<Principal>, bool) {
+    REQUEST
+        .scope(RequestAudit::default(), async {
+            let out = request.await;
+            let (caller, audited) =
+                REQUEST.with(|r| (r.caller.borrow_mut().take(), r.audited.get()));
+            (out, caller, audited)
+        })
+        .await
+}
+
+/// Refusal events written per token and minute at most: any token, even a
+/// viewer's, can provoke refusals, and must not be able to grow the
+/// append-only log without bound.
+pub struct RefusalBudget {
+    per_minute: u32,
+    windows: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+impl Default for RefusalBudget {
+    fn default() -> Self {
+        RefusalBudget::new(60)
+    }
+}
+
+impl RefusalBudget {
+    /// At most `per_minute` events per token and minute.
+    pub fn new(per_minute: u32) -> Self {
+        RefusalBudget {
+            per_minute,
+            windows: Default::default(),
+        }
+    }
+
+    /// Whether one more refusal of `token` may be written now.
+    pub fn allow(&self, token: &str) -> bool {
+        let minute = now_ms() / 60_000;
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() > 10_000 {
+            windows.retain(|_, (m, _)| *m == minute);
+        }
+        let entry = windows.entry(token.to_string()).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        if entry.1 == self.per_minute + 1 {
+            tracing::warn!(token_id = token, "refused mutations of one token over the audit budget this minute: further ones are not written");
+        }
+        entry.1 <= self.per_minute
+    }
 }

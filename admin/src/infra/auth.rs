@@ -167,6 +167,24 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     }
 }
 
+impl RequestMeta {
+    /// The request's metadata, from a whole request (middleware).
+    pub fn of<B>(req: &axum::http::Request<B>) -> RequestMeta {
+        RequestMeta {
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            client_ip: req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        }
+    }
+}
+
 fn meta(parts: &Parts) -> RequestMeta {
     RequestMeta {
         request_id: parts
@@ -288,7 +306,10 @@ async fn authenticate_request(parts: &mut Parts, state: &AppState) -> Result<Pri
         return Err(ApiError::Unauthenticated);
     };
     match authenticate(state, presented).await? {
-        Some(p) => Ok(p),
+        Some(p) => {
+            crate::infra::audit::note_caller(&p);
+            Ok(p)
+        }
         None if state.auth_failures.is_blocked(ip) => Err(ApiError::TooManyAuthFailures),
         None => {
             state.auth_failures.failed(ip);

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Where tenants' pools and HTTP ownership checks may not point; also
     /// published to nodes, which apply it to every address they resolve.
     pub target_policy: Arc<crate::infra::net::TargetPolicy>,
+    /// Refusal events written per token and minute.
+    pub refusals: Arc<crate::infra::audit::RefusalBudget>,
     /// How long a domain may stay pending (ownership never proven) and still
     /// keep its name from other tenants.
     pub pending_domain_ttl: std::time::Duration,
@@ -64,6 +66,7 @@ impl AppState {
             dns_resolver: None,
             target_policy: Arc::default(),
             pending_domain_ttl: crate::server::PENDING_DOMAIN_TTL,
+            refusals: Arc::default(),
             max_plugin_chain: gatehouse_config::plugin_defaults::MAX_CHAIN,
         }
     }

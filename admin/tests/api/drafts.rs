@@ -337,6 +337,80 @@ pub async fn pending_claims_expire_and_public_suffixes_cannot_be_claimed(api: Ap
     assert_eq!(events[0]["tenant"], "acme");
 }
 
+/// Issue 22, item 15: a refused attempt is the caller's event (never written
+/// into the tenant it aimed at, with names it made up), invalid mutations
+/// (400) are audited too, and one token cannot grow the log without bound.
+pub async fn refusals_are_audited_under_the_caller_and_bounded(api: Api) {
+    api.tenant("acme").await;
+    api.tenant("beta").await;
+    let viewer = api.token(&api.admin, "viewer", Some("beta")).await;
+    let made_up = "x".repeat(300);
+    let r = api
+        .call(
+            Method::PUT,
+            &format!("/v1/tenants/acme/pools/{made_up}"),
+            Some(&viewer),
+            Some(json!({ "targets": [{ "addr": "10.0.0.1:80" }] })),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{:?}", r.body);
+    let in_acme = api.audit("?tenant=acme").await;
+    assert!(
+        in_acme.iter().all(|e| e["outcome"] == "ok"),
+        "a refusal was written into the tenant it aimed at: {in_acme:?}"
+    );
+    let in_beta = api.audit("?tenant=beta").await;
+    let refusal = in_beta
+        .iter()
+        .find(|e| e["outcome"] != "ok")
+        .unwrap_or_else(|| panic!("no refusal under the caller: {in_beta:?}"));
+    assert!(
+        refusal["target"].as_str().unwrap().len() <= 256,
+        "{refusal}"
+    );
+
+    // An invalid mutation (400) is audited, under its route.
+    let op = api.token(&api.admin, "operator", Some("acme")).await;
+    let r = api
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/pools/web",
+            Some(&op),
+            Some(json!({ "targets": [{ "addr": "not an address" }] })),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_field");
+    let invalid = api
+        .audit("?action=PUT%20/v1/tenants/%7Btenant%7D/pools/%7Bname%7D")
+        .await;
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert_eq!(invalid[0]["outcome"], "invalid");
+    assert_eq!(invalid[0]["tenant"], "acme");
+
+    // One token's refusals are bounded (60 a minute).
+    for _ in 0..80 {
+        let r = api
+            .call(
+                Method::DELETE,
+                "/v1/tenants/acme/pools/web",
+                Some(&viewer),
+                None,
+            )
+            .await;
+        assert!(r.status.is_client_error());
+    }
+    let written = api
+        .audit("?tenant=beta&limit=500")
+        .await
+        .iter()
+        .filter(|e| e["outcome"] != "ok")
+        .count();
+    assert!(
+        written <= 60,
+        "{written} refusal events from one token in a minute"
+    );
+}
+
 pub async fn hostnames_are_canonical_and_unique_across_tenants(api: Api) {
     api.tenant("acme").await;
     api.tenant("beta").await;
