@@ -52,6 +52,7 @@ pub fn start(
         allow_internal_targets: true,
         refused_target_ranges: None,
         pending_domain_ttl: gatehouse_admin::PENDING_DOMAIN_TTL,
+        plugin_storage_bytes: gatehouse_admin::PLUGIN_STORAGE_BYTES,
         local_node_token: Some(node_token.clone()),
         max_plugin_chain,
         acme: match admin.acme {

@@ -107,6 +107,10 @@ enum Command {
         /// from other tenants; after that another tenant's claim withdraws it.
         #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3650))]
         pending_domain_days: u64,
+        /// MiB of plugin components each tenant may store (the distinct components its
+        /// plugins use); an upload over it is refused with 409 and the figures.
+        #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+        plugin_storage_mb: u64,
         /// Most plugin bindings one request may run, a domain's and a route's chains
         /// together: set it to the nodes' `limits.plugins.max_chain` (both default to 16),
         /// so that longer chains are refused here rather than by every node.
@@ -252,6 +256,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             allow_internal_targets,
             refused_target_ranges,
             pending_domain_days,
+            plugin_storage_mb,
             max_plugin_chain,
             acme,
         } => {
@@ -266,6 +271,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     auth_failures_per_minute,
                     allow_internal_targets,
                     refused_target_ranges,
+                    plugin_storage_bytes: plugin_storage_mb * 1024 * 1024,
                     pending_domain_ttl: std::time::Duration::from_secs(
                         pending_domain_days * 86_400,
                     ),

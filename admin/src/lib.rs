@@ -30,9 +30,11 @@ mod release;
 mod server;
 
 pub use api::{openapi, router, MAX_BODY_BYTES};
+pub use draft::blobs;
 pub use infra::credentials as token;
 pub use infra::state::AppState;
 pub use infra::{auth, net, secrets, store};
 pub use server::{
     bootstrap, install_local_node_token, serve, Bootstrap, ServeOptions, PENDING_DOMAIN_TTL,
+    PLUGIN_STORAGE_BYTES,
 };

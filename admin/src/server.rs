@@ -132,6 +132,14 @@ pub async fn bootstrap(store: &Store, preset: Option<&str>) -> anyhow::Result<Bo
 /// How long a pending domain keeps its name by default: 7 days.
 pub const PENDING_DOMAIN_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
+/// Plugin component bytes a tenant may use by default: 256 MiB.
+pub const PLUGIN_STORAGE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// How often unreferenced plugin components are looked for, and how long
+/// one stays after it is first found unreferenced.
+const BLOB_COLLECTION_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+const BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// How to run the admin API as a server.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -158,6 +166,8 @@ pub struct ServeOptions {
     pub refused_target_ranges: Option<Vec<String>>,
     /// How long a pending domain keeps its name from other tenants.
     pub pending_domain_ttl: std::time::Duration,
+    /// Plugin component bytes each tenant may use.
+    pub plugin_storage_bytes: u64,
     /// A node token for the proxy running in the same process (`gatehouse run`):
     /// installed at start, replacing the previous one.
     pub local_node_token: Option<String>,
@@ -287,6 +297,12 @@ pub async fn serve(
     state.dns_resolver = options.dns_resolver;
     state.target_policy = Arc::new(target_policy(&options)?);
     state.pending_domain_ttl = options.pending_domain_ttl;
+    state.plugin_storage_bytes = options.plugin_storage_bytes;
+    tokio::spawn(crate::draft::blobs::collection_loop(
+        state.store.clone(),
+        BLOB_COLLECTION_EVERY,
+        BLOB_GRACE,
+    ));
     state.max_plugin_chain = options.max_plugin_chain;
     state.acme = options.acme.map(Arc::new);
     if let Some(acme) = &state.acme {

@@ -88,6 +88,14 @@ impl Api {
         self
     }
 
+    /// The same API and database, tenants storing at most `bytes` of plugins.
+    fn with_plugin_storage(mut self, bytes: u64) -> Api {
+        let mut state = test_state(&self.store);
+        state.plugin_storage_bytes = bytes;
+        self.app = router(state);
+        self
+    }
+
     /// The same API and database with the production default: no internal targets.
     fn refusing_internal_targets(mut self) -> Api {
         self.app = router(AppState::new(self.store.clone(), test_keys()));
@@ -1325,6 +1333,7 @@ on_both_databases!(
     hostnames_are_canonical_and_unique_across_tenants,
     pending_claims_expire_and_public_suffixes_cannot_be_claimed,
     refusals_are_audited_under_the_caller_and_bounded,
+    plugin_storage_is_bounded_per_tenant_and_unreferenced_components_collected,
     domain_ownership_is_verified_over_http,
     domain_ownership_is_verified_by_dns,
     certificates_are_checked_and_their_keys_never_shown,

@@ -160,11 +160,28 @@ pub async fn put(
     let (o, created) = access::audited(&state, &who, &meta, "plugin.put", &tenant, target, async {
         let mut tx = state.store.begin_write().await?;
         objects::require_tenant(&mut tx, &tenant).await?;
-        let known = sqlx::query("SELECT sha256 FROM blobs WHERE sha256 = $1")
+        let size = info.size as u64;
+        let after =
+            crate::draft::blobs::tenant_usage_with(&mut tx, &tenant, &name, &info.sha256, size)
+                .await?;
+        let quota = state.plugin_storage_bytes;
+        if after > quota {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "plugin storage quota: with this component ({size} bytes) the tenant's plugins would use {after} of {quota} bytes"
+                ),
+                field: Some("body".into()),
+            });
+        }
+        // Claims a stored copy (unmarking it for collection, and waiting for
+        // a collection deleting it right now), or stores the bytes.
+        let known = sqlx::query("UPDATE blobs SET unreferenced_since_ms = NULL WHERE sha256 = $1")
             .bind(&info.sha256)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if known.is_none() {
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if !known {
             sqlx::query(
                 "INSERT INTO blobs (sha256, bytes, size, created_ms) VALUES ($1, $2, $3, $4)",
             )

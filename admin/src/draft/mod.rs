@@ -4,6 +4,7 @@
 //! require of each other (`references`). Imports `model` and `infra`.
 
 pub(crate) mod access;
+pub mod blobs;
 pub(crate) mod hostnames;
 pub(crate) mod objects;
 pub(crate) mod references;

@@ -39,6 +39,9 @@ pub struct AppState {
     /// Where tenants' pools and HTTP ownership checks may not point; also
     /// published to nodes, which apply it to every address they resolve.
     pub target_policy: Arc<crate::infra::net::TargetPolicy>,
+    /// Plugin component bytes each tenant may use (distinct components of
+    /// its draft's plugins).
+    pub plugin_storage_bytes: u64,
     /// Refusal events written per token and minute.
     pub refusals: Arc<crate::infra::audit::RefusalBudget>,
     /// How long a domain may stay pending (ownership never proven) and still
@@ -67,6 +70,7 @@ impl AppState {
             target_policy: Arc::default(),
             pending_domain_ttl: crate::server::PENDING_DOMAIN_TTL,
             refusals: Arc::default(),
+            plugin_storage_bytes: crate::server::PLUGIN_STORAGE_BYTES,
             max_plugin_chain: gatehouse_config::plugin_defaults::MAX_CHAIN,
         }
     }

@@ -411,6 +411,95 @@ pub async fn refusals_are_audited_under_the_caller_and_bounded(api: Api) {
     );
 }
 
+/// Issue 22, item 17: a tenant's plugins take at most its storage quota
+/// (409 with the figures; a component used twice counts once), and a
+/// component nothing refers to — no draft plugin, no stored version — is
+/// deleted after its grace period.
+pub async fn plugin_storage_is_bounded_per_tenant_and_unreferenced_components_collected(api: Api) {
+    use gatehouse_admin::blobs::collect;
+    api.tenant("acme").await;
+    let bytes = component("0.1.0");
+    let size = bytes.len() as u64;
+    async fn upload(api: &Api, name: &str, bytes: Vec<u8>) -> Reply {
+        let uri = format!("/v1/tenants/acme/plugins/{name}");
+        api.upload(Method::PUT, &uri, &api.admin, "application/wasm", bytes)
+            .await
+    }
+    let small = api.with_plugin_storage(size - 1);
+    let r = upload(&small, "auth", bytes.clone()).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&size.to_string()) && message.contains(&(size - 1).to_string()),
+        "{message}"
+    );
+    let api = small.with_plugin_storage(size);
+    for name in ["auth", "auth-copy"] {
+        let r = upload(&api, name, bytes.clone()).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{name}: {:?}", r.body);
+    }
+    let blobs = || async {
+        sqlx::query("SELECT sha256 FROM blobs")
+            .fetch_all(api.store.pool())
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(blobs().await, 1);
+
+    // Published, then deleted from the draft: a stored version refers to it.
+    let r = api
+        .call(
+            Method::POST,
+            "/v1/publish",
+            Some(&api.admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for name in ["auth", "auth-copy"] {
+        let r = api
+            .call(
+                Method::DELETE,
+                &format!("/v1/tenants/acme/plugins/{name}"),
+                Some(&api.admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    }
+    let grace = std::time::Duration::ZERO;
+    assert_eq!(collect(&api.store, grace).await.unwrap(), 0);
+    assert_eq!(collect(&api.store, grace).await.unwrap(), 0);
+    assert_eq!(blobs().await, 1, "a stored version refers to it");
+
+    // A component only ever in the draft goes once unreferenced and past grace.
+    let other = api.token(&api.admin, "admin", Some("acme")).await;
+    let r = api
+        .upload(
+            Method::PUT,
+            "/v1/tenants/acme/plugins/scratch",
+            &other,
+            "application/wasm",
+            component("0.1.1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(blobs().await, 2);
+    let r = api
+        .call(
+            Method::DELETE,
+            "/v1/tenants/acme/plugins/scratch",
+            Some(&other),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(collect(&api.store, grace).await.unwrap(), 0, "first marked");
+    assert_eq!(collect(&api.store, grace).await.unwrap(), 1);
+    assert_eq!(blobs().await, 1);
+}
+
 pub async fn hostnames_are_canonical_and_unique_across_tenants(api: Api) {
     api.tenant("acme").await;
     api.tenant("beta").await;
