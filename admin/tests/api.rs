@@ -109,6 +109,14 @@ impl Api {
         self.app = router(state);
         self
     }
+
+    /// [`Api::with_dns_resolver`] with the production target policy.
+    fn with_dns_resolver_refusing_internal(mut self, dns: std::net::SocketAddr) -> Api {
+        let mut state = AppState::new(self.store.clone(), test_keys());
+        state.dns_resolver = Some(dns);
+        self.app = router(state);
+        self
+    }
 }
 
 struct Reply {
@@ -1333,6 +1341,7 @@ on_both_databases!(
     hostnames_are_canonical_and_unique_across_tenants,
     pending_claims_expire_and_public_suffixes_cannot_be_claimed,
     refusals_are_audited_under_the_caller_and_bounded,
+    http_ownership_checks_follow_the_target_policy_and_tell_nothing,
     plugin_storage_is_bounded_per_tenant_and_unreferenced_components_collected,
     domain_ownership_is_verified_over_http,
     domain_ownership_is_verified_by_dns,

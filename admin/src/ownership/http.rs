@@ -19,10 +19,9 @@ pub async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(),
     let addr = match state.verify_via {
         Some(a) => a,
         None => {
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, 80))
+            let addrs = resolve(state, host)
                 .await
-                .map_err(|_| failed("it does not resolve".into()))?
-                .collect();
+                .map_err(|_| failed("it does not resolve".into()))?;
             // The same policy as pool targets: the check must not become a
             // way to probe the edge's own services or its metadata endpoint.
             if addrs.iter().any(|a| state.target_policy.refuses(a.ip())) {
@@ -51,6 +50,35 @@ pub async fn http_check(state: &AppState, host: &str, token: &str) -> Result<(),
             "http://{host}{path} did not answer with the token"
         )))
     }
+}
+
+/// `host`'s addresses on port 80: from `--dns-resolver` when set (like the
+/// DNS method), else the system's resolver.
+async fn resolve(state: &AppState, host: &str) -> Result<Vec<std::net::SocketAddr>, String> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    use hickory_resolver::TokioResolver;
+    let Some(dns) = state.dns_resolver else {
+        return tokio::net::lookup_host((host, 80))
+            .await
+            .map(|a| a.collect())
+            .map_err(|e| e.to_string());
+    };
+    let servers = NameServerConfigGroup::from_ips_clear(&[dns.ip()], dns.port(), true);
+    let mut builder = TokioResolver::builder_with_config(
+        ResolverConfig::from_parts(None, Vec::new(), servers),
+        TokioConnectionProvider::default(),
+    );
+    builder.options_mut().cache_size = 0;
+    let answer = builder
+        .build()
+        .lookup_ip(format!("{host}."))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(answer
+        .iter()
+        .map(|ip| std::net::SocketAddr::new(ip, 80))
+        .collect())
 }
 
 /// GETs `path` of `host` from `addr`: no redirects, 5 s, at most 16 KiB; the

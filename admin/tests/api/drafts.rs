@@ -825,6 +825,57 @@ pub async fn certificates_are_checked_and_their_keys_never_shown(api: Api) {
     assert!(!text.contains(&key_body[..40]) && !text.contains("key_sealed"));
 }
 
+/// Issue 22, item 7: an HTTP ownership check connects only where tenants'
+/// pools may (a name resolving inside is refused before any connection),
+/// and a failed check tells nothing about what answered or did not.
+pub async fn http_ownership_checks_follow_the_target_policy_and_tell_nothing(api: Api) {
+    api.tenant("acme").await;
+    let dns = support::dns::ChallTestSrv::start().await;
+    dns.set_a("inside.example.com", std::net::Ipv4Addr::LOCALHOST)
+        .await;
+    let strict = api.with_dns_resolver_refusing_internal(dns.dns);
+    let t = Some(strict.admin.as_str());
+    let verify = |api: &Api, host: &str| {
+        let uri = format!("/v1/tenants/acme/domains/{host}/verify");
+        let token = api.admin.clone();
+        let app = api.app.clone();
+        async move {
+            let req = axum::http::Request::post(uri)
+                .header(axum::http::header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from(r#"{"method":"http"}"#))
+                .unwrap();
+            let resp = tower::ServiceExt::oneshot(app, req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let r = strict
+        .call(
+            Method::PUT,
+            "/v1/tenants/acme/domains/inside.example.com",
+            t,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let (status, body) = verify(&strict, "inside.example.com").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("may not reach"), "{body}");
+    // With loopback allowed, the check connects; nothing answers on port 80
+    // here, and the refusal says only that the token did not come back.
+    let open = strict.with_dns_resolver(dns.dns);
+    let (status, body) = verify(&open, "inside.example.com").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("did not answer with the token"), "{body}");
+    for detail in ["refused", "status", "error sending", "connect"] {
+        assert!(!body.to_lowercase().contains(detail), "{detail}: {body}");
+    }
+}
+
 pub async fn domain_ownership_is_verified_by_dns(api: Api) {
     api.tenant("acme").await;
     let owner = api.token(&api.admin, "owner", Some("acme")).await;
