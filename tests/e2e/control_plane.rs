@@ -605,7 +605,14 @@ admin:
     api.site("app.example.com", a.addr).await;
     api.publish().await;
     until_served(&proxy, "app.example.com", "a", Duration::from_secs(5)).await;
-    let id = tokens["tokens"][0]["id"].as_str().unwrap();
+    // The preset (not the node token `gatehouse run` installs for itself).
+    let id = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["role"] == "platform-admin")
+        .and_then(|t| t["id"].as_str())
+        .unwrap();
     api.ok(Method::DELETE, &format!("/v1/tokens/{id}"), None)
         .await;
     proxy.terminate();
