@@ -229,9 +229,10 @@ pub async fn put(
         let mut conn = state.store.pool().acquire().await?;
         stale_claim(&mut conn, &tenant, &host, ttl).await?
     };
-    if let Some(holder) = stale {
-        expire_claim(&state, &meta, &holder, &host).await?;
+    if let Some((holder, claimed)) = stale {
+        expire_claim(&state, &meta, &tenant, &holder, &claimed).await?;
     }
+    check_published(&state, &meta, &tenant, &host).await?;
     let target = format!("tenants/{tenant}/domains/{host}");
     let (stored, created) =
         access::audited(&state, &who, &meta, "domain.put", &tenant, target, async {
@@ -447,6 +448,7 @@ pub async fn verify(
 async fn expire_claim(
     state: &AppState,
     meta: &RequestMeta,
+    claimant: &str,
     holder: &str,
     host: &str,
 ) -> Result<(), ApiError> {
@@ -456,7 +458,19 @@ async fn expire_claim(
         role: crate::infra::auth::Role::PlatformAdmin,
         tenant: None,
     };
+    // The claimant's request is not the holder's business: no client
+    // address or request id of it goes into the holder's log.
+    let meta = &RequestMeta {
+        request_id: format!("pending-expiry-{}", meta.request_id),
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
     let mut tx = state.store.begin_write().await?;
+    // Still pending and still stale now that the write lock is held? A claim
+    // verified meanwhile stays.
+    let still = stale_claim(&mut tx, claimant, host, state.pending_domain_ttl).await?;
+    if still.as_ref().map(|(t, n)| (t.as_str(), n.as_str())) != Some((holder, host)) {
+        return Ok(());
+    }
     objects::delete(
         &mut tx,
         &system,
@@ -503,5 +517,75 @@ async fn expire_claim(
         host,
         "a pending domain claim expired and was withdrawn"
     );
+    Ok(())
+}
+
+/// Refuses (409) a hostname another tenant still publishes — the same name
+/// or one overlapping it — even when its draft no longer has it: two
+/// tenants publishing one name would make every node leave one of them out.
+/// A published *pending* claim its holder deleted from its draft keeps
+/// nothing, though: it is withdrawn from the published part at once (else
+/// deleting a claim without publishing would hold the name forever).
+async fn check_published(
+    state: &AppState,
+    meta: &RequestMeta,
+    tenant: &str,
+    host: &str,
+) -> Result<(), ApiError> {
+    let mut conn = state.store.pool().acquire().await?;
+    let (_, doc) = crate::release::versions::latest(&mut conn).await?;
+    for (holder, part) in doc.tenants.iter().filter(|(t, _)| t.as_str() != tenant) {
+        let Some(domains) = part.get(Kind::Domain.as_str()) else {
+            continue;
+        };
+        for (name, entry) in domains {
+            let overlaps = name == host
+                || crate::draft::hostnames::covers(name, host)
+                || crate::draft::hostnames::covers(host, name);
+            if !overlaps {
+                continue;
+            }
+            let in_draft = objects::load(&mut conn, holder, Kind::Domain, name)
+                .await?
+                .is_some();
+            if entry.status.as_deref() == Some("pending") && !in_draft {
+                drop(conn);
+                withdraw_published(state, meta, holder, name).await?;
+                return Box::pin(check_published(state, meta, tenant, host)).await;
+            }
+            return Err(ApiError::Conflict {
+                message: format!("hostname {host} is registered by another tenant"),
+                field: Some("name".into()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Withdraws `holder`'s published pending claim on `name` (already gone
+/// from its draft).
+async fn withdraw_published(
+    state: &AppState,
+    meta: &RequestMeta,
+    holder: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let system = Principal {
+        token_id: "system".into(),
+        prefix: "pending-expiry".into(),
+        role: crate::infra::auth::Role::PlatformAdmin,
+        tenant: None,
+    };
+    let meta = &RequestMeta {
+        request_id: format!("pending-expiry-{}", meta.request_id),
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    let mut tx = state.store.begin_write().await?;
+    let version =
+        crate::release::publish::unpublish_domain(&mut tx, &system, meta, holder, name).await?;
+    tx.commit().await?;
+    if let Some(v) = version {
+        state.published.send_replace(v);
+    }
     Ok(())
 }

@@ -47,33 +47,44 @@ pub async fn check_available(
     Ok(())
 }
 
-/// The tenant whose claim on `host` is pending (never verified) since before
-/// `ttl`, when another tenant than `tenant` holds it so: such a claim no
-/// longer keeps the name from anyone.
+/// A claim another tenant than `tenant` holds on `host` — the same name, or
+/// one overlapping it — that is pending (never verified) since before `ttl`:
+/// such a claim no longer keeps the name from anyone. Returns its tenant and
+/// name.
 pub async fn stale_claim(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
     host: &str,
     ttl: std::time::Duration,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<(String, String)>, ApiError> {
     use sqlx::Row;
     let oldest = crate::infra::store::now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let row = sqlx::query(
-        "SELECT tenant FROM objects WHERE kind = 'domain' AND name = $1 AND tenant <> $2 \
-         AND status = 'pending' AND created_ms < $3",
+    // Candidates: the name, the wildcard over it, and names under it.
+    let parent = host
+        .strip_prefix("*.")
+        .unwrap_or_else(|| host.split_once('.').map_or(host, |(_, p)| p));
+    let rows = sqlx::query(
+        "SELECT tenant, name FROM objects WHERE kind = 'domain' AND tenant <> $1 \
+         AND status = 'pending' AND created_ms < $2 AND (name = $3 OR name = $4 OR name LIKE $5)",
     )
-    .bind(host)
     .bind(tenant)
     .bind(oldest)
-    .fetch_optional(&mut *conn)
+    .bind(host)
+    .bind(format!("*.{parent}"))
+    .bind(format!("%.{parent}"))
+    .fetch_all(&mut *conn)
     .await?;
-    row.map(|r| r.try_get("tenant"))
-        .transpose()
-        .map_err(Into::into)
+    for r in rows {
+        let (holder, name): (String, String) = (r.try_get("tenant")?, r.try_get("name")?);
+        if name == host || covers(&name, host) || covers(host, &name) {
+            return Ok(Some((holder, name)));
+        }
+    }
+    Ok(None)
 }
 
 /// Whether pattern `a` is `b` or, as a one-label wildcard, matches `b`.
-fn covers(a: &str, b: &str) -> bool {
+pub fn covers(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }

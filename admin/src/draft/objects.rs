@@ -372,9 +372,10 @@ pub async fn replace_tenant(
     now: i64,
 ) -> Result<(), ApiError> {
     // Revisions go on from where they were, so an `If-Match` taken before
-    // the rollback cannot match the restored object by accident.
-    let revisions: std::collections::HashMap<(String, String), i64> =
-        sqlx::query("SELECT kind, name, revision FROM objects WHERE tenant = $1")
+    // the rollback cannot match the restored object by accident; creation
+    // times stay, so a rollback cannot make a pending claim young again.
+    let existing: std::collections::HashMap<(String, String), (i64, i64)> =
+        sqlx::query("SELECT kind, name, revision, created_ms FROM objects WHERE tenant = $1")
             .bind(tenant)
             .fetch_all(&mut *conn)
             .await?
@@ -382,7 +383,7 @@ pub async fn replace_tenant(
             .map(|r| {
                 Ok((
                     (r.try_get("kind")?, r.try_get("name")?),
-                    r.try_get("revision")?,
+                    (r.try_get("revision")?, r.try_get("created_ms")?),
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()?;
@@ -396,12 +397,12 @@ pub async fn replace_tenant(
         if o.kind == Kind::Domain.as_str() {
             hostnames::check_available(conn, tenant, o.name).await?;
         }
-        let revision = revisions
+        let (revision, created) = existing
             .get(&(o.kind.to_string(), o.name.to_string()))
-            .map_or(1, |r| r + 1);
+            .map_or((1, now), |(r, c)| (r + 1, *c));
         sqlx::query(
             "INSERT INTO objects (kind, tenant, name, spec, status, revision, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(o.kind)
         .bind(tenant)
@@ -409,6 +410,7 @@ pub async fn replace_tenant(
         .bind(o.spec.to_string())
         .bind(o.status)
         .bind(revision)
+        .bind(created)
         .bind(now)
         .execute(&mut *conn)
         .await?;

@@ -277,7 +277,6 @@ pub async fn pending_claims_expire_and_public_suffixes_cannot_be_claimed(api: Ap
         .call(Method::POST, "/v1/publish", t, Some(json!({})))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let published = r.body["version"]["version"].as_i64().unwrap();
     let r = api
         .call(Method::PUT, &uri("beta"), t, Some(json!({})))
         .await;
@@ -300,6 +299,56 @@ pub async fn pending_claims_expire_and_public_suffixes_cannot_be_claimed(api: Ap
         );
         assert!(r.body.to_string().contains("public suffix"), "{:?}", r.body);
     }
+
+    // A published pending claim deleted from its draft (and never published
+    // again) holds nothing: it is withdrawn when someone else claims the
+    // name. Before, the name was free in the draft while every node still
+    // served the old claim, and the second tenant's part was the one left out.
+    let gone = "gone.example.com";
+    let r = api
+        .call(
+            Method::PUT,
+            &format!("/v1/tenants/acme/domains/{gone}"),
+            t,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api
+        .call(Method::POST, "/v1/publish", t, Some(json!({})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/tenants/acme/domains/{gone}"),
+            t,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let r = api
+        .call(
+            Method::PUT,
+            &format!("/v1/tenants/beta/domains/{gone}"),
+            t,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = api.call(Method::GET, "/v1/versions", t, None).await;
+    let latest = r.body["versions"][0]["version"].as_i64().unwrap();
+    let r = api
+        .call(Method::GET, &format!("/v1/versions/{latest}"), t, None)
+        .await;
+    assert!(
+        r.body["document"]["tenants"]["acme"]["domain"]
+            .get(gone)
+            .is_none(),
+        "{:?}",
+        r.body
+    );
+    let published = latest;
 
     // With a pending TTL of zero, the claim is stale at the next millisecond.
     let api = api.with_pending_domain_ttl(std::time::Duration::ZERO);
