@@ -3,8 +3,8 @@
 //! components nothing refers to any more. Imports `infra`.
 //!
 //! A tenant is charged the size of every distinct component its draft's
-//! plugins use (a component two tenants use counts for both: neither can
-//! make the other pay for, or lose, it). A component is kept while any
+//! plugins use or its stored versions pin (a component two tenants use
+//! counts for both: neither can make the other pay for, or lose, it). A component is kept while any
 //! draft plugin or any stored version refers to it (a rollback needs it, and
 //! nodes fetch it by digest); once a collection pass finds it unreferenced it
 //! has a grace period, then it is deleted.
@@ -16,8 +16,12 @@ use sqlx::Row;
 use crate::infra::error::ApiError;
 use crate::infra::store::{now_ms, Store};
 
-/// Bytes of the distinct components `tenant`'s draft plugins would use with
-/// plugin `name` holding component `sha256` of `size` bytes.
+/// Bytes of the distinct components `tenant` would keep stored with plugin
+/// `name` holding component `sha256` of `size` bytes: those of its draft's
+/// plugins and those its stored versions pin (a version keeps its
+/// components for rollbacks; without counting them, uploading and
+/// publishing new components over and over would grow the store without
+/// bound).
 pub async fn tenant_usage_with(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
@@ -34,11 +38,25 @@ pub async fn tenant_usage_with(
     .await?;
     let mut seen = std::collections::BTreeMap::new();
     seen.insert(sha256.to_string(), size);
+    let mut count = |spec: &serde_json::Value| {
+        if let (Some(sha), Some(size)) = (spec["sha256"].as_str(), spec["size"].as_u64()) {
+            seen.insert(sha.to_string(), size);
+        }
+    };
     for r in rows {
         let spec: String = r.try_get("spec")?;
-        let value: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
-        if let (Some(sha), Some(size)) = (value["sha256"].as_str(), value["size"].as_u64()) {
-            seen.insert(sha.to_string(), size);
+        count(&serde_json::from_str(&spec).unwrap_or_default());
+    }
+    let versions = sqlx::query("SELECT document FROM snapshots")
+        .fetch_all(&mut *conn)
+        .await?;
+    for v in versions {
+        let text: String = v.try_get("document")?;
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(plugins) = doc["tenants"][tenant]["plugin"].as_object() {
+            for entry in plugins.values() {
+                count(&entry["spec"]);
+            }
         }
     }
     Ok(seen.values().sum())

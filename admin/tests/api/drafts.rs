@@ -487,12 +487,16 @@ pub async fn plugin_storage_is_bounded_per_tenant_and_unreferenced_components_co
         let r = upload(&api, name, bytes.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED, "{name}: {:?}", r.body);
     }
-    let blobs = || async {
-        sqlx::query("SELECT sha256 FROM blobs")
-            .fetch_all(api.store.pool())
-            .await
-            .unwrap()
-            .len()
+    let store = api.store.clone();
+    let blobs = || {
+        let store = store.clone();
+        async move {
+            sqlx::query("SELECT sha256 FROM blobs")
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .len()
+        }
     };
     assert_eq!(blobs().await, 1);
 
@@ -522,17 +526,23 @@ pub async fn plugin_storage_is_bounded_per_tenant_and_unreferenced_components_co
     assert_eq!(collect(&api.store, grace).await.unwrap(), 0);
     assert_eq!(blobs().await, 1, "a stored version refers to it");
 
-    // A component only ever in the draft goes once unreferenced and past grace.
+    // The version still pins it: it counts against the quota.
     let other = api.token(&api.admin, "admin", Some("acme")).await;
-    let r = api
-        .upload(
+    async fn scratch(api: &Api, token: &str) -> Reply {
+        api.upload(
             Method::PUT,
             "/v1/tenants/acme/plugins/scratch",
-            &other,
+            token,
             "application/wasm",
             component("0.1.1"),
         )
-        .await;
+        .await
+    }
+    let r = scratch(&api, &other).await;
+    assert_error(&r, StatusCode::CONFLICT, "conflict");
+    // A component only ever in the draft goes once unreferenced and past grace.
+    let api = api.with_plugin_storage(3 * size);
+    let r = scratch(&api, &other).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(blobs().await, 2);
     let r = api
