@@ -98,8 +98,8 @@ enum Command {
         allow_internal_targets: bool,
         /// Address ranges (CIDRs, comma-separated) tenants' pools may not reach, replacing
         /// the default: loopback, 0.0.0.0/8, link-local, multicast, broadcast and reserved,
-        /// and the cloud metadata services (169.254.169.254, 100.100.100.200, 168.63.129.16,
-        /// fd00:ec2::254). Published to the nodes, which also refuse their own addresses and
+        /// the cloud metadata services (169.254.169.254, 100.100.100.200, 168.63.129.16,
+        /// fd00:ec2::254, fd20:ce::254), ::/96 and 64:ff9b:1::/48. Published to the nodes, which also refuse their own addresses and
         /// check every address a target name resolves to.
         #[arg(long, value_delimiter = ',')]
         refused_target_ranges: Option<Vec<String>>,

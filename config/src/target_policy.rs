@@ -11,10 +11,12 @@ use model::TargetPolicy;
 
 /// Ranges refused by default: the machine itself, its link, multicast and
 /// broadcast, and the cloud metadata and platform services (AWS, GCP, Azure,
-/// Alibaba; AWS's IPv6 IMDS). Private networks are not refused: tenants'
-/// origins often live there. IPv4 inside IPv6 (mapped `::ffff:0:0/96`, or
-/// behind the NAT64 prefix `64:ff9b::/96`) is judged as the IPv4 address.
-pub const DEFAULT_REFUSED: [&str; 13] = [
+/// Alibaba; AWS's and GCP's IPv6 metadata addresses), the deprecated
+/// IPv4-compatible IPv6 range and the local-use NAT64 prefix. Private
+/// networks are not refused: tenants' origins often live there. IPv4 inside
+/// IPv6 (mapped `::ffff:0:0/96`, or behind the well-known NAT64 prefix
+/// `64:ff9b::/96`) is judged as the IPv4 address.
+pub const DEFAULT_REFUSED: [&str; 16] = [
     "0.0.0.0/8",
     "127.0.0.0/8",
     "169.254.0.0/16",
@@ -27,6 +29,9 @@ pub const DEFAULT_REFUSED: [&str; 13] = [
     "fe80::/10",
     "ff00::/8",
     "fd00:ec2::254/128",
+    "fd20:ce::254/128",
+    "::/96",
+    "64:ff9b:1::/48",
     "240.0.0.0/4",
 ];
 
@@ -151,6 +156,9 @@ mod tests {
             "fe80::1",
             "ff02::1",
             "fd00:ec2::254",
+            "fd20:ce::254",
+            "::7f00:1",
+            "64:ff9b:1::a9fe:a9fe",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::7f00:1",

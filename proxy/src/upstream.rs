@@ -112,6 +112,16 @@ impl TargetState {
         }
     }
 
+    /// Drops the addresses `keep` refuses (the target may end up with none).
+    fn retain_addresses(&self, keep: impl Fn(SocketAddr) -> bool) {
+        let now = self.addresses.load();
+        let kept: Vec<SocketAddr> = now.iter().copied().filter(|a| keep(*a)).collect();
+        if kept.len() != now.len() {
+            self.addresses.store(Arc::new(kept));
+            self.publish();
+        }
+    }
+
     /// The pool and target names (for logs and metrics).
     pub fn names(&self) -> (&str, &str) {
         (&self.pool, &self.target)
@@ -292,9 +302,13 @@ impl UpstreamPool {
                     .get(&key)
                     .cloned()
                     .unwrap_or_else(|| Arc::new(TargetState::new(&config.name, &t.name, literal)));
-                if t.addr.is_some() {
-                    // The policy may have changed since the state was made.
-                    state.set_literal(literal);
+                // The policy may have changed since the state was made: a
+                // literal is judged again, and a name keeps only the
+                // addresses of its last answer the policy still allows.
+                match (&guard, t.addr) {
+                    (_, Some(_)) => state.set_literal(literal),
+                    (Some(g), None) => state.retain_addresses(|a| g.allows(a)),
+                    (None, None) => {}
                 }
                 UpstreamTarget {
                     config: t.clone(),
@@ -534,6 +548,36 @@ fn rendezvous_score(key_hash: u64, target: &str, weight: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name's last answer is judged again by each snapshot's policy: an
+    /// address the policy now refuses is no longer used.
+    #[test]
+    fn a_names_kept_addresses_follow_the_current_policy() {
+        let cfg = gatehouse_config::load_str(
+            "listeners: { http: \"127.0.0.1:0\" }\ntenants: [{ name: t }]\n\
+             pools: [{ name: p, tenant: t, targets: [{ addr: \"app.example.net:80\" }] }]\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let pool = &cfg.pools[0];
+        let state = Arc::new(TargetState::new("p", "app.example.net:80", None));
+        state.set_addresses(vec![
+            "127.0.0.1:80".parse().unwrap(),
+            "10.0.0.1:80".parse().unwrap(),
+        ]);
+        let mut previous = HashMap::new();
+        previous.insert(
+            ("p".to_string(), "app.example.net:80".to_string()),
+            state.clone(),
+        );
+        let policy = gatehouse_config::model::TargetPolicy::default_policy();
+        let guard = Arc::new(AddressGuard::new(&policy, None));
+        let _pool = UpstreamPool::new(pool, None, &previous, Some(guard));
+        assert_eq!(
+            **state.addresses.load(),
+            vec!["10.0.0.1:80".parse::<SocketAddr>().unwrap()]
+        );
+    }
 
     #[test]
     fn schedule_respects_weights_and_interleaves() {
