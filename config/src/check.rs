@@ -132,7 +132,7 @@ impl<'a> Checker<'a> {
     /// the framing the proxy and the peer agree on (request smuggling).
     pub(crate) fn editable_header_name(&mut self, name: &str, path: &str) -> Option<HeaderName> {
         let n = self.header_name(name, path)?;
-        if FRAMING_HEADERS.contains(&n.as_str()) || n == http::header::HOST {
+        if FRAMING_HEADERS.contains(&n.as_str()) || n == http::header::HOST || n == "cdn-loop" {
             self.err(
                 path,
                 format!("header {:?} is managed by the proxy", n.as_str()),

@@ -89,7 +89,8 @@ fn invalid(msg: impl Into<String>) -> Failure {
 fn name(n: &str) -> Result<HeaderName, Failure> {
     let name = HeaderName::from_bytes(n.as_bytes())
         .map_err(|_| invalid(format!("invalid header name {:?}", cut(n))))?;
-    if gatehouse_config::FRAMING_HEADERS.contains(&name.as_str()) {
+    // `cdn-loop` too: without it a pool pointing back at the edge would loop.
+    if gatehouse_config::FRAMING_HEADERS.contains(&name.as_str()) || name == "cdn-loop" {
         return Err(invalid(format!(
             "header {:?} frames the message and is managed by the proxy",
             name.as_str()

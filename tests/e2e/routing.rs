@@ -365,3 +365,44 @@ async fn paths_are_normalised_and_hosts_validated_before_routing() {
     assert_eq!(json["server"], "api");
     assert_eq!(json["headers"]["host"], format!("x.wild.test:{port}"));
 }
+
+/// A pool pointing back at the edge (review of issue 22): each pass adds
+/// `CDN-Loop: gatehouse` (RFC 8586) and the eighth is refused with 508, so
+/// a loop ends after a few rounds instead of running until sockets run out.
+#[tokio::test]
+async fn a_pool_pointing_back_at_the_edge_ends_with_508() {
+    let up = Upstream::start("app");
+    let yaml = format!(
+        r#"{LISTENERS}
+tenants: [{{ name: t }}]
+pools:
+  - {{ name: edge, tenant: t, targets: [{{ addr: "127.0.0.1:{{http}}" }}] }}
+  - {{ name: app, tenant: t, targets: [{{ addr: "{}" }}] }}
+domains:
+  - {{ hosts: [loop.test], tenant: t, routes: [{{ path: /, pool: edge }}] }}
+  - {{ hosts: [once.test], tenant: t, routes: [{{ path: /, pool: app }}] }}
+"#,
+        up.addr
+    );
+    let proxy = Proxy::start(&yaml).await;
+    let r = proxy
+        .client(&["loop.test"])
+        .get(proxy.url("loop.test", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 508);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "loop_detected");
+    // One pass is nothing to refuse: the origin sees the token once.
+    let r = proxy
+        .client(&["once.test"])
+        .get(proxy.url("once.test", "/"))
+        .header("x-real-ip", "203.0.113.1")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["headers"]["cdn-loop"], "gatehouse");
+    assert!(body["headers"].get("x-real-ip").is_none(), "{body}");
+}

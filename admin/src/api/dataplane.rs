@@ -189,6 +189,7 @@ async fn render_body(state: &AppState, v: i64) -> Result<axum::body::Bytes, ApiE
     let (version, doc) = versions::load_version(&mut conn, v)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("version {v}")))?;
+    let policy = published_policy(state, &mut conn).await?;
     drop(conn);
     let (cfg, _) = render(&doc, &state.keys)?;
     let snapshot = Snapshot {
@@ -201,12 +202,41 @@ async fn render_body(state: &AppState, v: i64) -> Result<axum::body::Bytes, ApiE
             pools: cfg.pools,
             certificates: cfg.certificates,
             plugins: cfg.plugins,
-            target_policy: Some(state.target_policy.published.clone()),
+            target_policy: Some(policy),
         },
     };
     serde_json::to_vec(&snapshot)
         .map(Into::into)
         .map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// The target policy nodes receive: the platform's, and — when it refuses
+/// nodes' own addresses — every node's address as the admin sees it, so a
+/// tenant's pool on one node cannot reach another node's internal listener
+/// or services.
+async fn published_policy(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+) -> Result<gatehouse_config::file::TargetPolicy, ApiError> {
+    let mut policy = state.target_policy.published.clone();
+    if policy.node_addresses {
+        let rows = sqlx::query("SELECT DISTINCT address FROM nodes")
+            .fetch_all(&mut *conn)
+            .await?;
+        for r in rows {
+            let address: String = r.try_get("address")?;
+            if let Ok(ip) = address.parse::<std::net::IpAddr>() {
+                let cidr = match ip {
+                    std::net::IpAddr::V4(_) => format!("{ip}/32"),
+                    std::net::IpAddr::V6(_) => format!("{ip}/128"),
+                };
+                if !policy.refused.contains(&cidr) {
+                    policy.refused.push(cidr);
+                }
+            }
+        }
+    }
+    Ok(policy)
 }
 
 /// Downloads a plugin component by SHA-256.

@@ -47,6 +47,7 @@ pub(super) fn admit(
         _ => uuid::Uuid::new_v4().simple().to_string(),
     };
     check_limits(snap, req)?;
+    check_loop(req)?;
     let path = normalized_path(session, ctx)?;
     let req = session.req_header();
     ctx.vars.request_uri = match req.uri.query() {
@@ -107,6 +108,36 @@ fn check_limits(snap: &Snapshot, req: &RequestHeader) -> Result<(), Refusal> {
         (Some(max), Some(len)) if len > max => Err(Refusal::PayloadTooLarge),
         _ => Ok(()),
     }
+}
+
+/// Our token in `CDN-Loop` (RFC 8586), added to every upstream request.
+pub(super) const CDN_LOOP_TOKEN: &str = "gatehouse";
+
+/// Passes through Gatehouse a request may already have made: a chain of
+/// edges is fine, a pool pointing back at the edge is not.
+const MAX_PASSES: usize = 8;
+
+/// Refuses (508) a request that already went through Gatehouse
+/// [`MAX_PASSES`] times: a tenant's pool aimed at its own hostname (or at
+/// another node) would otherwise loop until sockets run out.
+fn check_loop(req: &RequestHeader) -> Result<(), Refusal> {
+    let passes = req
+        .headers
+        .get_all("cdn-loop")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter(|entry| {
+            entry
+                .split(';')
+                .next()
+                .is_some_and(|id| id.trim().eq_ignore_ascii_case(CDN_LOOP_TOKEN))
+        })
+        .count();
+    if passes >= MAX_PASSES {
+        return Err(Refusal::LoopDetected);
+    }
+    Ok(())
 }
 
 /// The normalised path (see `route::normalize_path`); a rewritten target

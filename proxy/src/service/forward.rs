@@ -193,6 +193,16 @@ fn forwarding_headers(
     }
     upstream_request.remove_header("x-original-url");
     upstream_request.remove_header("x-rewrite-url");
+    if !trusted {
+        upstream_request.remove_header("x-real-ip");
+    }
+    // RFC 8586: every pass adds our token, so a loop back to the edge is
+    // seen (and refused) after a few rounds.
+    let cdn_loop = match joined(upstream_request, "cdn-loop") {
+        Some(prev) => format!("{prev}, {}", super::admit::CDN_LOOP_TOKEN),
+        None => super::admit::CDN_LOOP_TOKEN.to_string(),
+    };
+    upstream_request.insert_header("cdn-loop", cdn_loop)?;
     Ok(())
 }
 

@@ -28,6 +28,9 @@ pub enum Refusal {
     MissingHost,
     /// A host that is not a valid name or address.
     InvalidHost,
+    /// The request went through Gatehouse too many times (`CDN-Loop`, RFC
+    /// 8586): a pool pointed back at the edge.
+    LoopDetected,
     /// No domain serves the host.
     UnknownHost,
     /// The domain's IP rules refuse the client.
@@ -96,6 +99,7 @@ impl Refusal {
             TooManyHeaders | HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidPath | MissingHost | InvalidHost => StatusCode::BAD_REQUEST,
+            LoopDetected => StatusCode::LOOP_DETECTED,
             UnknownHost | NoRoute => StatusCode::NOT_FOUND,
             IpDenied | Banned | WafBlocked => StatusCode::FORBIDDEN,
             MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
@@ -121,6 +125,7 @@ impl Refusal {
             InvalidPath => "invalid_path",
             MissingHost => "missing_host",
             InvalidHost => "invalid_host",
+            LoopDetected => "loop_detected",
             UnknownHost => "unknown_host",
             IpDenied => "ip_denied",
             Banned => "banned",
