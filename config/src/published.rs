@@ -208,26 +208,32 @@ pub fn validate_isolating(
             Ok(cfg) => return Ok((cfg, refused)),
             Err(errors) => errors,
         };
-        let mut faulty: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        let mut attributable = true;
-        for e in errors.iter() {
-            match published_tenant_at(file, &kept, &e.path) {
-                Some(t) => faulty.entry(t).or_default().push(e.to_string()),
-                None => attributable = false,
-            }
+        match parts_at_fault(file, &kept, &errors) {
+            Some(faulty) => refused.extend(faulty),
+            None => return Err(errors),
         }
-        if !attributable {
-            return Err(errors);
-        }
-        if faulty.is_empty() {
-            return Err(errors);
-        }
-        refused.extend(
-            faulty
-                .into_iter()
-                .map(|(tenant, problems)| RefusedPart { tenant, problems }),
-        );
     }
+}
+
+/// The published tenant parts `errors` (of `file` merged with `published`)
+/// are all in, with their problems; `None` when any error is not in a
+/// published tenant's part (or there are none).
+pub fn parts_at_fault(
+    file: &FileConfig,
+    published: &Sections,
+    errors: &crate::ConfigErrors,
+) -> Option<Vec<RefusedPart>> {
+    let mut faulty: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for e in errors.iter() {
+        let tenant = published_tenant_at(file, published, &e.path)?;
+        faulty.entry(tenant).or_default().push(e.to_string());
+    }
+    (!faulty.is_empty()).then(|| {
+        faulty
+            .into_iter()
+            .map(|(tenant, problems)| RefusedPart { tenant, problems })
+            .collect()
+    })
 }
 
 /// The published tenant that the entry at `path` (`domains[7].hosts[0]`)

@@ -656,3 +656,39 @@ domains:
     broken.domains[0].hosts = vec!["bad host".into()];
     assert!(validate_isolating(&broken, &published, Path::new(".")).is_err());
 }
+
+#[test]
+fn problems_found_after_validation_are_attributed_to_their_tenant_part() {
+    use crate::published::{parts_at_fault, Sections};
+    let file = crate::parse_yaml(
+        "listeners: { http: \"127.0.0.1:0\" }\ntenants: [{ name: ops }]\n\
+         certificates: [{ name: own, self_signed: true }]\n",
+    )
+    .unwrap();
+    let published: Sections = serde_json::from_value(serde_json::json!({
+        "tenants": [{ "name": "acme" }, { "name": "beta" }],
+        "certificates": [{ "name": "acme/site", "cert_pem": "x", "key_pem": "y" }],
+        "domains": [{ "hosts": ["b.example.com"], "tenant": "beta", "certificate": "beta/c",
+                      "routes": [{ "path": "/", "respond": { "body": "x" } }] }],
+        "plugins": [{ "name": "beta/auth", "tenant": "beta", "path": "p.wasm" }]
+    }))
+    .unwrap();
+    let errors = |paths: &[&str]| {
+        let mut e = ConfigErrors::default();
+        for p in paths {
+            e.push(*p, "cannot be built");
+        }
+        e
+    };
+    let parts = parts_at_fault(
+        &file,
+        &published,
+        &errors(&["certificates[1]", "plugins[0].path"]),
+    )
+    .unwrap();
+    let tenants: Vec<&str> = parts.iter().map(|p| p.tenant.as_str()).collect();
+    assert_eq!(tenants, ["acme", "beta"]);
+    // The file's own certificate is nobody's part: the whole is refused.
+    assert!(parts_at_fault(&file, &published, &errors(&["certificates[0]"])).is_none());
+    assert!(parts_at_fault(&file, &published, &errors(&["listeners.http"])).is_none());
+}

@@ -64,6 +64,10 @@ pub struct Loaded {
     pub config: gatehouse_config::Config,
     /// Published tenant parts left out, and why (the rest is served).
     pub refused: Vec<RefusedPart>,
+    /// The config file as parsed.
+    pub file: gatehouse_config::file::FileConfig,
+    /// The published sections merged in (those left out removed).
+    pub kept: Option<Sections>,
 }
 
 /// Reads the config file and validates it with `published` (the sections a
@@ -91,6 +95,10 @@ pub fn load_merged(
             Vec::new(),
         ),
     };
+    let kept = published.map(|p| {
+        let out: Vec<&str> = refused.iter().map(|r| r.tenant.as_str()).collect();
+        p.without_tenants(&out)
+    });
     for r in &refused {
         tracing::error!(
             tenant = %r.tenant,
@@ -98,7 +106,12 @@ pub fn load_merged(
             "a published tenant part does not validate with this node's config: left out, the rest is served"
         );
     }
-    Ok(Loaded { config, refused })
+    Ok(Loaded {
+        config,
+        refused,
+        file,
+        kept,
+    })
 }
 
 /// Rebuilds and publishes snapshots from the config file (and the sections
@@ -205,20 +218,48 @@ impl Reloader {
                 .clone(),
         };
         let compiled = tokio::task::spawn_blocking(move || {
-            let loaded = load_merged(&path, published.as_ref())?;
-            let mut cfg = loaded.config;
-            // Sockets and runtimes are fixed at start: keep describing what is
-            // actually bound (force_https builds its redirect from it).
-            if cfg.listeners != prev.config.listeners || cfg.server != prev.config.server {
-                tracing::warn!(
-                    "listener and server settings changed: they apply after a restart or binary upgrade; \
-                     the rest of the config is applied now"
-                );
-                cfg.listeners = prev.config.listeners.clone();
-                cfg.server = prev.config.server.clone();
+            // Problems found while compiling (a plugin a node cannot load, a
+            // certificate it cannot parse) are isolated like validation's:
+            // the tenant parts they are in are left out and the rest built.
+            let mut excluded: Vec<RefusedPart> = Vec::new();
+            loop {
+                let names: Vec<&str> = excluded.iter().map(|r| r.tenant.as_str()).collect();
+                let sections = published.as_ref().map(|p| p.without_tenants(&names));
+                let loaded = load_merged(&path, sections.as_ref())?;
+                let mut cfg = loaded.config;
+                // Sockets and runtimes are fixed at start: keep describing what is
+                // actually bound (force_https builds its redirect from it).
+                if cfg.listeners != prev.config.listeners || cfg.server != prev.config.server {
+                    tracing::warn!(
+                        "listener and server settings changed: they apply after a restart or binary upgrade; \
+                         the rest of the config is applied now"
+                    );
+                    cfg.listeners = prev.config.listeners.clone();
+                    cfg.server = prev.config.server.clone();
+                }
+                match Snapshot::compile(cfg, prev.version + 1, Some(&prev), CertGeneration::Generate) {
+                    Ok(snap) => {
+                        excluded.extend(loaded.refused);
+                        return Ok((snap, excluded));
+                    }
+                    Err(errors) => {
+                        let at_fault = loaded.kept.as_ref().and_then(|kept| {
+                            gatehouse_config::published::parts_at_fault(&loaded.file, kept, &errors)
+                        });
+                        let Some(parts) = at_fault else {
+                            return Err(errors);
+                        };
+                        for r in &parts {
+                            tracing::error!(
+                                tenant = %r.tenant,
+                                problems = %r.problems.join("; "),
+                                "a published tenant part cannot be built on this node: left out, the rest is served"
+                            );
+                        }
+                        excluded.extend(parts);
+                    }
+                }
             }
-            Snapshot::compile(cfg, prev.version + 1, Some(&prev), CertGeneration::Generate)
-                .map(|snap| (snap, loaded.refused))
         })
         .await
         .unwrap_or_else(|e| Err(ConfigErrors::single("", format!("reload task failed: {e}"))));
