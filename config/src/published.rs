@@ -38,6 +38,25 @@ pub struct Sections {
 }
 
 impl Sections {
+    /// Only the parts of `tenants` (see [`Sections::without_tenants`]).
+    pub fn only_tenants(&self, tenants: &[&str]) -> Sections {
+        let others: Vec<&str> = self
+            .tenants
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(self.domains.iter().map(|d| d.tenant.as_str()))
+            .chain(self.pools.iter().map(|p| p.tenant.as_str()))
+            .chain(self.plugins.iter().map(|p| p.tenant.as_str()))
+            .chain(
+                self.certificates
+                    .iter()
+                    .filter_map(|c| c.name.split_once('/').map(|(t, _)| t)),
+            )
+            .filter(|t| !tenants.contains(t))
+            .collect();
+        self.without_tenants(&others)
+    }
+
     /// These sections without the parts of `tenants`.
     pub fn without_tenants(&self, tenants: &[&str]) -> Sections {
         if tenants.is_empty() {

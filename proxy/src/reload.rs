@@ -114,6 +114,69 @@ pub fn load_merged(
     })
 }
 
+/// Which published tenant parts a rebuild takes from where: the new
+/// version's, the running one's (a new part this node could not take), or
+/// none (neither could be taken). Each problem moves a tenant one step on,
+/// so a rebuild ends.
+#[derive(Default)]
+struct PartChoice {
+    /// Tenants running their previous part.
+    previous: Vec<String>,
+    /// Tenants left out.
+    dropped: Vec<String>,
+    /// Why, as reported (the new part's problems first).
+    problems: Vec<RefusedPart>,
+}
+
+impl PartChoice {
+    /// `new` with the chosen tenants' parts swapped for `running`'s or removed.
+    fn compose(&self, new: &Sections, running: Option<&Sections>) -> Sections {
+        let out: Vec<&str> = self
+            .previous
+            .iter()
+            .chain(&self.dropped)
+            .map(String::as_str)
+            .collect();
+        let mut sections = new.without_tenants(&out);
+        if let Some(running) = running {
+            let previous: Vec<&str> = self.previous.iter().map(String::as_str).collect();
+            let old = running.only_tenants(&previous);
+            sections.tenants.extend(old.tenants);
+            sections.domains.extend(old.domains);
+            sections.pools.extend(old.pools);
+            sections.certificates.extend(old.certificates);
+            sections.plugins.extend(old.plugins);
+        }
+        sections
+    }
+
+    /// Moves each refused tenant on: to its running part when it has one
+    /// not tried yet, else out.
+    fn escalate(&mut self, refused: Vec<RefusedPart>, running: Option<&Sections>) {
+        for r in refused {
+            let has_previous =
+                running.is_some_and(|s| s.tenants.iter().any(|t| t.name == r.tenant));
+            if self.previous.contains(&r.tenant) {
+                self.previous.retain(|t| t != &r.tenant);
+                self.dropped.push(r.tenant.clone());
+            } else if !self.dropped.contains(&r.tenant) {
+                if has_previous {
+                    self.previous.push(r.tenant.clone());
+                } else {
+                    self.dropped.push(r.tenant.clone());
+                }
+                tracing::error!(
+                    tenant = %r.tenant,
+                    problems = %r.problems.join("; "),
+                    keeps_previous = has_previous,
+                    "a published tenant part cannot be taken by this node: its previous part runs (or none), the rest is applied"
+                );
+                self.problems.push(r);
+            }
+        }
+    }
+}
+
 /// Rebuilds and publishes snapshots from the config file (and the sections
 /// a control plane published, when the proxy follows one).
 pub struct Reloader {
@@ -209,23 +272,26 @@ impl Reloader {
         let current = self.store.load();
         let path = self.path.clone();
         let prev = current.clone();
-        let published = match &candidate {
-            Some(c) => Some(c.clone()),
-            None => self
-                .published
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        };
+        let running = self
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let published = candidate.clone().or_else(|| running.clone());
+        // A new tenant part this node cannot take falls back to the part it
+        // runs now (when there is one), else is left out.
+        let fallback = candidate.is_some().then_some(running).flatten();
         let compiled = tokio::task::spawn_blocking(move || {
-            // Problems found while compiling (a plugin a node cannot load, a
-            // certificate it cannot parse) are isolated like validation's:
-            // the tenant parts they are in are left out and the rest built.
-            let mut excluded: Vec<RefusedPart> = Vec::new();
+            let mut parts = PartChoice::default();
             loop {
-                let names: Vec<&str> = excluded.iter().map(|r| r.tenant.as_str()).collect();
-                let sections = published.as_ref().map(|p| p.without_tenants(&names));
+                let sections = published
+                    .as_ref()
+                    .map(|p| parts.compose(p, fallback.as_ref()));
                 let loaded = load_merged(&path, sections.as_ref())?;
+                if !loaded.refused.is_empty() {
+                    parts.escalate(loaded.refused, fallback.as_ref());
+                    continue;
+                }
                 let mut cfg = loaded.config;
                 // Sockets and runtimes are fixed at start: keep describing what is
                 // actually bound (force_https builds its redirect from it).
@@ -238,32 +304,25 @@ impl Reloader {
                     cfg.server = prev.config.server.clone();
                 }
                 match Snapshot::compile(cfg, prev.version + 1, Some(&prev), CertGeneration::Generate) {
-                    Ok(snap) => {
-                        excluded.extend(loaded.refused);
-                        return Ok((snap, excluded));
-                    }
+                    Ok(snap) => return Ok((snap, parts.problems, sections)),
                     Err(errors) => {
+                        // Problems found while compiling (a plugin this node
+                        // cannot load, a certificate it cannot parse) are
+                        // isolated like validation's.
                         let at_fault = loaded.kept.as_ref().and_then(|kept| {
                             gatehouse_config::published::parts_at_fault(&loaded.file, kept, &errors)
                         });
-                        let Some(parts) = at_fault else {
+                        let Some(faulty) = at_fault else {
                             return Err(errors);
                         };
-                        for r in &parts {
-                            tracing::error!(
-                                tenant = %r.tenant,
-                                problems = %r.problems.join("; "),
-                                "a published tenant part cannot be built on this node: left out, the rest is served"
-                            );
-                        }
-                        excluded.extend(parts);
+                        parts.escalate(faulty, fallback.as_ref());
                     }
                 }
             }
         })
         .await
         .unwrap_or_else(|e| Err(ConfigErrors::single("", format!("reload task failed: {e}"))));
-        let (next, refused) = match compiled {
+        let (next, refused, applied) = match compiled {
             Ok(next) => next,
             Err(errors) => {
                 metrics().config_reload_failures.inc();
@@ -276,8 +335,10 @@ impl Reloader {
                 return Err(errors);
             }
         };
-        if let Some(c) = candidate {
-            *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+        if candidate.is_some() {
+            // What runs: the new parts, with those this node could not take
+            // at their previous state (or left out).
+            *self.published.lock().unwrap_or_else(|p| p.into_inner()) = applied;
         }
         let version = next.version;
         self.resolver.prime(&next).await;
