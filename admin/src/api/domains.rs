@@ -452,18 +452,8 @@ async fn expire_claim(
     holder: &str,
     host: &str,
 ) -> Result<(), ApiError> {
-    let system = Principal {
-        token_id: "system".into(),
-        prefix: "pending-expiry".into(),
-        role: crate::infra::auth::Role::PlatformAdmin,
-        tenant: None,
-    };
-    // The claimant's request is not the holder's business: no client
-    // address or request id of it goes into the holder's log.
-    let meta = &RequestMeta {
-        request_id: format!("pending-expiry-{}", meta.request_id),
-        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-    };
+    let (system, meta) = expiry_actor(meta);
+    let meta = &meta;
     let mut tx = state.store.begin_write().await?;
     // Still pending and still stale now that the write lock is held? A claim
     // verified meanwhile stays.
@@ -570,16 +560,8 @@ async fn withdraw_published(
     holder: &str,
     name: &str,
 ) -> Result<(), ApiError> {
-    let system = Principal {
-        token_id: "system".into(),
-        prefix: "pending-expiry".into(),
-        role: crate::infra::auth::Role::PlatformAdmin,
-        tenant: None,
-    };
-    let meta = &RequestMeta {
-        request_id: format!("pending-expiry-{}", meta.request_id),
-        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-    };
+    let (system, meta) = expiry_actor(meta);
+    let meta = &meta;
     let mut tx = state.store.begin_write().await?;
     let version =
         crate::release::publish::unpublish_domain(&mut tx, &system, meta, holder, name).await?;
@@ -588,4 +570,21 @@ async fn withdraw_published(
         state.published.send_replace(v);
     }
     Ok(())
+}
+
+/// Who withdraws an expired or abandoned claim: the platform, not the
+/// claimant, whose request (client address, request id) is not the
+/// holder's business and stays out of the holder's log.
+fn expiry_actor(meta: &RequestMeta) -> (Principal, RequestMeta) {
+    let system = Principal {
+        token_id: "system".into(),
+        prefix: "pending-expiry".into(),
+        role: crate::infra::auth::Role::PlatformAdmin,
+        tenant: None,
+    };
+    let meta = RequestMeta {
+        request_id: format!("pending-expiry-{}", meta.request_id),
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    (system, meta)
 }
