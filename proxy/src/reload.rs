@@ -151,15 +151,19 @@ impl PartChoice {
     }
 
     /// Moves each refused tenant on: to its running part when it has one
-    /// not tried yet, else out.
-    fn escalate(&mut self, refused: Vec<RefusedPart>, running: Option<&Sections>) {
+    /// not tried yet, else out. False when no tenant moved (then another
+    /// round would meet the same problems).
+    fn escalate(&mut self, refused: Vec<RefusedPart>, running: Option<&Sections>) -> bool {
+        let mut moved = false;
         for r in refused {
             let has_previous =
                 running.is_some_and(|s| s.tenants.iter().any(|t| t.name == r.tenant));
             if self.previous.contains(&r.tenant) {
                 self.previous.retain(|t| t != &r.tenant);
                 self.dropped.push(r.tenant.clone());
+                moved = true;
             } else if !self.dropped.contains(&r.tenant) {
+                moved = true;
                 if has_previous {
                     self.previous.push(r.tenant.clone());
                 } else {
@@ -174,6 +178,7 @@ impl PartChoice {
                 self.problems.push(r);
             }
         }
+        moved
     }
 }
 
@@ -288,8 +293,9 @@ impl Reloader {
                     .as_ref()
                     .map(|p| parts.compose(p, fallback.as_ref()));
                 let loaded = load_merged(&path, sections.as_ref())?;
-                if !loaded.refused.is_empty() {
-                    parts.escalate(loaded.refused, fallback.as_ref());
+                // Parts validation left out: try their previous state. When
+                // nothing moves, the config without them is the one to build.
+                if !loaded.refused.is_empty() && parts.escalate(loaded.refused, fallback.as_ref()) {
                     continue;
                 }
                 let mut cfg = loaded.config;
@@ -312,10 +318,11 @@ impl Reloader {
                         let at_fault = loaded.kept.as_ref().and_then(|kept| {
                             gatehouse_config::published::parts_at_fault(&loaded.file, kept, &errors)
                         });
-                        let Some(faulty) = at_fault else {
+                        let moved = at_fault
+                            .is_some_and(|faulty| parts.escalate(faulty, fallback.as_ref()));
+                        if !moved {
                             return Err(errors);
-                        };
-                        parts.escalate(faulty, fallback.as_ref());
+                        }
                     }
                 }
             }
