@@ -426,24 +426,8 @@ pub async fn unpublish_domain(
     if next == base {
         return Ok(None);
     }
-    let version = Version {
-        version: current.version + 1,
-        hash: next.hash(),
-        created_ms: now_ms(),
-        created_by: who.prefix.clone(),
-        scope: Some(tenant.to_string()),
-        note: Some(format!("pending claim on {host} expired")),
-        rollback_of: None,
-    };
-    versions::insert_version(tx, &version, &next).await?;
-    let event = Event::ok(
-        "config.publish",
-        Some(tenant),
-        format!("versions/{}", version.version),
-    )
-    .after(&version);
-    audit::record(tx, who, meta, event).await?;
-    Ok(Some(version.version))
+    let note = format!("pending claim on {host} withdrawn");
+    store_withdrawal(tx, who, meta, tenant, &current, &next, note).await
 }
 
 /// Stores, in `tx`, a version without `tenant` when the current one has it
@@ -464,16 +448,40 @@ pub async fn unpublish_tenant(
     }
     let mut next = base;
     next.tenants.remove(tenant);
+    store_withdrawal(
+        tx,
+        who,
+        meta,
+        tenant,
+        &current,
+        &next,
+        "tenant deleted".into(),
+    )
+    .await
+}
+
+/// Stores `next` (`current` with something of `tenant` withdrawn) as the
+/// version after `current`, audited, in `tx`. Withdrawing cannot make the
+/// rest invalid, so this needs no validation.
+async fn store_withdrawal(
+    tx: &mut AnyConnection,
+    who: &Principal,
+    meta: &RequestMeta,
+    tenant: &str,
+    current: &Version,
+    next: &Document,
+    note: String,
+) -> Result<Option<i64>, ApiError> {
     let version = Version {
         version: current.version + 1,
         hash: next.hash(),
         created_ms: now_ms(),
         created_by: who.prefix.clone(),
         scope: Some(tenant.to_string()),
-        note: Some("tenant deleted".into()),
+        note: Some(note),
         rollback_of: None,
     };
-    versions::insert_version(tx, &version, &next).await?;
+    versions::insert_version(tx, &version, next).await?;
     let event = Event::ok(
         "config.publish",
         Some(tenant),
