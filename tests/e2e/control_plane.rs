@@ -194,6 +194,32 @@ async fn start_node_with(
     .await
 }
 
+/// [`start_node`] with its own config file `yaml` (rendered like [`NODE`]).
+async fn start_node_from(
+    yaml: &str,
+    admin_url: &str,
+    token: &str,
+    state: &std::path::Path,
+    id: &str,
+) -> Proxy {
+    let state = state.display().to_string();
+    Proxy::start_command(
+        tempfile::tempdir().unwrap(),
+        yaml,
+        &[
+            "proxy",
+            "--admin-url",
+            admin_url,
+            "--state-dir",
+            &state,
+            "--node-id",
+            id,
+        ],
+        &[("GATEHOUSE_NODE_TOKEN", token)],
+    )
+    .await
+}
+
 struct Fixture {
     _dir: tempfile::TempDir,
     db: String,
@@ -647,22 +673,7 @@ async fn start_node_resolving_with(
     let state = tempfile::tempdir().unwrap();
     let yaml =
         format!("{NODE}upstream_dns: {{ nameservers: [\"{dns}\"], min_ttl: 1s, max_ttl: 2s }}\n");
-    let state_dir = state.path().display().to_string();
-    let proxy = Proxy::start_command(
-        tempfile::tempdir().unwrap(),
-        &yaml,
-        &[
-            "proxy",
-            "--admin-url",
-            admin_url,
-            "--state-dir",
-            &state_dir,
-            "--node-id",
-            "edge-1",
-        ],
-        &[("GATEHOUSE_NODE_TOKEN", token)],
-    )
-    .await;
+    let proxy = start_node_from(&yaml, admin_url, token, state.path(), "edge-1").await;
     (proxy, state)
 }
 
@@ -854,25 +865,17 @@ async fn names_a_nodes_file_defines_are_kept_from_tenants_and_a_collision_costs_
     let (a, b) = (Upstream::start("a"), Upstream::start("b"));
     let node_token = f.api.node_token("edge-1").await;
     let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().display().to_string();
     let local = |extra: &str| {
         format!(
             "{NODE}tenants: [{{ name: ops }}]\ndomains:\n  - {{ hosts: [status.example.net], tenant: ops, routes: [{{ path: /, respond: {{ body: local }} }}] }}\n{extra}"
         )
     };
-    let proxy = Proxy::start_command(
-        tempfile::tempdir().unwrap(),
+    let proxy = start_node_from(
         &local(""),
-        &[
-            "proxy",
-            "--admin-url",
-            &f.admin.base,
-            "--state-dir",
-            &state_dir,
-            "--node-id",
-            "edge-1",
-        ],
-        &[("GATEHOUSE_NODE_TOKEN", &node_token)],
+        &f.admin.base,
+        &node_token,
+        state.path(),
+        "edge-1",
     )
     .await;
     f.api.site("app.example.com", a.addr).await;
@@ -1175,22 +1178,7 @@ async fn an_acme_order_interrupted_by_an_admin_crash_is_retried_until_deployed()
     let api = Api::new(&admin.base, &token);
     let node_token = api.node_token("edge-1").await;
     let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().display().to_string();
-    let node = Proxy::start_command(
-        tempfile::tempdir().unwrap(),
-        NODE_TLS,
-        &[
-            "proxy",
-            "--admin-url",
-            &admin.base,
-            "--state-dir",
-            &state_dir,
-            "--node-id",
-            "edge-1",
-        ],
-        &[("GATEHOUSE_NODE_TOKEN", &node_token)],
-    )
-    .await;
+    let node = start_node_from(NODE_TLS, &admin.base, &node_token, state.path(), "edge-1").await;
     pebble.run(dns.dns, node.http.port(), 0).await;
     let host = "crash.acme-tenant.test";
     dns.set_a(host, std::net::Ipv4Addr::LOCALHOST).await;
@@ -1296,22 +1284,7 @@ async fn a_verified_domain_gets_a_certificate_from_the_acme_ca_and_serves_https_
     let api = Api::new(&admin.base, &token);
     let node_token = api.node_token("edge-1").await;
     let state = tempfile::tempdir().unwrap();
-    let state_dir = state.path().display().to_string();
-    let node = Proxy::start_command(
-        tempfile::tempdir().unwrap(),
-        NODE_TLS,
-        &[
-            "proxy",
-            "--admin-url",
-            &admin.base,
-            "--state-dir",
-            &state_dir,
-            "--node-id",
-            "edge-1",
-        ],
-        &[("GATEHOUSE_NODE_TOKEN", &node_token)],
-    )
-    .await;
+    let node = start_node_from(NODE_TLS, &admin.base, &node_token, state.path(), "edge-1").await;
     pebble.run(dns.dns, node.http.port(), 5).await;
 
     let host = "shop.acme-tenant.test";
